@@ -1,0 +1,295 @@
+"""The run manifest: schema dataclasses, to/from plain data, atomic YAML read/write.
+
+The only PyYAML user. Never prints; never executes anything found in a manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from repro import errors
+
+SCHEMA = "repro/run/v1"
+STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
+SEED_SOURCES = ("flag", "config", "replayed", "generated")
+LEVELS = ("off", "seed", "warn", "strict")
+# Sections whose contents other modules define (hook probe, hashing, metrics): kept as mappings.
+FREE_SECTIONS = ("determinism", "environment", "hardware", "data", "outputs", "metrics")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    status: str
+    started_at: str
+    name: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    note: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    replay_of: str | None = None
+    repro_version: str | None = None
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    cwd: str = "."
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    value: int
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Code:
+    commit: str
+    branch: str | None = None
+    remote: str | None = None
+    dirty: bool = False
+    patch: Mapping[str, Any] | None = None
+    untracked: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    run: RunInfo
+    command: Command
+    seed: Seed
+    code: Code
+    determinism: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    environment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    hardware: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    fingerprint: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def replace(self, **sections: Any) -> Manifest:
+        return dataclasses.replace(self, **sections)
+
+    def with_run(self, **fields: Any) -> Manifest:
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, **fields))
+
+
+def to_dict(m: Manifest) -> dict[str, Any]:
+    """Plain data in the documented order (docs/manifest.md)."""
+    return {
+        "schema": SCHEMA,
+        "run": {**_plain(dataclasses.asdict(m.run))},
+        "command": {"argv": list(m.command.argv), "cwd": m.command.cwd},
+        "seed": {"value": m.seed.value, "source": m.seed.source},
+        "determinism": _plain(m.determinism),
+        "code": {
+            "commit": m.code.commit,
+            "branch": m.code.branch,
+            "remote": m.code.remote,
+            "dirty": m.code.dirty,
+            "patch": _plain(m.code.patch),
+            "untracked": _plain(list(m.code.untracked)),
+        },
+        "environment": _plain(m.environment),
+        "hardware": _plain(m.hardware),
+        "data": _plain(m.data),
+        "outputs": _plain(m.outputs),
+        "metrics": _plain(m.metrics),
+        "fingerprint": m.fingerprint,
+    }
+
+
+def from_dict(d: Any, source: str = "manifest") -> Manifest:
+    """Validate plain data into a Manifest; any shape problem is a ManifestError naming `source`."""
+    if not isinstance(d, Mapping):
+        raise errors.ManifestError(f"{source} is not a mapping", hint=_CORRUPT_HINT)
+    schema = d.get("schema")
+    if schema != SCHEMA:
+        raise errors.ManifestError(
+            f"{source} has unknown schema {schema!r} (expected {SCHEMA!r})",
+            hint="it was written by another version of repro, or is not a repro manifest",
+        )
+    run = _section(d, "run", source)
+    command = _section(d, "command", source)
+    seed = _section(d, "seed", source)
+    code = _section(d, "code", source)
+    try:
+        info = RunInfo(
+            run_id=_req(run, "run_id", str, source),
+            status=_choice(run, "status", STATUSES, source),
+            started_at=_req(run, "started_at", str, source),
+            name=_opt(run, "name", str, source),
+            tags={str(k): str(v) for k, v in _opt_map(run, "tags", source).items()},
+            note=_opt(run, "note", str, source),
+            exit_code=_opt(run, "exit_code", int, source),
+            signal=_opt(run, "signal", str, source),
+            finished_at=_opt(run, "finished_at", str, source),
+            duration_s=_opt_float(run, "duration_s", source),
+            replay_of=_opt(run, "replay_of", str, source),
+            repro_version=_opt(run, "repro_version", str, source),
+            host=_opt(run, "host", str, source),
+            pid=_opt(run, "pid", int, source),
+        )
+        argv = _req(command, "argv", list, source)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise errors.ManifestError(f"{source}: command.argv must be a non-empty list of strings")
+        patch = code.get("patch")
+        if patch is not None and not isinstance(patch, Mapping):
+            raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
+        untracked = _opt(code, "untracked", list, source) or []
+        sections = {name: _opt_map(d, name, source) for name in FREE_SECTIONS}
+        return Manifest(
+            run=info,
+            command=Command(argv=tuple(argv), cwd=_opt(command, "cwd", str, source) or "."),
+            seed=Seed(value=_req(seed, "value", int, source),
+                      source=_choice(seed, "source", SEED_SOURCES, source)),
+            code=Code(
+                commit=_req(code, "commit", str, source),
+                branch=_opt(code, "branch", str, source),
+                remote=_opt(code, "remote", str, source),
+                dirty=bool(code.get("dirty", False)),
+                patch=patch,
+                untracked=tuple(u for u in untracked if isinstance(u, Mapping)),
+            ),
+            fingerprint=_opt(d, "fingerprint", str, source),
+            **sections,
+        )
+    except errors.ManifestError as e:
+        if e.hint is None:
+            e.hint = _CORRUPT_HINT
+        raise
+
+
+_CORRUPT_HINT = "the file is damaged or was edited by hand; restore it or remove the run directory"
+
+
+def dumps(data: Any) -> str:
+    import yaml  # lazy: ~30 ms to import, and `repro run` must stay fast
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True, width=100))
+
+
+def loads(text: str, source: str) -> Any:
+    """Parse YAML as plain data only (`!!python/...` tags are refused, never constructed)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a *safe* loader class is passed
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise errors.ManifestError(f"{source} is not valid YAML: {first}",
+                                   hint=_CORRUPT_HINT) from e
+
+
+def read_yaml_file(path: Path) -> Any:
+    """Plain data from a YAML (or JSON) file: config, metrics, DVC files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise errors.ManifestError(f"cannot read {path}: {_reason(e)}") from e
+    return loads(text, str(path))
+
+
+def read(path: Path) -> Manifest:
+    data = read_yaml_file(path)
+    return from_dict(data, str(path))
+
+
+def write(path: Path, m: Manifest) -> None:
+    write_text_atomic(path, dumps(to_dict(m)))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory, flush, fsync, rename: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_oserror():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: type[BaseException] | None, *_: object) -> bool:
+        return et is not None and issubclass(et, OSError)
+
+
+def _reason(e: BaseException) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings -> dict, tuples -> list, recursively: what safe_dump can write."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = d.get(key)
+    if not isinstance(value, Mapping):
+        raise errors.ManifestError(f"{source}: section {key!r} is missing or not a mapping",
+                                   hint=_CORRUPT_HINT)
+    return value
+
+
+def _req(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    value = d.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise errors.ManifestError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _opt(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    return None if d.get(key) is None else _req(d, key, kind, source)
+
+
+def _opt_float(d: Mapping[str, Any], key: str, source: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.ManifestError(f"{source}: {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _opt_map(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.ManifestError(f"{source}: {key!r} must be a mapping")
+    return value
+
+
+def _choice(d: Mapping[str, Any], key: str, choices: tuple[str, ...], source: str) -> str:
+    value = d.get(key)
+    if value not in choices:
+        raise errors.ManifestError(f"{source}: {key!r} is {value!r}, not one of {', '.join(choices)}")
+    return str(value)
