@@ -38,6 +38,7 @@ class RunInfo:
     repro_version: str | None = None
     host: str | None = None
     pid: int | None = None
+    pid_start: int | None = None  # the pid's start time (clock ticks since boot), see store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +143,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             repro_version=_opt(run, "repro_version", str, source),
             host=_opt(run, "host", str, source),
             pid=_opt(run, "pid", int, source),
+            pid_start=_opt(run, "pid_start", int, source),
         )
         argv = _req(command, "argv", list, source)
         if not argv or not all(isinstance(a, str) for a in argv):
@@ -190,7 +192,7 @@ def loads(text: str, source: str) -> Any:
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a *safe* loader class is passed
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise errors.ManifestError(f"{source} is not valid YAML: {first}",
@@ -261,7 +263,7 @@ def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
 
 def _req(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
     value = d.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise errors.ManifestError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
     return value
 

@@ -1,0 +1,390 @@
+"""The software environment: the command's interpreter, its packages, lockfiles, variables.
+
+Reads files and asks the command's interpreter for its `sys.path`; never imports the user's
+packages, never prints, and never writes a secret anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from repro import errors, manifest
+
+_PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# ---------------------------------------------------------------------------- interpreter
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpreter:
+    executable: str
+    source: str  # "argv" | "shebang" | "beside" | "repro"
+    version: str
+    implementation: str
+    sys_path: tuple[str, ...]
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"version": self.version, "implementation": self.implementation,
+                "executable": self.executable}
+
+
+def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
+    """(path, how) of the Python the command will run.
+
+    A `python…` word in argv resolved on PATH; else the script's `#!` line; else the python
+    beside the resolved executable (`torchrun` in a venv's bin); else repro's own.
+    """
+    path = env.get("PATH", os.defpath)
+    for word in argv:
+        if _PYTHON_RE.match(os.path.basename(word)):
+            found = shutil.which(word, path=path) if os.sep not in word else str(cwd / word)
+            if found and os.access(found, os.X_OK):
+                return str(Path(found).absolute()), "argv"
+    if argv:
+        exe = shutil.which(argv[0], path=path) if os.sep not in argv[0] else str(cwd / argv[0])
+        if exe and os.path.isfile(exe):
+            shebang = _shebang_python(Path(exe), path)
+            if shebang:
+                return shebang, "shebang"
+            for name in ("python", "python3"):
+                beside = Path(exe).parent / name
+                if beside.is_file() and os.access(beside, os.X_OK):
+                    return str(beside), "beside"
+    return sys.executable, "repro"
+
+
+def _shebang_python(exe: Path, path: str) -> str | None:
+    try:
+        with exe.open("rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]
+        if not words:
+            return None
+        found = shutil.which(words[0], path=path)
+        candidate = found or ""
+    else:
+        candidate = words[0]
+    if candidate and _PYTHON_RE.match(os.path.basename(candidate)) and os.path.isfile(candidate):
+        return candidate
+    return None
+
+
+_PROBE = ("import sys, json, platform; print(json.dumps({'version': platform.python_version(), "
+          "'implementation': platform.python_implementation(), 'executable': sys.executable, "
+          "'sys_path': sys.path}))")
+
+
+def start_inspect(python: str, env: Mapping[str, str]) -> subprocess.Popen[bytes] | None:
+    """Begin asking a foreign interpreter for its sys.path; None when it is repro's own."""
+    if _same_file(python, sys.executable):
+        return None
+    clean = {k: v for k, v in env.items() if not k.startswith("REPRO_")}
+    try:
+        return subprocess.Popen([python, "-c", _PROBE], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=clean, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise errors.LockfileError(f"cannot start {python} to inspect its packages: {e.strerror}",
+                                   hint="check that the interpreter in your command exists") from e
+
+
+def finish_inspect(proc: subprocess.Popen[bytes] | None, python: str, source: str) -> Interpreter:
+    if proc is None:
+        return Interpreter(executable=sys.executable, source=source,
+                           version=platform.python_version(),
+                           implementation=platform.python_implementation(),
+                           sys_path=tuple(sys.path))
+    out, err = proc.communicate(timeout=60)
+    try:
+        info = json.loads(out)
+    except ValueError:
+        info = None
+    if proc.returncode != 0 or not isinstance(info, dict):
+        first = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise errors.LockfileError(f"cannot inspect the packages of {python}: {first}",
+                                   hint="use --allow-unlocked to skip the environment check")
+    return Interpreter(executable=str(info["executable"]), source=source,
+                       version=str(info["version"]), implementation=str(info["implementation"]),
+                       sys_path=tuple(str(p) for p in info["sys_path"]))
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- packages
+
+
+@dataclasses.dataclass(frozen=True)
+class Packages:
+    versions: Mapping[str, str]  # normalised name -> version
+    sources: Mapping[str, Mapping[str, Any]]  # editable / VCS / local installs
+
+
+_DIST_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)(-py\d[\d.]*)?(-[^-]+)?\.(dist|egg)-info$")
+
+
+def installed_packages(sys_path: Sequence[str]) -> Packages:
+    """Distributions on `sys_path`, from metadata directory names; the first one found wins.
+
+    Reading directory names costs a listdir per path entry, where importlib.metadata would
+    parse every METADATA file: this runs before every run, so it must be cheap.
+    """
+    versions: dict[str, str] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    for entry in sys_path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for n in names:
+            m = _DIST_RE.match(n)
+            if not m:
+                continue
+            name = normalize(m.group("name"))
+            if name in versions:
+                continue
+            versions[name] = m.group("version")
+            source = _direct_url(Path(entry or ".", n))
+            if source:
+                sources[name] = source
+    return Packages(versions=dict(sorted(versions.items())), sources=dict(sorted(sources.items())))
+
+
+def _direct_url(dist_info: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((dist_info / "direct_url.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    from repro.capture.git import strip_credentials
+
+    out: dict[str, Any] = {"url": strip_credentials(str(data.get("url", "")))}
+    if isinstance(data.get("dir_info"), dict) and data["dir_info"].get("editable"):
+        out["editable"] = True
+    vcs = data.get("vcs_info")
+    if isinstance(vcs, dict):
+        out["vcs"] = vcs.get("vcs")
+        out["commit"] = vcs.get("commit_id")
+    return out
+
+
+# ---------------------------------------------------------------------------- lockfiles
+
+LOCK_NAMES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "conda-lock.yml")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lock:
+    path: str  # relative to the git root
+    kind: str  # uv | poetry | pdm | pipenv | conda-lock | requirements
+    pins: Mapping[str, frozenset[str]]  # name -> allowed versions (several with platform markers)
+    # Locks that cover several platforms or optional groups pin packages this environment
+    # may legitimately lack; only requirement files list exactly one environment.
+    exhaustive: frozenset[str]  # names that must be installed
+
+
+def find_lockfile(root: Path, configured: str | None) -> Path | None:
+    """The configured lockfile, else the first one found at the git root."""
+    if configured:
+        path = (root / configured)
+        if not path.is_file():
+            raise errors.LockfileError(f"the configured lockfile {configured} does not exist",
+                                       hint="fix `lockfile` in the repro configuration")
+        return path
+    for name in LOCK_NAMES:
+        if (root / name).is_file():
+            return root / name
+    candidates = sorted(root.glob("requirements*.lock")) + sorted(root.glob("requirements*.txt"))
+    for path in candidates:
+        if path.suffix == ".lock" or _all_pinned(path):
+            return path
+    return None
+
+
+def _all_pinned(path: Path) -> bool:
+    try:
+        reqs = list(_requirement_lines(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(reqs) and all(_pin_of(r) is not None for r in reqs)
+
+
+def read_lock(root: Path, path: Path) -> Lock:
+    rel = path.relative_to(root).as_posix()
+    name = path.name
+    try:
+        if name in ("uv.lock", "poetry.lock", "pdm.lock"):
+            return _toml_lock(path, rel, name.split(".")[0])
+        if name == "Pipfile.lock":
+            return _pipfile_lock(path, rel)
+        if name == "conda-lock.yml":
+            return _conda_lock(path, rel)
+        return _requirements_lock(path, rel)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise errors.LockfileError(f"cannot read lockfile {rel}: {e}",
+                                   hint="regenerate it with your package manager") from e
+
+
+def _toml_lock(path: Path, rel: str, kind: str) -> Lock:
+    import tomllib
+
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    pins: dict[str, set[str]] = {}
+    for pkg in doc.get("package", []):
+        source = pkg.get("source", {})
+        if isinstance(source, dict) and ({"editable", "virtual"} & set(source)):
+            continue  # the project itself
+        if "version" in pkg:
+            pins.setdefault(normalize(pkg["name"]), set()).add(str(pkg["version"]))
+    return Lock(rel, kind, {k: frozenset(v) for k, v in pins.items()}, frozenset())
+
+
+def _pipfile_lock(path: Path, rel: str) -> Lock:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    pins: dict[str, frozenset[str]] = {}
+    for group in ("default", "develop"):
+        for pname, spec in doc.get(group, {}).items():
+            version = str(spec.get("version", ""))
+            if version.startswith("=="):
+                pins[normalize(pname)] = frozenset([version[2:]])
+    return Lock(rel, "pipenv", pins, frozenset())
+
+
+def _conda_lock(path: Path, rel: str) -> Lock:
+    try:
+        doc = manifest.read_yaml_file(path)
+    except errors.ManifestError as e:
+        raise ValueError(e.message) from e
+    pins: dict[str, set[str]] = {}
+    for pkg in doc.get("package", []):
+        # conda package names differ from Python distribution names (pytorch vs torch), so
+        # only pip-managed entries are held to the lock; conda's own are recorded by hash.
+        if pkg.get("manager") == "pip":
+            pins.setdefault(normalize(pkg["name"]), set()).add(str(pkg["version"]))
+    return Lock(rel, "conda-lock", {k: frozenset(v) for k, v in pins.items()}, frozenset())
+
+
+def _requirements_lock(path: Path, rel: str) -> Lock:
+    pins: dict[str, frozenset[str]] = {}
+    must: set[str] = set()
+    for req in _requirement_lines(path.read_text(encoding="utf-8")):
+        pin = _pin_of(req)
+        if pin is None:
+            raise errors.LockfileError(
+                f"{rel} is not a lockfile: {req!r} is not pinned with ==",
+                hint="pin every requirement (pip-compile, `uv pip compile`, `pip freeze`)",
+            )
+        pname, version, has_marker = pin
+        pins[pname] = frozenset([version])
+        if not has_marker:
+            must.add(pname)  # a marker may exclude this platform: then absence is fine
+    return Lock(rel, "requirements", pins, frozenset(must))
+
+
+def _requirement_lines(text: str) -> Any:
+    text = text.replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#") or line.startswith("-"):
+            continue
+        yield line
+
+
+_PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*===?\s*([^\s;,]+)\s*(;.*)?$")
+
+
+def _pin_of(req: str) -> tuple[str, str, bool] | None:
+    req = re.sub(r"\s--hash[= ]\S+", "", req).strip()
+    m = _PIN_RE.match(req)
+    if not m:
+        return None
+    return normalize(m.group(1)), m.group(3), bool(m.group(4))
+
+
+def check_lock(lock: Lock, installed: Mapping[str, str]) -> dict[str, Any]:
+    """Match installed packages against the lock's pins, for the manifest."""
+    mismatches = []
+    for pname, allowed in sorted(lock.pins.items()):
+        have = installed.get(pname)
+        if have is None:
+            if pname in lock.exhaustive:
+                mismatches.append({"name": pname, "locked": _one(allowed), "installed": None})
+        elif not _version_in(have, allowed):
+            mismatches.append({"name": pname, "locked": _one(allowed), "installed": have})
+    unlocked = sorted(set(installed) - set(lock.pins))
+    return {"matches": not mismatches, "mismatches": mismatches, "unlocked": unlocked}
+
+
+def _one(versions: frozenset[str]) -> str:
+    return " | ".join(sorted(versions))
+
+
+def _version_in(have: str, allowed: frozenset[str]) -> bool:
+    # Local version labels (+cpu, +cu121) identify a build of the same release.
+    return have in allowed or have.split("+")[0] in {v.split("+")[0] for v in allowed}
+
+
+# ---------------------------------------------------------------------------- variables
+
+DEFAULT_ENV_ALLOW = (
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG",
+    "NVIDIA_TF32_OVERRIDE", "TORCH_*", "TORCHINDUCTOR_*", "PYTORCH_*", "TF_*", "XLA_FLAGS",
+    "JAX_*", "NCCL_*", "PL_*", "HF_*", "TRANSFORMERS_*", "WORLD_SIZE", "RANK", "LOCAL_RANK",
+    "VIRTUAL_ENV", "CONDA_DEFAULT_ENV", "LANG", "LC_ALL", "LC_NUMERIC", "TZ",
+)
+_SECRET_RE = re.compile(
+    r"TOKEN|KEY|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|CERT", re.I)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_RE.search(name))
+
+
+def allowed_env(env: Mapping[str, str], extra: Sequence[str] = ()) -> dict[str, str]:
+    """Allow-listed variables with secret-looking names dropped and URL credentials stripped."""
+    from repro.capture.git import strip_credentials
+
+    patterns = (*DEFAULT_ENV_ALLOW, *extra)
+    out = {}
+    for key in sorted(env):
+        if is_secret_name(key) or key.startswith("REPRO_"):
+            continue
+        if any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            out[key] = strip_credentials(env[key])
+    return out
+
+
+def platform_info() -> dict[str, str]:
+    u = platform.uname()
+    return {"system": u.system, "release": u.release, "machine": u.machine}

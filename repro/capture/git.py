@@ -1,0 +1,253 @@
+"""Git: the state of the work tree, patches, commit diffs and worktrees.
+
+The only GitPython user. The `repro run` hot path (status, patch, remote) calls the git binary
+directly: importing GitPython costs ~110 ms, most of repro's whole overhead budget, and it would
+shell out to the same binary anyway. GitPython serves the off-hot-path work (commit diffs for
+`diff`, worktrees for `replay`). Never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from repro import errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Dirt:
+    path: str
+    state: str  # "modified", "staged", "untracked", "deleted", "renamed", "conflict"
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeState:
+    commit: str
+    branch: str | None
+    dirt: tuple[Dirt, ...]
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.dirt)
+
+    @property
+    def untracked(self) -> list[str]:
+        return [d.path for d in self.dirt if d.state == "untracked"]
+
+
+def _git(root: Path, *args: str, check: bool = True, text: bool = True) -> Any:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=text,
+                              env=env, timeout=120)
+    except FileNotFoundError as e:
+        raise errors.GitError("git is not installed or not on PATH",
+                              hint="install git; repro records the commit of every run") from e
+    if check and done.returncode != 0:
+        err = done.stderr if text else done.stderr.decode(errors="replace")
+        first = (err.strip().splitlines() or ["(no message)"])[-1]
+        raise errors.GitError(f"git {args[0]} failed in {root}: {first}")
+    return done
+
+
+def start_status(root: Path) -> subprocess.Popen[bytes]:
+    """Begin `git status` in the background so other pre-flight work can overlap with it."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.Popen(
+            ["git", "status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"],
+            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    except FileNotFoundError as e:
+        raise errors.GitError("git is not installed or not on PATH",
+                              hint="install git; repro records the commit of every run") from e
+
+
+def finish_status(proc: subprocess.Popen[bytes], root: Path) -> TreeState:
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        first = (err.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
+        raise errors.GitError(f"git status failed in {root}: {first}")
+    return parse_status(out)
+
+
+def status(root: Path) -> TreeState:
+    return finish_status(start_status(root), root)
+
+
+_STATES = {"M": "modified", "T": "modified", "A": "added", "D": "deleted", "R": "renamed",
+           "C": "copied"}
+
+
+def parse_status(raw: bytes) -> TreeState:
+    """Parse `git status --porcelain=v2 -z --branch` output."""
+    commit, branch = "", None
+    dirt: list[Dirt] = []
+    records = raw.decode("utf-8", errors="surrogateescape").split("\0")
+    i = 0
+    while i < len(records):
+        rec = records[i]
+        i += 1
+        if not rec:
+            continue
+        if rec.startswith("# branch.oid "):
+            commit = rec.split(" ", 2)[2]
+        elif rec.startswith("# branch.head "):
+            head = rec.split(" ", 2)[2]
+            branch = None if head == "(detached)" else head
+        elif rec.startswith("1 "):
+            parts = rec.split(" ", 8)
+            dirt.append(Dirt(parts[8], _xy_state(parts[1])))
+        elif rec.startswith("2 "):
+            parts = rec.split(" ", 9)
+            dirt.append(Dirt(parts[9], "renamed"))
+            i += 1  # the original path follows as its own record
+        elif rec.startswith("u "):
+            dirt.append(Dirt(rec.split(" ", 10)[10], "conflict"))
+        elif rec.startswith("? "):
+            dirt.append(Dirt(rec[2:], "untracked"))
+    if commit in ("", "(initial)"):
+        raise errors.NotAGitRepoError(
+            "the git repository has no commits yet",
+            hint="commit your code first: repro records the commit every run came from",
+        )
+    return TreeState(commit=commit, branch=branch, dirt=tuple(dirt))
+
+
+def _xy_state(xy: str) -> str:
+    staged, unstaged = xy[0], xy[1]
+    if unstaged != ".":
+        return "deleted" if unstaged == "D" else "modified"
+    return "staged" if staged in "MTARC" else _STATES.get(staged, "modified")
+
+
+def remote_url(root: Path) -> str | None:
+    """The push/fetch URL of `origin` (else the first remote), credentials stripped."""
+    done = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False)
+    urls: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, url = line.partition(" ")
+        urls[key[len("remote."):-len(".url")]] = url.strip()
+    if not urls:
+        return None
+    return strip_credentials(urls.get("origin") or next(iter(urls.values())))
+
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def strip_credentials(url: str) -> str:
+    """Drop user:password@ and query strings (tokens hide there) from URL-shaped strings.
+
+    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret.
+    """
+    if not _SCHEME_RE.match(url):
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def patch(root: Path) -> bytes:
+    """Staged + unstaged changes against HEAD, binary-safe: `git apply` rebuilds the tree."""
+    return bytes(_git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff",
+                      text=False).stdout)
+
+
+def tracked(root: Path, paths: Sequence[str]) -> set[str]:
+    """Those of `paths` (relative to root) that git tracks, or that contain tracked files."""
+    if not paths:
+        return set()
+    out = _git(root, "ls-files", "-z", "--", *paths).stdout
+    files = [f for f in out.split("\0") if f]
+    hit = set()
+    for p in paths:
+        prefix = p.rstrip("/") + "/"
+        if any(f == p or f.startswith(prefix) for f in files):
+            hit.add(p)
+    return hit
+
+
+def is_tracked(root: Path, path: str) -> bool:
+    return bool(_git(root, "ls-files", "--error-unmatch", "--", path, check=False).returncode == 0)
+
+
+def changed_files(root: Path, a: str, b: str) -> list[tuple[str, str]]:
+    """(status letter, path) for each file that differs between commits a and b."""
+    if a == b:
+        return []
+    repo = _repo(root)
+    import git
+
+    try:
+        diffs = repo.commit(a).diff(repo.commit(b))
+    except (git.BadName, ValueError, git.GitCommandError) as e:
+        raise errors.GitError(f"cannot compare commits {a[:12]} and {b[:12]}: {e}",
+                              hint="the commit may be missing from this clone: `git fetch`") from e
+    out = []
+    for d in diffs:
+        path = d.b_path or d.a_path or ""
+        out.append((d.change_type[0] if d.change_type else "M", path))
+    return sorted(out, key=lambda x: x[1])
+
+
+def has_commit(root: Path, sha: str) -> bool:
+    return bool(_git(root, "cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode == 0)
+
+
+def resolve_rev(root: Path, rev: str) -> str:
+    done = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+    if done.returncode != 0:
+        raise errors.GitError(f"{rev!r} is not a commit in {root}",
+                              hint="give a branch, tag or commit id that exists here")
+    return str(done.stdout.strip())
+
+
+def add_worktree(root: Path, dest: Path, commit: str) -> None:
+    """A detached worktree of `commit` at `dest`; the user's tree and index are untouched."""
+    repo = _repo(root)
+    import git
+
+    try:
+        repo.git.worktree("add", "--detach", "--force", str(dest), commit)
+    except git.GitCommandError as e:
+        raise errors.GitError(f"cannot create a worktree of {commit[:12]}: {_last_line(e)}",
+                              hint="the commit may be missing from this clone: `git fetch`") from e
+
+
+def remove_worktree(root: Path, dest: Path) -> None:
+    repo = _repo(root)
+    import git
+
+    try:
+        repo.git.worktree("remove", "--force", str(dest))
+    except git.GitCommandError:
+        repo.git.worktree("prune")
+
+
+def apply_patch(worktree: Path, patch_file: Path) -> None:
+    done = _git(worktree, "apply", "--whitespace=nowarn", "--binary", str(patch_file), check=False)
+    if done.returncode != 0:
+        raise errors.ReplayError(f"the recorded patch does not apply: {done.stderr.strip()}",
+                                 hint="the patch file may be damaged")
+
+
+def _repo(root: Path) -> Any:
+    import git
+
+    try:
+        return git.Repo(root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
+        raise errors.NotAGitRepoError(f"{root} is not a git repository") from e
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(e).__name__

@@ -1,0 +1,149 @@
+"""Project configuration: `[tool.repro]` in pyproject.toml or `repro.yaml` at the git root.
+
+Validates keys and types and names the key and the file on any error. Never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from repro import errors, manifest
+
+DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    rtol: float = 0.0
+    atol: float = 0.0
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    source: str | None = None  # the file it came from, for messages
+    seed: int | None = None
+    determinism: str | None = None
+    threads: int | None = None
+    data: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    metrics: str | None = None
+    metric_patterns: tuple[str, ...] = ()
+    lockfile: str | None = None
+    env_allow: tuple[str, ...] = ()
+    tolerance: Tolerance = dataclasses.field(default_factory=Tolerance)
+    untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
+
+
+# key -> (expected kind, description for messages)
+_KEYS: dict[str, tuple[str, str]] = {
+    "seed": ("int", "an integer"),
+    "determinism": ("level", "one of off, seed, warn, strict"),
+    "threads": ("int", "a positive integer"),
+    "data": ("paths", "a list of paths"),
+    "outputs": ("paths", "a list of paths"),
+    "metrics": ("str", "a path"),
+    "metric_patterns": ("strs", "a list of regular expressions"),
+    "lockfile": ("str", "a path"),
+    "env_allow": ("strs", "a list of variable names or glob patterns"),
+    "tolerance": ("tolerance", "a mapping with rtol, atol, metrics"),
+    "untracked_max_bytes": ("int", "an integer number of bytes"),
+}
+
+
+def load(root: Path) -> Config:
+    """Read the configuration at `root`; a missing file gives the defaults."""
+    yaml_path = root / "repro.yaml"
+    pyproject = root / "pyproject.toml"
+    table: Mapping[str, Any] | None = None
+    source: Path | None = None
+    if pyproject.is_file():
+        table = _pyproject_table(pyproject)
+        source = pyproject if table is not None else None
+    if yaml_path.is_file():
+        if table is not None:
+            raise errors.ConfigError(
+                f"both {yaml_path.name} and [tool.repro] in {pyproject.name} configure repro",
+                hint="keep one of them",
+            )
+        try:
+            data = manifest.read_yaml_file(yaml_path)
+        except errors.ManifestError as e:
+            raise errors.ConfigError(e.message, hint=f"fix {yaml_path.name}") from e
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise errors.ConfigError(f"{yaml_path.name} must be a mapping of settings",
+                                     hint="see `repro init` for a starter file")
+        table, source = data, yaml_path
+    if table is None or source is None:
+        return Config()
+    return parse(table, source.name)
+
+
+def parse(table: Mapping[str, Any], source: str) -> Config:
+    values: dict[str, Any] = {"source": source}
+    for key, raw in table.items():
+        if key not in _KEYS:
+            known = ", ".join(sorted(_KEYS))
+            raise errors.ConfigError(f"{source}: unknown key {key!r}", hint=f"known keys: {known}")
+        kind, desc = _KEYS[key]
+        values[key] = _convert(raw, kind, f"{source}: {key!r} must be {desc}, got {raw!r}")
+    return Config(**values)
+
+
+def _convert(raw: Any, kind: str, message: str) -> Any:
+    hint = "fix the value in the configuration file"
+    if kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise errors.ConfigError(message, hint=hint)
+        return raw
+    if kind == "level":
+        if raw not in manifest.LEVELS:
+            raise errors.ConfigError(message, hint=hint)
+        return raw
+    if kind == "str":
+        if not isinstance(raw, str) or not raw:
+            raise errors.ConfigError(message, hint=hint)
+        return raw
+    if kind in ("paths", "strs"):
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+            raise errors.ConfigError(message, hint=hint)
+        return tuple(raw)
+    if kind == "tolerance":
+        if not isinstance(raw, Mapping) or set(raw) - {"rtol", "atol", "metrics"}:
+            raise errors.ConfigError(message, hint=hint)
+        per = raw.get("metrics", {})
+        if not isinstance(per, Mapping) or not all(_is_number(v) for v in per.values()):
+            raise errors.ConfigError(message, hint=hint)
+        for k in ("rtol", "atol"):
+            if k in raw and not _is_number(raw[k]):
+                raise errors.ConfigError(message, hint=hint)
+        return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
+                         metrics={str(k): float(v) for k, v in per.items()})
+    raise AssertionError(kind)
+
+
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+
+
+def _pyproject_table(path: Path) -> Mapping[str, Any] | None:
+    import tomllib
+
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise errors.ConfigError(f"cannot read {path.name}: {e}", hint=f"fix {path.name}") from e
+    table = doc.get("tool", {}).get("repro")
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise errors.ConfigError(f"{path.name}: [tool.repro] must be a table")
+    return table

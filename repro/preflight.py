@@ -1,0 +1,91 @@
+"""Pre-flight: refuse a run that could not be reproduced later (dirty tree, unlocked packages).
+
+Decides; never prints. Findings that `--allow-dirty` / `--allow-unlocked` let through are
+returned so they are recorded in the manifest and shown as warnings by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from repro import errors
+from repro.capture import environment, git
+
+SHOWN = 10  # offending paths listed before "and N more"
+
+
+@dataclasses.dataclass(frozen=True)
+class LockFinding:
+    section: dict[str, Any] | None  # environment.lockfile for the manifest
+    warnings: tuple[str, ...]
+
+
+def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
+    """Uncommitted or untracked files: refuse, naming them, unless --allow-dirty."""
+    if not state.dirty or allow_dirty:
+        return
+    listed = [f"{d.path} ({d.state})" for d in state.dirt]
+    shown = ", ".join(listed[:SHOWN])
+    if len(listed) > SHOWN:
+        shown += f" and {len(listed) - SHOWN} more"
+    raise errors.DirtyTreeError(
+        f"the work tree has uncommitted or untracked files: {shown}",
+        hint="commit them (or add them to .gitignore), or pass --allow-dirty to record a patch",
+    )
+
+
+def check_lock(root: Path, state: git.TreeState, configured: str | None,
+               installed: environment.Packages, allow_unlocked: bool,
+               hash_file: Any) -> LockFinding:
+    """Find the lockfile, check it is committed and that installed packages match its pins."""
+    path = environment.find_lockfile(root, configured)
+    if path is None:
+        return _refuse_or_record(
+            allow_unlocked, None,
+            errors.LockfileError(
+                "no lockfile found (uv.lock, poetry.lock, pdm.lock, Pipfile.lock, "
+                "conda-lock.yml, requirements*.lock, or a fully pinned requirements*.txt)",
+                hint="lock your dependencies (e.g. `pip freeze > requirements.lock`) and commit "
+                     "the file, or pass --allow-unlocked",
+            ))
+    rel = path.relative_to(root).as_posix()
+    dirt = {d.path: d.state for d in state.dirt}
+    if rel in dirt:
+        what = "not committed" if dirt[rel] == "untracked" else f"{dirt[rel]} since the last commit"
+        return _refuse_or_record(
+            allow_unlocked, {"path": rel, "matches": False},
+            errors.LockfileError(f"the lockfile {rel} is {what}",
+                                 hint=f"commit {rel}, or pass --allow-unlocked"))
+    if not git.is_tracked(root, rel):
+        return _refuse_or_record(
+            allow_unlocked, {"path": rel, "matches": False},
+            errors.LockfileError(f"the lockfile {rel} is not tracked by git (ignored?)",
+                                 hint=f"commit {rel}, or pass --allow-unlocked"))
+    lock = environment.read_lock(root, path)
+    result = environment.check_lock(lock, installed.versions)
+    section = {"path": rel, "kind": lock.kind, "hash": hash_file(path), **result}
+    if result["matches"]:
+        return LockFinding(section, ())
+    return _refuse_or_record(allow_unlocked, section,
+                             errors.LockfileError(mismatch_message(rel, result["mismatches"]),
+                                                  hint="install the locked versions (e.g. "
+                                                       f"`pip install -r {rel}`), or pass "
+                                                       "--allow-unlocked"))
+
+
+def mismatch_message(rel: str, mismatches: Sequence[dict[str, Any]]) -> str:
+    parts = [f"{m['name']} (locked {m['locked']}, installed {m['installed'] or 'none'})"
+             for m in mismatches]
+    shown = ", ".join(parts[:SHOWN]) + (f" and {len(parts) - SHOWN} more" if len(parts) > SHOWN
+                                        else "")
+    return f"installed packages do not match {rel}: {shown}"
+
+
+def _refuse_or_record(allow: bool, section: dict[str, Any] | None,
+                      err: errors.LockfileError) -> LockFinding:
+    if not allow:
+        raise err
+    return LockFinding(section, (err.message,))

@@ -1,0 +1,347 @@
+"""The `repro run` flow: pre-flight, inject, snapshot, execute, record.
+
+Orchestrates the lower modules and owns the guarantee that every started run leaves a complete
+manifest behind, whatever happens to the child or to repro. Reports through a Reporter; never
+prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import repro
+from repro import config, errors, hookprobe, manifest, preflight, runner, seeding, store
+from repro.capture import data, environment, git, hardware, metrics
+
+# Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
+RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
+                          "REPRO_METRICS_FILE"})
+Progress = Callable[[int, int], None]
+
+
+class Reporter(Protocol):
+    """How the flow talks to the user; the CLI renders it, tests collect it."""
+
+    def warn(self, message: str, hint: str | None = None) -> None: ...
+
+    def progress(self, label: str) -> contextlib.AbstractContextManager[Progress]: ...
+
+
+class SilentReporter:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warn(self, message: str, hint: str | None = None) -> None:
+        self.warnings.append(message)
+
+    @contextlib.contextmanager
+    def progress(self, label: str) -> Iterator[Progress]:
+        yield lambda done, total: None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    argv: tuple[str, ...]
+    cwd: Path
+    seed: int | None = None
+    seed_source: str | None = None  # "replayed" when replay passes the recorded seed
+    determinism: str | None = None
+    threads: int | None = None
+    allow_dirty: bool = False
+    allow_unlocked: bool = False
+    data: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    metrics: str | None = None
+    name: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    note: str | None = None
+    replay_of: str | None = None
+    env: Mapping[str, str] | None = None  # the parent environment; default os.environ
+    store: store.Store | None = None  # where to record; default the store of cwd's repo
+    root: Path | None = None  # the code's git root (a replay worktree); default cwd's repo
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # replay's --vary
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    exit_code: int
+    manifest: manifest.Manifest
+
+
+def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
+    if not req.argv:
+        raise errors.UsageError("no command given", hint="repro run -- python train.py")
+    env = dict(os.environ if req.env is None else req.env)
+    root = req.root or store.find_root(req.cwd)
+    runs = req.store or store.open_here(req.cwd)
+    status_proc = git.start_status(root)  # overlaps with the work below
+    cfg = config.load(root)
+    python, how = environment.find_interpreter(req.argv, req.cwd, env)
+    inspect_proc = environment.start_inspect(python, env)
+    state = git.finish_status(status_proc, root)
+    preflight.check_clean(state, req.allow_dirty)
+    interp = environment.finish_inspect(inspect_proc, python, how)
+    installed = environment.installed_packages(interp.sys_path)
+    lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
+                                data.hash_file)
+    for w in lock.warnings:
+        reporter.warn(f"recording an unlocked run: {w}")
+    level = req.determinism or cfg.determinism or "strict"
+    seed_value, seed_source = _choose_seed(req, cfg)
+    threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
+
+    run_id, run_dir = runs.create_run_dir()
+    started = dt.datetime.now(dt.UTC)
+    info = manifest.RunInfo(
+        run_id=run_id, status="running", started_at=_iso(started), name=req.name,
+        tags=dict(req.tags), note=req.note, replay_of=req.replay_of,
+        repro_version=repro.__version__, host=socket.gethostname(), pid=os.getpid(),
+        pid_start=store.process_start_ticks(os.getpid()))
+    m = manifest.Manifest(
+        run=info,
+        command=manifest.Command(argv=req.argv, cwd=_rel(req.cwd, root)),
+        seed=manifest.Seed(value=seed_value, source=seed_source),
+        code=manifest.Code(commit=state.commit, branch=state.branch,
+                           remote=git.remote_url(root), dirty=state.dirty),
+        environment={
+            "python": interp.to_manifest(), "interpreter_source": interp.source,
+            "packages": dict(installed.versions), "package_sources": dict(installed.sources),
+            "lockfile": lock.section, "platform": environment.platform_info(),
+            "env": environment.allowed_env(env, cfg.env_allow),
+        },
+    )
+    # From here on the run exists: every way out leaves a finished manifest.
+    path = run_dir / store.MANIFEST
+    finished = False
+    try:
+        if state.dirty:
+            m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
+                                              cfg.untracked_max_bytes, reporter))
+        inputs = _input_paths(req, cfg, root)
+        if inputs:
+            m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
+                                     "hashing inputs"))
+        hook_out = run_dir / "hook"
+        hook_out.mkdir()
+        plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
+                            hook_out=hook_out, hook_dir=seeding.hook_dir())
+        child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
+                     "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
+        m = m.replace(determinism={
+            "level": level, "threads": plan.threads,
+            "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
+            "user_set": dict(plan.user_set),
+            "hook": {"ran": None},
+        })
+        m = m.replace(fingerprint=fingerprint(m))
+        manifest.write(path, m)
+
+        probe = _Background(lambda: hardware.collect(child_env))
+        with runner.SignalGuard() as guard:
+            try:
+                result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
+                                          stdout_log=run_dir / "stdout.log",
+                                          stderr_log=run_dir / "stderr.log", guard=guard)
+            except errors.ChildStartError as e:
+                m = _finish(m, started, "failed", int(e.exit_code), None)
+                manifest.write(path, m)
+                finished = True
+                raise
+            m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter)
+            status = ("interrupted" if result.interrupted
+                      else "succeeded" if result.exit_code == 0 else "failed")
+            m = _finish(m, started, status, result.exit_code, result.signal)
+            manifest.write(path, m)
+            finished = True
+        return RunOutcome(run_id, run_dir, result.exit_code, m)
+    finally:
+        if not finished:
+            # repro itself failed or was interrupted after the run started: leave evidence.
+            with contextlib.suppress(Exception):
+                manifest.write(path, _finish(m, started, "failed", int(errors.ExitCode.REFUSED),
+                                             None))
+
+
+def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
+                 runs: store.Store, run_dir: Path, result: runner.ChildResult,
+                 hw: Mapping[str, Any] | None, reporter: Reporter) -> manifest.Manifest:
+    """Read what the child left: the hook's probes, outputs, metrics."""
+    hook = hookprobe.summarize(run_dir / "hook", req.argv)
+    if not hook.get("ran"):
+        reporter.warn(f"the seed could not be applied inside the command: {hook.get('reason')}",
+                      hint="run Python without -I, -E or -S so repro's start-up hook can load")
+    elif hook.get("deterministic_algorithms") is False and m.determinism.get("level") in (
+            "strict", "warn"):
+        reporter.warn("the script turned deterministic algorithms off "
+                      "(torch.use_deterministic_algorithms(False)); results may not reproduce")
+    for err in hook.get("errors") or []:
+        reporter.warn(f"repro's start-up hook failed inside the command: {err}")
+    m = m.replace(determinism={**m.determinism, "hook": hook})
+
+    top = hookprobe.top_probe(run_dir / "hook")
+    env_section = dict(m.environment)
+    if top:
+        # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
+        # a shell script that activates another venv).
+        for key in ("python", "packages", "package_sources"):
+            if top.get(key):
+                env_section[key] = top[key]
+    hw_section = dict(hw or {})
+    if top:
+        for key in ("torch", "threads"):
+            if top.get(key):
+                hw_section[key] = top[key]
+    m = m.replace(environment=env_section, hardware=hw_section)
+
+    outputs = list(dict.fromkeys([*req.outputs, *cfg.outputs]))
+    if outputs:
+        try:
+            m = m.replace(outputs=_hash(outputs, root, runs, run_dir, "outputs", reporter,
+                                        "hashing outputs", cwd=req.cwd))
+        except errors.DataError as e:
+            reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
+    metrics_path = req.metrics or cfg.metrics
+    series = run_dir / "metrics.jsonl"
+    try:
+        m = m.replace(metrics=metrics.collect(
+            metrics_file=_under(root, req.cwd, metrics_path) if metrics_path else None,
+            series_file=series if series.exists() else None,
+            log_file=run_dir / "stdout.log", patterns=cfg.metric_patterns, root=root))
+    except errors.ReproError as e:
+        reporter.warn(f"metrics were not recorded: {e.message}", e.hint)
+    for w in m.metrics.get("warnings", []) if isinstance(m.metrics, Mapping) else []:
+        reporter.warn(str(w))
+    return m
+
+
+def _finish(m: manifest.Manifest, started: dt.datetime, status: str, exit_code: int,
+            sig: str | None) -> manifest.Manifest:
+    now = dt.datetime.now(dt.UTC)
+    return m.with_run(status=status, exit_code=exit_code, signal=sig, finished_at=_iso(now),
+                      duration_s=round((now - started).total_seconds(), 6))
+
+
+def fingerprint(m: manifest.Manifest) -> str:
+    """Hash of everything that defines the recipe; equal fingerprints ran the same recipe."""
+    recipe = {
+        "commit": m.code.commit,
+        "patch": (m.code.patch or {}).get("hash"),
+        "untracked": sorted((u.get("path"), u.get("hash")) for u in m.code.untracked),
+        "lockfile": (m.environment.get("lockfile") or {}).get("hash"),
+        "data": {p: e.get("hash") or e.get("target") for p, e in sorted(m.data.items())},
+        "argv": list(m.command.argv),
+        "cwd": m.command.cwd,
+        "seed": m.seed.value,
+        "level": m.determinism.get("level"),
+        "threads": m.determinism.get("threads"),
+        "env": dict(sorted((m.determinism.get("env") or {}).items())),
+    }
+    return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
+
+
+def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
+    if req.seed is not None:
+        return req.seed, req.seed_source or "flag"
+    if cfg.seed is not None:
+        return cfg.seed, "config"
+    return seeding.new_seed(), "generated"
+
+
+def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manifest.Code,
+                   max_bytes: int, reporter: Reporter) -> manifest.Code:
+    """code.patch (staged + unstaged vs HEAD) and copies of untracked files."""
+    patch_section = None
+    diff = git.patch(root)
+    if diff:
+        (run_dir / "code.patch").write_bytes(diff)
+        patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    untracked = []
+    too_big = []
+    for rel in state.untracked:
+        src = root / rel
+        if src.is_symlink():
+            untracked.append({"path": rel, "size": 0, "hash": None,
+                              "target": os.readlink(src), "copied": False})
+            continue
+        try:
+            size = src.stat().st_size
+            digest = data.hash_file(src)
+        except OSError as e:
+            raise errors.DataError(f"cannot read untracked file {rel}: {e.strerror}") from e
+        copied = size <= max_bytes
+        if copied:
+            dest = run_dir / "untracked" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+        else:
+            too_big.append(rel)
+        untracked.append({"path": rel, "size": size, "hash": digest, "copied": copied})
+    if too_big:
+        reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
+                      + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),
+                      hint="raise `untracked_max_bytes` in the configuration, or commit them")
+    return dataclasses.replace(code, patch=patch_section, untracked=tuple(untracked))
+
+
+def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    explicit = [_rel(_under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
+    for p in explicit:
+        if not (root / p).exists() and not (root / p).is_symlink():
+            raise errors.DataError(f"input {p} does not exist",
+                                   hint="check the --data path (relative to the current directory)")
+    named = data.argv_paths(req.argv, req.cwd, root)
+    tracked = git.tracked(root, named)
+    return list(dict.fromkeys([*explicit, *(p for p in named if p not in tracked)]))
+
+
+def _hash(paths: Sequence[str], root: Path, runs: store.Store, run_dir: Path, subdir: str,
+          reporter: Reporter, label: str, cwd: Path | None = None) -> dict[str, Any]:
+    rel = [_rel(_under(root, cwd, p), root) if cwd else p for p in paths]
+    with reporter.progress(label) as progress:
+        entries = data.hash_paths(rel, root=root, cache_dir=runs.cache_dir, progress=progress)
+    return data.to_section(entries, run_dir, subdir)
+
+
+def _under(root: Path, cwd: Path | None, p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else (cwd or root) / path
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Background:
+    """Run a capture in a thread while the child runs; its failure never fails the run."""
+
+    def __init__(self, fn: Callable[[], Mapping[str, Any]]) -> None:
+        self._value: Mapping[str, Any] | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Mapping[str, Any]]) -> None:
+        with contextlib.suppress(Exception):
+            self._value = fn()
+
+    def result(self, timeout: float = 10.0) -> Mapping[str, Any] | None:
+        self._thread.join(timeout)
+        return self._value

@@ -1,0 +1,167 @@
+"""The .repro layout: run ids, run directories, RUN reference resolution, listing.
+
+Knows where runs live and how to name and find them; never prints and never runs anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from repro import errors, manifest
+
+RUN_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4,}$")
+LATEST_RE = re.compile(r"^latest(?:~(\d+))?$")
+MANIFEST = "manifest.yaml"
+
+
+def find_root(start: Path) -> Path:
+    """The git work tree root containing `start` (a `.git` dir or file), without running git."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    raise errors.NotAGitRepoError(
+        f"{start} is not inside a git repository",
+        hint="repro records the commit a run came from: run `git init` and commit your code first",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Store:
+    root: Path  # git root
+    home: Path  # .repro (or $REPRO_HOME)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def bugs_dir(self) -> Path:
+        return self.home / "bugs"
+
+    def create_run_dir(self, now: dt.datetime | None = None) -> tuple[str, Path]:
+        """A new, empty run directory with a time-sortable id that never collides."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            run_id = new_run_id(now)
+            path = self.runs_dir / run_id
+            try:
+                path.mkdir()
+            except FileExistsError:
+                now = None  # same microsecond and suffix: draw again
+                continue
+            return run_id, path
+
+    def run_ids(self) -> list[str]:
+        """Every run id, newest first (ids sort by start time)."""
+        try:
+            names = os.listdir(self.runs_dir)
+        except FileNotFoundError:
+            return []
+        return sorted((n for n in names if RUN_ID_RE.match(n)), reverse=True)
+
+    def resolve(self, ref: str) -> Path:
+        """RUN reference -> path of its manifest.yaml (which may not exist for a path ref)."""
+        latest = LATEST_RE.match(ref)
+        if latest:
+            back = int(latest.group(1) or 0)
+            ids = self.run_ids()
+            if back >= len(ids):
+                raise errors.RunNotFoundError(
+                    f"{ref}: there are only {len(ids)} runs" if ids else f"{ref}: no runs yet",
+                    hint="list runs with `repro runs`" if ids else "record one with `repro run -- CMD`",
+                )
+            return self.runs_dir / ids[back] / MANIFEST
+        as_path = Path(ref)
+        if os.sep in ref or ref.endswith((".yaml", ".yml")) or ref in (".", ".."):
+            if as_path.is_dir():
+                return as_path / MANIFEST
+            if as_path.exists():
+                return as_path
+            raise errors.RunNotFoundError(f"{ref}: no such file or directory")
+        ids = self.run_ids()
+        if ref in ids:
+            return self.runs_dir / ref / MANIFEST
+        matches = [i for i in ids if i.startswith(ref)]
+        if len(matches) == 1:
+            return self.runs_dir / matches[0] / MANIFEST
+        if not matches:
+            if as_path.is_dir() and (as_path / MANIFEST).exists():
+                return as_path / MANIFEST
+            raise errors.RunNotFoundError(f"no run matches {ref!r}",
+                                          hint="list runs with `repro runs`")
+        shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+        raise errors.RunNotFoundError(f"{ref!r} is ambiguous: it matches {shown}",
+                                      hint="give more characters of the run id")
+
+    def load(self, ref: str) -> manifest.Manifest:
+        return load_manifest(self.resolve(ref))
+
+    def iter_manifests(self, limit: int | None = None) -> Iterator[tuple[str, manifest.Manifest | errors.ReproError]]:
+        """(run id, manifest or the error reading it), newest first; a bad run never hides others."""
+        for run_id in self.run_ids()[:limit]:
+            try:
+                yield run_id, load_manifest(self.runs_dir / run_id / MANIFEST)
+            except errors.ReproError as e:
+                yield run_id, e
+
+
+def load_manifest(path: Path) -> manifest.Manifest:
+    """Read a manifest; a `running` one whose repro process is gone reads as `abandoned`."""
+    if not path.exists():
+        raise errors.RunNotFoundError(f"{path} does not exist",
+                                      hint="the run directory has no manifest.yaml")
+    m = manifest.read(path)
+    if m.run.status == "running" and not _still_running(m):
+        return m.with_run(status="abandoned")
+    return m
+
+
+def open_here(cwd: Path | None = None) -> Store:
+    root = find_root(cwd or Path.cwd())
+    home = os.environ.get("REPRO_HOME")
+    return Store(root=root, home=Path(home).resolve() if home else root / ".repro")
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(2)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (Linux), to tell a live run from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Field 22, counted after the parenthesised command name (which may contain spaces).
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _still_running(m: manifest.Manifest) -> bool:
+    pid = m.run.pid
+    if pid is None:
+        return False
+    if m.run.host and m.run.host != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so do not call it abandoned
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    # A pid can be reused after a reboot or a long time: the start time must match too.
+    return m.run.pid_start is None or process_start_ticks(pid) == m.run.pid_start

@@ -1,0 +1,265 @@
+"""Terminal rendering: errors, warnings, progress, run tables and summaries (rich).
+
+With cli.py the only place that writes to the terminal. stdout carries results, stderr the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from repro import errors, manifest
+
+PROGRESS_AFTER_S = 1.0  # only work that takes longer than this gets a progress bar
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    no_color = bool(os.environ.get("NO_COLOR"))
+    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=not stderr,
+                   force_terminal=None if not no_color else False)
+
+
+def err_console() -> Console:
+    return _console(stderr=True)
+
+
+def out_console() -> Console:
+    return _console(stderr=False)
+
+
+def error(e: errors.ReproError) -> None:
+    c = err_console()
+    c.print(f"[bold red]error:[/] {escape(e.message)}")
+    if e.hint:
+        c.print(f"[yellow]hint:[/] {escape(e.hint)}")
+
+
+def usage_error(message: str, hint: str | None = None) -> None:
+    error(errors.UsageError(message, hint))
+
+
+def warn(message: str, hint: str | None = None) -> None:
+    c = err_console()
+    c.print(f"[bold yellow]warning:[/] {escape(message)}")
+    if hint:
+        c.print(f"[yellow]hint:[/] {escape(hint)}")
+
+
+def info(message: str) -> None:
+    err_console().print(f"[dim]repro:[/] {escape(message)}")
+
+
+def bug(saved_to: str | None, summary: str) -> None:
+    where = f"; traceback saved to {saved_to}" if saved_to else ""
+    err_console().print(f"[bold red]error:[/] internal error in repro: {escape(summary)}"
+                        f"{escape(where)}")
+
+
+def print_json(doc: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+class CliReporter:
+    """record.Reporter for the terminal: warnings on stderr, delayed progress bars."""
+
+    def warn(self, message: str, hint: str | None = None) -> None:
+        warn(message, hint)
+
+    @contextlib.contextmanager
+    def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
+        console = err_console()
+        if not console.is_terminal:
+            yield lambda done, total: None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        state = {"done": 0, "total": 0}
+        lock = threading.Lock()
+        started = time.monotonic()
+        bar: dict[str, Any] = {}
+
+        def update(done: int, total: int) -> None:
+            with lock:
+                state["done"], state["total"] = done, total
+                if "p" not in bar and time.monotonic() - started > PROGRESS_AFTER_S:
+                    p = Progress(f"[dim]repro:[/] {escape(label)}", BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=console,
+                                 transient=True)
+                    p.start()
+                    bar["p"], bar["task"] = p, p.add_task(label, total=total or None)
+                if "p" in bar:
+                    bar["p"].update(bar["task"], completed=done, total=total or None)
+
+        try:
+            yield update
+        finally:
+            if "p" in bar:
+                bar["p"].stop()
+
+
+# ---------------------------------------------------------------------------- runs and show
+
+
+def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
+    c = out_console()
+    if not rows:
+        err_console().print("no runs yet: record one with `repro run -- CMD`")
+        return
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("run", "started", "status", "time", "command", "commit", "seed", "metrics"):
+        t.add_column(col, overflow="fold" if col == "command" else "ellipsis",
+                     no_wrap=col != "command")
+    for r in rows:
+        status = str(r["status"])
+        style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
+                 "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
+        commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
+        t.add_row(
+            escape(str(r["run_id"])), escape(_short_time(r.get("started_at"))),
+            f"[{style}]{escape(status)}[/]" if style else escape(status),
+            _duration(r.get("duration_s")), escape(_argv_text(r.get("command") or [])),
+            escape(commit), escape(str(r.get("seed") if r.get("seed") is not None else "-")),
+            escape(_metrics_text(r.get("metrics") or {})),
+        )
+    c.print(t)
+
+
+def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
+    c = out_console()
+    r = m.run
+    title = f"[bold]{escape(r.run_id)}[/]" + (f"  {escape(r.name)}" if r.name else "")
+    c.print(title)
+    rows: list[tuple[str, str]] = [
+        ("status", f"{r.status} (exit {r.exit_code})" if r.exit_code is not None else r.status),
+        ("command", _argv_text(m.command.argv) + (f"   (in {m.command.cwd})"
+                                                  if m.command.cwd != "." else "")),
+        ("started", f"{r.started_at}  ({_duration(r.duration_s)})"),
+        ("seed", f"{m.seed.value} ({m.seed.source})"),
+        ("determinism", _determinism_text(m.determinism)),
+        ("commit", f"{m.code.commit}" + (f" on {m.code.branch}" if m.code.branch else "")
+         + (" + uncommitted changes" if m.code.dirty else "")),
+    ]
+    if r.replay_of:
+        rows.append(("replay of", r.replay_of))
+    if r.signal:
+        rows.append(("signal", r.signal))
+    if m.code.remote:
+        rows.append(("remote", m.code.remote))
+    env = m.environment
+    py = env.get("python") or {}
+    if py:
+        rows.append(("python", f"{py.get('version')} {py.get('executable')}"))
+    lock = env.get("lockfile")
+    if isinstance(lock, Mapping):
+        state = "matches" if lock.get("matches") else "DOES NOT MATCH"
+        rows.append(("lockfile", f"{lock.get('path')} ({state})"))
+    elif "lockfile" in env:
+        rows.append(("lockfile", "none (run with --allow-unlocked)"))
+    rows.append(("packages", str(len(env.get("packages") or {}))))
+    hw = m.hardware
+    if hw.get("cpu"):
+        cpu = hw["cpu"]
+        rows.append(("cpu", f"{cpu.get('model')} ({cpu.get('logical_cores')} threads)"))
+    for g in hw.get("gpus") or []:
+        rows.append(("gpu", f"{g.get('name')} {g.get('uuid')}"))
+    for label, section in (("input", m.data), ("output", m.outputs)):
+        for path, e in section.items():
+            rows.append((label, f"{path}  {_entry_text(e)}"))
+    final = (m.metrics or {}).get("final") or {}
+    for k, v in final.items():
+        rows.append(("metric", f"{k} = {v}"))
+    if r.tags:
+        rows.append(("tags", ", ".join(f"{k}={v}" for k, v in r.tags.items())))
+    if r.note:
+        rows.append(("note", r.note))
+    if run_dir:
+        rows.append(("files", run_dir))
+    t = Table(box=None, show_header=False, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")
+    for k, v in rows:
+        t.add_row(escape(k), escape(v))
+    c.print(t)
+
+
+def _determinism_text(d: Mapping[str, Any]) -> str:
+    level = d.get("level", "?")
+    hook = d.get("hook") or {}
+    if hook.get("ran") is False:
+        return f"{level}; hook did NOT run: {hook.get('reason')}"
+    seeded = ", ".join(hook.get("seeded") or [])
+    return f"{level}, {d.get('threads')} threads" + (f"; seeded {seeded}" if seeded else "")
+
+
+def _entry_text(e: Any) -> str:
+    if not isinstance(e, Mapping):
+        return str(e)
+    kind = e.get("kind")
+    if kind == "dir":
+        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))})"
+    if kind == "symlink":
+        return f"-> {e.get('target')}"
+    if kind == "missing":
+        return "missing"
+    return f"{e.get('hash')} ({_size(e.get('size'))})"
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int):
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _argv_text(argv: Sequence[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _short_time(iso: Any) -> str:
+    if not isinstance(iso, str):
+        return "-"
+    return iso[:19].replace("T", " ")
+
+
+def _duration(s: Any) -> str:
+    if not isinstance(s, (int, float)):
+        return "-"
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def _metrics_text(final: Mapping[str, Any], most: int = 3) -> str:
+    items = list(final.items())[:most]
+    text = " ".join(f"{k}={_num(v)}" for k, v in items)
+    return text + (" …" if len(final) > most else "")
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
