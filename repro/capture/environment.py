@@ -63,10 +63,13 @@ def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> 
             shebang = _shebang_python(Path(exe), path)
             if shebang:
                 return shebang, "shebang"
-            for name in ("python", "python3"):
-                beside = Path(exe).parent / name
-                if beside.is_file() and os.access(beside, os.X_OK):
-                    return str(beside), "beside"
+            bindir = Path(exe).parent
+            # Only inside a virtual or conda environment: /usr/bin has a python beside `true`.
+            if (bindir.parent / "pyvenv.cfg").is_file() or (bindir.parent / "conda-meta").is_dir():
+                for name in ("python", "python3"):
+                    beside = bindir / name
+                    if beside.is_file() and os.access(beside, os.X_OK):
+                        return str(beside), "beside"
     return sys.executable, "repro"
 
 
@@ -133,8 +136,10 @@ def finish_inspect(proc: subprocess.Popen[bytes] | None, python: str, source: st
 
 
 def _same_file(a: str, b: str) -> bool:
+    """Same interpreter *and* same environment: venvs symlink one binary from many bin dirs."""
     try:
-        return os.path.samefile(a, b)
+        return (os.path.samefile(a, b)
+                and Path(a).absolute().parent.resolve() == Path(b).absolute().parent.resolve())
     except OSError:
         return False
 

@@ -1,0 +1,80 @@
+"""manifest: round trips, validation, and hostile files that must never execute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from repro import errors, manifest
+
+
+def sample(**run: object) -> manifest.Manifest:
+    info = {"run_id": "20261123T142501.123456Z-3f2a", "status": "succeeded",
+            "started_at": "2026-11-23T14:25:01.123456Z", **run}
+    return manifest.Manifest(
+        run=manifest.RunInfo(**info),  # type: ignore[arg-type]
+        command=manifest.Command(argv=("python", "train.py", "--lr", "0.01")),
+        seed=manifest.Seed(value=7, source="flag"),
+        code=manifest.Code(commit="a" * 40, branch="main"),
+        metrics={"final": {"loss": 0.5}},
+    )
+
+
+def test_manifest_round_trips_through_yaml(tmp_path: Path) -> None:
+    m = sample(tags={"team": "vision"}, exit_code=0, duration_s=1.5)
+    path = tmp_path / "manifest.yaml"
+    manifest.write(path, m)
+    assert manifest.read(path) == m
+    assert path.read_text().startswith("schema: repro/run/v1\n")
+
+
+@settings(max_examples=50, deadline=None)
+@given(argv=st.lists(st.text(min_size=1), min_size=1, max_size=5),
+       note=st.one_of(st.none(), st.text()))
+def test_manifest_any_text_round_trips(argv: list[str], note: str | None) -> None:
+    m = manifest.Manifest(run=manifest.RunInfo(run_id="x", status="running", started_at="t",
+                                               note=note),
+                          command=manifest.Command(argv=tuple(argv)),
+                          seed=manifest.Seed(1, "generated"), code=manifest.Code(commit="c"))
+    assert manifest.from_dict(manifest.loads(manifest.dumps(manifest.to_dict(m)), "x")) == m
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("schema: repro/run/v1\nrun: {run_id: x, status: succ", "not valid YAML"),
+    ("schema: repro/run/v1\nrun:\n  run_id: x\n", "section 'command' is missing"),
+    ("schema: repro/run/v9\n", "unknown schema 'repro/run/v9'"),
+    ("- just\n- a list\n", "is not a mapping"),
+    ("\x00\x01garbage", "not valid YAML"),
+    ("schema: repro/run/v1\nrun: !!python/object/apply:os.system ['touch PWNED']\n",
+     "not valid YAML"),
+])
+def test_manifest_bad_files_are_one_line_errors(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(text)
+    with pytest.raises(errors.ManifestError) as e:
+        manifest.read(path)
+    assert fragment in e.value.message
+    assert "\n" not in e.value.message
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+def test_manifest_wrong_types_are_named() -> None:
+    d = manifest.to_dict(sample())
+    d["seed"]["value"] = "seven"
+    with pytest.raises(errors.ManifestError, match="'value' must be int"):
+        manifest.from_dict(d, "m.yaml")
+    d = manifest.to_dict(sample())
+    d["run"]["status"] = "exploded"
+    with pytest.raises(errors.ManifestError, match="'status' is 'exploded'"):
+        manifest.from_dict(d, "m.yaml")
+
+
+def test_write_text_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
+    path = tmp_path / "f.yaml"
+    manifest.write_text_atomic(path, "a: 1\n")
+    manifest.write_text_atomic(path, "a: 2\n")
+    assert path.read_text() == "a: 2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.yaml"]
