@@ -1,0 +1,7 @@
+"""`python -m repro`: the same as the `repro` console script."""
+
+import sys
+
+from repro.cli import main
+
+sys.exit(main())
