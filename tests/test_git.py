@@ -1,0 +1,99 @@
+"""capture.git: status in real repositories, credentials, patches, commit diffs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repro import errors
+from repro.capture import git
+from tests.conftest import git as run_git
+
+
+def test_status_clean(repo: Path) -> None:
+    state = git.status(repo)
+    assert state.dirty is False
+    assert state.branch == "main"
+    assert state.commit == run_git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_status_names_every_kind_of_dirt(repo: Path) -> None:
+    (repo / "train.py").write_text("print('changed')\n")
+    (repo / "new dir").mkdir()
+    (repo / "new dir" / "notes.txt").write_text("x")
+    (repo / "staged.py").write_text("x = 1\n")
+    run_git(repo, "add", "staged.py")
+    run_git(repo, "mv", "requirements.lock", "renamed.lock")
+    state = git.status(repo)
+    assert {(d.path, d.state) for d in state.dirt} == {
+        ("train.py", "modified"), ("new dir/notes.txt", "untracked"),
+        ("staged.py", "staged"), ("renamed.lock", "renamed")}
+    assert state.untracked == ["new dir/notes.txt"]
+
+
+def test_status_ignores_ignored_files(repo: Path) -> None:
+    (repo / ".repro").mkdir()
+    (repo / ".repro" / "x").write_text("x")
+    assert git.status(repo).dirty is False
+
+
+def test_status_detached_head(repo: Path) -> None:
+    run_git(repo, "checkout", "-q", "--detach")
+    assert git.status(repo).branch is None
+
+
+def test_no_commits_is_a_clear_error(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    with pytest.raises(errors.NotAGitRepoError, match="no commits yet"):
+        git.status(tmp_path)
+
+
+@pytest.mark.parametrize(("url", "clean"), [
+    ("https://user:canary@github.com/o/r.git", "https://github.com/o/r.git"),
+    ("https://ghp_canary@github.com/o/r.git", "https://github.com/o/r.git"),
+    ("https://host:8443/o/r.git?private_token=canary", "https://host:8443/o/r.git"),
+    ("ssh://git:canary@host/o/r.git", "ssh://host/o/r.git"),
+    ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+    ("/srv/git/r.git", "/srv/git/r.git"),
+])
+def test_strip_credentials(url: str, clean: str) -> None:
+    assert git.strip_credentials(url) == clean
+
+
+def test_remote_url_is_stripped(repo: Path) -> None:
+    run_git(repo, "remote", "add", "origin", "https://bob:canary@example.com/o/r.git")
+    assert git.remote_url(repo) == "https://example.com/o/r.git"
+
+
+def test_patch_rebuilds_the_tree_including_binary(repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text("print('edited')\n")
+    (repo / "blob.bin").write_bytes(bytes(range(256)))
+    run_git(repo, "add", "blob.bin")
+    diff = git.patch(repo)
+    other = tmp_path / "other"
+    run_git(repo, "worktree", "add", "-q", "--detach", str(other), "HEAD")
+    (tmp_path / "p.patch").write_bytes(diff)
+    git.apply_patch(other, tmp_path / "p.patch")
+    assert (other / "train.py").read_text() == "print('edited')\n"
+    assert (other / "blob.bin").read_bytes() == bytes(range(256))
+
+
+def test_changed_files_between_commits(repo: Path) -> None:
+    a = run_git(repo, "rev-parse", "HEAD").strip()
+    (repo / "train.py").write_text("print(2)\n")
+    (repo / "added.py").write_text("")
+    run_git(repo, "rm", "-q", "requirements.lock")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", "change")
+    b = run_git(repo, "rev-parse", "HEAD").strip()
+    assert git.changed_files(repo, a, b) == [("A", "added.py"), ("D", "requirements.lock"),
+                                              ("M", "train.py")]
+    assert git.changed_files(repo, a, a) == []
+
+
+def test_tracked_filters_paths(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "big.csv").write_text("1")
+    assert git.tracked(repo, ["train.py", "data/big.csv", "data"]) == {"train.py"}
