@@ -1,0 +1,324 @@
+"""`repro run`, `runs`, `show` end to end: real repos, real children, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro import manifest
+from repro.cli import main
+from tests.conftest import PYTHON, git
+
+
+def only_run(repo: Path) -> Path:
+    runs = sorted((repo / ".repro" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def load(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((run_dir / "manifest.yaml").read_text())
+
+
+def repro_proc(repo: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([PYTHON, "-m", "repro", *args], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def test_run_records_a_complete_manifest(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--seed", "3", "--name", "first", "--tag", "team=vision", "--",
+                 PYTHON, "train.py"]) == 0
+    out, err = capfd.readouterr()
+    assert out == "hello\n"
+    run_dir = only_run(repo)
+    m = load(run_dir)
+    assert m["schema"] == "repro/run/v1"
+    assert m["run"]["status"] == "succeeded" and m["run"]["exit_code"] == 0
+    assert m["run"]["name"] == "first" and m["run"]["tags"] == {"team": "vision"}
+    assert m["command"] == {"argv": [PYTHON, "train.py"], "cwd": "."}
+    assert m["seed"] == {"value": 3, "source": "flag"}
+    assert m["code"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
+    assert m["code"]["dirty"] is False and m["code"]["branch"] == "main"
+    assert m["environment"]["lockfile"]["path"] == "requirements.lock"
+    assert m["environment"]["lockfile"]["matches"] is True
+    assert "pyyaml" in m["environment"]["packages"]
+    assert m["fingerprint"].startswith("blake3:")
+    assert (run_dir / "stdout.log").read_text() == "hello\n"
+    manifest.read(run_dir / "manifest.yaml")  # valid under the schema
+
+
+def test_child_flags_pass_through_untouched(repo: Path,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "t.py").write_text("import sys; print(sys.argv[1:])\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "t")
+    assert main(["run", "--seed", "3", PYTHON, "t.py", "--seed", "9", "--help", "--",
+                 "x"]) == 0
+    assert capfd.readouterr().out == "['--seed', '9', '--help', '--', 'x']\n"
+    assert load(only_run(repo))["seed"]["value"] == 3
+
+
+def test_dirty_tree_is_refused_naming_files(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "train.py").write_text("print('edited')\n")
+    (repo / "scratch.py").write_text("x = 1\n")
+    assert main(["run", "--", PYTHON, "train.py"]) == 125
+    err = capfd.readouterr().err
+    assert "error: the work tree has uncommitted or untracked files:" in err
+    assert "train.py (modified)" in err and "scratch.py (untracked)" in err
+    assert "hint:" in err and "--allow-dirty" in err
+    assert not (repo / ".repro" / "runs").exists()
+
+
+def test_dirty_refusal_lists_ten_then_counts(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    for i in range(15):
+        (repo / f"f{i:02d}.txt").write_text("x")
+    assert main(["run", "--", PYTHON, "train.py"]) == 125
+    assert "and 5 more" in capfd.readouterr().err
+
+
+def test_allow_dirty_snapshot_rebuilds_the_tree(repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text("print('edited')\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "helper.py").write_text("VALUE = 42\n")
+    (repo / "big.bin").write_bytes(b"\0" * 2048)
+    (repo / "repro.yaml").write_text("untracked_max_bytes: 1024\n")
+    assert main(["run", "--allow-dirty", "--", PYTHON, "train.py"]) == 0
+    run_dir = only_run(repo)
+    m = load(run_dir)
+    assert m["code"]["dirty"] is True
+    assert m["code"]["patch"]["file"] == "code.patch"
+    untracked = {u["path"]: u for u in m["code"]["untracked"]}
+    assert untracked["sub/helper.py"]["copied"] is True
+    assert untracked["big.bin"]["copied"] is False and untracked["big.bin"]["size"] == 2048
+    # Rebuild: the commit + the patch + the copies give back the tree that ran.
+    rebuilt = tmp_path / "rebuilt"
+    git(repo, "worktree", "add", "-q", "--detach", str(rebuilt), m["code"]["commit"])
+    git(rebuilt, "apply", str(run_dir / "code.patch"))
+    for rel, u in untracked.items():
+        if u["copied"]:
+            (rebuilt / rel).parent.mkdir(parents=True, exist_ok=True)
+            (rebuilt / rel).write_bytes((run_dir / "untracked" / rel).read_bytes())
+    assert (rebuilt / "train.py").read_text() == "print('edited')\n"
+    assert (rebuilt / "sub" / "helper.py").read_text() == "VALUE = 42\n"
+
+
+def test_missing_lockfile_is_refused(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    git(repo, "rm", "-q", "requirements.lock")
+    git(repo, "commit", "-qm", "no lock")
+    assert main(["run", "--", PYTHON, "train.py"]) == 125
+    err = capfd.readouterr().err
+    assert "error: no lockfile found" in err and "--allow-unlocked" in err
+    assert main(["run", "--allow-unlocked", "--", PYTHON, "train.py"]) == 0
+    assert "warning: recording an unlocked run" in capfd.readouterr().err
+    assert load(only_run(repo))["environment"]["lockfile"] is None
+
+
+def test_mismatched_pin_is_refused_naming_the_package(repo: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "requirements.lock").write_text("pyyaml==0.0.1\n")
+    git(repo, "commit", "-qam", "bad pin")
+    assert main(["run", "--", PYTHON, "train.py"]) == 125
+    err = capfd.readouterr().err
+    assert "pyyaml (locked 0.0.1, installed " in err
+    assert main(["run", "--allow-unlocked", "--", PYTHON, "train.py"]) == 0
+    lock = load(only_run(repo))["environment"]["lockfile"]
+    assert lock["matches"] is False
+    assert lock["mismatches"][0]["name"] == "pyyaml"
+
+
+def test_packages_come_from_the_commands_interpreter(repo: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv2"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "onlyhere-1.0.dist-info").mkdir()
+    (repo / "requirements.lock").write_text("onlyhere==1.0\n")
+    git(repo, "commit", "-qam", "lock for venv2")
+    assert main(["run", "--", str(venv / "bin" / "python"), "train.py"]) == 0
+    env = load(only_run(repo))["environment"]
+    assert env["packages"] == {"onlyhere": "1.0"}
+    assert env["python"]["executable"].startswith(str(venv))
+    assert env["interpreter_source"] == "argv"
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    ([PYTHON, "-c", "import sys; sys.exit(3)"], 3),
+    (["no-such-command-xyz"], 127),
+    (["./train.py"], 126),
+])
+def test_exit_codes(repo: Path, argv: list[str], code: int,
+                    capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", *argv]) == code
+    m = load(only_run(repo))
+    assert m["run"]["status"] == "failed" and m["run"]["exit_code"] == code
+    if code in (126, 127):
+        assert "error:" in capfd.readouterr().err
+
+
+def test_not_a_git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 125
+    assert "is not inside a git repository" in capfd.readouterr().err
+
+
+def test_sigterm_is_forwarded_and_143_returned(repo: Path) -> None:
+    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    git(repo, "add", "slow.py")
+    git(repo, "commit", "-qm", "slow")
+    proc = repro_proc(repo, "run", "--", PYTHON, "slow.py")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    m = load(only_run(repo))
+    assert (m["run"]["status"], m["run"]["signal"], m["run"]["exit_code"]) == (
+        "interrupted", "SIGTERM", 143)
+
+
+def test_ctrl_c_to_the_process_group_records_interrupted(repo: Path) -> None:
+    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    git(repo, "add", "slow.py")
+    git(repo, "commit", "-qm", "slow")
+    proc = repro_proc(repo, "run", "--", PYTHON, "slow.py", start_new_session=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert proc.wait(timeout=30) == 130
+    m = load(only_run(repo))
+    assert m["run"]["status"] == "interrupted" and m["run"]["exit_code"] == 130
+
+
+def test_sigkill_of_the_group_leaves_an_abandoned_run(repo: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    git(repo, "add", "slow.py")
+    git(repo, "commit", "-qm", "slow")
+    proc = repro_proc(repo, "run", "--", PYTHON, "slow.py", start_new_session=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert load(only_run(repo))["run"]["status"] == "running"  # what was on disk
+    assert main(["runs", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["status"] for r in runs] == ["abandoned"]
+
+
+def test_concurrent_runs_get_distinct_valid_manifests(repo: Path) -> None:
+    procs = [repro_proc(repo, "run", "--seed", str(i), "--", PYTHON, "train.py")
+             for i in range(8)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
+    run_dirs = sorted((repo / ".repro" / "runs").iterdir())
+    assert len(run_dirs) == 8
+    seeds = {manifest.read(d / "manifest.yaml").seed.value for d in run_dirs}
+    assert seeds == set(range(8))
+
+
+def test_secrets_never_reach_the_store(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "canary-env-1")
+    monkeypatch.setenv("MY_API_KEY", "canary-env-2")
+    monkeypatch.setenv("DB_PASSWORD", "canary-env-3")
+    monkeypatch.setenv("HF_ENDPOINT", "https://me:canary-env-4@hf.example.com")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    git(repo, "remote", "add", "origin", "https://bob:canary-remote@example.com/o/r.git")
+    assert main(["run", "--", PYTHON, "-c", "print('ok')"]) == 0
+    m = load(only_run(repo))
+    assert m["code"]["remote"] == "https://example.com/o/r.git"
+    for path in (repo / ".repro").rglob("*"):
+        if path.is_file():
+            assert b"canary" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("text", [
+    "schema: repro/run/v1\nrun: {run_id: x, status: succeeded, started_at",
+    "\x00\xff\xfe garbage",
+    "schema: repro/run/v7\nrun: {}\n",
+    "schema: repro/run/v1\nrun: !!python/object/apply:os.system ['touch PWNED']\n",
+    "!!python/object/apply:subprocess.call [['touch', 'PWNED']]\n",
+])
+def test_bad_manifests_exit_2_with_one_line(repo: Path, text: str,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    run_dir = repo / ".repro" / "runs" / "20261123T142501.123456Z-abcd"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.yaml").write_bytes(text.encode("utf-8", "surrogateescape")
+                                            if "\x00" not in text else b"\x00\xff\xfe garbage")
+    assert main(["show", "latest"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: ") and err.count("error:") == 1
+    assert "Traceback" not in err
+    assert not (repo / "PWNED").exists()
+
+
+def test_ambiguous_prefix_lists_candidates(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    for run_id in ("20261123T142501.000001Z-aaaa", "20261123T142501.000002Z-bbbb"):
+        d = repo / ".repro" / "runs" / run_id
+        d.mkdir(parents=True)
+        (d / "manifest.yaml").write_text("schema: repro/run/v1\n")
+    assert main(["show", "20261123T1425"]) == 2
+    err = capfd.readouterr().err
+    assert "is ambiguous" in err and "000001Z-aaaa" in err and "000002Z-bbbb" in err
+
+
+def test_runs_and_show(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--seed", "5", "--", PYTHON, "train.py"]) == 0
+    assert main(["run", "--seed", "6", "--", PYTHON, "-c", "import sys; sys.exit(1)"]) == 1
+    capfd.readouterr()
+    assert main(["runs", "--json"]) == 0
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["schema"] == "repro/runs/v1"
+    assert [(r["seed"], r["status"]) for r in doc["runs"]] == [(6, "failed"), (5, "succeeded")]
+    for key in ("run_id", "status", "started_at", "command", "seed", "commit", "dirty", "metrics"):
+        assert key in doc["runs"][0]
+    assert main(["ls", "--limit", "1"]) == 0
+    table = capfd.readouterr().out
+    assert "failed" in table and "succeeded" not in table
+    assert main(["show", "latest~1"]) == 0
+    text = capfd.readouterr().out
+    assert "5 (flag)" in text and "succeeded" in text
+    assert main(["show", "latest", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["seed"]["value"] == 6
+
+
+def test_runs_in_a_repo_without_runs(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs"]) == 0
+    assert "no runs yet" in capfd.readouterr().err
+
+
+def test_usage_errors_exit_2(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--determinism", "max", "--", PYTHON, "train.py"]) == 125
+    assert "unknown determinism level 'max'" in capfd.readouterr().err
+    assert main(["show"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capfd: pytest.CaptureFixture[str]) -> None:
+    from repro import store
+
+    def boom(self: object, limit: int | None = None) -> None:
+        raise ZeroDivisionError("synthetic")
+
+    monkeypatch.setattr(store.Store, "iter_manifests", boom)
+    assert main(["runs"]) == 3
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "internal error in repro: ZeroDivisionError: synthetic" in err
+    saved = list((repo / ".repro" / "bugs").iterdir())
+    assert len(saved) == 1 and "ZeroDivisionError" in saved[0].read_text()
+
+
+def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
+    """torch/numpy must never load in repro; GitPython would cost ~110 ms on the hot path."""
+    probe = ("import sys\nfrom repro.cli import main\ncode = main(['run', '--', sys.executable, "
+             "'-c', 'import torch'])\nheavy = sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'torch', 'numpy', 'git', 'pynvml'})\nprint('HEAVY', heavy, code, file=sys.stderr)\n")
+    done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert "HEAVY [] 0" in done.stderr, done.stderr
