@@ -11,15 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors, manifest
+from repro.compare import Tolerance
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    rtol: float = 0.0
-    atol: float = 0.0
-    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +119,7 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
             if k in raw and not _is_number(raw[k]):
                 raise errors.ConfigError(message, hint=hint)
         return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
-                         metrics={str(k): float(v) for k, v in per.items()})
+                         per_metric={str(k): float(v) for k, v in per.items()})
     raise AssertionError(kind)
 
 

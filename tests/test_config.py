@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from repro import config, errors
+from repro.compare import Tolerance
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:
@@ -20,7 +21,7 @@ def test_repro_yaml(tmp_path: Path) -> None:
     cfg = config.load(tmp_path)
     assert (cfg.seed, cfg.determinism, cfg.data, cfg.outputs, cfg.metrics) == (
         7, "warn", ("data/",), ("out.pt",), "m.json")
-    assert cfg.tolerance == config.Tolerance(rtol=0.01, atol=0.0, metrics={"loss": 0.001})
+    assert cfg.tolerance == Tolerance(rtol=0.01, atol=0.0, per_metric={"loss": 0.001})
     assert cfg.source == "repro.yaml"
 
 

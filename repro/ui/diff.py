@@ -1,0 +1,375 @@
+"""Rendering of a `compare.DiffReport`: rich tables for the terminal, markdown for pull requests.
+
+Owns how a diff looks. Must not compare anything (compare.py decides what differs and what
+is noise) nor read files; it writes only to the console it is given. Values go into rich as
+`Text`, never as markup, so a `[` in a path or argv is printed as is.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from repro import compare
+
+VALUE_WIDTH = 60  # a cell longer than this is cut to a window around the first difference
+LIST_LIMIT = 10  # paths listed per changed directory or commit before "… and N more"
+PACKAGE_LIMIT = 40  # package rows before "… and N more packages"
+
+_A, _B = "red", "green"
+_HASH_HEX = 12  # blake3:9fceb02d0ae5… is enough to tell hashes apart by eye
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting shared by the terminal and markdown.
+
+
+def format_value(value: Any, key: str = "") -> str:
+    """One value as a short single line: hashes shortened, argv shell-quoted, entries summed up."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, str):
+        return _short_hash(value).replace("\n", " ")
+    if isinstance(value, Mapping):
+        return _mapping(value)
+    if isinstance(value, (list, tuple)):
+        if key == "argv" and all(isinstance(v, str) for v in value):
+            return shlex.join(value)
+        return ", ".join(format_value(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+def _float(v: float) -> str:
+    if math.isnan(v):
+        return "nan"
+    return repr(v)  # shortest round-trip form: 0.50001 and 0.5 never print alike
+
+
+def _short_hash(s: str) -> str:
+    algo, sep, hexpart = s.partition(":")
+    if sep and algo.isalnum() and len(hexpart) > _HASH_HEX + 4 and _is_hex(hexpart):
+        return f"{algo}:{hexpart[:_HASH_HEX]}…"
+    if len(s) == 40 and _is_hex(s):  # a git commit
+        return s[:_HASH_HEX]
+    return s
+
+
+def _is_hex(s: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+def _mapping(m: Mapping[str, Any]) -> str:
+    kind = m.get("kind")
+    if kind == "missing":
+        return "missing"
+    if kind == "symlink":
+        return f"symlink → {m.get('target')}"
+    if "hash" in m and kind in ("file", "dir", None):
+        parts = [format_value(m.get("hash"))]
+        if kind == "dir":
+            parts.insert(0, "dir")
+            if isinstance(m.get("files"), int):
+                parts.append(f"{m['files']:,} files")
+        if isinstance(m.get("size"), int):
+            parts.append(size_text(m["size"]))
+        return "  ".join(parts)
+    return ", ".join(f"{k}={format_value(v)}" for k, v in m.items())
+
+
+def size_text(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def pair_text(a: Any, b: Any, key: str = "", width: int = VALUE_WIDTH) -> tuple[str, str]:
+    """Both sides as text; when one is too long, the same window of each around where they part."""
+    ta, tb = format_value(a, key), format_value(b, key)
+    if len(ta) <= width and len(tb) <= width:
+        return ta, tb
+    first = next((i for i, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
+                 min(len(ta), len(tb)))
+    start = max(0, first - width // 3)
+    return _window(ta, start, width), _window(tb, start, width)
+
+
+def _window(s: str, start: int, width: int) -> str:
+    if len(s) <= width:
+        return s
+    start = min(start, max(0, len(s) - width))
+    body = s[start:start + width]
+    return ("…" if start > 0 else "") + body + ("…" if start + width < len(s) else "")
+
+
+def _delta(v: Any, relative: bool = False) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "—"
+    if relative:
+        return f"{v:+.3%}" if math.isfinite(v) else _float(v)
+    return f"{v:+.6g}" if math.isfinite(v) else _float(v)
+
+
+def _tol_mark(c: compare.Change) -> str:
+    # Only the exception is marked: a change beyond tolerance is what every other row is.
+    return "≈ within tolerance" if c.within_tolerance else ""
+
+
+def _key_label(section: str) -> str:
+    return "path" if section in ("data", "outputs") else "key"
+
+
+def _shown(groups: Sequence[tuple[str, str, list[str]]]) -> int:
+    """How many paths of each group to list: about LIST_LIMIT in all, at least 3 per group."""
+    return max(3, LIST_LIMIT // max(1, len(groups)))
+
+
+def _file_groups(c: compare.Change) -> list[tuple[str, str, list[str]]]:
+    """(mark, label, paths) for a change that carries files: dirs, commits, untracked files."""
+    files = c.detail.get("files")
+    if isinstance(files, Mapping):
+        return [(mark, label, list(files.get(label, ())))
+                for mark, label in (("+", "added"), ("-", "removed"), ("~", "modified"))
+                if files.get(label)]
+    if isinstance(files, list) and files:
+        return [("", "changed between commits",
+                 [f"{f.get('status', '?')} {f.get('path')}" for f in files])]
+    return []
+
+
+def _file_summary(c: compare.Change) -> str:
+    groups = _file_groups(c)
+    if c.key == "commit":
+        n = len(groups[0][2]) if groups else 0
+        return f"{n} file{'s' * (n != 1)} changed between commits"
+    return ", ".join(f"{len(paths):,} {label}" for _, label, paths in groups)
+
+
+def _visible(report: compare.DiffReport, show_all: bool,
+             sections: Sequence[str]) -> list[compare.Section]:
+    names = compare.select_sections(sections)
+    return [report.sections[n] for n in names if show_all or report.sections[n].changes]
+
+
+def _split_packages(s: compare.Section) -> tuple[list[compare.Change], list[compare.Change]]:
+    packages = [c for c in s.changes if s.name == "environment" and c.key.startswith("packages.")]
+    return [c for c in s.changes if c not in packages], packages
+
+
+_HEADER_ORDER = ("name", "started_at", "finished_at", "duration_s", "host", "pid")
+
+
+def _header_info(report: compare.DiffReport) -> list[compare.Change]:
+    """Run-level facts that differ (never counted), with the host, in reading order."""
+    hardware = report.sections.get("hardware")
+    host = [c for c in hardware.info if c.key == "host"] if hardware else []
+    rank = {k: i for i, k in enumerate(_HEADER_ORDER)}
+    rows = [c for c in [*report.info, *host] if c.key != "run_id"]
+    return sorted(rows, key=lambda c: rank.get(c.key, len(rank)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Terminal.
+
+
+def render(report: compare.DiffReport, console: Console, *, show_all: bool = False,
+           sections: Sequence[str] = ()) -> None:
+    """The verdict, the two runs, then a table per section that differs (every one with show_all).
+
+    `sections` limits the output to the named sections (errors.UsageError for unknown names).
+    """
+    visible = _visible(report, show_all, sections)
+    style = "bold red" if report.changed else "bold green"
+    console.print(Text(report.verdict, style=style))
+    console.print(_runs_table(report))
+    for s in visible:
+        console.print()
+        _render_section(s, console)
+
+
+def _runs_table(report: compare.DiffReport) -> Table:
+    t = _table("run")
+    t.add_row(Text("id"), Text(report.a or "—", style=_A), Text(report.b or "—", style=_B))
+    for c in _header_info(report):
+        a, b = pair_text(c.a, c.b, c.key)
+        t.add_row(Text(c.key, style="dim"), Text(a, style="dim"), Text(b, style="dim"))
+    return t
+
+
+def _table(first: str, *extra: str) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+    t.add_column(first, no_wrap=True, overflow="fold", max_width=40)
+    t.add_column("a", overflow="fold")
+    t.add_column("b", overflow="fold")
+    for col in extra:
+        t.add_column(col, no_wrap=True)
+    return t
+
+
+def _render_section(s: compare.Section, console: Console) -> None:
+    if not s.changes and not s.info:
+        console.print(Text.assemble((s.name, "bold"), "  ", ("same", "green")))
+        return
+    status = ("changed", "bold red") if s.changed else ("same", "green")
+    console.print(Text.assemble((s.name, "bold"), "  ", status))
+    if s.name == "metrics":
+        _render_metrics(s, console)
+        return
+    plain, packages = _split_packages(s)
+    if plain or s.info:
+        t = _table(_key_label(s.name))
+        for c in plain:
+            a, b = pair_text(c.a, c.b, c.key)
+            t.add_row(Text(c.key), Text(a, style=_A), Text(b, style=_B))
+        _info_rows(t, s.info)
+        console.print(t)
+    for c in plain:
+        _render_files(c, console)
+    if packages:
+        t = _table("package")
+        for c in packages[:PACKAGE_LIMIT]:
+            t.add_row(Text(c.key.removeprefix("packages.")), Text(format_value(c.a), style=_A),
+                      Text(format_value(c.b), style=_B))
+        console.print(t)
+        if len(packages) > PACKAGE_LIMIT:
+            console.print(Text(f"  … and {len(packages) - PACKAGE_LIMIT} more packages",
+                               style="dim"))
+
+
+def _info_rows(t: Table, info: Iterable[compare.Change], cells: int = 0) -> None:
+    for c in info:
+        a, b = pair_text(c.a, c.b, c.key)
+        t.add_row(Text(f"{c.key} (not counted)", style="dim"), Text(a, style="dim"),
+                  Text(b, style="dim"), *[Text("")] * cells)
+
+
+def _render_files(c: compare.Change, console: Console) -> None:
+    groups = _file_groups(c)
+    if not groups:
+        return
+    console.print(Text.assemble("  ", (c.key, "bold"), ": ", _file_summary(c)))
+    colour = {"+": _B, "-": _A, "~": "yellow", "": ""}
+    limit = _shown(groups)
+    for mark, label, paths in groups:
+        for p in paths[:limit]:
+            console.print(Text(f"    {mark} {p}" if mark else f"    {p}", style=colour[mark]))
+        if len(paths) > limit:
+            console.print(Text(f"    … and {len(paths) - limit:,} more {label}", style="dim"))
+
+
+def _render_metrics(s: compare.Section, console: Console) -> None:
+    t = _table("metric", "delta", "rel delta", "")
+    for c in s.changes:
+        a, b = pair_text(c.a, c.b, c.key, width=30)
+        style = "dim" if c.within_tolerance else ""
+        t.add_row(Text(c.key, style=style), Text(a, style=_A), Text(b, style=_B),
+                  Text(_delta(c.detail.get("delta"))),
+                  Text(_delta(c.detail.get("rel_delta"), relative=True)),
+                  Text(_tol_mark(c), style="green" if c.within_tolerance else "red"))
+    _info_rows(t, s.info, cells=3)
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown (GitHub-flavoured), for a pull-request comment.
+
+
+def markdown(report: compare.DiffReport, *, show_all: bool = False,
+             sections: Sequence[str] = ()) -> str:
+    """The same content as `render`, as GitHub-flavoured markdown."""
+    visible = _visible(report, show_all, sections)
+    out: list[str] = [f"**repro diff**: {_md_text(report.verdict)}", ""]
+    rows = [["id", _md_code(report.a or "—"), _md_code(report.b or "—")]]
+    rows += [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
+             for c in _header_info(report)]
+    out += _md_table(["run", "a", "b"], rows)
+    for s in visible:
+        out.append("")
+        out += _md_section(s)
+    return "\n".join(out) + "\n"
+
+
+def _md_section(s: compare.Section) -> list[str]:
+    if not s.changes and not s.info:
+        return [f"#### {s.name}: same"]
+    out = [f"#### {s.name}: {'changed' if s.changed else 'same'}", ""]
+    info = [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
+            for c in s.info]
+    if s.name == "metrics":
+        rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key, width=30)),
+                 _md_text(_delta(c.detail.get("delta"))),
+                 _md_text(_delta(c.detail.get("rel_delta"), relative=True)),
+                 _md_text(_tol_mark(c))] for c in s.changes]
+        return out + _md_table(["metric", "a", "b", "delta", "rel delta", ""],
+                               rows + [[*r, "", "", ""] for r in info])
+    plain, packages = _split_packages(s)
+    rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key))] for c in plain]
+    if rows or info:
+        out += _md_table([_key_label(s.name), "a", "b"], rows + info)
+    for c in plain:
+        out += _md_files(c)
+    if packages:
+        out += [*([""] if rows or info else []), *_md_table(["package", "a", "b"], [
+            [_md_text(c.key.removeprefix("packages.")), _md_code(format_value(c.a)),
+             _md_code(format_value(c.b))] for c in packages[:PACKAGE_LIMIT]])]
+        if len(packages) > PACKAGE_LIMIT:
+            out += ["", f"… and {len(packages) - PACKAGE_LIMIT} more packages"]
+    return out
+
+
+def _md_files(c: compare.Change) -> list[str]:
+    groups = _file_groups(c)
+    if not groups:
+        return []
+    out = ["", f"<details><summary>{_html(c.key)}: {_html(_file_summary(c))}</summary>", ""]
+    limit = _shown(groups)
+    for mark, label, paths in groups:
+        out += [f"- {_md_code(f'{mark} {p}' if mark else p)}" for p in paths[:limit]]
+        if len(paths) > limit:
+            out.append(f"- … and {len(paths) - limit:,} more {label}")
+    return [*out, "", "</details>"]
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Iterable[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    return [line(header), line("---" for _ in header), *(line(r) for r in rows)]
+
+
+def _md_code(s: str) -> str:
+    """A code span safe inside a table cell: pipes escaped, fence longer than any backtick run."""
+    if s in ("", "—"):
+        return s or " "
+    s = s.replace("|", "\\|")
+    longest = 0
+    run = 0
+    for ch in s:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+def _md_text(s: str) -> str:
+    """Plain text with markdown's punctuation escaped (paths and metric names are free text)."""
+    escaped = "".join("\\" + ch if ch in "\\`*_[]<>#|~" else ch for ch in s)
+    return escaped.replace("\n", " ")
+
+
+def _html(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

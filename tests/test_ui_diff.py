@@ -1,0 +1,248 @@
+"""ui.diff: the terminal rendering and the markdown of a DiffReport."""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from repro import compare, errors
+from repro.ui import diff as ui_diff
+from tests.test_compare import COMMIT_B, LISTING, run
+
+
+def rendered(report: compare.DiffReport, **kwargs: Any) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=100, no_color=True)
+    ui_diff.render(report, console, **kwargs)
+    return out.getvalue()
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def row(text: str, *cells: str) -> bool:
+    """Some line holds these cells, in this order."""
+    for line in text.splitlines():
+        rest = line
+        for cell in cells:
+            i = rest.find(cell)
+            if i < 0:
+                break
+            rest = rest[i + len(cell):]
+        else:
+            return True
+    return False
+
+
+SAME = compare.diff_runs(run(), run(run={"run_id": "20261124T090000.000001Z-9c1d",
+                                          "host": "gpu-box-4"}))
+
+
+def busy_report() -> compare.DiffReport:
+    listing_b = {**{k: v for k, v in LISTING.items() if k != "dog/1.png"},
+                 "cat/2.png": ("blake3:99", 1),
+                 **{f"new/{i:02d}.png": ("blake3:n", 1) for i in range(15)}}
+    b = run(
+        run={"run_id": "B-run", "duration_s": 12.5},
+        command={"argv": ["python", "train.py", "--lr", "0.02", "--tag", "[bold]x[/bold]"]},
+        code={"commit": COMMIT_B},
+        environment={"packages": {"numpy": "2.4.7", "scipy": "1.16.0", "torch": None}},
+        data={"data/images": {"hash": "blake3:" + "d" * 64, "listing": "data/1.json"}},
+        metrics={"final": {"loss": 0.01231, "accuracy": 0.5, "note": "diverged"}},
+    )
+    return compare.diff_runs(run(), b, code_files=[("M", "train.py"), ("A", "model.py")],
+                             listings_a={"data/0.json": LISTING},
+                             listings_b={"data/1.json": listing_b},
+                             tolerance=compare.Tolerance(rtol=1e-2))
+
+
+def test_render_same_runs_verdict_only() -> None:
+    text = rendered(SAME)
+    assert lines(text)[0] == "same recipe, same results"
+    assert row(text, "id", "20261123T142501.123456Z-3f2a", "20261124T090000.000001Z-9c1d")
+    assert row(text, "host", "gpu-box-3", "gpu-box-4")  # shown, never counted
+    for name in compare.SECTIONS:
+        assert f"{name}  " not in text
+
+
+def test_render_show_all_lists_every_section() -> None:
+    text = rendered(SAME, show_all=True)
+    for name in compare.SECTIONS:
+        assert any(line.startswith(f"{name}  same") for line in lines(text)), name
+    assert row(text, "host (not counted)", "gpu-box-3", "gpu-box-4")
+
+
+def test_render_shows_only_changed_sections() -> None:
+    text = rendered(busy_report())
+    shown = [n for n in compare.SECTIONS if any(line.startswith(f"{n}  ") for line in lines(text))]
+    assert shown == ["command", "code", "environment", "data", "metrics"]
+
+
+def test_render_verdict_line_is_the_reports() -> None:
+    report = busy_report()
+    assert report.verdict == "different code (2 files), command, data +1 more, different metrics"
+    assert lines(rendered(report))[0] == report.verdict
+
+
+def test_render_code_lists_files_between_commits() -> None:
+    text = rendered(busy_report())
+    assert row(text, "commit", "9fceb02d0ae5", "1a2b3c4d5e6f")
+    assert "commit: 2 files changed between commits" in text
+    assert "    M train.py" in lines(text)
+    assert "    A model.py" in lines(text)
+
+
+def test_render_packages_table() -> None:
+    text = rendered(busy_report())
+    assert row(text, "package", "a", "b")
+    assert row(text, "numpy", "2.4.6", "2.4.7")
+    assert row(text, "scipy", "—", "1.16.0")
+    assert row(text, "torch", "2.13.0", "—")
+
+
+def test_render_directory_files_with_and_n_more() -> None:
+    text = rendered(busy_report())
+    assert "data/images: 15 added, 1 removed, 1 modified" in text
+    assert "    + new/00.png" in lines(text)
+    assert "    - dog/1.png" in lines(text)
+    assert "    ~ cat/2.png" in lines(text)
+    assert "    … and 12 more added" in lines(text)  # 3 groups: 3 paths each
+    assert "new/03.png" not in text
+    assert row(text, "data/images", "dir  blake3:d1", "dir  blake3:dddddddddddd…")
+    assert row(text, "data/images.listing (not counted)", "data/0.json", "data/1.json")
+
+
+def test_render_metrics_delta_and_tolerance() -> None:
+    text = rendered(busy_report())
+    assert row(text, "metric", "a", "b", "delta", "rel delta")
+    assert row(text, "loss", "0.0123", "0.01231", "+1e-05", "+0.081%", "≈ within tolerance")
+    assert row(text, "accuracy", "0.98", "0.5", "-0.48", "-48.980%")
+    assert row(text, "note", "—", "diverged", "—", "—")
+    assert not row(text, "accuracy", "within tolerance")
+
+
+def test_render_escapes_markup_in_values() -> None:
+    text = rendered(busy_report())
+    assert "'[bold]x[/bold]'" in text
+
+
+def test_render_sections_filter() -> None:
+    text = rendered(busy_report(), sections=["metrics"])
+    assert any(line.startswith("metrics  changed") for line in lines(text))
+    assert not any(line.startswith("code  ") for line in lines(text))
+    with pytest.raises(errors.UsageError):
+        rendered(busy_report(), sections=["metric"])
+
+
+def test_render_long_values_keep_the_difference_visible() -> None:
+    long_a = ["python", "train.py", *[f"--opt{i}=v" for i in range(30)], "--lr", "0.01"]
+    long_b = [*long_a[:-1], "0.02"]
+    text = rendered(compare.diff_runs(run(command={"argv": long_a}),
+                                      run(command={"argv": long_b})))
+    assert "…" in text
+    assert "--lr 0.01" in text and "--lr 0.02" in text
+    assert "--opt0=v" not in text
+
+
+def test_render_no_colour_when_console_has_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    def colour_codes(console: Console) -> bool:
+        ui_diff.render(busy_report(), console)
+        out = console.file.getvalue()  # type: ignore[attr-defined]
+        return any(code in out for code in ("\x1b[31m", "\x1b[32m", "\x1b[1;31m", "\x1b[1;32m"))
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not colour_codes(Console(file=io.StringIO(), width=100, force_terminal=True))
+    monkeypatch.delenv("NO_COLOR")
+    assert colour_codes(Console(file=io.StringIO(), width=100, force_terminal=True,
+                                color_system="standard"))
+
+
+def test_render_many_packages_are_capped() -> None:
+    b = run(environment={"packages": {f"pkg-{i:03d}": "1" for i in range(60)}})
+    text = rendered(compare.diff_runs(run(), b))
+    assert f"… and {60 - ui_diff.PACKAGE_LIMIT} more packages" in text
+    assert "pkg-039" in text and "pkg-040" not in text
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "—"),
+    (True, "true"),
+    (0.1 + 0.2, "0.30000000000000004"),  # every digit: 0.3 and this must not print alike
+    (math.nan, "nan"),
+    ("blake3:" + "ab" * 32, "blake3:abababababab…"),
+    ("9fceb02d0ae598e95dc970b74767f19372d61af8", "9fceb02d0ae5"),
+    ({"kind": "file", "hash": "blake3:aa", "size": 2048}, "blake3:aa  2.0 KiB"),
+    ({"kind": "dir", "hash": "blake3:aa", "size": 10, "files": 1200},
+     "dir  blake3:aa  1,200 files  10 B"),
+    ({"kind": "symlink", "target": "../x"}, "symlink → ../x"),
+    ({"kind": "missing"}, "missing"),
+    ([], "(none)"),
+    (["random", "torch"], "random, torch"),
+])
+def test_format_value(value: Any, expected: str) -> None:
+    assert ui_diff.format_value(value) == expected
+
+
+def test_format_value_quotes_argv() -> None:
+    assert ui_diff.format_value(["python", "a b.py"], "argv") == "python 'a b.py'"
+
+
+# --------------------------------------------------------------------------------- markdown
+
+
+def test_markdown_same() -> None:
+    md = ui_diff.markdown(SAME)
+    assert md.startswith("**repro diff**: same recipe, same results\n")
+    assert "| run | a | b |" in md
+    assert "| host _(not counted)_ | `gpu-box-3` | `gpu-box-4` |" in md
+    assert "####" not in md
+
+
+def test_markdown_sections() -> None:
+    md = ui_diff.markdown(busy_report())
+    assert "#### code: changed" in md
+    assert "| commit | `9fceb02d0ae5` | `1a2b3c4d5e6f` |" in md
+    assert "<details><summary>commit: 2 files changed between commits</summary>" in md
+    assert "- `M train.py`" in md
+    assert "| package | a | b |" in md
+    assert "| scipy | — | `1.16.0` |" in md
+    assert "<details><summary>data/images: 15 added, 1 removed, 1 modified</summary>" in md
+    assert "- … and 12 more added" in md
+    assert "| loss | `0.0123` | `0.01231` | +1e-05 | +0.081% | ≈ within tolerance |" in md
+    assert "#### seed" not in md
+
+
+def test_markdown_show_all_and_filter() -> None:
+    md = ui_diff.markdown(busy_report(), show_all=True, sections=["seed", "metrics"])
+    assert "#### seed: same" in md
+    assert "#### metrics: changed" in md
+    assert "#### code" not in md
+
+
+def test_markdown_escapes_table_breakers() -> None:
+    b = run(command={"argv": ["python", "-c", "print('a|b')", "`x`"]},
+            metrics={"final": {"val|loss*": 1.0}})
+    md = ui_diff.markdown(compare.diff_runs(run(metrics={"final": {"val|loss*": 2.0}}), b))
+    argv_row = next(line for line in md.splitlines() if line.startswith("| argv |"))
+    assert "a\\|b" in argv_row
+    assert argv_row.count(" | ") == 2  # three cells, no stray column
+    assert "``" in argv_row  # a longer fence around a value holding backticks
+    assert "| val\\|loss\\* |" in md
+
+
+def test_markdown_every_table_row_has_its_header_width() -> None:
+    md = ui_diff.markdown(busy_report(), show_all=True)
+    width = 0
+    for line in md.splitlines():
+        if not line.startswith("|"):
+            width = 0
+            continue
+        cells = line.replace("\\|", "").count("|") - 1
+        width = width or cells
+        assert cells == width, line
+
