@@ -150,6 +150,90 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
         ui.show_run(m, str(path.parent))
 
 
+Rtol = Annotated[float | None, typer.Option(
+    "--rtol", help="Relative tolerance for metrics (default: config, else 0).", min=0.0)]
+Atol = Annotated[float | None, typer.Option(
+    "--atol", help="Absolute tolerance for metrics (default: config, else 0).", min=0.0)]
+MetricTol = Annotated[list[str] | None, typer.Option(
+    "--metric", metavar="NAME=TOL", help="Absolute tolerance for one metric (repeatable).")]
+
+
+@app.command()
+def diff(
+    left: RunRef,
+    right: RunRef,
+    as_json: JsonFlag = False,
+    as_markdown: Annotated[bool, typer.Option(
+        "--markdown", help="GitHub-flavoured markdown, e.g. for a pull-request comment.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Show unchanged sections too.")] = False,
+    section: Annotated[list[str] | None, typer.Option(
+        "--section", metavar="NAME",
+        help="Only this section (repeatable): command, seed, determinism, code, environment, "
+             "hardware, data, outputs, metrics.")] = None,
+    rtol: Rtol = None,
+    atol: Atol = None,
+    metric: MetricTol = None,
+) -> None:
+    """Compare two runs section by section. Exit 0 if they match, 1 if they differ, 2 on trouble.
+
+    Example:
+
+        repro diff latest~1 latest --section code --section metrics
+    """
+    from repro import compare, config, history, store
+    from repro.ui import diff as diffview
+
+    runs = store.open_here()
+    tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
+    names = compare.select_sections(section or [])
+    report = history.diff(runs, left, right, tolerance)
+    if as_json:
+        ui.print_json(report.to_dict())
+    elif as_markdown:
+        sys.stdout.write(diffview.markdown(report, show_all=show_all, sections=names))
+    else:
+        diffview.render(report, ui.out_console(), show_all=show_all, sections=names)
+    # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
+    changed = any(report.sections[n].changed for n in names)
+    raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
+
+
+@app.command()
+def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
+         ) -> None:
+    """Write a starter repro.yaml from what the project has, and ignore .repro/ in git.
+
+    Example:
+
+        repro init && git add repro.yaml .gitignore && git commit -m "Configure repro"
+    """
+    from repro import scaffold
+
+    result = scaffold.init(Path.cwd(), force=force)
+    sys.stdout.write(result.config_text)
+    ui.info(f"wrote {result.config_path}")
+    if result.gitignore_updated:
+        ui.info("added .repro/ to .gitignore")
+
+
+@app.command()
+def doctor(as_json: JsonFlag = False) -> None:
+    """Report determinism hazards of this project and machine. Exit 0 none, 1 hazards, 2 trouble.
+
+    Example:
+
+        repro doctor --json | jq -r '.hazards[].code'
+    """
+    from repro import doctor as doctor_mod
+
+    hazards = doctor_mod.examine(Path.cwd(), dict(os.environ))
+    if as_json:
+        ui.print_json({"schema": "repro/doctor/v1", "hazards": [h.to_dict() for h in hazards]})
+    else:
+        ui.hazards(hazards)
+    raise typer.Exit(ExitCode.DIFFERENT if hazards else ExitCode.OK)
+
+
 def _level(value: str | None) -> str | None:
     from repro import manifest
 
@@ -175,6 +259,10 @@ def _command_name(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "_REPRO_COMPLETE" in os.environ:
+        # Shell completion (completions/ holds the generated scripts): typer registers its
+        # shell classes only when asked to, and we keep --install-completion off the CLI.
+        typer.completion.completion_init()  # type: ignore[attr-defined]
     command = _command_name(args)
     trouble = ExitCode.REFUSED if command in CHILD_COMMANDS else ExitCode.TROUBLE
     try:

@@ -115,6 +115,17 @@ class CliReporter:
                 bar["p"].stop()
 
 
+def hazards(found: Sequence[Any]) -> None:
+    c = out_console()
+    if not found:
+        c.print("[green]no determinism hazards found[/]")
+        return
+    for h in found:
+        c.print(f"[bold yellow]hazard[/] [dim]({escape(h.code)})[/] {escape(h.message)}")
+        c.print(f"  [yellow]hint:[/] {escape(h.hint)}")
+    c.print(f"{len(found)} hazard{'s' if len(found) != 1 else ''} found")
+
+
 # ---------------------------------------------------------------------------- runs and show
 
 

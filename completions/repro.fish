@@ -1,0 +1,1 @@
+complete --command repro --no-files --arguments "(env _REPRO_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) repro)" --condition "env _REPRO_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) repro"

@@ -1,0 +1,77 @@
+"""`repro init`: a starter repro.yaml from what the project has, and `.repro/` in .gitignore.
+
+Writes only those two files; never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from repro import errors, manifest, store
+from repro.capture import environment
+
+DATA_DIRS = ("data", "datasets")
+OUTPUT_DIRS = ("outputs", "checkpoints", "models", "results")
+METRIC_FILES = ("metrics.json", "metrics.yaml", "outputs/metrics.json", "results/metrics.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitResult:
+    config_path: Path
+    config_text: str
+    gitignore_updated: bool
+    found: dict[str, object]
+
+
+def init(cwd: Path, *, force: bool = False) -> InitResult:
+    root = store.find_root(cwd)
+    target = root / "repro.yaml"
+    if target.exists() and not force:
+        raise errors.ConfigError(f"{target.name} already exists",
+                                 hint="edit it, or pass --force to overwrite it")
+    found: dict[str, object] = {}
+    lock = environment.find_lockfile(root, None)
+    data = [d + "/" for d in DATA_DIRS if (root / d).is_dir()]
+    outputs = [d + "/" for d in OUTPUT_DIRS if (root / d).is_dir()]
+    metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)
+    lines = ["# repro configuration (keys: seed, determinism, threads, data, outputs, metrics,",
+             "# metric_patterns, lockfile, env_allow, tolerance, untracked_max_bytes).",
+             "# Command-line flags override these settings.", ""]
+    if lock is not None:
+        found["lockfile"] = lock.relative_to(root).as_posix()
+        lines.append(f"lockfile: {found['lockfile']}")
+    else:
+        lines.append("# lockfile: requirements.lock   # none found: `pip freeze > requirements.lock`")
+    lines.append("determinism: strict   # off | seed | warn | strict")
+    lines.append("# seed: 1234           # default: a fresh random seed per run, recorded")
+    for key, values in (("data", data), ("outputs", outputs)):
+        if values:
+            found[key] = values
+            lines.append(f"{key}: [{', '.join(values)}]")
+        else:
+            example = "data/" if key == "data" else "checkpoints/"
+            lines.append(f"# {key}: [{example}]")
+    if metrics:
+        found["metrics"] = metrics
+        lines.append(f"metrics: {metrics}")
+    else:
+        lines.append("# metrics: metrics.json  # a JSON/YAML mapping of final metrics")
+    lines += ["tolerance:             # what verify and diff accept as the same metric",
+              "  rtol: 0.0", "  atol: 0.0", ""]
+    text = "\n".join(lines)
+    manifest.loads(text, target.name)  # what we write must parse
+    manifest.write_text_atomic(target, text)
+    return InitResult(target, text, _ignore_repro(root), found)
+
+
+def _ignore_repro(root: Path) -> bool:
+    """Add `.repro/` to .gitignore unless a line already covers it; True when written."""
+    path = root / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if any(line.strip() in (".repro", ".repro/", "/.repro", "/.repro/")
+           for line in text.splitlines()):
+        return False
+    sep = "" if not text or text.endswith("\n") else "\n"
+    path.write_text(f"{text}{sep}.repro/\n", encoding="utf-8")
+    return True

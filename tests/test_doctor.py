@@ -1,0 +1,112 @@
+"""repro doctor and repro init, in real repositories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from repro.cli import main
+from tests.conftest import git
+
+PINNED = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+
+
+def hazards(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:
+    code = main(["doctor", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "repro/doctor/v1"
+    return code, {h["code"]: h["message"] for h in doc["hazards"]}
+
+
+@pytest.fixture
+def pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in PINNED.items():
+        monkeypatch.setenv(k, v)
+
+
+def test_doctor_clean_project_exits_0(repo: Path, pinned: None,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert hazards(capsys) == (0, {})
+    assert main(["doctor"]) == 0
+    assert "no determinism hazards found" in capsys.readouterr().out
+
+
+def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (repo / "requirements.lock").write_text("pyyaml==0.0.1\n")
+    git(repo, "commit", "-qam", "bad pin")
+    (repo / "Makefile").write_text("train:\n\trepro run -- python -I train.py\n")
+    (repo / ".gitignore").write_text("")
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "1")
+    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
+    monkeypatch.setenv("TF_DETERMINISTIC_OPS", "0")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("X = 1\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    code, found = hazards(capsys)
+    assert code == 1
+    assert set(found) == {"dirty-tree", "repro-not-ignored", "lockfile", "threads-unpinned",
+                          "tf32-forced", "hashseed-random", "cublas-workspace", "user-override",
+                          "sitecustomize", "isolated-python"}
+    assert "pyyaml (locked 0.0.1" in found["lockfile"]
+    assert "Makefile:2" in found["isolated-python"]
+    assert "TF_DETERMINISTIC_OPS=0" in found["user-override"]
+    assert str(site / "sitecustomize.py") in found["sitecustomize"]
+    assert main(["doctor"]) == 1
+    text = capsys.readouterr().out
+    assert "hint:" in text and "hazards found" in text
+
+
+def test_doctor_missing_lockfile(repo: Path, pinned: None,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    git(repo, "rm", "-q", "requirements.lock")
+    git(repo, "commit", "-qm", "nolock")
+    code, found = hazards(capsys)
+    assert code == 1 and "no lockfile found" in found["lockfile"]
+
+
+def test_doctor_outside_a_repo_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["doctor"]) == 2
+    assert "error:" in capfd.readouterr().err
+
+
+def test_init_writes_config_from_what_it_finds(repo: Path,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "data").mkdir()
+    (repo / "checkpoints").mkdir()
+    (repo / "metrics.json").write_text("{}")
+    (repo / ".gitignore").write_text("*.pyc")
+    assert main(["init"]) == 0
+    out, err = capfd.readouterr()
+    text = (repo / "repro.yaml").read_text()
+    assert out == text
+    assert "lockfile: requirements.lock\n" in text
+    assert "data: [data/]\n" in text and "outputs: [checkpoints/]\n" in text
+    assert "metrics: metrics.json\n" in text
+    assert (repo / ".gitignore").read_text() == "*.pyc\n.repro/\n"
+    assert "added .repro/ to .gitignore" in err
+    from repro import config
+
+    cfg = config.load(repo)  # the starter file is valid configuration
+    assert cfg.data == ("data/",) and cfg.lockfile == "requirements.lock"
+    assert main(["init"]) == 2
+    assert "repro.yaml already exists" in capfd.readouterr().err
+    assert main(["init", "--force"]) == 0
+    assert (repo / ".gitignore").read_text() == "*.pyc\n.repro/\n"  # not added twice
+
+
+def test_init_in_a_bare_project_comments_the_examples(repo: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    git(repo, "rm", "-q", "requirements.lock")
+    assert main(["init"]) == 0
+    text = (repo / "repro.yaml").read_text()
+    assert "# lockfile:" in text and "# data: [data/]" in text
+    from repro import config
+
+    assert config.load(repo).data == ()
