@@ -51,26 +51,40 @@ RunRef = Annotated[str, typer.Argument(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
+# Options shared by `run` and `verify -- CMD`, defined once.
+SeedOpt = Annotated[int | None, typer.Option(
+    help="Seed to inject (default: config, else random).", min=0, max=2**32 - 1)]
+LevelOpt = Annotated[str | None, typer.Option(
+    "--determinism", help="strict (default), warn, seed or off.", metavar="LEVEL")]
+ThreadsOpt = Annotated[int | None, typer.Option(
+    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1)]
+DirtyOpt = Annotated[bool, typer.Option(
+    "--allow-dirty", help="Run with uncommitted files, recording a patch and copies.")]
+UnlockedOpt = Annotated[bool, typer.Option(
+    "--allow-unlocked", help="Run without a matching lockfile, recording the finding.")]
+DataOpt = Annotated[list[str] | None, typer.Option(
+    "--data", help="Input file or directory to hash (repeatable).", metavar="PATH")]
+OutputOpt = Annotated[list[str] | None, typer.Option(
+    "--output", help="Output to hash after the run (repeatable).", metavar="PATH")]
+MetricsOpt = Annotated[str | None, typer.Option(
+    help="JSON/YAML file of final metrics the command writes.", metavar="PATH")]
+NameOpt = Annotated[str | None, typer.Option(help="A name for the run.")]
+YesOpt = Annotated[bool, typer.Option(
+    "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(
     cmd: Annotated[list[str], typer.Argument(metavar="CMD...", help="The command to run.")],
-    seed: Annotated[int | None, typer.Option(help="Seed to inject (default: config, else random).")] = None,
-    determinism: Annotated[str | None, typer.Option(
-        help="strict (default), warn, seed or off.", metavar="LEVEL")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).",
-        min=1)] = None,
-    allow_dirty: Annotated[bool, typer.Option(
-        "--allow-dirty", help="Run with uncommitted files, recording a patch and copies.")] = False,
-    allow_unlocked: Annotated[bool, typer.Option(
-        "--allow-unlocked", help="Run without a matching lockfile, recording the finding.")] = False,
-    data: Annotated[list[str] | None, typer.Option(
-        "--data", help="Input file or directory to hash (repeatable).", metavar="PATH")] = None,
-    output: Annotated[list[str] | None, typer.Option(
-        "--output", help="Output to hash after the run (repeatable).", metavar="PATH")] = None,
-    metrics: Annotated[str | None, typer.Option(
-        help="JSON/YAML file of final metrics the command writes.", metavar="PATH")] = None,
-    name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
+    seed: SeedOpt = None,
+    determinism: LevelOpt = None,
+    threads: ThreadsOpt = None,
+    allow_dirty: DirtyOpt = False,
+    allow_unlocked: UnlockedOpt = False,
+    data: DataOpt = None,
+    output: OutputOpt = None,
+    metrics: MetricsOpt = None,
+    name: NameOpt = None,
     tag: Annotated[list[str] | None, typer.Option(
         help="K=V label (repeatable).", metavar="K=V")] = None,
     note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
@@ -234,6 +248,125 @@ def doctor(as_json: JsonFlag = False) -> None:
     raise typer.Exit(ExitCode.DIFFERENT if hazards else ExitCode.OK)
 
 
+@app.command()
+def replay(
+    ref: RunRef,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the worktree afterwards.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replay even if inputs changed (recorded in the new run).")] = False,
+    strict_env: Annotated[bool, typer.Option(
+        "--strict-env", help="Refuse when packages or Python differ from the run's.")] = False,
+    yes: YesOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
+    as_script: Annotated[bool, typer.Option(
+        "--script", help="Print a bash script that reproduces the run without repro.")] = False,
+) -> None:
+    """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
+
+    Your working tree and index are never touched. Exits with the command's exit code.
+
+    Example:
+
+        repro replay latest~1
+    """
+    from repro import history, store
+    from repro import replay as replay_mod
+
+    runs = store.open_here()
+    loaded = history.load(runs, ref)
+    if dry_run or as_script:
+        plan = replay_mod.make_plan(loaded, runs)
+        if as_script:
+            sys.stdout.write(replay_mod.script(plan, loaded.manifest))
+        else:
+            ui.print_json(plan.to_dict())
+        raise typer.Exit(ExitCode.OK)
+    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes)
+    confirm = ui.confirm_command if replay_mod.interactive() else None
+    with replay_mod.session(runs, loaded, opts, ui.CliReporter(), confirm) as done:
+        code = done.outcome.exit_code
+    raise typer.Exit(code)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def verify(
+    target: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN | -- CMD...]", help="A recorded run, or `-- CMD` with --runs N.",
+        autocompletion=complete_run)] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", metavar="REV", help="Run the recorded recipe on REV (e.g. HEAD).")] = None,
+    runs_n: Annotated[int, typer.Option("--runs", help="Fresh executions to compare.",
+                                        min=1)] = 1,
+    rtol: Rtol = None,
+    atol: Atol = None,
+    metric: MetricTol = None,
+    vary: Annotated[str | None, typer.Option(
+        metavar="LIST", help="Rerun varying threads,hashseed,cwd,tz,locale and name the "
+                             "condition that breaks reproduction.")] = None,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", metavar="FILE", help="Write a JUnit XML report.")] = None,
+    as_json: JsonFlag = False,
+    yes: YesOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Go on when inputs changed.")] = False,
+    strict_env: Annotated[bool, typer.Option(
+        "--strict-env", help="Refuse when packages or Python differ.")] = False,
+    seed: SeedOpt = None,
+    determinism: LevelOpt = None,
+    threads: ThreadsOpt = None,
+    allow_dirty: DirtyOpt = False,
+    allow_unlocked: UnlockedOpt = False,
+    data: DataOpt = None,
+    output: OutputOpt = None,
+    metrics: MetricsOpt = None,
+    command: Annotated[bool, typer.Option("--command", hidden=True)] = False,
+) -> None:
+    """Replay a run and judge it: bitwise / within-tolerance exit 0, not-reproduced 1, trouble 2.
+
+    Example (CI, against a baseline manifest committed to the repository):
+
+        repro verify baselines/manifest.yaml --at HEAD --yes --junit verify.xml
+
+    Example (is this command deterministic at all?):
+
+        repro verify --runs 2 --output out/ -- python train.py
+    """
+    from repro import config, history, record, store
+    from repro import replay as replay_mod
+    from repro import verify as verify_mod
+
+    words = list(target or [])
+    runs = store.open_here()
+    opts = verify_mod.Options(
+        at=at, runs=runs_n, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
+        strict_env=strict_env,
+        tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
+                                         metric or []))
+    reporter = ui.CliReporter()
+    if command or len(words) > 1:
+        if at:
+            raise errors.UsageError("--at goes with a recorded RUN, not with -- CMD")
+        request = record.RunRequest(
+            argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=_level(determinism),
+            threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
+            data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics)
+        report = verify_mod.verify_command(request, opts, reporter)
+    elif len(words) == 1:
+        confirm = ui.confirm_command if replay_mod.interactive() else None
+        report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
+    else:
+        raise errors.UsageError("nothing to verify",
+                                hint="repro verify RUN, or repro verify --runs 2 -- CMD")
+    if junit is not None:
+        from repro import manifest
+
+        manifest.write_text_atomic(junit, verify_mod.junit(report))
+    if as_json:
+        ui.print_json(report.to_dict())
+    else:
+        ui.verify_report(report)
+    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
+
+
 def _level(value: str | None) -> str | None:
     from repro import manifest
 
@@ -264,6 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # shell classes only when asked to, and we keep --install-completion off the CLI.
         typer.completion.completion_init()  # type: ignore[attr-defined]
     command = _command_name(args)
+    if command == "verify" and "--" in args:
+        # click swallows `--`; tell verify that the words after it are a command, not a RUN.
+        cut = args.index("--")
+        args = [*args[:cut], "--command", *args[cut:]]
     trouble = ExitCode.REFUSED if command in CHILD_COMMANDS else ExitCode.TROUBLE
     try:
         result = app(args=args, prog_name="repro", standalone_mode=False)

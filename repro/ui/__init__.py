@@ -126,6 +126,46 @@ def hazards(found: Sequence[Any]) -> None:
     c.print(f"{len(found)} hazard{'s' if len(found) != 1 else ''} found")
 
 
+def confirm_command(command: str) -> bool:
+    """Ask before running a command that came from a manifest recorded elsewhere."""
+    c = err_console()
+    c.print("[bold yellow]this run was not recorded in this clone.[/] It will execute:")
+    c.print(f"  {escape(command)}")
+    c.print("run it? \\[y/N] ", end="")
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+_VERDICT_STYLE = {"bitwise": "bold green", "within-tolerance": "bold yellow",
+                  "not-reproduced": "bold red"}
+_STATUS_STYLE = {"same": "green", "within-tolerance": "yellow", "different": "red",
+                 "missing": "red"}
+
+
+def verify_report(report: Any) -> None:
+    """The verdict, every check with its status, and what differs by how much."""
+    c = out_console()
+    style = _VERDICT_STYLE.get(report.verdict, "bold")
+    c.print(f"[{style}]{escape(report.verdict)}[/]  run {escape(report.run)}"
+            + (f"  ({len(report.runs)} new runs: {escape(', '.join(report.runs))})"
+               if report.runs else ""))
+    t = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("status", "kind", "name", "detail"):
+        t.add_column(col, overflow="fold")
+    for check in report.checks:
+        st = _STATUS_STYLE.get(check.status, "")
+        t.add_row(f"[{st}]{escape(check.status)}[/]", escape(check.kind), escape(check.name),
+                  escape(check.detail))
+    c.print(t)
+    for cond, verdict in report.conditions.items():
+        mark = "breaks reproduction" if verdict == "not-reproduced" else "does not matter"
+        c.print(f"vary {escape(cond)}: [{_VERDICT_STYLE.get(verdict, 'bold')}]"
+                f"{escape(verdict)}[/] ({mark})")
+
+
 # ---------------------------------------------------------------------------- runs and show
 
 

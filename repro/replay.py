@@ -1,0 +1,357 @@
+"""`repro replay`: rebuild a recorded run's code in a detached worktree and run it again.
+
+The plan (commit, patch, untracked copies, argv, cwd, seed, level, threads, expected inputs) is
+derived from the manifest with every path confined to the worktree; execution never touches
+the user's working tree or index. Never prints: warnings go through the Reporter.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from repro import errors, history, manifest, record, seeding, store
+from repro.capture import data, environment, git
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    path: str  # relative to the git root (or absolute, read-only, outside the repo)
+    entry: Mapping[str, Any]  # the recorded data entry
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    run_id: str
+    commit: str
+    at: str | None  # --at REV: the recorded recipe on another commit (patch not applied)
+    patch: Path | None  # the recorded code.patch
+    untracked: tuple[tuple[str, Path | None, Mapping[str, Any]], ...]  # (path, copy, entry)
+    argv: tuple[str, ...]
+    cwd: str
+    seed: int
+    level: str
+    threads: int | None
+    user_env: Mapping[str, str]  # variables the user had set that the run kept
+    inputs: tuple[Input, ...]
+    outputs: tuple[str, ...]
+    metrics: str | None
+    python: Mapping[str, Any]
+    packages: Mapping[str, str]
+    foreign: bool  # the manifest was not produced in this clone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run_id, "commit": self.commit, "at": self.at,
+            "patch": str(self.patch) if self.patch else None,
+            "untracked": [u[0] for u in self.untracked], "argv": list(self.argv),
+            "cwd": self.cwd, "seed": self.seed, "determinism": self.level,
+            "threads": self.threads, "env": dict(self.user_env),
+            "inputs": {i.path: i.entry.get("hash") for i in self.inputs},
+            "outputs": list(self.outputs), "metrics": self.metrics,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    at: str | None = None
+    keep: bool = False
+    force: bool = False  # go on with changed inputs, recording it
+    strict_env: bool = False  # refuse (not just warn) when the environment differs
+    yes: bool = False  # run a foreign manifest's command without asking
+    extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    threads: int | None = None  # override the recorded thread count (verify --vary)
+    name: str | None = None
+    workdir_name: str = "worktree"
+
+
+def confined(rel: str, what: str) -> str:
+    """A manifest path that must stay inside the worktree: relative, no `..`."""
+    p = Path(rel)
+    if not rel or p.is_absolute() or ".." in p.parts:
+        raise errors.ReplayError(f"the manifest's {what} {rel!r} escapes the worktree",
+                                 hint="refusing to replay a manifest with absolute or `..` paths")
+    return p.as_posix()
+
+
+def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) -> Plan:
+    m, run_dir = loaded.manifest, loaded.run_dir
+    confined(m.command.cwd, "working directory") if m.command.cwd != "." else None
+    patch = None
+    if m.code.patch and at is None:
+        name = confined(str(m.code.patch.get("file", "code.patch")), "patch file")
+        patch = run_dir / name
+        if not patch.is_file():
+            raise errors.ReplayError(f"the run's patch {patch} is missing",
+                                     hint="the run directory is incomplete")
+        if data.hash_file(patch) != m.code.patch.get("hash"):
+            raise errors.ReplayError(f"the run's patch {patch} does not match its recorded hash",
+                                     hint="the run directory was modified")
+    untracked = []
+    if at is None:
+        for u in m.code.untracked:
+            rel = confined(str(u.get("path", "")), "untracked file")
+            copy = run_dir / "untracked" / rel if u.get("copied") else None
+            untracked.append((rel, copy, u))
+    inputs = []
+    for path, entry in m.data.items():
+        if not Path(path).is_absolute():
+            confined(path, "input path")
+        inputs.append(Input(path, entry if isinstance(entry, Mapping) else {}))
+    outputs = tuple(confined(p, "output path") for p in m.outputs)
+    metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
+    det = m.determinism
+    return Plan(
+        run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
+        argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
+        level=str(det.get("level") or "strict"),
+        threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
+        user_env={str(k): str(v) for k, v in (det.get("user_set") or {}).items()},
+        inputs=tuple(inputs), outputs=outputs,
+        metrics=confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
+        python=dict(m.environment.get("python") or {}),
+        packages=dict(m.environment.get("packages") or {}),
+        foreign=not _produced_here(run_dir, runs),
+    )
+
+
+def _produced_here(run_dir: Path, runs: store.Store) -> bool:
+    try:
+        return run_dir.resolve().parent == runs.runs_dir.resolve()
+    except OSError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Replayed:
+    outcome: record.RunOutcome
+    worktree: Path
+    plan: Plan
+
+
+@contextlib.contextmanager
+def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: record.Reporter,
+            confirm: Callable[[str], bool] | None) -> Iterator[Replayed]:
+    """Replay the run; the worktree lives until the block ends (verify judges files in it)."""
+    plan = make_plan(loaded, runs, opts.at)
+    _consent(plan, opts, confirm)
+    commit = git.resolve_rev(runs.root, opts.at) if opts.at else plan.commit
+    if not git.has_commit(runs.root, commit):
+        raise errors.ReplayError(f"commit {commit[:12]} of run {plan.run_id} is not in this clone",
+                                 hint="fetch it (`git fetch --all`) and try again")
+    if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
+        reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
+                      "committed code at that revision without them")
+    forced = _check_inputs(plan, runs, opts.force, reporter)
+    _check_environment(plan, opts.strict_env, reporter)
+    tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
+    worktree = tmp / opts.workdir_name
+    try:
+        git.add_worktree(runs.root, worktree, commit)
+        _rebuild(plan, runs.root, worktree, opts.force, reporter)
+        note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
+        request = record.RunRequest(
+            argv=plan.argv, cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
+            determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
+            allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
+                                             else str(worktree / i.path) for i in plan.inputs),
+            outputs=tuple(str(worktree / p) for p in plan.outputs),
+            metrics=str(worktree / plan.metrics) if plan.metrics else None,
+            name=opts.name, note=note, replay_of=plan.run_id,
+            env={**os.environ, **plan.user_env, **opts.extra_env},
+            store=runs, root=worktree)
+        outcome = record.execute(request, reporter)
+        yield Replayed(outcome, worktree, plan)
+    finally:
+        if opts.keep:
+            reporter.warn(f"kept the replay worktree at {worktree}",
+                          hint=f"remove it with `git worktree remove --force {worktree}`")
+        else:
+            with contextlib.suppress(errors.ReproError):
+                git.remove_worktree(runs.root, worktree)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -> None:
+    if not plan.foreign or opts.yes:
+        return
+    command = " ".join(shlex.quote(a) for a in plan.argv)
+    if confirm is None:
+        raise errors.ReplayError(
+            f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
+            f"without confirmation: {command}",
+            hint="read the command, then pass --yes (CI) or run on a terminal to be asked")
+    if not confirm(command):
+        raise errors.ReplayError("replay cancelled", hint=None)
+
+
+def _check_inputs(plan: Plan, runs: store.Store, force: bool,
+                  reporter: record.Reporter) -> list[str]:
+    """Recorded inputs must still hash the same in the user's checkout; names what differs."""
+    if not plan.inputs:
+        return []
+    paths = [i.path for i in plan.inputs]
+    existing = [p for p in paths if (runs.root / p).exists() or (runs.root / p).is_symlink()]
+    with reporter.progress("checking inputs") as progress:
+        entries = data.hash_paths(existing, root=runs.root, cache_dir=runs.cache_dir,
+                                  progress=progress) if existing else []
+    now = {e.path: e for e in entries}
+    problems: list[str] = []
+    for i in plan.inputs:
+        e = now.get(i.path)
+        if e is None:
+            problems.append(f"{i.path} (missing)")
+        elif (e.hash or e.target) != (i.entry.get("hash") or i.entry.get("target")):
+            problems.append(_changed_files(i, e, plan, runs))
+    if problems and not force:
+        raise errors.ReplayError("inputs differ from the recorded run: " + "; ".join(problems),
+                                 hint="restore the recorded data, or pass --force to replay "
+                                      "anyway (recorded in the new run)")
+    for p in problems:
+        reporter.warn(f"input differs from the recorded run: {p}")
+    return problems
+
+
+def _changed_files(i: Input, now: data.Entry, plan: Plan, runs: store.Store) -> str:
+    listing_name = i.entry.get("listing")
+    if i.entry.get("kind") == "dir" and isinstance(listing_name, str) and now.listing is not None:
+        recorded_dir = runs.runs_dir / plan.run_id
+        listing_path = history.safe_join(recorded_dir, listing_name)
+        if listing_path is not None and listing_path.is_file():
+            from repro import compare
+
+            changes = compare.diff_listing(data.read_listing(listing_path), now.listing)
+            parts = [f"{kind} {', '.join(files[:5])}" + (" ..." if len(files) > 5 else "")
+                     for kind, files in changes.items() if files]
+            return f"{i.path} ({'; '.join(parts)})"
+    return f"{i.path} (hash changed)"
+
+
+def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> None:
+    """The interpreter the command will run vs the recorded one: versions and packages."""
+    python, how = environment.find_interpreter(plan.argv, Path.cwd(), os.environ)
+    interp = environment.finish_inspect(environment.start_inspect(python, os.environ), python, how)
+    installed = environment.installed_packages(interp.sys_path).versions
+    diffs = []
+    if plan.python.get("version") and plan.python["version"] != interp.version:
+        diffs.append(f"python {plan.python['version']} -> {interp.version}")
+    for name in sorted(set(plan.packages) | set(installed)):
+        a, b = plan.packages.get(name), installed.get(name)
+        if a != b and name != "repro":
+            diffs.append(f"{name} {a or '(none)'} -> {b or '(none)'}")
+    if not diffs:
+        return
+    shown = ", ".join(diffs[:10]) + (f" and {len(diffs) - 10} more" if len(diffs) > 10 else "")
+    if strict:
+        raise errors.ReplayError(f"the environment differs from the recorded run: {shown}",
+                                 hint="install the recorded versions, or drop --strict-env")
+    reporter.warn(f"the environment differs from the recorded run: {shown}",
+                  hint="results may differ; --strict-env refuses instead")
+
+
+def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
+             reporter: record.Reporter) -> None:
+    """Apply the patch, restore untracked files, and make untracked inputs visible."""
+    if plan.patch is not None:
+        git.apply_patch(worktree, plan.patch)
+    for rel, copy, entry in plan.untracked:
+        dest = _inside(worktree, rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if entry.get("target") is not None:
+            dest.symlink_to(str(entry["target"]))
+        elif copy is not None and copy.is_file():
+            shutil.copy2(copy, dest)
+        else:
+            src = root / rel  # too big to copy at record time: take it from the checkout
+            if src.is_file() and data.hash_file(src) == entry.get("hash"):
+                shutil.copy2(src, dest)
+            elif not force:
+                raise errors.ReplayError(
+                    f"untracked file {rel} was not copied at record time and the checkout's "
+                    "copy differs or is missing",
+                    hint="restore it, or pass --force to replay without it")
+            else:
+                reporter.warn(f"replaying without untracked file {rel}")
+    for i in plan.inputs:
+        if Path(i.path).is_absolute():
+            continue  # outside the repository: read in place
+        dest = _inside(worktree, i.path)
+        if dest.exists() or dest.is_symlink():
+            continue  # tracked at this commit, or restored above
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(root / i.path)
+
+
+def _inside(worktree: Path, rel: str) -> Path:
+    dest = (worktree / confined(rel, "path")).absolute()
+    if not str(dest).startswith(str(worktree.absolute()) + os.sep):
+        raise errors.ReplayError(f"{rel} escapes the worktree")
+    return dest
+
+
+# ---------------------------------------------------------------------------- --script
+
+def script(plan: Plan, m: manifest.Manifest) -> str:
+    """A bash script that reproduces the run without repro: worktree, patch, env, command."""
+    injected = {k: str(v) for k, v in (m.determinism.get("env") or {}).items()}
+    hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
+    q = shlex.quote
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# Reproduces repro run {plan.run_id} without repro installed.",
+        "# Usage: bash this-script [CLONE]   (default: the git repository of the current dir)",
+        "set -euo pipefail",
+        'repo="$(cd "${1:-.}" && git rev-parse --show-toplevel)"',
+        'work="$(mktemp -d)"',
+        f'git -C "$repo" worktree add --quiet --detach "$work/tree" {q(plan.commit)}',
+        'cd "$work/tree"',
+    ]
+    if plan.patch is not None:
+        encoded = base64.b64encode(plan.patch.read_bytes()).decode()
+        lines += ["base64 -d > \"$work/code.patch\" <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF",
+                  'git apply --binary "$work/code.patch"']
+    for rel, copy, _entry in plan.untracked:
+        if copy is None or not copy.is_file():
+            lines.append(f"cp {q(rel)} {q(rel)} 2>/dev/null || "
+                         f"cp \"$repo\"/{q(rel)} {q(rel)}  # not copied at record time")
+            continue
+        encoded = base64.b64encode(copy.read_bytes()).decode()
+        lines += [f"mkdir -p {q(str(Path(rel).parent))}",
+                  f"base64 -d > {q(rel)} <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF"]
+    for i in plan.inputs:
+        if Path(i.path).is_absolute():
+            continue
+        lines.append(f"[ -e {q(i.path)} ] || {{ mkdir -p {q(str(Path(i.path).parent))}; "
+                     f"ln -s \"$repo\"/{q(i.path)} {q(i.path)}; }}")
+    lines += [
+        "# The seeding hook repro injects (standard library only), so an unmodified script",
+        "# gets the same seeds and deterministic settings.",
+        'mkdir -p "$work/hook" "$work/probe"',
+        "cat > \"$work/hook/sitecustomize.py\" <<'REPRO_EOF'", hook_src.rstrip("\n"), "REPRO_EOF",
+        'export PYTHONPATH="$work/hook${PYTHONPATH:+:$PYTHONPATH}"',
+        'export REPRO_HOOK_OUT="$work/probe"',
+    ]
+    for k, v in sorted({**injected, **plan.user_env}.items()):
+        if k in record.RUN_SPECIFIC:
+            continue
+        lines.append(f"export {k}={q(v)}")
+    lines += [f"cd {q(plan.cwd)}", " ".join(q(a) for a in plan.argv),
+              'echo "outputs are in $work/tree" >&2']
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int = 76) -> list[str]:
+    return [text[i:i + width] for i in range(0, len(text), width)] or [""]
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()

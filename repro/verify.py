@@ -1,0 +1,172 @@
+"""`repro verify`: replay a run (or run a command N times) and judge whether it reproduces.
+
+Orchestrates replays and hands pairs of runs to `judge`; the verdict levels are design §4's.
+Never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from repro import compare, errors, history, judge, record, replay, store
+
+VARY = ("threads", "hashseed", "cwd", "tz", "locale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    at: str | None = None
+    runs: int = 1  # fresh executions
+    tolerance: compare.Tolerance = dataclasses.field(default_factory=compare.Tolerance)
+    vary: tuple[str, ...] = ()
+    yes: bool = False
+    force: bool = False
+    strict_env: bool = False
+    keep: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    run: str  # the run judged against (the recorded baseline, or the first fresh run)
+    verdict: str
+    checks: tuple[judge.Check, ...]
+    runs: tuple[str, ...]  # ids of the runs verify recorded
+    conditions: Mapping[str, str]  # --vary condition -> verdict against a plain replay
+    duration_s: float
+
+    @property
+    def reproduced(self) -> bool:
+        return self.verdict != "not-reproduced"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": "repro/verify/v1", "run": self.run, "verdict": self.verdict,
+                "checks": [c.to_dict() for c in self.checks], "runs": list(self.runs),
+                "conditions": dict(self.conditions), "duration_s": round(self.duration_s, 3)}
+
+
+def parse_vary(spec: str | None) -> tuple[str, ...]:
+    if not spec:
+        return ()
+    names = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+    unknown = [n for n in names if n not in VARY]
+    if unknown:
+        raise errors.UsageError(f"unknown --vary condition {unknown[0]!r}",
+                                hint=f"conditions: {','.join(VARY)}")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    """One run to judge, and where its output files can be looked at."""
+
+    loaded: history.Loaded
+    files_root: Path | None  # where its outputs live (the checkout, or a replay's worktree)
+
+    @property
+    def python(self) -> str:
+        py = self.loaded.manifest.environment.get("python") or {}
+        return str(py.get("executable") or "python3")
+
+
+def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
+               label: str | None = None) -> list[judge.Check]:
+    e, a = expected.loaded.manifest, actual.loaded.manifest
+    checks = [judge.compare_exit(e.run.exit_code, a.run.exit_code)]
+    checks += judge.compare_outputs(
+        e.outputs, a.outputs, expected_root=expected.files_root,
+        actual_root=actual.files_root or actual.loaded.run_dir,
+        expected_listings=expected.loaded.listings(), actual_listings=actual.loaded.listings(),
+        python=actual.python, tol=tol)
+    checks += judge.compare_metrics(dict((e.metrics or {}).get("final") or {}),
+                                    dict((a.metrics or {}).get("final") or {}), tol)
+    if label:
+        checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
+    return checks
+
+
+def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Reporter,
+               confirm: Callable[[str], bool] | None) -> Report:
+    """Replay RUN (opts.runs times, plus one per --vary condition) and judge against it."""
+    started = time.monotonic()
+    baseline = history.load(runs, ref)
+    base = _Side(baseline, runs.root)
+    checks: list[judge.Check] = []
+    new_ids: list[str] = []
+    conditions: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        fresh: list[_Side] = []
+        for i in range(max(1, opts.runs)):
+            fresh.append(_replay(stack, runs, baseline, opts, reporter, confirm, {}, None,
+                                 name=f"verify {i + 1}", new_ids=new_ids))
+            opts = dataclasses.replace(opts, yes=True)  # consent once, not per replay
+        label = "replay" if len(fresh) == 1 else "run 1"
+        checks += judge_pair(base, fresh[0], opts.tolerance,
+                             None if len(fresh) == 1 and not opts.vary else label)
+        for i, side in enumerate(fresh[1:], start=2):
+            checks += judge_pair(fresh[0], side, opts.tolerance, f"run {i} vs run 1")
+        for cond in opts.vary:
+            extra, threads, workdir = _varied(cond, baseline)
+            side = _replay(stack, runs, baseline, opts, reporter, confirm, extra, threads,
+                           name=f"verify --vary {cond}", new_ids=new_ids, workdir=workdir)
+            found = judge_pair(fresh[0], side, opts.tolerance, f"vary {cond}")
+            conditions[cond] = judge.verdict(found)
+            checks += found
+    return Report(baseline.manifest.run_id, judge.verdict(checks), tuple(checks),
+                  tuple(new_ids), conditions, time.monotonic() - started)
+
+
+def verify_command(request: record.RunRequest, opts: Options,
+                   reporter: record.Reporter) -> Report:
+    """`verify --runs N -- CMD`: run CMD once as a recorded run, then N-1 replays of it."""
+    if opts.runs < 2 and not opts.vary:
+        raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
+                                hint="e.g. repro verify --runs 2 -- python train.py")
+    started = time.monotonic()
+    first = record.execute(request, reporter)
+    runs = request.store or store.open_here(request.cwd)
+    rest = dataclasses.replace(opts, runs=max(1, opts.runs - 1), yes=True)
+    report = verify_run(runs, first.run_id, rest, reporter, None)
+    return dataclasses.replace(report, runs=(first.run_id, *report.runs),
+                               duration_s=time.monotonic() - started)
+
+
+def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,
+            opts: Options, reporter: record.Reporter, confirm: Callable[[str], bool] | None,
+            extra_env: Mapping[str, str], threads: int | None, *, name: str,
+            new_ids: list[str], workdir: str = "worktree") -> _Side:
+    ropts = replay.Options(at=opts.at, keep=opts.keep, force=opts.force,
+                           strict_env=opts.strict_env, yes=opts.yes, extra_env=extra_env,
+                           threads=threads, name=name, workdir_name=workdir)
+    done = stack.enter_context(replay.session(runs, baseline, ropts, reporter, confirm))
+    new_ids.append(done.outcome.run_id)
+    loaded = history.Loaded(done.outcome.manifest, done.outcome.run_dir)
+    return _Side(loaded, done.worktree)
+
+
+def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | None, str]:
+    """(extra environment, thread count, worktree directory name) for one --vary condition."""
+    m = baseline.manifest
+    if cond == "threads":
+        recorded = m.determinism.get("threads")
+        return {}, 1 if recorded != 1 else 2, "worktree"
+    if cond == "hashseed":
+        return {"PYTHONHASHSEED": str((m.seed.value + 1) % 2**32)}, None, "worktree"
+    if cond == "cwd":
+        return {}, None, "a different working dir"
+    if cond == "tz":
+        return {"TZ": "Pacific/Kiritimati"}, None, "worktree"  # UTC+14: far from any default
+    if cond == "locale":
+        recorded = str((m.environment.get("env") or {}).get("LC_ALL", ""))
+        return {"LC_ALL": "C" if recorded != "C" else "C.UTF-8"}, None, "worktree"
+    raise errors.UsageError(f"unknown --vary condition {cond!r}")
+
+
+def junit(report: Report) -> str:
+    return judge.junit_xml(run_id=report.run, verdict=report.verdict, checks=report.checks,
+                           duration_s=report.duration_s)
+
