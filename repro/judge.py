@@ -1,0 +1,813 @@
+"""Judging reproduction: a recorded run's outputs, metrics and exit code against a replay's.
+
+Owns: `Check` (one judged output file, metric or exit code), the verdict over a list of checks,
+the closer look at an output whose hash differs (tensor files numerically through
+`repro/probes/tensorcmp.py`, run by the run's own interpreter; text files by their first
+differing line; other files by their first differing byte), and the JUnit XML report.
+Must not: print, import torch or numpy (tensors are loaded only in the probe's process), yaml
+or rich, modify a file, or raise anything but `errors.ReproError` subclasses. Paths from a
+manifest are confined: an absolute path or one with `..` is a ManifestError, and a file reached
+through a symlink that leaves its root is never opened.
+
+"Recorded"/"expected" is the run being verified; "replay"/"actual" is the run judged against it.
+
+Rules:
+- verdict: `bitwise` when every check is `same`; `within-tolerance` when none is `different`
+  or `missing` and at least one is `within-tolerance`; else `not-reproduced`. No checks at all
+  is `not-reproduced`: nothing was shown to reproduce (verify always adds the exit-code check,
+  so this only guards against a caller that forgot it). An unknown status counts as failing.
+- exit code: equal is `same`, unequal `different`; unknown on either side (a run that never
+  finished) is `missing`.
+- metrics (`metrics.final` mappings; nested mappings are flattened to dotted names like
+  `val.loss`): judged by `compare.metric_status`, so absent on either side is `missing`, numbers
+  are within tolerance by `compare.within` (per-metric tolerances win over rtol/atol), NaN
+  equals NaN, and anything else compares by equality.
+- outputs, per path (sorted):
+  - equal hashes are `same` without reading a file; symlinks compare by target; `kind:
+    missing` (the path did not exist when recorded) on both sides is `same`.
+  - recorded but absent (or `kind: missing`) in the replay is `missing`; present in the replay
+    but not in the recorded run is `different` ("not in the recorded run"): the replay's
+    results are not the recorded ones. A change of kind (file, dir, symlink) is `different`.
+  - a file whose hash differs gets a closer look when both files are at hand: the recorded
+    one under `expected_root` and the replay's under `actual_root`, each still hashing to what
+    its manifest records (so a file edited since is never mistaken for the recorded result).
+    Otherwise the check is `different`, "hash differs (recorded file not available for a
+    closer look)" (e.g. a committed baseline manifest verified in a fresh clone).
+  - tensor files (`.npy .npz .pt .pth .safetensors`) compare numerically. Identical tensors
+    (same names, dtypes, shapes and bytes) in files whose bytes differ are `same`: the result
+    reproduced bitwise, only the container did not (`torch.save` writes the file name into
+    the archive). Values within `|a - b| <= atol + rtol * max(|a|, |b|)` are
+    `within-tolerance` (the global rtol/atol: per-metric tolerances are for metrics only);
+    anything else, and any failure of the probe (interpreter gone, crash, timeout, unreadable
+    file), is `different` with the reason. All tensor files are compared by one probe process,
+    so torch is imported once, however many checkpoints differ.
+  - any other file is `different`; the detail names its first differing line (UTF-8 text) or
+    byte.
+  - a directory with both listings gives one check per added (`different`), removed
+    (`missing`) or modified file, named `dir/relpath`, modified ones examined as files; without
+    both listings, one check on the directory's hash. An unchanged directory is one `same`
+    check.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import json
+import math
+import os
+import posixpath
+import re
+import signal
+import stat
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from repro import compare, errors
+from repro.capture import data
+
+VERDICTS = ("bitwise", "within-tolerance", "not-reproduced")
+STATUSES = ("same", "within-tolerance", "different", "missing")
+KINDS = ("output", "metric", "exit")
+
+TENSORCMP = Path(__file__).resolve().parent / "probes" / "tensorcmp.py"
+TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
+# Per pair of tensor files; the probe gets this times the number of pairs. Loading two
+# multi-GB checkpoints and comparing them in float64 takes minutes on a slow disk, not hours.
+TENSORCMP_TIMEOUT_S = 300.0
+
+_UNAVAILABLE = "hash differs (recorded file not available for a closer look)"
+_UNAVAILABLE_ACTUAL = "hash differs (replay's file not available for a closer look)"
+_CHUNK = 1024 * 1024  # bytes read at a time when looking for the first difference
+_SAMPLE = 8192  # bytes at the head of a file that decide whether it is text
+_LINE_MAX = 4096  # bytes of a differing line read to show it
+_SHOW = 48  # characters of a differing line shown in a detail
+_MAX_TENSORS_IN_DATA = 20  # differing tensors listed in a check's data
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and the verdict.
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One judged item: an output file, a metric or the exit code.
+
+    `detail` is one human line saying how much it differs; `data` holds the numbers behind it
+    for `verify --json` (merged into the check's JSON object, never over the four fixed keys).
+    """
+
+    kind: str  # "output" | "metric" | "exit"
+    name: str  # output path ("dir/file" inside a directory), metric name, or "exit_code"
+    status: str  # "same" | "within-tolerance" | "different" | "missing"
+    detail: str
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status in ("same", "within-tolerance")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name, "status": self.status,
+                               "detail": self.detail}
+        for key, value in self.data.items():
+            if key not in out:
+                out[str(key)] = _plain(value)
+        return out
+
+
+def verdict(checks: Sequence[Check]) -> str:
+    """`bitwise`, `within-tolerance` or `not-reproduced` (see the module docstring)."""
+    if not checks:
+        return "not-reproduced"
+    if any(not c.passed for c in checks):
+        return "not-reproduced"
+    if all(c.status == "same" for c in checks):
+        return "bitwise"
+    return "within-tolerance"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe plain data: non-finite floats as "nan"/"inf"/"-inf", tuples as lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers in details.
+
+
+def describe_number(x: object) -> str:
+    """A metric value as a user would type it: `0.51`, `1e-07`, `3`, `nan`, `inf`, `'adam'`.
+
+    Floats use the shortest text that reads back as the same float, so two values that differ
+    never look equal in a detail line.
+    """
+    if isinstance(x, bool) or not compare.is_number(x):
+        return _clip(repr(x), 60)
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else repr(x)
+    return str(x)
+
+
+def describe_delta(x: float) -> str:
+    """A difference, signed, to 3 significant digits: `+0.01`, `-3e-07`."""
+    return "nan" if math.isnan(x) else f"{x:+.3g}"
+
+
+def _g(x: float | None) -> str:
+    return "?" if x is None else ("nan" if math.isnan(x) else f"{x:.3g}")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Exit code and metrics.
+
+
+def compare_exit(expected: int | None, actual: int | None) -> Check:
+    """The exit-code check (`name: exit_code`); None on a side means it is not known."""
+    info = {"expected": expected, "actual": actual}
+    if expected is None or actual is None:
+        side = "recorded run" if expected is None else "replay"
+        known = actual if expected is None else expected
+        tail = "" if known is None else f" (the other side exited {_exit_text(known)})"
+        return Check("exit", "exit_code", "missing", f"no exit code for the {side}{tail}", info)
+    if expected == actual:
+        return Check("exit", "exit_code", "same", f"exit code {_exit_text(expected)}", info)
+    return Check("exit", "exit_code", "different",
+                 f"exit code {_exit_text(expected)} vs {_exit_text(actual)}", info)
+
+
+def _exit_text(code: int) -> str:
+    if 128 < code < 128 + 65:
+        try:
+            return f"{code} ({signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return str(code)
+
+
+def compare_metrics(expected: Mapping[str, Any], actual: Mapping[str, Any],
+                    tol: compare.Tolerance) -> list[Check]:
+    """One check per metric name in either `metrics.final` mapping, sorted by name."""
+    fe: dict[str, Any] = {}
+    fa: dict[str, Any] = {}
+    _flatten(expected, "", fe)
+    _flatten(actual, "", fa)
+    return [_metric_check(name, fe.get(name), fa.get(name), tol)
+            for name in sorted(fe.keys() | fa.keys())]
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif prefix:
+        out[prefix] = value
+
+
+def _metric_check(name: str, a: Any, b: Any, tol: compare.Tolerance) -> Check:
+    status = compare.metric_status(a, b, tol, name)
+    info: dict[str, Any] = {"expected": a, "actual": b}
+    if status == "missing":
+        if b is None:
+            detail = f"{name}: recorded {describe_number(a)}, missing from the replay"
+        else:
+            detail = f"{name}: not in the recorded run (replay has {describe_number(b)})"
+        return Check("metric", name, status, detail, info)
+    if status == "same":
+        return Check("metric", name, status, f"{name}: {describe_number(a)}", info)
+    if not (compare.is_number(a) and compare.is_number(b)):
+        return Check("metric", name, status,
+                     f"{name}: {describe_number(a)} vs {describe_number(b)}", info)
+    fa, fb = float(a), float(b)
+    delta, rel = compare.metric_delta(fa, fb)
+    allowed = _allowed(fa, fb, tol, name)
+    info.update(delta=delta, rel_delta=rel, allowed=allowed)
+    parts = []
+    if math.isfinite(delta):
+        parts.append(f"delta {describe_delta(delta)}")
+        if rel is not None:
+            parts.append(f"{rel * 100:+.3g}%")
+    text = f"{name}: {describe_number(a)} vs {describe_number(b)}"
+    if parts:
+        text += f" ({', '.join(parts)}; tolerance {_g(allowed)})"
+    return Check("metric", name, status, text, info)
+
+
+def _allowed(a: float, b: float, tol: compare.Tolerance, name: str) -> float:
+    """The largest gap `compare.within` accepts between a and b for metric `name`."""
+    if name in tol.per_metric:
+        return tol.per_metric[name]
+    return tol.atol + tol.rtol * max(abs(a), abs(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs.
+
+
+@dataclasses.dataclass(frozen=True)
+class _TensorJob:
+    """A pair of tensor files waiting for the probe; becomes a Check afterwards."""
+
+    name: str
+    expected: Path
+    actual: Path
+    info: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Roots:
+    expected: Path | None
+    actual: Path
+
+
+def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
+                    expected_root: Path | None, actual_root: Path,
+                    expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                    actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                    python: str, tol: compare.Tolerance) -> list[Check]:
+    """Checks for the `outputs` sections of the recorded run and the replay (module docstring).
+
+    `expected_root`/`actual_root`: the directories the output paths are relative to (None: the
+    recorded files are not at hand). Listings: relpath -> (hash, size), keyed by the entry's
+    `listing` file name (or by the directory's path). `python`: the run's interpreter, which
+    loads tensor files (it has the torch/numpy the run used; repro never imports them).
+    """
+    for path in expected.keys() | actual.keys():
+        _confined(str(path), "output path")
+    roots = _Roots(expected_root, actual_root)
+    slots: list[Check | _TensorJob] = []
+    for path in sorted(expected.keys() | actual.keys(), key=str):
+        e, a = _entry(expected, path), _entry(actual, path)
+        slots.extend(_compare_entry(roots, str(path), e, a, expected_listings, actual_listings))
+    return _run_jobs(slots, python, tol)
+
+
+def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    value = section.get(path)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise errors.ManifestError(f"outputs entry {path!r} is not a mapping",
+                                   hint="the manifest is damaged or was edited by hand")
+    return value
+
+
+def _confined(path: str, what: str) -> str:
+    """A manifest path must be relative and stay below its root (design §6)."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or os.path.isabs(path) or ".." in parts or "\0" in path:
+        raise errors.ManifestError(f"{what} {path!r} is not a relative path inside the run",
+                                   hint="paths in a manifest must be relative and free of '..'; "
+                                        "this manifest cannot be trusted")
+    return path
+
+
+def _kind(entry: Mapping[str, Any] | None) -> str:
+    return "missing" if entry is None else str(entry.get("kind") or "missing")
+
+
+def _summary(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {k: entry[k] for k in ("kind", "hash", "size", "files", "target") if k in entry}
+
+
+def _compare_entry(roots: _Roots, path: str, e: Mapping[str, Any] | None,
+                   a: Mapping[str, Any] | None,
+                   expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                   actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                   ) -> list[Check | _TensorJob]:
+    ke, ka = _kind(e), _kind(a)
+    info: dict[str, Any] = {"expected": _summary(e), "actual": _summary(a)}
+    if ke == "missing" and ka == "missing":
+        return [Check("output", path, "same", "absent in both runs", info)]
+    if ka == "missing":
+        return [Check("output", path, "missing", f"recorded {_noun(ke)} missing from the replay",
+                      info)]
+    if ke == "missing":
+        return [Check("output", path, "different",
+                      f"not in the recorded run (the replay produced a {_noun(ka)})", info)]
+    if e is None or a is None or ke != ka:  # (None only with kind "missing", handled above)
+        return [Check("output", path, "different", f"was a {_noun(ke)}, now a {_noun(ka)}", info)]
+    if ke == "symlink":
+        return [_symlink_check(path, e.get("target"), a.get("target"), info)]
+    he, ha = e.get("hash"), a.get("hash")
+    if he is not None and he == ha:
+        if ke == "dir":
+            files = e.get("files")
+            return [Check("output", path, "same",
+                          "identical" + (f" ({_count(files, 'file')})" if isinstance(files, int)
+                                         else ""), info)]
+        return [Check("output", path, "same", "identical", info)]
+    if he is None or ha is None:
+        return [Check("output", path, "different",
+                      f"no hash recorded for the {'recorded run' if he is None else 'replay'}",
+                      info)]
+    if ke == "file":
+        return [_examine_file(roots, path, path, str(he), str(ha), info)]
+    if ke == "dir":
+        return _compare_dir(roots, path, e, a, expected_listings, actual_listings, info)
+    return [Check("output", path, "different", f"hash differs ({_noun(ke)})", info)]
+
+
+def _noun(kind: str) -> str:
+    return {"dir": "directory"}.get(kind, kind)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _symlink_check(name: str, te: Any, ta: Any, info: Mapping[str, Any]) -> Check:
+    if te == ta:
+        return Check("output", name, "same", f"symlink to {_clip(str(te), 80)}", info)
+    return Check("output", name, "different",
+                 f"symlink to {_clip(repr(te), 60)} vs {_clip(repr(ta), 60)}", info)
+
+
+def _listing(listings: Mapping[str, Mapping[str, tuple[str, int]]], entry: Mapping[str, Any],
+             path: str) -> Mapping[str, tuple[str, int]] | None:
+    name = entry.get("listing")
+    if isinstance(name, str) and name in listings:
+        return listings[name]
+    return listings.get(path)
+
+
+def _compare_dir(roots: _Roots, path: str, e: Mapping[str, Any], a: Mapping[str, Any],
+                 expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                 actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
+                 info: Mapping[str, Any]) -> list[Check | _TensorJob]:
+    le, la = _listing(expected_listings, e, path), _listing(actual_listings, a, path)
+    if le is None or la is None:
+        side = "recorded run" if le is None else "replay"
+        return [Check("output", path, "different",
+                      f"directory hash differs (no file listing for the {side} to say which "
+                      f"files)", info)]
+    changes = compare.diff_listing(le, la)
+    out: list[Check | _TensorJob] = []
+    for rel in changes["removed"]:
+        name = _inside(path, rel)
+        out.append(Check("output", name, "missing", "recorded file missing from the replay",
+                         {"dir": path, "expected": _file_summary(le[rel]), "actual": None}))
+    for rel in changes["added"]:
+        name = _inside(path, rel)
+        out.append(Check("output", name, "different", "not in the recorded run (new file)",
+                         {"dir": path, "expected": None, "actual": _file_summary(la[rel])}))
+    for rel in changes["modified"]:
+        name = _inside(path, rel)
+        ve, va = le[rel], la[rel]
+        finfo = {"dir": path, "expected": _file_summary(ve), "actual": _file_summary(va)}
+        he, ha = str(ve[0]), str(va[0])
+        if he.startswith("symlink:") or ha.startswith("symlink:"):
+            if he.startswith("symlink:") and ha.startswith("symlink:"):
+                out.append(_symlink_check(name, he[8:], ha[8:], finfo))
+            else:
+                what = (("symlink", "file") if he.startswith("symlink:") else ("file", "symlink"))
+                out.append(Check("output", name, "different", f"was a {what[0]}, now a {what[1]}",
+                                 finfo))
+            continue
+        out.append(_examine_file(roots, name, name, he, ha, finfo))
+    if not out:  # the hashes differ but the listings agree: they do not describe the dirs
+        out.append(Check("output", path, "different",
+                         "directory hash differs but its listings agree (damaged listing?)",
+                         info))
+    return sorted(out, key=lambda c: c.name)
+
+
+def _inside(path: str, rel: str) -> str:
+    _confined(rel, f"file in the listing of {path!r}:")
+    return rel if path in (".", "") else posixpath.join(path, rel)
+
+
+def _file_summary(value: Sequence[Any]) -> dict[str, Any]:
+    h = str(value[0])
+    if h.startswith("symlink:"):
+        return {"kind": "symlink", "target": h[8:]}
+    return {"kind": "file", "hash": h, "size": value[1] if len(value) > 1 else None}
+
+
+def _available(root: Path | None, rel: str, want: str) -> Path | None:
+    """root/rel when it is a regular file inside root whose content still hashes to `want`."""
+    if root is None:
+        return None
+    p = root / rel
+    try:
+        if not stat.S_ISREG(os.lstat(p).st_mode):
+            return None
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, os.path.realpath(p)]) != real_root:
+            return None  # a directory symlink on the way leads out of the root
+        return p if data.hash_file(p) == want else None
+    except (OSError, ValueError, errors.ReproError):
+        return None
+
+
+def _examine_file(roots: _Roots, name: str, rel: str, he: str, ha: str,
+                  info: Mapping[str, Any]) -> Check | _TensorJob:
+    pe = _available(roots.expected, rel, he)
+    if pe is None:
+        return Check("output", name, "different", _UNAVAILABLE, {**info, "compared": "hash"})
+    pa = _available(roots.actual, rel, ha)
+    if pa is None:
+        return Check("output", name, "different", _UNAVAILABLE_ACTUAL,
+                     {**info, "compared": "hash"})
+    if rel.lower().endswith(TENSOR_SUFFIXES):
+        return _TensorJob(name, pe, pa, info)
+    return _compare_bytes(name, pe, pa, info)
+
+
+# --- text and binary files ----------------------------------------------------------------------
+
+
+def _compare_bytes(name: str, pe: Path, pa: Path, info: Mapping[str, Any]) -> Check:
+    try:
+        found = _first_difference(pe, pa)
+        if found is None:
+            return Check("output", name, "same", "contents identical",
+                         {**info, "compared": "bytes"})
+        offset, line, line_start = found
+        return _describe_difference(name, pe, pa, offset, line, line_start, info)
+    except OSError as e:
+        return Check("output", name, "different",
+                     f"hash differs (cannot read the files: {e.strerror or e})",
+                     {**info, "compared": "hash"})
+
+
+def _first_difference(pe: Path, pa: Path) -> tuple[int, int, int] | None:
+    """(byte offset, 1-based line number, offset of that line's start) of the first
+    difference, streaming both files; None when their contents are equal."""
+    offset = 0
+    newlines = 0
+    line_start = 0
+    with open(pe, "rb") as fe, open(pa, "rb") as fa:
+        while True:
+            ce, ca = fe.read(_CHUNK), fa.read(_CHUNK)
+            same = ce == ca
+            i = len(ce) if same else _mismatch(ce, ca)
+            prefix = ce[:i]
+            newlines += prefix.count(b"\n")
+            last = prefix.rfind(b"\n")
+            if last >= 0:
+                line_start = offset + last + 1
+            if not same:
+                return offset + i, newlines + 1, line_start
+            if not ce:
+                return None
+            offset += len(ce)
+
+
+def _mismatch(x: bytes, y: bytes) -> int:
+    """Index of the first byte where x and y differ (len of the shorter if one is a prefix)."""
+    n = min(len(x), len(y))
+    i = 0
+    step = 4096
+    while i < n and x[i:i + step] == y[i:i + step]:
+        i += step
+    end = min(i + step, n)
+    while i < end and x[i] == y[i]:
+        i += 1
+    return i
+
+
+def _describe_difference(name: str, pe: Path, pa: Path, offset: int, line: int,
+                         line_start: int, info: Mapping[str, Any]) -> Check:
+    se, sa = pe.stat().st_size, pa.stat().st_size
+    head_e, line_e = _read_at(pe, 0, _SAMPLE), _read_line(pe, line_start)
+    head_a, line_a = _read_at(pa, 0, _SAMPLE), _read_line(pa, line_start)
+    sizes = {"size_expected": se, "size_actual": sa, "offset": offset}
+    if all(_is_text(b) for b in (head_e, head_a, line_e, line_a)):
+        col = offset - line_start
+        te, ta = _shown_line(line_e, col, offset >= se), _shown_line(line_a, col, offset >= sa)
+        return Check("output", name, "different", f"first difference at line {line}: {te} vs {ta}",
+                     {**info, "compared": "text", "line": line, **sizes,
+                      "line_expected": line_e.decode("utf-8", "replace")[:200],
+                      "line_actual": line_a.decode("utf-8", "replace")[:200]})
+    if offset >= se or offset >= sa:
+        shorter = "recorded file" if offset >= se else "replay's file"
+        detail = f"{shorter} ends at byte {offset}; sizes {se} vs {sa}"
+    else:
+        be, ba = _read_at(pe, offset, 1), _read_at(pa, offset, 1)
+        detail = (f"first difference at byte {offset} (0x{be.hex()} vs 0x{ba.hex()}); "
+                  + (f"both {se} bytes" if se == sa else f"sizes {se} vs {sa}"))
+    return Check("output", name, "different", detail, {**info, "compared": "bytes", **sizes})
+
+
+def _read_at(p: Path, offset: int, n: int) -> bytes:
+    with open(p, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
+
+
+def _read_line(p: Path, start: int) -> bytes:
+    """The line starting at `start`, without its newline, at most _LINE_MAX bytes."""
+    chunk = _read_at(p, start, _LINE_MAX)
+    end = chunk.find(b"\n")
+    return chunk if end < 0 else chunk[:end]
+
+
+def _is_text(sample: bytes) -> bool:
+    """No NUL and valid UTF-8 (a character cut at the end of the sample is fine)."""
+    if b"\0" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _shown_line(raw: bytes, col: int, at_end: bool) -> str:
+    """A differing line for a detail: a window around byte column `col`, quoted."""
+    if at_end and not raw:
+        return "end of file"
+    text = raw.decode("utf-8", "replace")
+    char_col = len(raw[:col].decode("utf-8", "ignore"))
+    if len(text) <= _SHOW:
+        return repr(text)
+    start = max(0, min(char_col - _SHOW // 4, len(text) - _SHOW))
+    piece = text[start:start + _SHOW]
+    return ("…" if start else "") + repr(piece) + ("…" if start + _SHOW < len(text) else "")
+
+
+# --- tensor files -------------------------------------------------------------------------------
+
+
+def _run_jobs(slots: Sequence[Check | _TensorJob], python: str,
+              tol: compare.Tolerance) -> list[Check]:
+    jobs = [s for s in slots if isinstance(s, _TensorJob)]
+    if not jobs:
+        return [s for s in slots if isinstance(s, Check)]
+    results = _run_tensorcmp(python, [(j.expected, j.actual) for j in jobs], tol)
+    by_job = {id(j): r for j, r in zip(jobs, results, strict=True)}
+    return [_tensor_check(s, by_job[id(s)]) if isinstance(s, _TensorJob) else s for s in slots]
+
+
+def _run_tensorcmp(python: str, pairs: Sequence[tuple[Path, Path]],
+                   tol: compare.Tolerance) -> list[dict[str, Any] | str]:
+    """One probe process for all pairs: each pair's result object, or why there is none."""
+    cmd = [python, str(TENSORCMP), "--pairs", "-", "--rtol", repr(float(tol.rtol)),
+           "--atol", repr(float(tol.atol))]
+    stdin = json.dumps([[os.fspath(a), os.fspath(b)] for a, b in pairs])
+    timeout = TENSORCMP_TIMEOUT_S * len(pairs)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    failure: str | None = None
+    stdout: str | bytes | None
+    try:
+        done = subprocess.run(cmd, input=stdin.encode(), capture_output=True, timeout=timeout,
+                              env=env, check=False)
+        stdout = done.stdout
+        if done.returncode != 0:
+            failure = (f"the comparison crashed ({_returncode_text(done.returncode)})"
+                       + _last_line(done.stderr))
+    except subprocess.TimeoutExpired as e:
+        stdout = e.stdout
+        failure = f"the comparison timed out after {timeout:g} s"
+    except OSError as e:
+        stdout = None
+        failure = f"cannot run the run's interpreter {python}: {e.strerror or e}"
+    results: dict[int, dict[str, Any]] = {}
+    for raw in _decode(stdout).splitlines():
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        index = obj.get("index")
+        if isinstance(index, int) and 0 <= index < len(pairs):
+            results[index] = obj
+        elif obj.get("status") == "error" and failure is None:
+            failure = f"the comparison failed: {obj.get('message')}"
+    return [results.get(i) or (failure or "the comparison gave no result")
+            for i in range(len(pairs))]
+
+
+def _decode(out: str | bytes | None) -> str:
+    if out is None:
+        return ""
+    return out.decode("utf-8", "replace") if isinstance(out, bytes) else out
+
+
+def _returncode_text(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit {rc}"
+
+
+def _last_line(stderr: bytes | None) -> str:
+    lines = [ln.strip() for ln in _decode(stderr).splitlines() if ln.strip()]
+    return f": {_clip(lines[-1], 160)}" if lines else ""
+
+
+def _float(x: Any) -> float | None:
+    """A probe number: floats, or "nan"/"inf"/"-inf" (the probe writes strict JSON)."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float)):
+        return float(x)
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return None
+    return None
+
+
+def _tensor_check(job: _TensorJob, result: dict[str, Any] | str) -> Check:
+    info: dict[str, Any] = {**job.info, "compared": "tensors"}
+    if isinstance(result, str):
+        return Check("output", job.name, "different",
+                     f"hash differs; tensors could not be compared: {result}", info)
+    status = result.get("status")
+    raw_tensors = result.get("tensors")
+    tensors = [t for t in raw_tensors if isinstance(t, dict)] \
+        if isinstance(raw_tensors, list) else []
+    if status == "error" or status not in ("same", "within-tolerance", "different"):
+        message = _clip(str(result.get("message") or f"unknown status {status!r}"), 200)
+        return Check("output", job.name, "different",
+                     f"hash differs; tensors could not be compared: {message}", info)
+    changed = [t for t in tensors if t.get("status") != "same"]
+    info.update(tensor_count=len(tensors), tensors_differing=len(changed),
+                tensors=changed[:_MAX_TENSORS_IN_DATA])
+    if status == "same":
+        what = "tensor identical" if len(tensors) == 1 else f"{len(tensors)} tensors identical"
+        return Check("output", job.name, "same", f"bytes differ, {what}", info)
+    structural = _structure_detail(tensors)
+    if structural is not None:
+        return Check("output", job.name, "different", structural, info)
+    worst = max(changed, key=lambda t: _sort_key(_float(t.get("max_abs"))), default=None)
+    if worst is None:  # the probe said the files differ but listed no tensor that does
+        return Check("output", job.name, str(status),
+                     _clip(str(result.get("message") or "tensors differ"), 200), info)
+    max_abs, max_rel = _float(worst.get("max_abs")), _float(worst.get("max_rel"))
+    info.update(max_abs=max_abs, max_rel=max_rel, worst_tensor=worst.get("name"))
+    where = f" in {worst.get('name')}" if worst.get("name") else ""
+    index = worst.get("worst_index")
+    if isinstance(index, list) and index:
+        where += f" at [{', '.join(str(i) for i in index)}]"
+    nan_mismatch = worst.get("nan_mismatch")
+    if max_abs == 0.0:  # every value equal, yet the bytes differ: -0.0 vs 0.0, NaN payloads
+        detail = f"values equal, bits differ (-0.0 vs 0.0 or NaN payloads){where}"
+    else:
+        detail = f"max abs diff {_g(max_abs)} (rel {_g(max_rel)}){where}"
+    if status == "different":
+        beyond, numel = worst.get("beyond"), worst.get("numel")
+        if isinstance(beyond, int) and isinstance(numel, int):
+            detail += f"; {beyond} of {numel} elements beyond tolerance"
+        if isinstance(nan_mismatch, int) and nan_mismatch:
+            detail += f", {nan_mismatch} NaN vs a number"
+    if len(tensors) > 1:
+        detail += f" ({len(changed)} of {len(tensors)} tensors differ)"
+    return Check("output", job.name, str(status), detail, info)
+
+
+def _sort_key(x: float | None) -> float:
+    if x is None:
+        return -1.0
+    return math.inf if math.isnan(x) else x
+
+
+def _structure_detail(tensors: Sequence[Mapping[str, Any]]) -> str | None:
+    """What differs in names, dtypes or shapes, or None when the structure agrees."""
+    only_e = [_tname(t) for t in tensors if t.get("dtype_b") is None]
+    only_a = [_tname(t) for t in tensors if t.get("dtype_a") is None]
+    changed = [t for t in tensors if t.get("dtype_a") is not None and t.get("dtype_b") is not None
+               and (t.get("dtype_a") != t.get("dtype_b") or t.get("shape_a") != t.get("shape_b"))]
+    parts = []
+    if only_e:
+        parts.append(f"only in the recorded file: {_names(only_e)}")
+    if only_a:
+        parts.append(f"only in the replay's: {_names(only_a)}")
+    if changed:
+        t = changed[0]
+        if t.get("dtype_a") != t.get("dtype_b"):
+            what = f"dtype {t.get('dtype_a')} vs {t.get('dtype_b')}"
+        else:
+            what = f"shape {_shape(t.get('shape_a'))} vs {_shape(t.get('shape_b'))}"
+        more = f" (+{len(changed) - 1} more)" if len(changed) > 1 else ""
+        parts.append(f"{_tname(t)}: {what}{more}")
+    return "tensors differ: " + "; ".join(parts) if parts else None
+
+
+def _tname(t: Mapping[str, Any]) -> str:
+    return str(t.get("name") or "(array)")
+
+
+def _names(names: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
+
+
+def _shape(shape: Any) -> str:
+    if isinstance(shape, list):
+        return "[" + ", ".join(str(d) for d in shape) + "]"
+    return str(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# JUnit XML.
+
+# XML 1.0 cannot carry these characters at all, not even as character references.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(value: object) -> str:
+    return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", str(value))
+
+
+def junit_xml(*, run_id: str, verdict: str, checks: Sequence[Check],
+              duration_s: float | None) -> str:
+    """A JUnit XML report: one testsuite, one testcase per check.
+
+    `different`/`missing` checks fail (`<failure>` with the detail); `within-tolerance` ones
+    pass and say so in `<system-out>`. When the verdict is `not-reproduced` but no check failed
+    (no checks at all), a failing `repro.verdict` testcase keeps the report and exit code in
+    agreement.
+    """
+    failures = [c for c in checks if not c.passed]
+    extra = verdict == "not-reproduced" and not failures
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(suites, "testsuite", _attrs(
+        name=f"repro verify {run_id}", tests=len(checks) + extra,
+        failures=len(failures) + extra, errors=0, skipped=0,
+        time=None if duration_s is None else f"{duration_s:.3f}"))
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("run", run_id), ("verdict", verdict)):
+        ET.SubElement(props, "property", _attrs(name=key, value=value))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", _attrs(classname=f"repro.{c.kind}", name=c.name))
+        if not c.passed:
+            failure = ET.SubElement(case, "failure", _attrs(message=c.detail, type=c.status))
+            failure.text = _xml_text(f"{c.status}: {c.detail}")
+        elif c.status == "within-tolerance":
+            ET.SubElement(case, "system-out").text = _xml_text(f"within tolerance: {c.detail}")
+    if extra:
+        case = ET.SubElement(suite, "testcase", _attrs(classname="repro.verdict", name="verdict"))
+        ET.SubElement(case, "failure", _attrs(message="nothing was compared",
+                                              type="not-reproduced")).text = \
+            "not-reproduced: no outputs, metrics or exit code were compared"
+    body = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _attrs(**values: object) -> dict[str, str]:
+    return {k: _xml_text(v) for k, v in values.items() if v is not None}
