@@ -1,0 +1,265 @@
+"""Reads what the hook wrote into a run's probe directory: the manifest's `determinism.hook`.
+
+Owns the reading side of the hook's files (marker and probe JSON; the format is described in
+repro/hook/sitecustomize.py) and the explanation when no process ran the hook. Pure reading of
+files: it must not print, spawn processes, import the hook, or raise for a damaged probe (a
+probe that cannot be read is reported in `errors`, so the manifest can still be written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+MARKER_SUFFIX = ".marker.json"
+PROBE_SUFFIX = ".probe.json"
+SEEDED_ORDER = ("random", "numpy", "torch", "tensorflow")
+# The interpreter flags that keep sitecustomize from loading, strongest first.
+DEFEATING_FLAGS = {
+    "I": "python -I in the command: isolated mode ignores PYTHONPATH, so the hook never loaded",
+    "E": "python -E in the command: it ignores PYTHON* variables, so PYTHONPATH never "
+    "loaded the hook",
+    "S": "python -S in the command: without the site module no sitecustomize runs, so the "
+    "hook never loaded",
+}
+NO_PYTHON = (
+    "no Python process ran the hook: the command started no Python interpreter, one that "
+    "ignored PYTHONPATH, or one that could not write to the probe directory"
+)
+_PYTHON_NAME = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]?(\.exe)?$")
+# Options of the python command line whose value is the next word (or the rest of the word).
+_VALUE_OPTIONS = "WX"
+_LONG_VALUE_OPTIONS = ("--check-hash-based-pycs",)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Process:
+    stem: str
+    marker: dict[str, Any] | None
+    probe: dict[str, Any] | None
+
+    def field(self, key: str) -> Any:
+        for source in (self.probe, self.marker):
+            if source is not None and key in source:
+                return source[key]
+        return None
+
+    def order(self) -> tuple[int, float, int]:
+        depth, started, pid = self.field("depth"), self.field("started_at"), self.field("pid")
+        return (
+            depth if isinstance(depth, int) else 1_000_000,
+            float(started) if isinstance(started, (int, float)) else float("inf"),
+            pid if isinstance(pid, int) else 0,
+        )
+
+
+def summarize(hook_out: Path, argv: Sequence[str]) -> dict[str, Any]:
+    """The manifest's `determinism.hook` mapping for a run whose hook wrote into `hook_out`.
+
+    Keys: ran, reason (why not, when ran is false), processes (Python processes that ran the
+    hook), finished (those that wrote their probe at exit), seeded, deterministic_algorithms
+    (torch's setting at exit of the top-level process; null when torch was never imported),
+    overridden (determinism settings the program switched back), script_seeds, rank_seeds,
+    nondeterministic_error, errors, warnings. Nothing in it varies between identical runs
+    (no pids, no times), so two runs' summaries can be compared directly.
+    """
+    processes, read_errors = _load(hook_out)
+    flags = interpreter_flags(argv)
+    defeated = [DEFEATING_FLAGS[f] for f in DEFEATING_FLAGS if f in flags]
+    finished = [p.probe for p in processes if p.probe is not None]
+    warnings: list[str] = []
+    if processes and defeated:
+        warnings.append(f"{defeated[0]} for the command's own interpreter; only "
+                        f"{len(processes)} process(es) it started ran the hook")
+    unfinished = len(processes) - len(finished)
+    if unfinished:
+        warnings.append(f"{unfinished} of {len(processes)} hook process(es) ended without "
+                        "writing their probe (killed by a signal, or os._exit)")
+    top = _top(processes)
+    return {
+        "ran": bool(processes),
+        "reason": None if processes else (defeated[0] if defeated else NO_PYTHON),
+        "processes": len(processes),
+        "finished": len(finished),
+        "seeded": _ordered_union(p.get("seeded") for p in finished),
+        "deterministic_algorithms": _deterministic(top, finished),
+        "overridden": _ordered_union(p.get("overridden") for p in finished),
+        "script_seeds": _unique(
+            {key: seed.get(key) for key in ("call", "value", "caller")}
+            for p in finished for seed in _dicts(p.get("script_seeds"))
+        ),
+        "rank_seeds": {
+            str(p["rank"]): p.get("effective_seed")
+            for p in sorted(finished, key=lambda p: _int(p.get("rank")))
+            if isinstance(p.get("rank"), int)
+        },
+        "nondeterministic_error": next(
+            (p["nondeterministic_error"] for p in finished if p.get("nondeterministic_error")),
+            None,
+        ),
+        "errors": _unique(
+            [*({"stage": e.get("stage"), "error": e.get("error")}
+               for p in finished for e in _dicts(p.get("errors"))), *read_errors]
+        ),
+        "warnings": warnings,
+    }
+
+
+def top_probe(hook_out: Path) -> dict[str, Any] | None:
+    """The probe of the top-level (depth 0) process: python, packages, package_sources, torch,
+    threads. The earliest started one when the command ran several (a shell script), None when
+    none finished (no hook, or the process was killed before exit)."""
+    processes, _ = _load(hook_out)
+    return _top(processes)
+
+
+def interpreter_flags(argv: Sequence[str]) -> frozenset[str]:
+    """The single-letter options given to the Python interpreter the command runs, if any.
+
+    Finds `python...` in argv (after wrappers such as `env`, `uv run` or `sh -c '...'`), or in
+    the shebang line of the script argv[0] names.
+    """
+    words = list(argv)
+    index = _python_index(words)
+    if index is None:
+        for word in words:  # `sh -c "python -I x.py"`
+            if any(c.isspace() for c in word):
+                try:
+                    inner = shlex.split(word)
+                except ValueError:
+                    continue
+                found = _python_index(inner)
+                if found is not None:
+                    words, index = inner, found
+                    break
+    if index is None and words:
+        words = _shebang(words[0])
+        index = _python_index(words)
+    if index is None:
+        return frozenset()
+    return _short_options(words[index + 1:])
+
+
+def _python_index(words: Sequence[str]) -> int | None:
+    for i, word in enumerate(words):
+        if _PYTHON_NAME.match(os.path.basename(word)):
+            return i
+    return None
+
+
+def _short_options(words: Sequence[str]) -> frozenset[str]:
+    flags: set[str] = set()
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == "--" or word == "-" or not word.startswith("-"):
+            break  # the script, or stdin: what follows belongs to the program
+        if word.startswith("--"):
+            skip = word in _LONG_VALUE_OPTIONS
+            continue
+        body = word[1:]
+        for position, char in enumerate(body):
+            if char in "cm":  # -c CODE / -m MODULE: the rest goes to the program
+                return frozenset(flags)
+            if char in _VALUE_OPTIONS:
+                skip = position == len(body) - 1
+                break
+            flags.add(char)
+    return frozenset(flags)
+
+
+def _shebang(program: str) -> list[str]:
+    path = program if os.sep in program else shutil.which(program)
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(512)
+    except OSError:
+        return []
+    if not head.startswith(b"#!"):
+        return []
+    return head[2:].decode("utf-8", "replace").split()
+
+
+def _load(hook_out: Path) -> tuple[list[_Process], list[dict[str, Any]]]:
+    markers: dict[str, dict[str, Any] | None] = {}
+    probes: dict[str, dict[str, Any] | None] = {}
+    errors: list[dict[str, Any]] = []
+    try:
+        names = sorted(entry.name for entry in os.scandir(hook_out))
+    except FileNotFoundError:
+        return [], []
+    except OSError as e:
+        return [], [{"stage": "read", "error": f"{hook_out}: {e.strerror or e}"}]
+    for name in names:
+        for suffix, found in ((MARKER_SUFFIX, markers), (PROBE_SUFFIX, probes)):
+            if name.endswith(suffix):
+                found[name[: -len(suffix)]] = _read_json(hook_out / name, errors)
+    processes = [
+        _Process(stem, markers.get(stem), probes.get(stem))
+        for stem in sorted(markers.keys() | probes.keys())
+    ]
+    return sorted(processes, key=_Process.order), errors
+
+
+def _read_json(path: Path, errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        errors.append({"stage": "read", "error": f"{path.name}: unreadable ({e})"})
+        return None
+    if not isinstance(data, dict):
+        errors.append({"stage": "read", "error": f"{path.name}: not a JSON object"})
+        return None
+    return data
+
+
+def _top(processes: Sequence[_Process]) -> dict[str, Any] | None:
+    for process in processes:  # sorted by depth, then start time
+        if process.probe is not None and process.field("depth") == 0:
+            return process.probe
+    return None
+
+
+def _deterministic(top: dict[str, Any] | None, finished: Sequence[dict[str, Any]]) -> bool | None:
+    if top is not None and isinstance(top.get("deterministic_algorithms"), bool):
+        return bool(top["deterministic_algorithms"])
+    # The top-level process never imported torch (a launcher): judge by those that did.
+    values = [p["deterministic_algorithms"] for p in finished
+              if isinstance(p.get("deterministic_algorithms"), bool)]
+    return all(values) if values else None
+
+
+def _ordered_union(lists: Iterable[Any]) -> list[str]:
+    seen: set[str] = set()
+    for items in lists:
+        if isinstance(items, list):
+            seen.update(item for item in items if isinstance(item, str))
+    known = [name for name in SEEDED_ORDER if name in seen]
+    return known + sorted(seen - set(known))
+
+
+def _unique(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    for item in items:
+        if item not in result:
+            result.append(item)
+    return result
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) else 0
