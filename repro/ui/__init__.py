@@ -26,7 +26,8 @@ PROGRESS_AFTER_S = 1.0  # only work that takes longer than this gets a progress 
 def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=not stderr,
+    # soft_wrap: an `error:` line stays one line however narrow the terminal (grep-able).
+    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True,
                    force_terminal=None if not no_color else False)
 
 
@@ -174,21 +175,27 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         err_console().print("no runs yet: record one with `repro run -- CMD`")
         return
+    # The id already says when a run started (and `--json` has started_at): the width goes to
+    # the command and metrics, the only columns allowed to wrap.
     t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("run", "started", "status", "time", "command", "commit", "seed", "metrics"):
-        t.add_column(col, overflow="fold" if col == "command" else "ellipsis",
-                     no_wrap=col != "command")
+    for col in ("run", "status", "time", "commit", "seed"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("command", overflow="fold", ratio=2)
+    with_metrics = any(r.get("metrics") for r in rows)
+    if with_metrics:
+        t.add_column("metrics", overflow="fold", ratio=1)
     for r in rows:
         status = str(r["status"])
         style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
         t.add_row(
-            escape(str(r["run_id"])), escape(_short_time(r.get("started_at"))),
+            escape(str(r["run_id"])),
             f"[{style}]{escape(status)}[/]" if style else escape(status),
-            _duration(r.get("duration_s")), escape(_argv_text(r.get("command") or [])),
-            escape(commit), escape(str(r.get("seed") if r.get("seed") is not None else "-")),
-            escape(_metrics_text(r.get("metrics") or {})),
+            _duration(r.get("duration_s")), escape(commit),
+            escape(str(r.get("seed") if r.get("seed") is not None else "-")),
+            escape(_argv_text(_short_program(r.get("command") or []))),
+            *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
         )
     c.print(t)
 
@@ -284,16 +291,15 @@ def _size(n: Any) -> str:
     return f"{n} B"
 
 
+def _short_program(argv: Sequence[str]) -> list[str]:
+    """`/venv/bin/python t.py` -> `python t.py` for listings; `show` has the full argv."""
+    return [os.path.basename(argv[0]), *argv[1:]] if argv else []
+
+
 def _argv_text(argv: Sequence[str]) -> str:
     import shlex
 
     return " ".join(shlex.quote(a) for a in argv)
-
-
-def _short_time(iso: Any) -> str:
-    if not isinstance(iso, str):
-        return "-"
-    return iso[:19].replace("T", " ")
 
 
 def _duration(s: Any) -> str:
