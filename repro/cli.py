@@ -5,11 +5,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
-import traceback
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -29,10 +26,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# Commands whose failures before/around the child exit 125 instead of 2 (design §1).
-CHILD_COMMANDS = frozenset({"run", "replay"})
-
 
 def complete_run(incomplete: str) -> list[str]:
     """Shell completion for RUN arguments: run ids (newest first) and latest."""
@@ -102,13 +95,10 @@ def run(
     """
     from repro import record
 
-    request = record.RunRequest(
-        argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=_level(determinism),
-        threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
-        data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, name=name,
-        tags=_tags(tag or []), note=note)
-    outcome = record.execute(request, ui.CliReporter())
-    raise typer.Exit(outcome.exit_code)
+    raise typer.Exit(record.run_from_options(
+        ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
+        allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
+        metrics=metrics, name=name, tag=tag, note=note))
 
 
 @app.command("runs")
@@ -346,7 +336,7 @@ def verify(
         if at:
             raise errors.UsageError("--at goes with a recorded RUN, not with -- CMD")
         request = record.RunRequest(
-            argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=_level(determinism),
+            argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=determinism,
             threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
             data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics)
         report = verify_mod.verify_command(request, opts, reporter)
@@ -367,41 +357,20 @@ def verify(
     raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
 
 
-def _level(value: str | None) -> str | None:
-    from repro import manifest
+def dispatch(args: list[str]) -> int:
+    """Run the typer app on `args`; click's own outcomes (usage errors, --help) become codes.
 
-    if value is not None and value not in manifest.LEVELS:
-        raise errors.UsageError(f"unknown determinism level {value!r}",
-                                hint="use one of: " + ", ".join(manifest.LEVELS))
-    return value
-
-
-def _tags(items: Sequence[str]) -> dict[str, str]:
-    tags = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise errors.UsageError(f"--tag {item!r} is not K=V", hint="e.g. --tag team=vision")
-        tags[key] = value
-    return tags
-
-
-def _command_name(argv: Sequence[str]) -> str | None:
-    return next((a for a in argv if not a.startswith("-")), None)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    repro's errors propagate to `repro.main.main`, the one place that translates them.
+    """
     if "_REPRO_COMPLETE" in os.environ:
         # Shell completion (completions/ holds the generated scripts): typer registers its
         # shell classes only when asked to, and we keep --install-completion off the CLI.
         typer.completion.completion_init()  # type: ignore[attr-defined]
-    command = _command_name(args)
+    command = next((a for a in args if not a.startswith("-")), None)
     if command == "verify" and "--" in args:
         # click swallows `--`; tell verify that the words after it are a command, not a RUN.
         cut = args.index("--")
         args = [*args[:cut], "--command", *args[cut:]]
-    trouble = ExitCode.REFUSED if command in CHILD_COMMANDS else ExitCode.TROUBLE
     try:
         result = app(args=args, prog_name="repro", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
@@ -412,49 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except typer.TyperException as e:  # click's usage errors (vendored by typer)
         e.show()  # type: ignore[attr-defined]
         return int(getattr(e, "exit_code", ExitCode.TROUBLE))
-    except errors.ChildStartError as e:
-        ui.error(e)
-        return int(e.exit_code)
-    except errors.ReproError as e:
-        ui.error(e)
-        return int(trouble)
-    except KeyboardInterrupt:
-        ui.err_console().print("interrupted")
-        return int(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        # `repro runs | head`: the reader left; not an error worth a traceback.
-        _silence_stdout()
-        return 0
-    except Exception as e:
-        saved = _save_traceback()
-        ui.bug(saved, f"{type(e).__name__}: {e}")
-        return int(ExitCode.BUG)
 
 
-def _save_traceback() -> str | None:
-    """Write the traceback under .repro/bugs/ (or the temp dir outside a repo); return its path."""
-    import tempfile
+def main(argv: list[str] | None = None) -> int:
+    """Kept for `python -c "from repro.cli import main"` callers: the entry point's main."""
+    from repro import main as entry
 
-    text = traceback.format_exc()
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    try:
-        from repro import store
-
-        folder = store.open_here().bugs_dir
-    except Exception:
-        folder = Path(tempfile.gettempdir()) / "repro-bugs"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stamp}.txt"
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-    except OSError:
-        return None
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    return entry.main(argv)

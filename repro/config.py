@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro import errors, manifest
-from repro.compare import Tolerance
+
+if TYPE_CHECKING:
+    from repro.compare import Tolerance
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
 
@@ -28,7 +30,7 @@ class Config:
     metric_patterns: tuple[str, ...] = ()
     lockfile: str | None = None
     env_allow: tuple[str, ...] = ()
-    tolerance: Tolerance = dataclasses.field(default_factory=Tolerance)
+    tolerance: Tolerance | None = None  # None: exact (compare is imported only when needed)
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
 
 
@@ -118,6 +120,8 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
         for k in ("rtol", "atol"):
             if k in raw and not _is_number(raw[k]):
                 raise errors.ConfigError(message, hint=hint)
+        from repro.compare import Tolerance
+
         return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
                          per_metric={str(k): float(v) for k, v in per.items()})
     raise AssertionError(kind)

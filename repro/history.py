@@ -62,9 +62,10 @@ def safe_join(base: Path, rel: str) -> Path | None:
     return base / candidate
 
 
-def tolerance_from(cfg_tol: compare.Tolerance, rtol: float | None, atol: float | None,
+def tolerance_from(cfg_tol: compare.Tolerance | None, rtol: float | None, atol: float | None,
                    metric_specs: list[str]) -> compare.Tolerance:
     """Command-line tolerances override the configured ones, key by key."""
+    cfg_tol = cfg_tol or compare.Tolerance()
     per = dict(cfg_tol.per_metric)
     for spec in metric_specs:
         name, tol = compare.parse_metric_tolerance(spec)

@@ -179,11 +179,120 @@ _CORRUPT_HINT = "the file is damaged or was edited by hand; restore it or remove
 
 
 def dumps(data: Any) -> str:
-    import yaml  # lazy: ~30 ms to import, and `repro run` must stay fast
+    """Plain data (mappings, lists, str, int, float, bool, None) as block-style YAML.
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
-                         allow_unicode=True, width=100))
+    Our own emitter rather than PyYAML's: `repro run` writes the manifest twice, and importing
+    PyYAML costs ~30 ms of the 150 ms overhead budget. Any string that is not obviously plain
+    is double-quoted with escapes, so PyYAML's safe loader reads back exactly what was written
+    (tests hold this with property-based round trips), including lone surrogates from
+    undecodable bytes in argv, which PyYAML's own dumper cannot write.
+    """
+    out: list[str] = []
+    _emit(data, 0, out)
+    return "".join(out)
+
+
+def _emit(value: Any, indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        if not value:
+            out.append(f"{pad}{{}}\n")
+            return
+        for k, v in value.items():
+            key = _scalar(str(k))
+            if _is_block(v):
+                out.append(f"{pad}{key}:\n")
+                _emit(v, indent + 2, out)
+            else:
+                out.append(f"{pad}{key}: {_inline(v)}\n")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append(f"{pad}[]\n")
+            return
+        for v in value:
+            if _is_block(v):
+                lines: list[str] = []
+                _emit(v, indent + 2, lines)
+                first = lines[0]
+                lines[0] = f"{pad}- {first[indent + 2:]}"
+                out.extend(lines)
+            else:
+                out.append(f"{pad}- {_inline(v)}\n")
+    else:
+        out.append(f"{pad}{_inline(value)}\n")
+
+
+def _is_block(v: Any) -> bool:
+    return isinstance(v, (Mapping, list, tuple)) and len(v) > 0
+
+
+def _inline(v: Any) -> str:
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return ".nan"
+        if v in (float("inf"), float("-inf")):
+            return ".inf" if v > 0 else "-.inf"
+        text = repr(v)
+        # YAML 1.1 (PyYAML) reads `1e-05` as a string: it wants a dot and a signed exponent.
+        if "e" in text and "." not in text.split("e")[0]:
+            mant, exp = text.split("e")
+            text = f"{mant}.0e{exp}"
+        if "e" in text and text.split("e")[1][0] not in "+-":
+            mant, exp = text.split("e")
+            text = f"{mant}e+{exp}"
+        return text
+    if isinstance(v, Mapping):
+        return "{}"
+    if isinstance(v, (list, tuple)):
+        return "[]"
+    return _scalar(str(v))
+
+
+_PLAIN_RE = None
+_RESERVED = frozenset({"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n"})
+
+
+def _scalar(text: str) -> str:
+    """A plain scalar when unambiguous, else a double-quoted one with escapes."""
+    global _PLAIN_RE
+    if _PLAIN_RE is None:
+        import re
+
+        _PLAIN_RE = re.compile(r"[A-Za-z_/][A-Za-z0-9_./+@-]*")
+    if _PLAIN_RE.fullmatch(text) and text.lower() not in _RESERVED \
+            and not text.lower().startswith(("0x", "0o", ".inf", ".nan")):
+        return text
+    return _quote(text)
+
+
+def _quote(text: str) -> str:
+    parts = ['"']
+    for ch in text:
+        o = ord(ch)
+        if ch == '"':
+            parts.append('\\"')
+        elif ch == "\\":
+            parts.append("\\\\")
+        elif ch == "\n":
+            parts.append("\\n")
+        elif ch == "\t":
+            parts.append("\\t")
+        elif o < 0x20 or 0x7F <= o <= 0x9F:
+            parts.append(f"\\x{o:02x}")
+        elif 0xD800 <= o <= 0xDFFF or o in (0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF):
+            parts.append(f"\\u{o:04x}")
+        else:
+            parts.append(ch)
+    parts.append('"')
+    return "".join(parts)
 
 
 def loads(text: str, source: str) -> Any:

@@ -13,15 +13,14 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, hookprobe, manifest, preflight, runner, seeding, store
-from repro.capture import data, environment, git, hardware, metrics
+from repro import config, errors, manifest, preflight, runner, seeding, store
+from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
@@ -80,9 +79,37 @@ class RunOutcome:
     manifest: manifest.Manifest
 
 
+def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None = None,
+                     determinism: str | None = None, threads: int | None = None,
+                     allow_dirty: bool = False, allow_unlocked: bool = False,
+                     data: Sequence[str] | None = None, output: Sequence[str] | None = None,
+                     metrics: str | None = None, name: str | None = None,
+                     tag: Sequence[str] | None = None, note: str | None = None) -> int:
+    """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
+    request = RunRequest(
+        argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
+        allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
+        outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
+        note=note)
+    return execute(request, reporter).exit_code
+
+
+def parse_tags(items: Sequence[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise errors.UsageError(f"--tag {item!r} is not K=V", hint="e.g. --tag team=vision")
+        tags[key] = value
+    return tags
+
+
 def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     if not req.argv:
         raise errors.UsageError("no command given", hint="repro run -- python train.py")
+    if req.determinism is not None and req.determinism not in manifest.LEVELS:
+        raise errors.UsageError(f"unknown determinism level {req.determinism!r}",
+                                hint="use one of: " + ", ".join(manifest.LEVELS))
     env = dict(os.environ if req.env is None else req.env)
     root = req.root or store.find_root(req.cwd)
     runs = req.store or store.open_here(req.cwd)
@@ -107,7 +134,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
         tags=dict(req.tags), note=req.note, replay_of=req.replay_of,
-        repro_version=repro.__version__, host=socket.gethostname(), pid=os.getpid(),
+        repro_version=repro.__version__, host=os.uname().nodename, pid=os.getpid(),
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
@@ -148,7 +175,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m)
 
-        probe = _Background(lambda: hardware.collect(child_env))
+        probe = _Background(lambda: _while_child_runs(child_env))
         with runner.SignalGuard() as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
@@ -178,6 +205,9 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
                  runs: store.Store, run_dir: Path, result: runner.ChildResult,
                  hw: Mapping[str, Any] | None, reporter: Reporter) -> manifest.Manifest:
     """Read what the child left: the hook's probes, outputs, metrics."""
+    from repro import hookprobe
+    from repro.capture import metrics
+
     hook = hookprobe.summarize(run_dir / "hook", req.argv)
     if not hook.get("ran"):
         reporter.warn(f"the seed could not be applied inside the command: {hook.get('reason')}",
@@ -224,6 +254,15 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     for w in m.metrics.get("warnings", []) if isinstance(m.metrics, Mapping) else []:
         reporter.warn(str(w))
     return m
+
+
+def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
+    """Work for the second core while the child starts: hardware facts, and the imports the
+    post-run steps need (they would otherwise add to every run's overhead)."""
+    from repro import hookprobe  # noqa: F401
+    from repro.capture import hardware, metrics  # noqa: F401
+
+    return hardware.collect(child_env)
 
 
 def _finish(m: manifest.Manifest, started: dt.datetime, status: str, exit_code: int,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -57,7 +56,8 @@ class Plan:
 
 def new_seed() -> int:
     """A fresh random seed in 0..2**32-1, from the OS's entropy source."""
-    return secrets.randbits(32)
+    # os.urandom, not `secrets`: the same entropy source without ~7 ms of imports per run.
+    return int.from_bytes(os.urandom(4), "little")
 
 
 def default_threads(cpu_count: int | None) -> int:

@@ -9,8 +9,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,7 +134,7 @@ def open_here(cwd: Path | None = None) -> Store:
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
-    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(2)
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + os.urandom(2).hex()
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -155,7 +153,7 @@ def _still_running(m: manifest.Manifest) -> bool:
     pid = m.run.pid
     if pid is None:
         return False
-    if m.run.host and m.run.host != socket.gethostname():
+    if m.run.host and m.run.host != os.uname().nodename:
         return True  # another machine's run: we cannot tell, so do not call it abandoned
     try:
         os.kill(pid, 0)

@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from repro import manifest
-from repro.cli import main
+from repro.main import main
 from tests.conftest import PYTHON, git
 
 
@@ -35,8 +34,7 @@ def repro_proc(repo: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
 def test_run_records_a_complete_manifest(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--seed", "3", "--name", "first", "--tag", "team=vision", "--",
                  PYTHON, "train.py"]) == 0
-    out, err = capfd.readouterr()
-    assert out == "hello\n"
+    assert capfd.readouterr().out == "hello\n"
     run_dir = only_run(repo)
     m = load(run_dir)
     assert m["schema"] == "repro/run/v1"
@@ -316,7 +314,7 @@ def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyP
 
 def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     """torch/numpy must never load in repro; GitPython would cost ~110 ms on the hot path."""
-    probe = ("import sys\nfrom repro.cli import main\ncode = main(['run', '--', sys.executable, "
+    probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--', sys.executable, "
              "'-c', 'import torch'])\nheavy = sorted({m.split('.')[0] for m in sys.modules} & "
              "{'torch', 'numpy', 'git', 'pynvml'})\nprint('HEAVY', heavy, code, file=sys.stderr)\n")
     done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,

@@ -52,5 +52,5 @@ def test_config_errors_name_key_and_file(tmp_path: Path, text: str, fragment: st
 def test_two_config_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "repro.yaml").write_text("seed: 1\n")
     (tmp_path / "pyproject.toml").write_text("[tool.repro]\nseed = 2\n")
-    with pytest.raises(errors.ConfigError, match="both repro.yaml and"):
+    with pytest.raises(errors.ConfigError, match=r"both repro\.yaml and"):
         config.load(tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.cli import main
+from repro.main import main
 from tests.conftest import git
 
 PINNED = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}

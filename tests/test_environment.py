@@ -127,7 +127,7 @@ def test_inspect_broken_interpreter_is_a_clear_error(tmp_path: Path) -> None:
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\necho boom >&2\nexit 3\n")
     fake.chmod(0o755)
-    with pytest.raises(errors.LockfileError, match="cannot inspect the packages of .*: boom"):
+    with pytest.raises(errors.LockfileError, match=r"cannot inspect the packages of .*: boom"):
         envmod.finish_inspect(envmod.start_inspect(str(fake), dict(os.environ)), str(fake), "argv")
 
 

@@ -78,3 +78,40 @@ def test_write_text_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
     manifest.write_text_atomic(path, "a: 2\n")
     assert path.read_text() == "a: 2\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.yaml"]
+
+
+_scalars = (st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64)
+            | st.floats(allow_nan=False) | st.text(alphabet=st.characters(), max_size=20))
+_plain_data = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet=st.characters(), max_size=10), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.dictionaries(st.text(max_size=8), _plain_data, max_size=5))
+def test_dumps_round_trips_through_pyyaml_safe_load(data: dict) -> None:  # type: ignore[type-arg]
+    import yaml
+
+    assert yaml.safe_load(manifest.dumps(data)) == data
+
+
+@pytest.mark.parametrize("value", [
+    "yes", "No", "null", "~", "1e5", "0x1F", "3.11", "-", "- x", "a: b", "#c", "@x", "!tag",
+    "[x]", "{x}", "*ref", "&anchor", "%TAG", "'q'", '"q"', "x\u2028y", "\udc80abc", "\ufeff",
+    "tab\there", "", " lead", "trail ", "new\nline", ".inf", ".nan", "2026-11-23",
+])
+def test_dumps_quotes_ambiguous_strings(value: str) -> None:
+    import yaml
+
+    assert yaml.safe_load(manifest.dumps({"k": value, value: [value]})) == {"k": value,
+                                                                              value: [value]}
+
+
+@pytest.mark.parametrize("value", [1e-05, 1e16, -0.0, 2.5e-300, float("inf"), float("-inf")])
+def test_dumps_floats_read_back_as_floats(value: float) -> None:
+    import yaml
+
+    assert yaml.safe_load(manifest.dumps({"x": value})) == {"x": value}

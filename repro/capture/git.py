@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from repro import errors
 
@@ -148,6 +147,8 @@ def strip_credentials(url: str) -> str:
     """
     if not _SCHEME_RE.match(url):
         return url
+    from urllib.parse import urlsplit, urlunsplit  # only for URL-shaped values
+
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.port:

@@ -12,18 +12,29 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from repro import errors, manifest
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich is imported inside the functions that draw: a `repro run` that has nothing to say
+# never pays its ~40 ms import.
 
 PROGRESS_AFTER_S = 1.0  # only work that takes longer than this gets a progress bar
 
 
+def escape(text: str) -> str:
+    """Make text safe inside rich markup (a `[x]` in a path is not a style)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     no_color = bool(os.environ.get("NO_COLOR"))
     # soft_wrap: an `error:` line stays one line however narrow the terminal (grep-able).
@@ -148,6 +159,8 @@ _STATUS_STYLE = {"same": "green", "within-tolerance": "yellow", "different": "re
 
 def verify_report(report: Any) -> None:
     """The verdict, every check with its status, and what differs by how much."""
+    from rich.table import Table
+
     c = out_console()
     style = _VERDICT_STYLE.get(report.verdict, "bold")
     c.print(f"[{style}]{escape(report.verdict)}[/]  run {escape(report.run)}"
@@ -175,6 +188,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         err_console().print("no runs yet: record one with `repro run -- CMD`")
         return
+    from rich.table import Table
+
     # The id already says when a run started (and `--json` has started_at): the width goes to
     # the command and metrics, the only columns allowed to wrap.
     t = Table(box=None, pad_edge=False, header_style="bold")
@@ -201,6 +216,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
+    from rich.table import Table
+
     c = out_console()
     r = m.run
     title = f"[bold]{escape(r.run_id)}[/]" + (f"  {escape(r.name)}" if r.name else "")

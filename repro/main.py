@@ -1,0 +1,158 @@
+"""The `repro` entry point: the single place that turns exceptions into exit codes.
+
+`repro run` is hot (it prefixes every training command; budget: 0.15 s over the bare command),
+and loading the typer app costs ~150 ms (typer, click, pydantic-based option coercion, rich).
+So a plain `repro run [options] -- CMD` is parsed here from a table of the same options the
+typer `run` command declares (tests hold the two to the same set and the same results); help,
+completion, and anything this parser does not fully understand go to the typer app.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from repro import errors
+from repro.errors import ExitCode
+
+# Commands whose failures before/around the child exit 125 instead of 2 (design §1).
+CHILD_COMMANDS = frozenset({"run", "replay"})
+
+# `repro run` options: flag -> (parameter name, kind). kind: "flag", "int", "str", "list".
+RUN_OPTIONS: dict[str, tuple[str, str]] = {
+    "--seed": ("seed", "int"),
+    "--determinism": ("determinism", "str"),
+    "--threads": ("threads", "int"),
+    "--allow-dirty": ("allow_dirty", "flag"),
+    "--allow-unlocked": ("allow_unlocked", "flag"),
+    "--data": ("data", "list"),
+    "--output": ("output", "list"),
+    "--metrics": ("metrics", "str"),
+    "--name": ("name", "str"),
+    "--tag": ("tag", "list"),
+    "--note": ("note", "str"),
+}
+_INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, None)}
+
+
+def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
+    """Keyword arguments for `record.run_from_options`, or None to let typer parse `args`."""
+    if not args or args[0] != "run":
+        return None
+    opts: dict[str, Any] = {}
+    i = 1
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        flag, eq, inline = word.partition("=")
+        spec = RUN_OPTIONS.get(flag)
+        if spec is None:
+            return None  # -h, --help, a typo: typer gives the help or the usage error
+        name, kind = spec
+        if kind == "flag":
+            if eq:
+                return None
+            opts[name] = True
+            i += 1
+            continue
+        if eq:
+            value = inline
+            i += 1
+        elif i + 1 < len(args):
+            value = args[i + 1]
+            i += 2
+        else:
+            return None
+        if kind == "int":
+            try:
+                number = int(value)
+            except ValueError:
+                return None
+            low, high = _INT_RANGE[name]
+            if number < low or (high is not None and number > high):
+                return None
+            opts[name] = number
+        elif kind == "list":
+            opts.setdefault(name, []).append(value)
+        else:
+            opts[name] = value
+    cmd = list(args[i:])
+    if not cmd:
+        return None
+    return {"cmd": cmd, **opts}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args if not a.startswith("-")), None)
+    trouble = ExitCode.REFUSED if command in CHILD_COMMANDS else ExitCode.TROUBLE
+    try:
+        fast = None if "_REPRO_COMPLETE" in os.environ else parse_run(args)
+        if fast is not None:
+            from repro import record, ui
+
+            return record.run_from_options(ui.CliReporter(), **fast)
+        from repro import cli
+
+        return cli.dispatch(args)
+    except errors.ChildStartError as e:
+        _ui().error(e)
+        return int(e.exit_code)
+    except errors.ReproError as e:
+        _ui().error(e)
+        return int(trouble)
+    except KeyboardInterrupt:
+        _ui().err_console().print("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # `repro runs | head`: the reader left; not an error worth a traceback.
+        _silence_stdout()
+        return 0
+    except Exception as e:
+        saved = _save_traceback()
+        _ui().bug(saved, f"{type(e).__name__}: {e}")
+        return int(ExitCode.BUG)
+
+
+def _ui() -> Any:
+    from repro import ui
+
+    return ui
+
+
+def _save_traceback() -> str | None:
+    """Write the traceback under .repro/bugs/ (or the temp dir outside a repo); return its path."""
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    try:
+        from repro import store
+
+        folder = store.open_here().bugs_dir
+    except Exception:
+        folder = Path(tempfile.gettempdir()) / "repro-bugs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stamp}.txt"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+    except OSError:
+        return None
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
