@@ -1,0 +1,80 @@
+"""The entry point: the typer-free `run` parser agrees with the typer `run` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+
+from repro import cli, main
+
+
+def typer_run_params() -> dict[str, Any]:
+    return {p.name: p for p in typer.main.get_command(cli.app).commands["run"].params}
+
+
+def typer_parse(args: list[str]) -> dict[str, Any]:
+    command = typer.main.get_command(cli.app).commands["run"]
+    with command.make_context("run", list(args[1:])) as ctx:
+        # click gives repeatable options as tuples; the fast parser gives lists
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ctx.params.items()}
+
+
+def test_fast_parser_knows_exactly_the_typer_options() -> None:
+    params = typer_run_params()
+    declared = {opt: p.name for p in params.values() if p.name != "cmd" for opt in p.opts}
+    assert declared == {flag: name for flag, (name, _) in main.RUN_OPTIONS.items()}
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "python", "t.py"],
+    ["run", "--", "python", "t.py", "--seed", "9"],
+    ["run", "--seed", "3", "python", "t.py", "--seed", "9", "--help"],
+    ["run", "--seed=3", "--determinism", "warn", "--threads", "2", "--", "python", "-c", "x"],
+    ["run", "--allow-dirty", "--allow-unlocked", "--data", "a", "--data=b", "--output", "o",
+     "--metrics", "m.json", "--name", "n", "--tag", "a=1", "--tag", "b=2", "--note", "hi",
+     "./train.sh"],
+    ["run", "--seed", "4294967295", "x"],
+])
+def test_fast_parser_matches_typer(args: list[str]) -> None:
+    fast = main.parse_run(args)
+    assert fast is not None
+    expected = {k: v for k, v in typer_parse(args).items() if v not in (None, False, [])}
+    assert fast == expected
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--help"],
+    ["run", "-h", "python"],
+    ["run", "--sed", "3", "python"],
+    ["run", "--seed"],
+    ["run", "--seed", "three", "python"],
+    ["run", "--seed", "-1", "python"],
+    ["run", "--seed", "4294967296", "python"],
+    ["run", "--threads", "0", "python"],
+    ["run", "--allow-dirty=yes", "python"],
+    ["run"],
+    ["run", "--"],
+    ["runs"],
+    ["show", "latest"],
+])
+def test_anything_unusual_goes_to_typer(args: list[str]) -> None:
+    assert main.parse_run(args) is None
+
+
+def test_typer_reports_what_the_fast_parser_declines(capfd: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["run", "--seed", "three", "python"]) == 2
+    assert "Invalid value for '--seed'" in capfd.readouterr().err
+    assert main.main(["run", "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "Example:" in out and "--allow-dirty" in out
+
+
+@pytest.mark.parametrize("command", ["run", "runs", "show", "diff", "replay", "verify", "init",
+                                     "doctor"])
+def test_every_command_has_help_with_an_example(command: str,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+    assert main.main([command, "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "Example" in out, out
