@@ -278,7 +278,7 @@ def replay(
     raise typer.Exit(code)
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@app.command()
 def verify(
     target: Annotated[list[str] | None, typer.Argument(
         metavar="[RUN | -- CMD...]", help="A recorded run, or `-- CMD` with --runs N.",
@@ -332,7 +332,7 @@ def verify(
         tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
                                          metric or []))
     reporter = ui.CliReporter()
-    if command or len(words) > 1:
+    if command:
         if at:
             raise errors.UsageError("--at goes with a recorded RUN, not with -- CMD")
         request = record.RunRequest(
@@ -343,6 +343,10 @@ def verify(
     elif len(words) == 1:
         confirm = ui.confirm_command if replay_mod.interactive() else None
         report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
+    elif words:
+        raise errors.UsageError(f"verify takes one RUN, got {len(words)} words",
+                                hint="to verify a command, put it after `--`: "
+                                     "repro verify --runs 2 -- python train.py")
     else:
         raise errors.UsageError("nothing to verify",
                                 hint="repro verify RUN, or repro verify --runs 2 -- CMD")

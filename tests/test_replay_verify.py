@@ -1,0 +1,307 @@
+"""`repro replay` and `repro verify` on real runs in real repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro.capture import data
+from repro.main import main
+from tests.conftest import PYTHON, git
+
+DETERMINISTIC = """\
+import json, pathlib, random
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+value = random.random()  # unseeded: repro's hook seeds it
+(out / "result.txt").write_text(f"{value!r}\\n")
+pathlib.Path("metrics.json").write_text(json.dumps({"score": value}))
+"""
+CLOCK_SEEDED = DETERMINISTIC.replace("value = random.random()",
+                                     "import time; random.seed(time.time_ns()); value = random.random()")
+THREADS = """\
+import json, os, pathlib
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+n = os.environ["OMP_NUM_THREADS"]  # stands in for a reduction whose order follows the threads
+(out / "result.txt").write_text(f"sum over {n} threads\\n")
+pathlib.Path("metrics.json").write_text(json.dumps({"threads": int(n)}))
+"""
+NOISY_NPY = """\
+import pathlib, time
+import numpy as np
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+noise = np.random.default_rng(time.time_ns()).normal(0, 1e-9, 100)
+np.save(out / "arr.npy", np.linspace(1, 2, 100) + noise)
+"""
+RUN = ["--output", "out", "--metrics", "metrics.json", "--", PYTHON, "train.py"]
+
+
+def commit_script(repo: Path, text: str, message: str = "script") -> None:
+    (repo / "train.py").write_text(text)
+    gitignore = repo / ".gitignore"
+    if "out/" not in gitignore.read_text():
+        gitignore.write_text(".repro/\nout/\nmetrics.json\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+def manifest_of(repo: Path, ref: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
+    capsys.readouterr()
+    assert main(["show", ref, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def verify_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    capsys.readouterr()
+    code = main(["verify", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def snapshot(repo: Path) -> tuple[str, str, bytes]:
+    return (git(repo, "status", "--porcelain", "--ignored"), git(repo, "rev-parse", "HEAD"),
+            (repo / ".git" / "index").read_bytes())
+
+
+# ---------------------------------------------------------------------------- replay
+
+
+def test_replay_after_head_moved_reproduces_bitwise_and_touches_nothing(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    recorded = manifest_of(repo, "latest", capsys)
+    (repo / "README.md").write_text("moved on\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-qm", "HEAD moves")
+    before = snapshot(repo)
+    assert main(["replay", "latest"]) == 0
+    assert snapshot(repo) == before
+    replayed = manifest_of(repo, "latest", capsys)
+    assert replayed["run"]["replay_of"] == recorded["run"]["run_id"]
+    assert replayed["seed"] == {"value": recorded["seed"]["value"], "source": "replayed"}
+    assert replayed["code"]["commit"] == recorded["code"]["commit"]
+    assert replayed["outputs"]["out"]["hash"] == recorded["outputs"]["out"]["hash"]
+    assert replayed["metrics"]["final"] == recorded["metrics"]["final"]
+    assert replayed["fingerprint"] == recorded["fingerprint"]
+    assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("repro-replay-*")
+                if (p / "worktree").exists() and str(p).endswith(recorded["run"]["run_id"])]
+
+
+def test_replay_of_a_dirty_run_restores_patch_and_untracked(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / "train.py").write_text(DETERMINISTIC + "import helper\n")
+    (repo / "helper.py").write_text("pathlib = __import__('pathlib')\n"
+                                    "pathlib.Path('out/helper.txt').write_text('from helper')\n")
+    assert main(["run", "--allow-dirty", *RUN]) == 0
+    recorded = manifest_of(repo, "latest", capsys)
+    git(repo, "stash", "-u")  # the user's tree goes back to the commit
+    assert main(["replay", "latest"]) == 0
+    replayed = manifest_of(repo, "latest", capsys)
+    assert replayed["outputs"]["out"]["hash"] == recorded["outputs"]["out"]["hash"]
+    assert replayed["outputs"]["out"]["files"] == 2  # result.txt and the helper's file
+    assert replayed["code"]["patch"]["hash"] == recorded["code"]["patch"]["hash"]
+    assert not (repo / "helper.py").exists()
+
+
+def test_replay_refuses_a_changed_input_naming_it(repo: Path,
+                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, "import pathlib; print(len(pathlib.Path('data/train.csv').read_text()))\n")
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\ndata/\n")
+    git(repo, "commit", "-qam", "ignore data")
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("a,b\n1,2\n")
+    assert main(["run", "--", PYTHON, "train.py", "--train", "data/train.csv"]) == 0
+    (repo / "data" / "train.csv").write_text("a,b\n1,3\n")
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 125
+    err = capfd.readouterr().err
+    assert "inputs differ from the recorded run: data/train.csv" in err
+    assert main(["replay", "latest", "--force"]) == 0
+    assert "input differs from the recorded run: data/train.csv" in capfd.readouterr().err
+
+
+def test_foreign_manifest_needs_yes_without_a_terminal(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    (repo / "baseline").mkdir()
+    shutil.copy(run_dir / "manifest.yaml", repo / "baseline" / "manifest.yaml")
+    capfd.readouterr()
+    assert main(["replay", "baseline/manifest.yaml"]) == 125
+    err = capfd.readouterr().err
+    assert "was not recorded in this clone" in err and "train.py" in err and "--yes" in err
+    git(repo, "add", "baseline")
+    git(repo, "commit", "-qm", "baseline")
+    assert main(["replay", "baseline/manifest.yaml", "--yes"]) == 0
+
+
+@pytest.mark.parametrize(("section", "key", "evil"), [
+    ("outputs", None, "../escaped"),
+    ("command", "cwd", "../.."),
+    ("code", "untracked", [{"path": "../../escaped.txt", "size": 1, "hash": "x", "copied": True}]),
+    ("outputs", None, "/tmp/escaped-abs"),
+])
+def test_manifest_paths_escaping_the_worktree_are_refused(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], section: str,
+        key: str | None, evil: object) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    doc = yaml.safe_load((run_dir / "manifest.yaml").read_text())
+    if key is None:
+        doc[section][evil] = {"kind": "file", "hash": "blake3:00", "size": 1}
+    else:
+        doc[section][key] = evil
+    (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 125
+    assert "escapes the worktree" in capfd.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not Path("/tmp/escaped-abs").exists()
+
+
+def test_script_reproduces_the_outputs_in_a_fresh_clone(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / "train.py").write_text(DETERMINISTIC + "pathlib.Path('out/extra.txt').write_text('x')\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    assert main(["run", "--allow-dirty", *RUN]) == 0
+    recorded = manifest_of(repo, "latest", capsys)
+    assert main(["replay", "latest", "--script"]) == 0
+    script = capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(repo), str(fresh)], check=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_")}
+    done = subprocess.run(["bash", "-s", str(fresh)], input=script, capture_output=True,
+                          text=True, cwd=fresh, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    tree = Path(done.stderr.strip().splitlines()[-1].removeprefix("outputs are in "))
+    entry = data.hash_paths(["out"], root=tree, cache_dir=None)[0]
+    assert entry.hash == recorded["outputs"]["out"]["hash"]
+    assert (tree / "notes.txt").read_text() == "untracked\n"
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+def test_verify_deterministic_is_bitwise(repo: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    junit = tmp_path / "verify.xml"
+    code, report = verify_json(["latest", "--junit", str(junit)], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+    assert report["schema"] == "repro/verify/v1"
+    statuses = {(c["kind"], c["name"]): c["status"] for c in report["checks"]}
+    assert statuses[("output", "out")] == "same"  # an unchanged directory: one check
+    assert statuses[("metric", "score")] == "same"
+    suite = ET.parse(junit).getroot()
+    cases = suite.iter("testcase")
+    assert len(list(cases)) == len(report["checks"])
+    assert not list(suite.iter("failure"))
+
+
+def test_verify_clock_seeded_is_not_reproduced_naming_file_and_metric(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, CLOCK_SEEDED)
+    assert main(["run", *RUN]) == 0
+    junit = tmp_path / "verify.xml"
+    code, report = verify_json(["latest", "--junit", str(junit)], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+    failing = {c["name"]: c for c in report["checks"] if c["status"] == "different"}
+    assert "out/result.txt" in failing and "score" in failing
+    assert "first difference at line 1" in failing["out/result.txt"]["detail"]
+    suite = ET.parse(junit).getroot()
+    assert len(list(suite.iter("testcase"))) == len(report["checks"])
+    assert len(list(suite.iter("failure"))) == len(failing)
+    capsys.readouterr()
+    assert main(["verify", "latest~1"]) == 1  # the human form names them too
+    text = capsys.readouterr().out
+    assert "not-reproduced" in text and "out/result.txt" in text and "score" in text
+
+
+def test_verify_npy_float_noise_needs_a_tolerance(repo: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, NOISY_NPY)
+    assert main(["run", "--output", "out", "--", PYTHON, "train.py"]) == 0
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+    assert "max abs" in next(c["detail"] for c in report["checks"] if c["name"] == "out/arr.npy")
+    code, report = verify_json(["latest~1", "--rtol", "1e-6"], capsys)
+    assert (code, report["verdict"]) == (0, "within-tolerance")
+
+
+def test_verify_at_head(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    shutil.copy(run_dir / "manifest.yaml", repo / "baseline.yaml")
+    git(repo, "add", "baseline.yaml")
+    git(repo, "commit", "-qm", "baseline")
+    (repo / "README.md").write_text("docs only\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-qm", "no-op for results")
+    code, report = verify_json(["baseline.yaml", "--at", "HEAD", "--yes"], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+    commit_script(repo, DETERMINISTIC.replace("value = random.random()",
+                                              "value = random.random() * 2"), "changes results")
+    code, report = verify_json(["baseline.yaml", "--at", "HEAD", "--yes"], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+
+
+def test_verify_a_committed_manifest_in_a_fresh_clone(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    shutil.copy(run_dir / "manifest.yaml", repo / "baseline.yaml")
+    git(repo, "add", "baseline.yaml")
+    git(repo, "commit", "-qm", "baseline")
+    fresh = tmp_path / "fresh"
+    subprocess.run(["git", "clone", "-q", str(repo), str(fresh)], check=True, timeout=60)
+    monkeypatch.chdir(fresh)
+    assert not (fresh / ".repro").exists()
+    code, report = verify_json(["baseline.yaml", "--yes"], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+
+
+def test_verify_runs_catches_a_nondeterministic_command(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, CLOCK_SEEDED)
+    code, report = verify_json(["--runs", "2", "--output", "out", "--metrics", "metrics.json",
+                                "--", PYTHON, "train.py"], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+    assert len(report["runs"]) == 2
+    commit_script(repo, DETERMINISTIC, "deterministic")
+    code, report = verify_json(["--runs", "2", "--output", "out", "--", PYTHON, "train.py"],
+                               capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+
+
+def test_verify_vary_threads_names_the_condition(repo: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, THREADS)
+    assert main(["run", "--threads", "2", *RUN]) == 0
+    code, report = verify_json(["latest", "--vary", "threads,tz"], capsys)
+    assert code == 1
+    assert report["conditions"] == {"threads": "not-reproduced", "tz": "bitwise"}
+    assert any(c["name"].startswith("vary threads: ") and c["status"] == "different"
+               for c in report["checks"])
+
+
+def test_verify_usage_errors(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify"]) == 2
+    assert main(["verify", "--vary", "moon", "latest"]) == 2
+    assert "unknown --vary condition 'moon'" in capfd.readouterr().err
+    assert main(["verify", "nope"]) == 2
+    assert "no run matches 'nope'" in capfd.readouterr().err
