@@ -89,7 +89,7 @@ class Leaf:
 
 def _numpy() -> Any:
     try:
-        import numpy  # noqa: TID251 - this runs in the run's interpreter, not in repro's process
+        import numpy
     except ImportError as e:
         raise ProbeError(f"numpy is not installed in this interpreter ({sys.executable})") from e
     return numpy
@@ -158,7 +158,7 @@ def _load_npz(path: str) -> dict[str, Leaf]:
 
 def _load_torch(path: str) -> dict[str, Leaf]:
     try:
-        import torch  # noqa: TID251 - this runs in the run's interpreter, not in repro's process
+        import torch
     except ImportError as e:
         raise ProbeError(f"torch is not installed in this interpreter ({sys.executable})") from e
     np = _numpy()
