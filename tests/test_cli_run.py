@@ -320,3 +320,40 @@ def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,
                           timeout=120)
     assert "HEAVY [] 0" in done.stderr, done.stderr
+
+
+def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--", PYTHON, "-I", "-c", "print('isolated')"]) == 0
+    err = capfd.readouterr().err
+    assert "warning: the seed could not be applied" in err
+    hook = load(only_run(repo))["determinism"]["hook"]
+    assert hook["ran"] is False and "-I" in hook["reason"]
+
+
+def test_script_seeds_and_determinism_off_land_in_the_manifest(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "t.py").write_text(
+        "import random, torch\nrandom.seed(7)\ntorch.manual_seed(42)\n"
+        "torch.use_deterministic_algorithms(False)\nprint(torch.rand(1).item())\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "t")
+    assert main(["run", "--seed", "1", "--", PYTHON, "t.py"]) == 0
+    assert "turned deterministic algorithms off" in capfd.readouterr().err
+    m = load(only_run(repo))
+    hook = m["determinism"]["hook"]
+    seeds = {(s["call"], s["value"]) for s in hook["script_seeds"]}
+    assert ("random.seed", 7) in seeds and ("torch.manual_seed", 42) in seeds
+    assert hook["deterministic_algorithms"] is False
+    assert m["hardware"]["torch"]["version"].startswith("2.")
+
+
+def test_unseeded_torch_script_reproduces_through_repro_run(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "t.py").write_text("import torch\nprint(torch.randn(3).tolist())\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "t")
+    outs = []
+    for seed in ("5", "5", "6"):
+        assert main(["run", "--seed", seed, "--", PYTHON, "t.py"]) == 0
+        outs.append(capfd.readouterr().out)
+    assert outs[0] == outs[1] != outs[2]
