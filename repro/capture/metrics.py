@@ -1,129 +1,236 @@
 """Metric capture: a final-metrics file, a JSON-lines series, and stdout patterns.
 
-Reads files the command wrote (streamed, bounded memory); never prints and never fails a run
-for a metrics problem the user can fix afterwards (those come back as warnings).
+Owns reading the files a command wrote about its results, streamed in bounded memory, into the
+manifest ``metrics`` section. Must not print, import PyYAML (YAML goes through
+``manifest.read_yaml_file``), or fail a run for a metrics problem the user can fix afterwards:
+``collect`` turns those into ``warnings`` in the section. The readers themselves raise
+``errors.DataError`` naming the file (``errors.ConfigError`` for a bad pattern).
 
-Precedence when the same key comes from several sources: the metrics file (what the script
-declares final) beats the series (the last logged value), which beats stdout patterns.
-Nested mappings flatten with dots (`{"val": {"loss": 1}}` -> `val.loss`); lists are indexed
-(`{"acc": [0.1, 0.2]}` -> `acc.0`, `acc.1`), since a list of per-class scores is still metrics.
+Names. Nested mappings flatten with dots (``{"val": {"loss": 1}}`` -> ``val.loss``); lists are
+indexed (``{"acc": [0.9, 0.8]}`` -> ``acc.0``, ``acc.1``: per-class scores are metrics too),
+except lists longer than ``MAX_LIST`` items, which are skipped as data rather than metrics.
+Values are int, float, bool or str; nulls and anything else are skipped. When two names
+flatten alike, the later one in the file wins.
+
+Precedence when the same name comes from several sources: the metrics file (what the script
+declares final) beats the series (the last value it logged), which beats stdout patterns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from repro import errors, manifest
 
 Scalar = int | float | bool | str
 
+MAX_LIST = 1000  # longer lists are data (predictions, curves), not metrics
+MAX_LINE = 1024 * 1024  # bytes of one series or log line held at once; longer ones are cut
+
+_INT_RE = re.compile(r"[+-]?\d+")
+_FLOAT_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)",
+                       re.IGNORECASE)
+
 
 def read_metrics_file(path: Path) -> dict[str, Scalar]:
-    """A JSON or YAML mapping of scalars, flattened."""
+    """Flattened scalars from a JSON (``.json``) or YAML (any other suffix) mapping."""
+    hint = 'write a mapping of metric names to values, e.g. {"loss": 0.12, "accuracy": 0.97}'
+    if not path.exists():
+        raise errors.DataError(f"metrics file {path} was not written",
+                               hint="check that the command writes it, and the --metrics path")
     try:
-        if path.suffix == ".json":
+        if path.suffix.lower() == ".json":
             doc = json.loads(path.read_text(encoding="utf-8"))
         else:
             doc = manifest.read_yaml_file(path)
     except (OSError, UnicodeDecodeError) as e:
-        raise errors.DataError(f"cannot read metrics file {path}: {e}") from e
-    except ValueError as e:
-        raise errors.DataError(f"metrics file {path} is not valid JSON: {e}",
-                               hint="write a JSON object of metric names to numbers") from e
-    except errors.ManifestError as e:
-        raise errors.DataError(e.message, hint="write a YAML mapping of metric names to numbers") from e
+        raise errors.DataError(f"cannot read metrics file {path}: {_reason(e)}",
+                               hint="check the file's permissions and encoding (UTF-8)") from e
+    except ValueError as e:  # json.JSONDecodeError
+        raise errors.DataError(f"metrics file {path} is not valid JSON: {e}", hint=hint) from e
+    except errors.ManifestError as e:  # its message names the file
+        message = e.message
+        message = (f"cannot read metrics file {message.removeprefix('cannot read ')}"
+                   if message.startswith("cannot read ") else f"metrics file {message}")
+        raise errors.DataError(message, hint=hint) from e
     if not isinstance(doc, Mapping):
-        raise errors.DataError(f"metrics file {path} must hold a mapping of names to values",
-                               hint='e.g. {"loss": 0.12, "accuracy": 0.97}')
+        raise errors.DataError(f"metrics file {path} holds a {type(doc).__name__}, not a "
+                               f"mapping of names to values", hint=hint)
     out: dict[str, Scalar] = {}
     _flatten(doc, "", out)
     return out
 
 
 def read_series(path: Path) -> tuple[dict[str, Scalar], int]:
-    """(last value of each key, number of records) from a JSON-lines file scripts append to.
+    """(last value of each name except ``step``, number of records) from a JSON-lines file.
 
-    A line that does not parse (typically the last one, cut by a kill mid-write) is skipped.
+    Scripts append one JSON object per line (``REPRO_METRICS_FILE``). A line that is not a JSON
+    object is skipped: typically the last one, cut short when the script was killed mid-write.
+    Streamed: memory holds one line (at most ``MAX_LINE`` bytes) and the last values.
     """
-    last: dict[str, Scalar] = {}
-    count = 0
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(record, Mapping):
-                    continue
-                count += 1
-                flat: dict[str, Scalar] = {}
-                _flatten({k: v for k, v in record.items() if k != "step"}, "", flat)
-                last.update(flat)
-    except OSError as e:
-        raise errors.DataError(f"cannot read metrics series {path}: {e.strerror}") from e
+    last, count, _ = _read_series(path)
     return last, count
 
 
-def scan_log(path: Path, patterns: Sequence[str]) -> dict[str, Scalar]:
-    """Named groups of regular expressions matched against each line; the last match wins."""
-    if not patterns:
-        return {}
+def _read_series(path: Path) -> tuple[dict[str, Scalar], int, list[int]]:
+    """read_series, plus the numbers of the lines skipped other than a truncated last one."""
+    last: dict[str, Scalar] = {}
+    count = 0
+    bad: list[int] = []
+    try:
+        with path.open("rb") as f:
+            for number, line, state in _lines(f):
+                text = line.strip()
+                if not text:
+                    continue
+                record = None
+                if state != _OVERLONG:
+                    with contextlib.suppress(ValueError):
+                        record = json.loads(text)
+                if not isinstance(record, Mapping):
+                    if state != _CUT:  # a cut last line is a write cut short: expected
+                        bad.append(number)
+                    continue
+                count += 1
+                _flatten({k: v for k, v in record.items() if k != "step"}, "", last)
+    except OSError as e:
+        raise errors.DataError(f"cannot read metrics series {path}: {_reason(e)}",
+                               hint="check the file's permissions") from e
+    return last, count, bad
+
+
+def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
+    """Compiled stdout patterns; ConfigError naming the first bad one (check before a run)."""
     compiled = []
     for p in patterns:
         try:
             rx = re.compile(p)
         except re.error as e:
-            raise errors.ConfigError(f"metric pattern {p!r} is not a valid regular expression: {e}",
-                                     hint="fix `metric_patterns` in the configuration") from e
+            raise errors.ConfigError(
+                f"metric pattern {p!r} is not a valid regular expression: {e}",
+                hint="fix `metric_patterns` in the configuration") from e
         if not rx.groupindex:
-            raise errors.ConfigError(f"metric pattern {p!r} has no named group",
-                                     hint=r"name what to capture, e.g. loss (?P<loss>[\d.e-]+)")
+            raise errors.ConfigError(
+                f"metric pattern {p!r} has no named group, so it captures no metric",
+                hint=r"name what to capture, e.g. 'loss=(?P<loss>[-+.\deE]+)'")
         compiled.append(rx)
+    return compiled
+
+
+def scan_log(path: Path, patterns: Sequence[str]) -> dict[str, Scalar]:
+    """Named groups of `patterns` matched against each line of a log; the last match wins.
+
+    Numbers become int or float; other captures stay strings. A missing log yields nothing.
+    """
+    compiled = compile_patterns(patterns)
     found: dict[str, Scalar] = {}
+    if not compiled:
+        return found
     try:
-        with path.open("r", encoding="utf-8", errors="replace") as f:
-            for line in f:
+        with path.open("rb") as f:
+            for _, raw, _ in _lines(f):
+                line = raw.decode("utf-8", errors="replace")
                 for rx in compiled:
                     for m in rx.finditer(line):
                         for key, value in m.groupdict().items():
                             if value is not None:
-                                found[key] = _number(value)
+                                found[key] = to_scalar(value)
     except FileNotFoundError:
         return {}
+    except OSError as e:
+        raise errors.DataError(f"cannot read log {path}: {_reason(e)}",
+                               hint="check the run directory's permissions") from e
     return found
+
+
+def to_scalar(text: str) -> Scalar:
+    """``"3"`` -> 3, ``"0.5"``/``"1e-3"``/``"nan"`` -> float, anything else unchanged."""
+    s = text.strip()
+    if _INT_RE.fullmatch(s):
+        return int(s)
+    if _FLOAT_RE.fullmatch(s):
+        return float(s)
+    return text
 
 
 def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Path | None,
             patterns: Sequence[str], root: Path) -> dict[str, Any]:
-    """The manifest `metrics` section."""
+    """The manifest ``metrics`` section.
+
+    ``{"final": {name: value}, "source": metrics file relative to root (or None), "series":
+    the series file's name (or None when the script logged nothing), "steps": records in it}``
+    plus ``"warnings": [...]`` when a file was missing or unreadable: the other sources are
+    still used, and the run is still recorded. A relative `metrics_file` is relative to
+    `root`. A bad pattern raises ConfigError: that is the configuration, not the run.
+    """
+    compile_patterns(patterns)  # fail on the configuration before reading anything
     final: dict[str, Scalar] = {}
     warnings: list[str] = []
-    section: dict[str, Any] = {}
-    if log_file is not None:
-        final.update(scan_log(log_file, patterns))
+    series: str | None = None
+    steps = 0
+    if log_file is not None and patterns:
+        try:
+            final.update(scan_log(log_file, patterns))
+        except errors.DataError as e:
+            warnings.append(e.message)
     if series_file is not None and series_file.exists():
-        series, steps = read_series(series_file)
-        final.update(series)
-        section["series"] = series_file.name
-        section["steps"] = steps
-    if metrics_file is not None:
-        section["source"] = _rel(metrics_file, root)
-        if metrics_file.is_file():
-            final.update(read_metrics_file(metrics_file))
+        try:
+            values, steps, bad = _read_series(series_file)
+        except errors.DataError as e:
+            warnings.append(e.message)
         else:
-            warnings.append(f"metrics file {section['source']} was not written by the command")
-    section["final"] = final
+            final.update(values)
+            series = series_file.name if steps else None
+            if bad:
+                shown = ", ".join(str(n) for n in bad[:5]) + (" ..." if len(bad) > 5 else "")
+                warnings.append(f"{series_file.name}: skipped {len(bad)} line(s) that are not "
+                                f"JSON objects (line {shown})")
+    source: str | None = None
+    if metrics_file is not None:
+        path = metrics_file if metrics_file.is_absolute() else root / metrics_file
+        source = _rel(path, root)
+        if not path.exists():
+            warnings.append(f"metrics file {source} was not written")
+        else:
+            try:
+                final.update(read_metrics_file(path))
+            except errors.DataError as e:
+                warnings.append(e.message)
+    section: dict[str, Any] = {"final": final, "source": source, "series": series,
+                               "steps": steps}
     if warnings:
         section["warnings"] = warnings
-    return {"final": section.pop("final"), **section}
+    return section
+
+
+_WHOLE, _CUT, _OVERLONG = "whole", "cut", "overlong"
+
+
+def _lines(f: BinaryIO) -> Iterator[tuple[int, bytes, str]]:
+    """(line number, bytes, state) per line, holding at most MAX_LINE bytes at once. The state
+    is _WHOLE (ends with a newline), _CUT (the last line, without one) or _OVERLONG (only its
+    first MAX_LINE bytes are given; the rest is skipped)."""
+    number = 0
+    while True:
+        line = f.readline(MAX_LINE)
+        if not line:
+            return
+        number += 1
+        if line.endswith(b"\n"):
+            yield number, line, _WHOLE
+        elif len(line) < MAX_LINE:
+            yield number, line, _CUT
+        else:
+            while True:  # skip the rest of the over-long line without holding it
+                rest = f.readline(MAX_LINE)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield number, line, _OVERLONG
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Scalar]) -> None:
@@ -131,24 +238,20 @@ def _flatten(value: Any, prefix: str, out: dict[str, Scalar]) -> None:
         for k, v in value.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
     elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
+        if len(value) <= MAX_LIST:
+            for i, v in enumerate(value):
+                _flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
     elif isinstance(value, (bool, int, float, str)) and prefix:
         out[prefix] = value
     # None and other types carry no metric value: skipped
 
 
-def _number(text: str) -> Scalar:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
+def _reason(e: BaseException) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
+    except (ValueError, OSError):
         return str(path)
