@@ -11,7 +11,8 @@ Noise rules (shown as `info`, never counted as a difference):
 - `hardware.host` (from `run.host`), GPU UUIDs (which physical card of the same model);
 - run-directory and install paths: listing file names of hashed directories, the patch file
   name, `untracked[].copied`, `metrics.series`/`metrics.source`, `environment.python.executable`,
-  `environment.interpreter_source`, `environment.lockfile.path` (its hash is compared), and the
+  `environment.interpreter_source`, `environment.lockfile.path` (its hash is compared),
+  `metrics.warnings`, and the
   hook directory repro prepends to an injected `PYTHONPATH`;
 - labels that do not change the code: `code.branch`, `code.remote`, `seed.source`;
 - injected variables that carry the seed (`REPRO_SEED`, `PYTHONHASHSEED`, ...): they follow
@@ -55,7 +56,7 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
     "hardware": ("host", "gpus.*.uuid"),
     "data": (),
     "outputs": (),
-    "metrics": ("source", "series"),
+    "metrics": ("source", "series", "warnings"),  # steps is counted: a different run length
 }
 # run.* fields that are results, reported in the `command` section (how the command ended).
 _RESULT_FIELDS = ("status", "exit_code", "signal")

@@ -125,6 +125,10 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                 data.hash_file)
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
+    if cfg.metric_patterns:  # a bad pattern refuses the run now, not after hours of training
+        from repro.capture import metrics
+
+        metrics.compile_patterns(cfg.metric_patterns)
     level = req.determinism or cfg.determinism or "strict"
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
@@ -359,10 +363,11 @@ def _under(root: Path, cwd: Path | None, p: str) -> Path:
 
 
 def _rel(path: Path, root: Path) -> str:
-    try:
-        return Path(os.path.relpath(path, root)).as_posix()
-    except ValueError:
-        return path.as_posix()
+    """Relative to the git root when inside it; absolute (normalised) when outside."""
+    rel = os.path.relpath(path, root)
+    if rel == ".." or rel.startswith(".." + os.sep):
+        return Path(os.path.normpath(os.path.abspath(path))).as_posix()
+    return Path(rel).as_posix()
 
 
 def _iso(t: dt.datetime) -> str:

@@ -357,3 +357,18 @@ def test_unseeded_torch_script_reproduces_through_repro_run(
         assert main(["run", "--seed", seed, "--", PYTHON, "t.py"]) == 0
         outs.append(capfd.readouterr().out)
     assert outs[0] == outs[1] != outs[2]
+
+
+def test_data_outside_the_repo_and_symlinked_data_are_hashed(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    outside = tmp_path / "datasets" / "imagenet-mini"
+    outside.mkdir(parents=True)
+    (outside / "a.jpg").write_bytes(b"\xff\xd8 pixels")
+    (repo / ".gitignore").write_text(".repro/\ndata\n")
+    git(repo, "commit", "-qam", "ignore data")
+    (repo / "data").symlink_to(outside)
+    assert main(["run", "--data", str(outside), "--", PYTHON, "-c", "pass", "data"]) == 0
+    section = load(only_run(repo))["data"]
+    assert section[str(outside)]["kind"] == "dir" and section[str(outside)]["files"] == 1
+    assert section["data"]["kind"] == "dir"  # the symlink named in argv, followed
+    assert section["data"]["hash"] == section[str(outside)]["hash"]

@@ -305,3 +305,20 @@ def test_verify_usage_errors(repo: Path, capfd: pytest.CaptureFixture[str]) -> N
     assert "unknown --vary condition 'moon'" in capfd.readouterr().err
     assert main(["verify", "nope"]) == 2
     assert "no run matches 'nope'" in capfd.readouterr().err
+
+
+def test_replay_with_inputs_is_the_same_recipe_for_diff(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC + "print(pathlib.Path('data/train.csv').read_text())\n")
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\ndata/\n")
+    git(repo, "commit", "-qam", "ignore data")
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("a,b\n1,2\n")
+    assert main(["run", *RUN[:-2], PYTHON, "train.py", "data/train.csv"]) == 0
+    assert main(["replay", "latest"]) == 0
+    a, b = manifest_of(repo, "latest~1", capsys), manifest_of(repo, "latest", capsys)
+    assert b["data"] == a["data"]
+    assert b["fingerprint"] == a["fingerprint"]
+    capsys.readouterr()
+    assert main(["diff", "latest~1", "latest"]) == 0
+    assert "same recipe, same results" in capsys.readouterr().out
