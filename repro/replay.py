@@ -160,7 +160,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
-            argv=plan.argv, cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
+            argv=replay_argv(plan, runs.root, worktree), cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
                                              else str(worktree / i.path) for i in plan.inputs),
@@ -179,6 +179,30 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def from_checkout(plan: Plan, root: Path, worktree: Path | None) -> frozenset[int]:
+    """Indices of argv words naming programs that live in the checkout, not in the code.
+
+    `.venv/bin/python train.py` names an interpreter in the user's checkout (ignored by git),
+    not in the commit: the replay's worktree has no `.venv`. Such a word (the program, or a
+    `python…` word after `env`) must run from the checkout.
+    """
+    picked = set()
+    for i, word in enumerate(plan.argv):
+        if i > 0 and not environment.is_python_word(word):
+            continue
+        if os.path.isabs(word) or "/" not in word:
+            continue
+        in_tree = worktree is not None and (worktree / plan.cwd / word).exists()
+        if not in_tree and (root / plan.cwd / word).exists():
+            picked.add(i)
+    return frozenset(picked)
+
+
+def replay_argv(plan: Plan, root: Path, worktree: Path) -> tuple[str, ...]:
+    picked = from_checkout(plan, root, worktree)
+    return tuple(str(root / plan.cwd / w) if i in picked else w for i, w in enumerate(plan.argv))
 
 
 def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -> None:
@@ -300,7 +324,7 @@ def _inside(worktree: Path, rel: str) -> Path:
 
 # ---------------------------------------------------------------------------- --script
 
-def script(plan: Plan, m: manifest.Manifest) -> str:
+def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
     injected = {k: str(v) for k, v in (m.determinism.get("env") or {}).items()}
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
@@ -344,7 +368,10 @@ def script(plan: Plan, m: manifest.Manifest) -> str:
         if k in record.RUN_SPECIFIC:
             continue
         lines.append(f"export {k}={q(v)}")
-    lines += [f"cd {q(plan.cwd)}", " ".join(q(a) for a in plan.argv),
+    picked = from_checkout(plan, root, None)
+    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked else q(w)
+                       for i, w in enumerate(plan.argv))
+    lines += [f"cd {q(plan.cwd)}", command,
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"
 

@@ -322,3 +322,28 @@ def test_replay_with_inputs_is_the_same_recipe_for_diff(
     capsys.readouterr()
     assert main(["diff", "latest~1", "latest"]) == 0
     assert "same recipe, same results" in capsys.readouterr().out
+
+
+def test_replay_and_script_run_a_relative_venv_interpreter_from_the_checkout(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`.venv/bin/python train.py`: the venv is in the checkout (ignored), not in the commit."""
+    commit_script(repo, DETERMINISTIC)
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\n.venv/\n")
+    git(repo, "commit", "-qam", "ignore venv")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").symlink_to(PYTHON)
+    assert main(["run", "--allow-unlocked", "--output", "out", "--", ".venv/bin/python",
+                 "train.py"]) == 0
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+    recorded = manifest_of(repo, "latest~1", capsys)
+    assert main(["replay", "latest~1", "--script"]) == 0
+    script = capsys.readouterr().out
+    assert '"$repo"/.venv/bin/python train.py' in script
+    done = subprocess.run(["bash", "-s", str(repo)], input=script, capture_output=True,
+                          text=True, cwd=repo, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("REPRO_")})
+    assert done.returncode == 0, done.stderr
+    tree = Path(done.stderr.strip().splitlines()[-1].removeprefix("outputs are in "))
+    assert data.hash_paths(["out"], root=tree, cache_dir=None)[0].hash == \
+        recorded["outputs"]["out"]["hash"]

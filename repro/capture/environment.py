@@ -44,6 +44,11 @@ class Interpreter:
                 "executable": self.executable}
 
 
+def is_python_word(word: str) -> bool:
+    """`python`, `python3.11`, `/venv/bin/python3`: a word that names a Python interpreter."""
+    return bool(_PYTHON_RE.match(os.path.basename(word)))
+
+
 def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
     """(path, how) of the Python the command will run.
 
