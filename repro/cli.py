@@ -115,7 +115,8 @@ def runs_cmd(
     from repro import store
 
     rows: list[dict[str, object]] = []
-    for run_id, m in store.open_here().iter_manifests(limit):
+    runs = store.open_here()
+    for run_id, m in runs.iter_manifests(limit):
         if isinstance(m, errors.ReproError):
             rows.append({"run_id": run_id, "status": "unreadable", "started_at": None,
                          "command": [], "seed": None, "commit": None, "dirty": None,
@@ -129,7 +130,7 @@ def runs_cmd(
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:
-        ui.runs_table(rows)
+        ui.runs_table(rows, runs.run_ids())
 
 
 app.command("ls", help="Alias of `runs`.", hidden=True)(runs_cmd)

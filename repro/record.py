@@ -69,6 +69,9 @@ class RunRequest:
     store: store.Store | None = None  # where to record; default the store of cwd's repo
     root: Path | None = None  # the code's git root (a replay worktree); default cwd's repo
     extra_env: Mapping[str, str] = dataclasses.field(default_factory=dict)  # replay's --vary
+    # What the manifest records as the command when it differs from what runs: a replay runs
+    # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
+    recorded_argv: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +145,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
-        command=manifest.Command(argv=req.argv, cwd=_rel(req.cwd, root)),
+        command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch,
                            remote=git.remote_url(root), dirty=state.dirty),

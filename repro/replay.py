@@ -160,7 +160,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
-            argv=replay_argv(plan, runs.root, worktree), cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
+            argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
+            cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
                                              else str(worktree / i.path) for i in plan.inputs),

@@ -183,7 +183,8 @@ def verify_report(report: Any) -> None:
 # ---------------------------------------------------------------------------- runs and show
 
 
-def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
+def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -> None:
+    """`all_ids`: every run id in the store, so the short ids shown stay unique references."""
     c = out_console()
     if not rows:
         err_console().print("no runs yet: record one with `repro run -- CMD`")
@@ -195,8 +196,9 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
     t = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("run", "status", "time", "commit", "seed"):
         t.add_column(col, no_wrap=True)
-    t.add_column("command", overflow="fold", ratio=2)
+    t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
+    short = short_ids([str(r["run_id"]) for r in rows], all_ids)
     if with_metrics:
         t.add_column("metrics", overflow="fold", ratio=1)
     for r in rows:
@@ -205,7 +207,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]]) -> None:
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
         t.add_row(
-            escape(str(r["run_id"])),
+            escape(short[str(r["run_id"])]),
             f"[{style}]{escape(status)}[/]" if style else escape(status),
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
@@ -306,6 +308,19 @@ def _size(n: Any) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def short_ids(shown: Sequence[str], all_ids: Sequence[str], least: int = 15) -> dict[str, str]:
+    """Each id's shortest prefix (at least the `YYYYMMDDTHHMMSS` timestamp) that names only it,
+    like git's abbreviated hashes: any of them works as a RUN reference."""
+    everyone = sorted(set(all_ids) | set(shown))
+    out = {}
+    for run_id in shown:
+        n = least
+        while n < len(run_id) and sum(1 for other in everyone if other[:n] == run_id[:n]) > 1:
+            n += 1
+        out[run_id] = run_id[:n]
+    return out
 
 
 def _short_program(argv: Sequence[str]) -> list[str]:
