@@ -541,10 +541,11 @@ def diff_listing(a: Listing, b: Listing) -> dict[str, list[str]]:
     return {"added": sorted(added), "removed": sorted(removed), "modified": sorted(modified)}
 
 
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+def flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    """Nested metric mappings -> dotted names (`{"val": {"loss": 1}}` -> `val.loss`)."""
     if isinstance(value, Mapping):
         for k, v in value.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+            flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
     elif prefix:
         out[prefix] = value
 
@@ -554,8 +555,8 @@ def _diff_metrics(a: Mapping[str, Any], b: Mapping[str, Any],
     """Final metrics by name (nested mappings flattened to `val.loss`), with deltas."""
     fa: dict[str, Any] = {}
     fb: dict[str, Any] = {}
-    _flatten(a.get("final"), "", fa)
-    _flatten(b.get("final"), "", fb)
+    flatten(a.get("final"), "", fa)
+    flatten(b.get("final"), "", fb)
     changes: list[Change] = []
     for name in fa.keys() | fb.keys():
         x, y = fa.get(name), fb.get(name)

@@ -205,18 +205,10 @@ def compare_metrics(expected: Mapping[str, Any], actual: Mapping[str, Any],
     """One check per metric name in either `metrics.final` mapping, sorted by name."""
     fe: dict[str, Any] = {}
     fa: dict[str, Any] = {}
-    _flatten(expected, "", fe)
-    _flatten(actual, "", fa)
+    compare.flatten(expected, "", fe)
+    compare.flatten(actual, "", fa)
     return [_metric_check(name, fe.get(name), fa.get(name), tol)
             for name in sorted(fe.keys() | fa.keys())]
-
-
-def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-    elif prefix:
-        out[prefix] = value
 
 
 def _metric_check(name: str, a: Any, b: Any, tol: compare.Tolerance) -> Check:

@@ -293,12 +293,14 @@ def test_outputs_missing_unexpected_kind_change_and_symlinks(runs: tuple[Run, Ru
     act.write("new.txt", "y")
     exp.write("d/f", "1")
     act.write("d", "now a file")
-    os.symlink("target-a", exp.root / "link")
-    os.symlink("target-b", act.root / "link")
-    os.symlink("same", exp.root / "link2")
-    os.symlink("same", act.root / "link2")
-    se, le = exp.outputs("gone.txt", "d", "link", "link2")
-    sa, la = act.outputs("new.txt", "d", "link", "link2")
+    se, le = exp.outputs("gone.txt", "d")
+    sa, la = act.outputs("new.txt", "d")
+    # Named outputs are followed through symlinks when hashed, so link entries come from
+    # manifests (older ones, or hand-written): they still compare by target.
+    se = {**se, "link": {"kind": "symlink", "size": 0, "target": "target-a"},
+          "link2": {"kind": "symlink", "size": 0, "target": "same"}}
+    sa = {**sa, "link": {"kind": "symlink", "size": 0, "target": "target-b"},
+          "link2": {"kind": "symlink", "size": 0, "target": "same"}}
     checks = judge.compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
                                    expected_listings=le, actual_listings=la, python=PY,
                                    tol=NO_TOL)
