@@ -106,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.ChildStartError as e:
         _ui().error(e)
         return int(e.exit_code)
+    except errors.UsageError as e:  # the command line itself is wrong: 2, as argparse does
+        _ui().error(e)
+        return int(ExitCode.TROUBLE)
     except errors.ReproError as e:
         _ui().error(e)
         return int(trouble)

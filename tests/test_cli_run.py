@@ -291,10 +291,13 @@ def test_runs_in_a_repo_without_runs(repo: Path, capfd: pytest.CaptureFixture[st
 
 
 def test_usage_errors_exit_2(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--determinism", "max", "--", PYTHON, "train.py"]) == 125
+    assert main(["run", "--determinism", "max", "--", PYTHON, "train.py"]) == 2
     assert "unknown determinism level 'max'" in capfd.readouterr().err
+    assert main(["run", "--tag", "novalue", "--", PYTHON, "train.py"]) == 2
+    assert "--tag 'novalue' is not K=V" in capfd.readouterr().err
     assert main(["show"]) == 2
     assert main(["frobnicate"]) == 2
+    assert not (repo / ".repro" / "runs").exists()  # nothing was recorded for a usage error
 
 
 def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyPatch,
