@@ -26,6 +26,13 @@ def load(run_dir: Path) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((run_dir / "manifest.yaml").read_text())
 
 
+def commit_slow_script(repo: Path) -> None:
+    """A committed script that says `ready` and then sleeps: for signal tests."""
+    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    git(repo, "add", "slow.py")
+    git(repo, "commit", "-qm", "slow")
+
+
 def repro_proc(repo: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen([PYTHON, "-m", "repro", *args], cwd=repo, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
@@ -167,9 +174,7 @@ def test_not_a_git_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_sigterm_is_forwarded_and_143_returned(repo: Path) -> None:
-    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
-    git(repo, "add", "slow.py")
-    git(repo, "commit", "-qm", "slow")
+    commit_slow_script(repo)
     proc = repro_proc(repo, "run", "--", PYTHON, "slow.py")
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
@@ -181,9 +186,7 @@ def test_sigterm_is_forwarded_and_143_returned(repo: Path) -> None:
 
 
 def test_ctrl_c_to_the_process_group_records_interrupted(repo: Path) -> None:
-    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
-    git(repo, "add", "slow.py")
-    git(repo, "commit", "-qm", "slow")
+    commit_slow_script(repo)
     proc = repro_proc(repo, "run", "--", PYTHON, "slow.py", start_new_session=True)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
@@ -195,9 +198,7 @@ def test_ctrl_c_to_the_process_group_records_interrupted(repo: Path) -> None:
 
 def test_sigkill_of_the_group_leaves_an_abandoned_run(repo: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
-    git(repo, "add", "slow.py")
-    git(repo, "commit", "-qm", "slow")
+    commit_slow_script(repo)
     proc = repro_proc(repo, "run", "--", PYTHON, "slow.py", start_new_session=True)
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"

@@ -51,6 +51,16 @@ def commit_script(repo: Path, text: str, message: str = "script") -> None:
     git(repo, "commit", "-qm", message)
 
 
+def commit_baseline(repo: Path) -> None:
+    """Record a deterministic run and commit its manifest as baseline.yaml (what CI verifies)."""
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    shutil.copy(run_dir / "manifest.yaml", repo / "baseline.yaml")
+    git(repo, "add", "baseline.yaml")
+    git(repo, "commit", "-qm", "baseline")
+
+
 def manifest_of(repo: Path, ref: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
     capsys.readouterr()
     assert main(["show", ref, "--json"]) == 0
@@ -241,12 +251,7 @@ def test_verify_npy_float_noise_needs_a_tolerance(repo: Path,
 
 
 def test_verify_at_head(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    commit_script(repo, DETERMINISTIC)
-    assert main(["run", *RUN]) == 0
-    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
-    shutil.copy(run_dir / "manifest.yaml", repo / "baseline.yaml")
-    git(repo, "add", "baseline.yaml")
-    git(repo, "commit", "-qm", "baseline")
+    commit_baseline(repo)
     (repo / "README.md").write_text("docs only\n")
     git(repo, "add", "README.md")
     git(repo, "commit", "-qm", "no-op for results")
@@ -261,12 +266,7 @@ def test_verify_at_head(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_verify_a_committed_manifest_in_a_fresh_clone(
         repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    commit_script(repo, DETERMINISTIC)
-    assert main(["run", *RUN]) == 0
-    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
-    shutil.copy(run_dir / "manifest.yaml", repo / "baseline.yaml")
-    git(repo, "add", "baseline.yaml")
-    git(repo, "commit", "-qm", "baseline")
+    commit_baseline(repo)
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(repo), str(fresh)], check=True, timeout=60)
     monkeypatch.chdir(fresh)
