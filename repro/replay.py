@@ -110,18 +110,45 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     outputs = tuple(confined(p, "output path") for p in m.outputs)
     metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
     det = m.determinism
+    replayable_env(det.get("env"), "determinism.env")  # only repro's own variables, named sanely
     return Plan(
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
         level=str(det.get("level") or "strict"),
         threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
-        user_env={str(k): str(v) for k, v in (det.get("user_set") or {}).items()},
+        user_env=replayable_env(det.get("user_set"), "determinism.user_set"),
         inputs=tuple(inputs), outputs=outputs,
         metrics=confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
         foreign=not _produced_here(run_dir, runs),
     )
+
+
+def replayable_env(values: Any, what: str) -> dict[str, str]:
+    """Only variables repro itself manages may come from a manifest into a replay.
+
+    A manifest is data: it must not be able to set LD_PRELOAD, BASH_ENV or PATH for the
+    replayed command, nor smuggle shell syntax into `--script` through a variable's name.
+    """
+    import re
+
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise errors.ManifestError(f"the manifest's {what} is not a mapping")
+    allowed = seeding.managed_variables()
+    out = {}
+    for key, value in values.items():
+        name = str(key)
+        if name == "PYTHONPATH":
+            continue  # the user's own, recorded for information; the replay uses today's
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name not in allowed:
+            raise errors.ReplayError(
+                f"the manifest's {what} sets {name!r}, which repro does not manage",
+                hint="refusing to take environment variables from a manifest beyond repro's own")
+        out[name] = str(value)
+    return out
 
 
 def _produced_here(run_dir: Path, runs: store.Store) -> bool:
@@ -210,6 +237,8 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
     if not plan.foreign or opts.yes:
         return
     command = " ".join(shlex.quote(a) for a in plan.argv)
+    if plan.user_env:
+        command = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.user_env.items()) + " " + command
     if confirm is None:
         raise errors.ReplayError(
             f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
@@ -309,17 +338,32 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
     for i in plan.inputs:
         if Path(i.path).is_absolute():
             continue  # outside the repository: read in place
-        dest = _inside(worktree, i.path)
+        dest = _inside(worktree, i.path, existing_ok=True)
         if dest.exists() or dest.is_symlink():
             continue  # tracked at this commit, or restored above
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.symlink_to(root / i.path)
 
 
-def _inside(worktree: Path, rel: str) -> Path:
-    dest = (worktree / confined(rel, "path")).absolute()
-    if not str(dest).startswith(str(worktree.absolute()) + os.sep):
-        raise errors.ReplayError(f"{rel} escapes the worktree")
+def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
+    """Where to write `rel` in the worktree, refusing any path that passes through a symlink.
+
+    A string check is not enough: a manifest could create `lnk -> /home/me` first and then
+    restore `lnk/.bashrc`. No parent may be a symlink, and the file itself must not exist
+    (the worktree is fresh: an existing entry is a tracked file or link we must not replace).
+    """
+    parts = Path(confined(rel, "path")).parts
+    here = worktree
+    for part in parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            raise errors.ReplayError(
+                f"the manifest's path {rel!r} passes through a symlink ({here.relative_to(worktree)})",
+                hint="refusing to write through a symlink: the manifest was edited or is hostile")
+    dest = here / parts[-1]
+    if dest.is_symlink() and not existing_ok:
+        raise errors.ReplayError(f"the manifest's path {rel!r} is a symlink in the worktree",
+                                 hint="refusing to write through a symlink")
     return dest
 
 
@@ -327,7 +371,7 @@ def _inside(worktree: Path, rel: str) -> Path:
 
 def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
-    injected = {k: str(v) for k, v in (m.determinism.get("env") or {}).items()}
+    injected = replayable_env(m.determinism.get("env"), "determinism.env")
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
     q = shlex.quote
     lines = [

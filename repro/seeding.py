@@ -84,6 +84,17 @@ def hook_dir() -> Path:
     return here
 
 
+def managed_variables() -> frozenset[str]:
+    """Every variable `plan` may set or keep for the child, by name (run paths excluded).
+
+    Replay takes only these from a manifest: a manifest is data and must not choose, say,
+    LD_PRELOAD for the replayed command.
+    """
+    sample = plan(0, "strict", {}, threads=1, hook_out=Path("/nonexistent"),
+                  hook_dir=Path("/nonexistent"))
+    return frozenset(set(sample.injected) | set(THREAD_VARS)) - VOLATILE_VARS
+
+
 def plan(
     seed: int,
     level: str,

@@ -94,6 +94,7 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     """Replay RUN (opts.runs times, plus one per --vary condition) and judge against it."""
     started = time.monotonic()
     baseline = history.load(runs, ref)
+    _require_results(baseline)
     base = _Side(baseline, runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
@@ -133,6 +134,17 @@ def verify_command(request: record.RunRequest, opts: Options,
     report = verify_run(runs, first.run_id, rest, reporter, None)
     return dataclasses.replace(report, runs=(first.run_id, *report.runs),
                                duration_s=time.monotonic() - started)
+
+
+def _require_results(loaded: history.Loaded) -> None:
+    """A run without outputs or metrics cannot be judged: its exit code alone proves nothing."""
+    m = loaded.manifest
+    if m.outputs or (m.metrics or {}).get("final"):
+        return
+    raise errors.ReproError(
+        f"run {m.run_id} recorded no outputs and no metrics: there is nothing to compare",
+        hint="record results with --output PATH / --metrics FILE (or `outputs`/`metrics` in "
+             "repro.yaml), then verify that run")
 
 
 def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,

@@ -347,3 +347,56 @@ def test_replay_and_script_run_a_relative_venv_interpreter_from_the_checkout(
     tree = Path(done.stderr.strip().splitlines()[-1].removeprefix("outputs are in "))
     assert data.hash_paths(["out"], root=tree, cache_dir=None)[0].hash == \
         recorded["outputs"]["out"]["hash"]
+
+
+def test_replay_never_writes_through_a_symlink_from_the_manifest(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A hostile manifest: `lnk -> outside`, then a copied file `lnk/pwned.txt`."""
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run_dir / "untracked" / "lnk").mkdir(parents=True)
+    (run_dir / "untracked" / "lnk" / "pwned.txt").write_text("pwned")
+    doc = yaml.safe_load((run_dir / "manifest.yaml").read_text())
+    doc["code"]["untracked"] = [
+        {"path": "lnk", "size": 0, "hash": None, "target": str(outside), "copied": False},
+        {"path": "lnk/pwned.txt", "size": 5, "hash": "blake3:00", "copied": True}]
+    (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 125
+    assert "passes through a symlink" in capfd.readouterr().err
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(("key", "where"), [
+    ("LD_PRELOAD", "user_set"),
+    ("X=1; touch /tmp/repro-pwned; Y", "env"),
+])
+def test_manifest_cannot_choose_arbitrary_environment_variables(
+        repo: Path, capfd: pytest.CaptureFixture[str], key: str, where: str) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    doc = yaml.safe_load((run_dir / "manifest.yaml").read_text())
+    doc["determinism"][where][key] = "/tmp/evil.so"
+    (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
+    capfd.readouterr()
+    for args in (["replay", "latest"], ["replay", "latest", "--script"],
+                 ["replay", "latest", "--dry-run"]):
+        assert main(args) in (2, 125)
+        captured = capfd.readouterr()
+        assert "which repro does not manage" in captured.err
+        assert "export" not in captured.out
+    assert not Path("/tmp/repro-pwned").exists()
+
+
+def test_verify_refuses_a_run_with_nothing_to_compare(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, CLOCK_SEEDED)
+    assert main(["run", "--", PYTHON, "train.py"]) == 0  # no --output, no --metrics
+    capfd.readouterr()
+    assert main(["verify", "latest"]) == 2
+    err = capfd.readouterr().err
+    assert "recorded no outputs and no metrics" in err and "--output" in err
