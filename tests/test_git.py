@@ -57,9 +57,31 @@ def test_no_commits_is_a_clear_error(tmp_path: Path) -> None:
     ("ssh://git:canary@host/o/r.git", "ssh://host/o/r.git"),
     ("git@github.com:o/r.git", "git@github.com:o/r.git"),
     ("/srv/git/r.git", "/srv/git/r.git"),
+    ("https://a:canary1@x https://b:canary2@y", "https://x https://y"),
+    (" https://u:canary@h", " https://h"),
+    ("--index-url https://u:canary@pypi.example/simple --trusted-host x",
+     "--index-url https://pypi.example/simple --trusted-host x"),
+    ("https://user:canary@github.com:notaport/x.git", "https://github.com:notaport/x.git"),
+    ("https://u:canary@[::1", "https://[::1"),
+    ("https://b/pkg.whl?X-Amz-Signature=canary#sha256=canary", "https://b/pkg.whl"),
+    ("plain value", "plain value"),
 ])
 def test_strip_credentials(url: str, clean: str) -> None:
     assert git.strip_credentials(url) == clean
+    assert hook_strip(url) == clean  # the hook's stdlib-only copy of the same rule
+
+
+def hook_strip(value: str) -> str:
+    import importlib.util
+
+    from repro import seeding
+
+    spec = importlib.util.spec_from_file_location(
+        "repro_hook_copy", seeding.hook_dir() / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    return str(module.strip_credentials(value))
 
 
 def test_remote_url_is_stripped(repo: Path) -> None:

@@ -137,23 +137,22 @@ def remote_url(root: Path) -> str | None:
     return strip_credentials(urls.get("origin") or next(iter(urls.values())))
 
 
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
+# spaces): its `user:password@` and its query string and fragment (signed URLs carry tokens
+# there) are dropped. The hook (repro/hook/sitecustomize.py, standard library only) carries a
+# copy of these two patterns; tests/test_git.py holds the two to the same results.
+_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
+_QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
 
 
-def strip_credentials(url: str) -> str:
-    """Drop user:password@ and query strings (tokens hide there) from URL-shaped strings.
+def strip_credentials(value: str) -> str:
+    """Drop credentials and query strings from every URL in `value`; never raises.
 
     scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret.
     """
-    if not _SCHEME_RE.match(url):
-        return url
-    from urllib.parse import urlsplit, urlunsplit  # only for URL-shaped values
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    if "://" not in value:
+        return value
+    return _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
 
 
 def patch(root: Path) -> bytes:

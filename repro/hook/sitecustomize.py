@@ -545,13 +545,26 @@ def _name_version(path: str) -> tuple[str | None, str | None]:
     return name, version
 
 
+# A copy of repro.capture.git's rule (this file cannot import repro): tests hold them equal.
+_USERINFO_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@"
+_QUERY_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*"
+
+
+def strip_credentials(value: str) -> str:
+    """Drop credentials and query strings from every URL in `value`."""
+    import re
+
+    if "://" not in value:
+        return value
+    return re.sub(_QUERY_PATTERN, r"\1", re.sub(_USERINFO_PATTERN, r"\1", value))
+
+
 def _source(direct_url: dict[str, Any]) -> dict[str, Any]:
     """A PEP 610 direct_url.json as the manifest's package_sources entry, credentials removed."""
-    import re
 
     url = direct_url.get("url")
     if isinstance(url, str):
-        url = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
+        url = strip_credentials(url)
     source: dict[str, Any] = {"url": url, "editable": False}
     dir_info = direct_url.get("dir_info")
     if isinstance(dir_info, dict):
