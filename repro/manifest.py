@@ -153,6 +153,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
         untracked = _opt(code, "untracked", list, source) or []
         sections = {name: _opt_map(d, name, source) for name in FREE_SECTIONS}
+        _check_nested(sections, source)
         return Manifest(
             run=info,
             command=Command(argv=tuple(argv), cwd=_opt(command, "cwd", str, source) or "."),
@@ -301,7 +302,14 @@ def loads(text: str, source: str) -> Any:
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)
+        try:
+            return yaml.load(text, Loader=loader)
+        except yaml.YAMLError:
+            if loader is yaml.SafeLoader:
+                raise
+            # libyaml refuses escaped lone surrogates ("\udcff", from undecodable bytes in
+            # argv or file names) that the pure-Python safe loader reads exactly.
+            return yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise errors.ManifestError(f"{source} is not valid YAML: {first}",
@@ -397,6 +405,44 @@ def _opt_map(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise errors.ManifestError(f"{source}: {key!r} must be a mapping")
     return value
+
+
+# Fields inside the free-form sections that repro itself reads back (show, diff, replay,
+# verify): checked here once, so a hand-edited manifest is one clear error, not a crash later.
+_NESTED: tuple[tuple[str, str, type], ...] = (
+    ("determinism", "level", str), ("determinism", "threads", int),
+    ("determinism", "env", Mapping), ("determinism", "user_set", Mapping),
+    ("determinism", "hook", Mapping),
+    ("environment", "python", Mapping), ("environment", "packages", Mapping),
+    ("environment", "package_sources", Mapping), ("environment", "lockfile", Mapping),
+    ("environment", "platform", Mapping), ("environment", "env", Mapping),
+    ("hardware", "cpu", Mapping), ("hardware", "os", Mapping), ("hardware", "gpus", list),
+    ("hardware", "torch", Mapping), ("hardware", "threads", Mapping),
+    ("metrics", "final", Mapping), ("metrics", "source", str),
+)
+_HOOK_LISTS = ("seeded", "script_seeds", "errors", "warnings", "overridden")
+
+
+def _check_nested(sections: Mapping[str, Mapping[str, Any]], source: str) -> None:
+    for section, key, kind in _NESTED:
+        value = sections[section].get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise errors.ManifestError(
+                f"{source}: {section}.{key} must be a {_KIND_NAMES[kind]}, got {value!r:.60}")
+    hook = sections["determinism"].get("hook") or {}
+    for key in _HOOK_LISTS:
+        if hook.get(key) is not None and not isinstance(hook[key], list):
+            raise errors.ManifestError(f"{source}: determinism.hook.{key} must be a list")
+    for section in ("data", "outputs"):
+        for path, entry in sections[section].items():
+            if not isinstance(entry, Mapping):
+                raise errors.ManifestError(f"{source}: {section}[{path!r}] must be a mapping")
+    for i, gpu in enumerate(sections["hardware"].get("gpus") or []):
+        if not isinstance(gpu, Mapping):
+            raise errors.ManifestError(f"{source}: hardware.gpus[{i}] must be a mapping")
+
+
+_KIND_NAMES = {str: "string", int: "integer", list: "list", Mapping: "mapping"}
 
 
 def _choice(d: Mapping[str, Any], key: str, choices: tuple[str, ...], source: str) -> str:

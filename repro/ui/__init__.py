@@ -282,7 +282,7 @@ def _determinism_text(d: Mapping[str, Any]) -> str:
     hook = d.get("hook") or {}
     if hook.get("ran") is False:
         return f"{level}; hook did NOT run: {hook.get('reason')}"
-    seeded = ", ".join(hook.get("seeded") or [])
+    seeded = ", ".join(str(s) for s in hook.get("seeded") or [])
     return f"{level}, {d.get('threads')} threads" + (f"; seeded {seeded}" if seeded else "")
 
 
