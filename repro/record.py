@@ -128,6 +128,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                 data.hash_file)
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
+    _check_results_inside(req, cfg, root)
     if cfg.metric_patterns:  # a bad pattern refuses the run now, not after hours of training
         from repro.capture import metrics
 
@@ -136,6 +137,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
+    remote = git.remote_url(root)
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
@@ -147,8 +149,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         run=info,
         command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
-        code=manifest.Code(commit=state.commit, branch=state.branch,
-                           remote=git.remote_url(root), dirty=state.dirty),
+        code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
+                           dirty=state.dirty),
         environment={
             "python": interp.to_manifest(), "interpreter_source": interp.source,
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
@@ -156,9 +158,10 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "env": environment.allowed_env(env, cfg.env_allow),
         },
     )
-    # From here on the run exists: every way out leaves a finished manifest.
+    # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    finished = False
+    manifest.write(path, m)
+    result: runner.ChildResult | None = None
     try:
         if state.dirty:
             m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
@@ -189,23 +192,34 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                           stdout_log=run_dir / "stdout.log",
                                           stderr_log=run_dir / "stderr.log", guard=guard)
             except errors.ChildStartError as e:
-                m = _finish(m, started, "failed", int(e.exit_code), None)
-                manifest.write(path, m)
-                finished = True
+                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
                 raise
+            # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
+            # and the manifest below still records the child's result.
+            guard.armed = True
             m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter)
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
             manifest.write(path, m)
-            finished = True
         return RunOutcome(run_id, run_dir, result.exit_code, m)
-    finally:
-        if not finished:
-            # repro itself failed or was interrupted after the run started: leave evidence.
-            with contextlib.suppress(Exception):
-                manifest.write(path, _finish(m, started, "failed", int(errors.ExitCode.REFUSED),
-                                             None))
+    except errors.ChildStartError:
+        raise
+    except BaseException as e:
+        # repro failed or was interrupted after the run started: record what is known.
+        if result is not None:
+            status = "interrupted" if result.interrupted or isinstance(e, KeyboardInterrupt) \
+                else "succeeded" if result.exit_code == 0 else "failed"
+            final = _finish(m, started, status, result.exit_code, result.signal)
+        elif isinstance(e, KeyboardInterrupt):
+            final = _finish(m, started, "interrupted", int(errors.ExitCode.INTERRUPTED), None)
+        else:
+            final = _finish(m, started, "failed", int(errors.ExitCode.REFUSED), None)
+        note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
+        with contextlib.suppress(Exception):
+            manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
+                                                + note))
+        raise
 
 
 def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
@@ -293,8 +307,27 @@ def fingerprint(m: manifest.Manifest) -> str:
         "level": m.determinism.get("level"),
         "threads": m.determinism.get("threads"),
         "env": dict(sorted((m.determinism.get("env") or {}).items())),
+        # Values the user had set (and repro kept) shape the run just as much.
+        "user_set": dict(sorted((m.determinism.get("user_set") or {}).items())),
     }
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
+
+
+def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> None:
+    """Outputs and the metrics file must live in the repository (ignored by git is fine).
+
+    A replay writes them inside its worktree, never into the user's file system, so a result
+    written elsewhere could never be verified: refuse before the run, not after it.
+    """
+    metrics_file = req.metrics or cfg.metrics
+    for what, p in [*(("output", o) for o in (*req.outputs, *cfg.outputs)),
+                    *([("metrics file", metrics_file)] if metrics_file else [])]:
+        where = _rel(_under(root, req.cwd, p), root)
+        if Path(where).is_absolute():
+            raise errors.DataError(
+                f"{what} {p} is outside the repository ({root})",
+                hint="write results inside the repository (and .gitignore them), e.g. "
+                     "outputs/; replay and verify rebuild runs in a worktree of it")
 
 
 def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:

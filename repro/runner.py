@@ -48,10 +48,15 @@ class SignalGuard:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.child: subprocess.Popen[bytes] | None = None
+        # Once the child is done, a signal stops repro's own remaining work instead (hashing
+        # a 100 GB output must stay interruptible); the caller still writes the manifest.
+        self.armed = False
         self._old: dict[int, object] = {}
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
+        if self.armed and self.child is None:
+            raise KeyboardInterrupt
         child = self.child
         if child is not None and signum in FORWARDED and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):

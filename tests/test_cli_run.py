@@ -376,3 +376,104 @@ def test_data_outside_the_repo_and_symlinked_data_are_hashed(
     assert section[str(outside)]["kind"] == "dir" and section[str(outside)]["files"] == 1
     assert section["data"]["kind"] == "dir"  # the symlink named in argv, followed
     assert section["data"]["hash"] == section[str(outside)]["hash"]
+
+
+def test_secrets_in_multi_url_values_and_signed_package_urls_never_reach_the_store(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    dist = site / "fakepkg-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
+    (dist / "direct_url.json").write_text(json.dumps(
+        {"url": "https://u:canary-pw@bucket.example/fakepkg-1.0.whl?X-Amz-Signature=canary-sig",
+         "archive_info": {}}))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("HF_ENDPOINT", "https://a:canary-1@x https://b:canary-2@y")
+    monkeypatch.setenv("TF_X", " https://u:canary-3@h")
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 0
+    m = load(only_run(repo))
+    assert m["environment"]["package_sources"]["fakepkg"]["url"] == \
+        "https://bucket.example/fakepkg-1.0.whl"
+    for path in (repo / ".repro").rglob("*"):
+        if path.is_file():
+            assert b"canary" not in path.read_bytes(), path
+
+
+def test_remote_with_an_unparsable_port_is_stripped_not_a_crash(repo: Path) -> None:
+    git(repo, "remote", "add", "origin", "https://user:canary@github.com:notaport/x.git")
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 0
+    assert load(only_run(repo))["code"]["remote"] == "https://github.com:notaport/x.git"
+
+
+def test_undecodable_bytes_in_argv_keep_the_manifest_readable(repo: Path) -> None:
+    argv = [PYTHON.encode(), b"-m", b"repro", b"run", b"--", PYTHON.encode(), b"-c", b"pass",
+            b"\xff\xfe"]
+    assert subprocess.run(argv, cwd=repo, timeout=120).returncode == 0
+    done = subprocess.run([PYTHON, "-m", "repro", "show", "latest", "--json"], cwd=repo,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["command"]["argv"][-1] == "\udcff\udcfe"
+
+
+def test_values_the_user_set_are_part_of_the_fingerprint(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prints = []
+    for value in ("1", "2"):
+        monkeypatch.setenv("PYTHONHASHSEED", value)
+        assert main(["run", "--seed", "5", "--", PYTHON, "-c", "pass"]) == 0
+        prints.append(manifest.read(sorted((repo / ".repro" / "runs").iterdir())[-1]
+                                    / "manifest.yaml").fingerprint)
+    assert prints[0] != prints[1]
+
+
+def test_interrupted_before_the_child_starts_is_recorded_as_interrupted(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import record
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # stands in for Ctrl-C while hashing a large input
+
+    monkeypatch.setattr(record, "_hash", interrupted)
+    assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 130
+    m = load(only_run(repo))
+    assert (m["run"]["status"], m["run"]["exit_code"]) == ("interrupted", 130)
+
+
+def test_a_crash_before_the_child_leaves_a_readable_manifest(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from repro import record
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("synthetic")
+
+    monkeypatch.setattr(record, "_hash", boom)
+    assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 3
+    m = load(only_run(repo))
+    assert m["run"]["status"] == "failed"
+    assert "RuntimeError: synthetic" in m["run"]["note"]
+    assert main(["show", "latest"]) == 0
+
+
+def test_ctrl_c_while_hashing_outputs_keeps_the_childs_result(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.capture import data as data_mod
+
+    real = data_mod.hash_paths
+
+    def slow_outputs(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGINT)  # the user gives up on a long output hash
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(data_mod, "hash_paths", slow_outputs)
+    assert main(["run", "--output", "train.py", "--", PYTHON, "-c", "pass"]) == 130
+    m = load(only_run(repo))
+    assert (m["run"]["status"], m["run"]["exit_code"]) == ("interrupted", 0)
+    assert m["outputs"] == {}
+
+
+@pytest.mark.parametrize("flag", ["--output", "--metrics"])
+def test_results_outside_the_repository_are_refused_before_the_run(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], flag: str) -> None:
+    assert main(["run", flag, str(tmp_path / "elsewhere"), "--", PYTHON, "-c", "pass"]) == 125
+    assert "is outside the repository" in capfd.readouterr().err
+    assert not (repo / ".repro" / "runs").exists()
