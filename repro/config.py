@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from repro.compare import Tolerance
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Config:
     env_allow: tuple[str, ...] = ()
     tolerance: Tolerance | None = None  # None: exact (compare is imported only when needed)
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
+    keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
 
 
 # key -> (expected kind, description for messages)
@@ -47,6 +49,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "env_allow": ("strs", "a list of variable names or glob patterns"),
     "tolerance": ("tolerance", "a mapping with rtol, atol, metrics"),
     "untracked_max_bytes": ("int", "an integer number of bytes"),
+    "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
 }
 
 

@@ -261,6 +261,7 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
         try:
             m = m.replace(outputs=_hash(outputs, root, runs, run_dir, "outputs", reporter,
                                         "hashing outputs", cwd=req.cwd))
+            _keep_outputs(root, run_dir, m.outputs, cfg.keep_outputs_max_bytes)
         except errors.DataError as e:
             reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
     metrics_path = req.metrics or cfg.metrics
@@ -284,6 +285,33 @@ def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     from repro.capture import hardware, metrics  # noqa: F401
 
     return hardware.collect(child_env)
+
+
+KEPT = "kept"  # run-directory folder with copies of small outputs (see _keep_outputs)
+
+
+def _keep_outputs(root: Path, run_dir: Path, outputs: Mapping[str, Any], cap: int) -> None:
+    """Copy the outputs into the run directory when they total at most `cap` bytes.
+
+    `verify` judges a replay's tensors and text against the recorded files; the checkout's
+    copies are usually overwritten by the next run, so without these a result that reproduced
+    within tolerance could only be reported as "hash differs". Copies, not hard links: torch
+    and numpy rewrite files in place, which would change a linked copy too.
+    """
+    entries = [(p, e) for p, e in outputs.items() if e.get("kind") in ("file", "dir")]
+    if not entries or sum(int(e.get("size") or 0) for _, e in entries) > cap:
+        return
+    for path, entry in entries:
+        src, dest = root / path, run_dir / KEPT / path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if entry["kind"] == "dir":
+                shutil.copytree(src, dest, symlinks=True)
+            else:
+                shutil.copyfile(src, dest)
+        except OSError:
+            shutil.rmtree(run_dir / KEPT, ignore_errors=True)  # all or nothing
+            return
 
 
 def _finish(m: manifest.Manifest, started: dt.datetime, status: str, exit_code: int,

@@ -95,7 +95,10 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     started = time.monotonic()
     baseline = history.load(runs, ref)
     _require_results(baseline)
-    base = _Side(baseline, runs.root)
+    kept = baseline.run_dir / record.KEPT
+    # Outputs kept in the run directory still are the recorded files; the checkout's copies
+    # may have been overwritten since (judge checks their hashes either way).
+    base = _Side(baseline, kept if kept.is_dir() else runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
     conditions: dict[str, str] = {}

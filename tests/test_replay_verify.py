@@ -400,3 +400,26 @@ def test_verify_refuses_a_run_with_nothing_to_compare(
     assert main(["verify", "latest"]) == 2
     err = capfd.readouterr().err
     assert "recorded no outputs and no metrics" in err and "--output" in err
+
+
+def test_verify_compares_against_kept_outputs_after_the_checkout_moved_on(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Train, train again (overwriting out/), then verify the first run within tolerance."""
+    commit_script(repo, NOISY_NPY)
+    assert main(["run", "--output", "out", "--", PYTHON, "train.py"]) == 0
+    first = manifest_of(repo, "latest", capsys)["run"]["run_id"]
+    assert main(["run", "--output", "out", "--", PYTHON, "train.py"]) == 0  # overwrites out/
+    code, report = verify_json([first, "--rtol", "1e-6"], capsys)
+    assert (code, report["verdict"]) == (0, "within-tolerance")
+    detail = next(c["detail"] for c in report["checks"] if c["name"] == "out/arr.npy")
+    assert "not available" not in detail
+
+
+def test_large_outputs_are_not_kept(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / "repro.yaml").write_text("keep_outputs_max_bytes: 10\n")
+    git(repo, "add", "repro.yaml")
+    git(repo, "commit", "-qm", "tiny cap")
+    assert main(["run", *RUN]) == 0
+    run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+    assert not (run_dir / "kept").exists()
