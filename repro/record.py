@@ -116,10 +116,12 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     env = dict(os.environ if req.env is None else req.env)
     root = req.root or store.find_root(req.cwd)
     runs = req.store or store.open_here(req.cwd)
-    status_proc = git.start_status(root)  # overlaps with the work below
+    status_proc = git.start_status(root)  # these two overlap with the work below
+    remote_proc = git.start_remote(root)
     cfg = config.load(root)
     python, how = environment.find_interpreter(req.argv, req.cwd, env)
     inspect_proc = environment.start_inspect(python, env)
+    remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
     state = git.finish_status(status_proc, root)
     preflight.check_clean(state, req.allow_dirty)
     interp = environment.finish_inspect(inspect_proc, python, how)
@@ -137,7 +139,6 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
-    remote = git.remote_url(root)
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(

@@ -125,16 +125,28 @@ def _xy_state(xy: str) -> str:
     return "staged" if staged in "MTARC" else _STATES.get(staged, "modified")
 
 
-def remote_url(root: Path) -> str | None:
-    """The push/fetch URL of `origin` (else the first remote), credentials stripped."""
-    done = _git(root, "config", "--get-regexp", r"^remote\..*\.url$", check=False)
+def start_remote(root: Path) -> subprocess.Popen[str]:
+    """Begin reading the remote URLs in the background (see finish_remote)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    return subprocess.Popen(["git", "config", "--get-regexp", r"^remote\..*\.url$"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+
+
+def finish_remote(proc: subprocess.Popen[str]) -> str | None:
+    """The URL of `origin` (else the first remote), credentials stripped; None without one."""
+    out, _ = proc.communicate(timeout=60)
     urls: dict[str, str] = {}
-    for line in done.stdout.splitlines():
+    for line in out.splitlines():
         key, _, url = line.partition(" ")
         urls[key[len("remote."):-len(".url")]] = url.strip()
     if not urls:
         return None
     return strip_credentials(urls.get("origin") or next(iter(urls.values())))
+
+
+def remote_url(root: Path) -> str | None:
+    return finish_remote(start_remote(root))
 
 
 # Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
