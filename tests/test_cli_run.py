@@ -26,6 +26,12 @@ def load(run_dir: Path) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((run_dir / "manifest.yaml").read_text())
 
 
+def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Wait for a repro process and close its pipes (no unraisable-exception warnings)."""
+    proc.communicate(timeout=timeout)
+    return proc.returncode
+
+
 def commit_slow_script(repo: Path) -> None:
     """A committed script that says `ready` and then sleeps: for signal tests."""
     (repo / "slow.py").write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
@@ -179,7 +185,7 @@ def test_sigterm_is_forwarded_and_143_returned(repo: Path) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 143
+    assert finish(proc) == 143
     m = load(only_run(repo))
     assert (m["run"]["status"], m["run"]["signal"], m["run"]["exit_code"]) == (
         "interrupted", "SIGTERM", 143)
@@ -191,7 +197,7 @@ def test_ctrl_c_to_the_process_group_records_interrupted(repo: Path) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-    assert proc.wait(timeout=30) == 130
+    assert finish(proc) == 130
     m = load(only_run(repo))
     assert m["run"]["status"] == "interrupted" and m["run"]["exit_code"] == 130
 
@@ -203,7 +209,7 @@ def test_sigkill_of_the_group_leaves_an_abandoned_run(repo: Path,
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    finish(proc)
     assert load(only_run(repo))["run"]["status"] == "running"  # what was on disk
     assert main(["runs", "--json"]) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
@@ -214,7 +220,8 @@ def test_concurrent_runs_get_distinct_valid_manifests(repo: Path) -> None:
     procs = [repro_proc(repo, "run", "--seed", str(i), "--", PYTHON, "train.py")
              for i in range(8)]
     for p in procs:
-        assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
     run_dirs = sorted((repo / ".repro" / "runs").iterdir())
     assert len(run_dirs) == 8
     seeds = {manifest.read(d / "manifest.yaml").seed.value for d in run_dirs}
