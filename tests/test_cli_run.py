@@ -220,7 +220,7 @@ def test_concurrent_runs_get_distinct_valid_manifests(repo: Path) -> None:
     procs = [repro_proc(repo, "run", "--seed", str(i), "--", PYTHON, "train.py")
              for i in range(8)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     run_dirs = sorted((repo / ".repro" / "runs").iterdir())
     assert len(run_dirs) == 8
