@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.dispatch(args)
     except errors.ChildStartError as e:
         _ui().error(e)
-        return int(e.exit_code)
+        # run/replay exit 126/127 like a shell; verify and the others keep to 0/1/2.
+        return int(e.exit_code) if command in CHILD_COMMANDS else int(ExitCode.TROUBLE)
     except errors.UsageError as e:  # the command line itself is wrong: 2, as argparse does
         _ui().error(e)
         return int(ExitCode.TROUBLE)

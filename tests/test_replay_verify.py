@@ -423,3 +423,18 @@ def test_large_outputs_are_not_kept(repo: Path, capsys: pytest.CaptureFixture[st
     assert main(["run", *RUN]) == 0
     run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
     assert not (run_dir / "kept").exists()
+
+
+def test_verify_exits_2_when_the_replayed_command_cannot_start(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\ntools/\n")
+    git(repo, "commit", "-qam", "ignore tools")
+    (repo / "tools").mkdir()
+    (repo / "tools" / "py").symlink_to(PYTHON)
+    assert main(["run", "--allow-unlocked", *RUN[:-2], "tools/py", "train.py"]) == 0
+    (repo / "tools" / "py").unlink()  # the interpreter is gone by the time CI verifies
+    capfd.readouterr()
+    assert main(["verify", "latest"]) == 2
+    assert "command not found" in capfd.readouterr().err
+    assert main(["replay", "latest~1"]) == 127  # replay behaves like a shell
