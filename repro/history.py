@@ -26,8 +26,8 @@ class Loaded:
                 name = entry.get("listing") if isinstance(entry, Mapping) else None
                 if not isinstance(name, str):
                     continue
-                path = safe_join(self.run_dir, name)
-                if path is not None and path.is_file():
+                path = self.run_dir / manifest.confined(name, "listing file")
+                if path.is_file():
                     out[name] = data.read_listing(path)
         return out
 
@@ -52,14 +52,6 @@ def diff_loaded(root: Path, a: Loaded, b: Loaded,
     return compare.diff_runs(manifest.to_dict(a.manifest), manifest.to_dict(b.manifest),
                              code_files=code_files, listings_a=a.listings(),
                              listings_b=b.listings(), tolerance=tolerance)
-
-
-def safe_join(base: Path, rel: str) -> Path | None:
-    """`base/rel` when rel is relative and stays inside base; None for `..` or absolute paths."""
-    candidate = Path(rel)
-    if candidate.is_absolute() or ".." in candidate.parts:
-        return None
-    return base / candidate
 
 
 def tolerance_from(cfg_tol: compare.Tolerance | None, rtol: float | None, atol: float | None,

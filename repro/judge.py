@@ -66,7 +66,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import compare, errors
+from repro import compare, errors, manifest
 from repro.capture import data
 
 VERDICTS = ("bitwise", "within-tolerance", "not-reproduced")
@@ -280,7 +280,7 @@ def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
     loads tensor files (it has the torch/numpy the run used; repro never imports them).
     """
     for path in expected.keys() | actual.keys():
-        _confined(str(path), "output path")
+        manifest.confined(str(path), "output path")
     roots = _Roots(expected_root, actual_root)
     slots: list[Check | _TensorJob] = []
     for path in sorted(expected.keys() | actual.keys(), key=str):
@@ -297,16 +297,6 @@ def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
         raise errors.ManifestError(f"outputs entry {path!r} is not a mapping",
                                    hint="the manifest is damaged or was edited by hand")
     return value
-
-
-def _confined(path: str, what: str) -> str:
-    """A manifest path must be relative and stay below its root (design §6)."""
-    parts = path.split("/")
-    if not path or path.startswith("/") or os.path.isabs(path) or ".." in parts or "\0" in path:
-        raise errors.ManifestError(f"{what} {path!r} is not a relative path inside the run",
-                                   hint="paths in a manifest must be relative and free of '..'; "
-                                        "this manifest cannot be trusted")
-    return path
 
 
 def _kind(entry: Mapping[str, Any] | None) -> str:
@@ -422,7 +412,7 @@ def _compare_dir(roots: _Roots, path: str, e: Mapping[str, Any], a: Mapping[str,
 
 
 def _inside(path: str, rel: str) -> str:
-    _confined(rel, f"file in the listing of {path!r}:")
+    manifest.confined(rel, f"file in the listing of {path!r}:")
     return rel if path in (".", "") else posixpath.join(path, rel)
 
 

@@ -357,6 +357,22 @@ class _suppress_oserror:
         return et is not None and issubclass(et, OSError)
 
 
+def confined(rel: str, what: str) -> str:
+    """A path from a manifest: relative, without `..` or NUL (design §6), as POSIX text.
+
+    Every use of a manifest path (replay's worktree, verify's files, listings) goes through
+    here; a manifest is data and must never name a place outside its run or worktree.
+    """
+    from pathlib import PurePosixPath
+
+    p = PurePosixPath(rel)
+    if not rel or "\0" in rel or p.is_absolute() or os.path.isabs(rel) or ".." in p.parts:
+        raise errors.ManifestError(
+            f"the manifest's {what} {rel!r} escapes the worktree",
+            hint="paths in a manifest must be relative and free of '..'; refusing to use it")
+    return p.as_posix()
+
+
 def _reason(e: BaseException) -> str:
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 

@@ -74,21 +74,12 @@ class Options:
     workdir_name: str = "worktree"
 
 
-def confined(rel: str, what: str) -> str:
-    """A manifest path that must stay inside the worktree: relative, no `..`."""
-    p = Path(rel)
-    if not rel or p.is_absolute() or ".." in p.parts:
-        raise errors.ReplayError(f"the manifest's {what} {rel!r} escapes the worktree",
-                                 hint="refusing to replay a manifest with absolute or `..` paths")
-    return p.as_posix()
-
-
 def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) -> Plan:
     m, run_dir = loaded.manifest, loaded.run_dir
-    confined(m.command.cwd, "working directory") if m.command.cwd != "." else None
+    manifest.confined(m.command.cwd, "working directory") if m.command.cwd != "." else None
     patch = None
     if m.code.patch and at is None:
-        name = confined(str(m.code.patch.get("file", "code.patch")), "patch file")
+        name = manifest.confined(str(m.code.patch.get("file", "code.patch")), "patch file")
         patch = run_dir / name
         if not patch.is_file():
             raise errors.ReplayError(f"the run's patch {patch} is missing",
@@ -99,15 +90,15 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     untracked = []
     if at is None:
         for u in m.code.untracked:
-            rel = confined(str(u.get("path", "")), "untracked file")
+            rel = manifest.confined(str(u.get("path", "")), "untracked file")
             copy = run_dir / "untracked" / rel if u.get("copied") else None
             untracked.append((rel, copy, u))
     inputs = []
     for path, entry in m.data.items():
         if not Path(path).is_absolute():
-            confined(path, "input path")
+            manifest.confined(path, "input path")
         inputs.append(Input(path, entry if isinstance(entry, Mapping) else {}))
-    outputs = tuple(confined(p, "output path") for p in m.outputs)
+    outputs = tuple(manifest.confined(p, "output path") for p in m.outputs)
     metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
     det = m.determinism
     replayable_env(det.get("env"), "determinism.env")  # only repro's own variables, named sanely
@@ -118,7 +109,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
         user_env=replayable_env(det.get("user_set"), "determinism.user_set"),
         inputs=tuple(inputs), outputs=outputs,
-        metrics=confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
+        metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
         foreign=not _produced_here(run_dir, runs),
@@ -178,7 +169,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
-    forced = _check_inputs(plan, runs, opts.force, reporter)
+    forced = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
     tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
     worktree = tmp / opts.workdir_name
@@ -248,7 +239,7 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
         raise errors.ReplayError("replay cancelled", hint=None)
 
 
-def _check_inputs(plan: Plan, runs: store.Store, force: bool,
+def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: bool,
                   reporter: record.Reporter) -> list[str]:
     """Recorded inputs must still hash the same in the user's checkout; names what differs."""
     if not plan.inputs:
@@ -260,12 +251,14 @@ def _check_inputs(plan: Plan, runs: store.Store, force: bool,
                                   progress=progress) if existing else []
     now = {e.path: e for e in entries}
     problems: list[str] = []
+    listings: Mapping[str, Mapping[str, tuple[str, int]]] | None = None
     for i in plan.inputs:
         e = now.get(i.path)
         if e is None:
             problems.append(f"{i.path} (missing)")
         elif (e.hash or e.target) != (i.entry.get("hash") or i.entry.get("target")):
-            problems.append(_changed_files(i, e, plan, runs))
+            listings = loaded.listings() if listings is None else listings
+            problems.append(_changed_files(i, e, listings))
     if problems and not force:
         raise errors.ReplayError("inputs differ from the recorded run: " + "; ".join(problems),
                                  hint="restore the recorded data, or pass --force to replay "
@@ -275,19 +268,18 @@ def _check_inputs(plan: Plan, runs: store.Store, force: bool,
     return problems
 
 
-def _changed_files(i: Input, now: data.Entry, plan: Plan, runs: store.Store) -> str:
-    listing_name = i.entry.get("listing")
-    if i.entry.get("kind") == "dir" and isinstance(listing_name, str) and now.listing is not None:
-        recorded_dir = runs.runs_dir / plan.run_id
-        listing_path = history.safe_join(recorded_dir, listing_name)
-        if listing_path is not None and listing_path.is_file():
-            from repro import compare
+def _changed_files(i: Input, now: data.Entry,
+                   listings: Mapping[str, Mapping[str, tuple[str, int]]]) -> str:
+    """The input and, for a directory whose listing was kept, the files that changed."""
+    recorded = listings.get(str(i.entry.get("listing")))
+    if i.entry.get("kind") != "dir" or recorded is None or now.listing is None:
+        return f"{i.path} (hash changed)"
+    from repro import compare
 
-            changes = compare.diff_listing(data.read_listing(listing_path), now.listing)
-            parts = [f"{kind} {', '.join(files[:5])}" + (" ..." if len(files) > 5 else "")
-                     for kind, files in changes.items() if files]
-            return f"{i.path} ({'; '.join(parts)})"
-    return f"{i.path} (hash changed)"
+    changes = compare.diff_listing(recorded, now.listing)
+    parts = [f"{kind} {', '.join(files[:5])}" + (" ..." if len(files) > 5 else "")
+             for kind, files in changes.items() if files]
+    return f"{i.path} ({'; '.join(parts)})"
 
 
 def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> None:
@@ -352,7 +344,7 @@ def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
     restore `lnk/.bashrc`. No parent may be a symlink, and the file itself must not exist
     (the worktree is fresh: an existing entry is a tracked file or link we must not replace).
     """
-    parts = Path(confined(rel, "path")).parts
+    parts = Path(manifest.confined(rel, "path")).parts
     here = worktree
     for part in parts[:-1]:
         here = here / part

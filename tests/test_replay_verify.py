@@ -438,3 +438,27 @@ def test_verify_exits_2_when_the_replayed_command_cannot_start(
     assert main(["verify", "latest"]) == 2
     assert "command not found" in capfd.readouterr().err
     assert main(["replay", "latest~1"]) == 127  # replay behaves like a shell
+
+
+@pytest.mark.parametrize("where", ["store", "committed copy"])
+def test_replay_names_the_changed_file_inside_an_input_directory(
+        repo: Path, capfd: pytest.CaptureFixture[str], where: str) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\ndata/\n")
+    git(repo, "commit", "-qam", "ignore data")
+    (repo / "data" / "train").mkdir(parents=True)
+    (repo / "data" / "train" / "a.csv").write_text("1\n")
+    (repo / "data" / "train" / "b.csv").write_text("2\n")
+    assert main(["run", "--data", "data/train", *RUN]) == 0
+    ref = "latest"
+    if where == "committed copy":  # a baseline run directory kept in the repository
+        run_dir = sorted((repo / ".repro" / "runs").iterdir())[-1]
+        shutil.copytree(run_dir, repo / "baselines" / "run1")
+        git(repo, "add", "baselines")
+        git(repo, "commit", "-qm", "baseline")
+        shutil.rmtree(run_dir)  # as in a fresh clone: only the committed copy has listings
+        ref = "baselines/run1"
+    (repo / "data" / "train" / "b.csv").write_text("3\n")
+    capfd.readouterr()
+    assert main(["replay", ref, "--yes"]) == 125
+    assert "data/train (modified b.csv)" in capfd.readouterr().err
