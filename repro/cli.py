@@ -339,7 +339,7 @@ def verify(
         request = record.RunRequest(
             argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=determinism,
             threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
-            data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics)
+            data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
         report = verify_mod.verify_command(request, opts, reporter)
     elif len(words) == 1:
         confirm = ui.confirm_command if replay_mod.interactive() else None
@@ -386,10 +386,3 @@ def dispatch(args: list[str]) -> int:
     except typer.TyperException as e:  # click's usage errors (vendored by typer)
         e.show()  # type: ignore[attr-defined]
         return int(getattr(e, "exit_code", ExitCode.TROUBLE))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Kept for `python -c "from repro.cli import main"` callers: the entry point's main."""
-    from repro import main as entry
-
-    return entry.main(argv)

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,18 +34,6 @@ class Reporter(Protocol):
     def warn(self, message: str, hint: str | None = None) -> None: ...
 
     def progress(self, label: str) -> contextlib.AbstractContextManager[Progress]: ...
-
-
-class SilentReporter:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str, hint: str | None = None) -> None:
-        self.warnings.append(message)
-
-    @contextlib.contextmanager
-    def progress(self, label: str) -> Iterator[Progress]:
-        yield lambda done, total: None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +102,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         raise errors.UsageError(f"unknown determinism level {req.determinism!r}",
                                 hint="use one of: " + ", ".join(manifest.LEVELS))
     env = dict(os.environ if req.env is None else req.env)
-    root = req.root or store.find_root(req.cwd)
     runs = req.store or store.open_here(req.cwd)
+    root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
     status_proc = git.start_status(root)  # these two overlap with the work below
     remote_proc = git.start_remote(root)
     cfg = config.load(root)
@@ -135,7 +123,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         from repro.capture import metrics
 
         metrics.compile_patterns(cfg.metric_patterns)
-    level = req.determinism or cfg.determinism or "strict"
+    level = req.determinism or cfg.determinism or seeding.DEFAULT_LEVEL
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 

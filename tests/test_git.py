@@ -86,7 +86,7 @@ def hook_strip(value: str) -> str:
 
 def test_remote_url_is_stripped(repo: Path) -> None:
     run_git(repo, "remote", "add", "origin", "https://bob:canary@example.com/o/r.git")
-    assert git.remote_url(repo) == "https://example.com/o/r.git"
+    assert git.finish_remote(git.start_remote(repo)) == "https://example.com/o/r.git"
 
 
 def test_patch_rebuilds_the_tree_including_binary(repo: Path, tmp_path: Path) -> None:

@@ -145,9 +145,6 @@ def finish_remote(proc: subprocess.Popen[str]) -> str | None:
     return strip_credentials(urls.get("origin") or next(iter(urls.values())))
 
 
-def remote_url(root: Path) -> str | None:
-    return finish_remote(start_remote(root))
-
 
 # Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
 # spaces): its `user:password@` and its query string and fragment (signed URLs carry tokens

@@ -57,10 +57,6 @@ def error(e: errors.ReproError) -> None:
         c.print(f"[yellow]hint:[/] {escape(e.hint)}")
 
 
-def usage_error(message: str, hint: str | None = None) -> None:
-    error(errors.UsageError(message, hint))
-
-
 def warn(message: str, hint: str | None = None) -> None:
     c = err_console()
     c.print(f"[bold yellow]warning:[/] {escape(message)}")
