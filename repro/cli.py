@@ -81,6 +81,8 @@ def run(
     tag: Annotated[list[str] | None, typer.Option(
         help="K=V label (repeatable).", metavar="K=V")] = None,
     note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="No summary line on stderr when the run ends.")] = False,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -98,7 +100,7 @@ def run(
     raise typer.Exit(record.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note))
+        metrics=metrics, name=name, tag=tag, note=note, quiet=quiet))
 
 
 @app.command("runs")
@@ -225,6 +227,9 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
 def doctor(as_json: JsonFlag = False) -> None:
     """Report determinism hazards of this project and machine. Exit 0 none, 1 hazards, 2 trouble.
 
+    Notes (hazards that `repro run` neutralises itself, such as unpinned threads) are listed
+    but do not make it exit 1.
+
     Example:
 
         repro doctor --json | jq -r '.hazards[].code'
@@ -236,7 +241,7 @@ def doctor(as_json: JsonFlag = False) -> None:
         ui.print_json({"schema": "repro/doctor/v1", "hazards": [h.to_dict() for h in hazards]})
     else:
         ui.hazards(hazards)
-    raise typer.Exit(ExitCode.DIFFERENT if hazards else ExitCode.OK)
+    raise typer.Exit(ExitCode.DIFFERENT if doctor_mod.failing(hazards) else ExitCode.OK)
 
 
 @app.command()

@@ -35,6 +35,7 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--name": ("name", "str"),
     "--tag": ("tag", "list"),
     "--note": ("note", "str"),
+    "--quiet": ("quiet", "flag"),
 }
 _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, None)}
 

@@ -35,6 +35,8 @@ class Reporter(Protocol):
 
     def progress(self, label: str) -> contextlib.AbstractContextManager[Progress]: ...
 
+    def finished(self, outcome: RunOutcome) -> None: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class RunRequest:
@@ -75,14 +77,18 @@ def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None
                      allow_dirty: bool = False, allow_unlocked: bool = False,
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
-                     tag: Sequence[str] | None = None, note: str | None = None) -> int:
+                     tag: Sequence[str] | None = None, note: str | None = None,
+                     quiet: bool = False) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
         note=note)
-    return execute(request, reporter).exit_code
+    outcome = execute(request, reporter)
+    if not quiet:
+        reporter.finished(outcome)
+    return outcome.exit_code
 
 
 def parse_tags(items: Sequence[str]) -> dict[str, str]:

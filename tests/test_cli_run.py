@@ -484,3 +484,23 @@ def test_results_outside_the_repository_are_refused_before_the_run(
     assert main(["run", flag, str(tmp_path / "elsewhere"), "--", PYTHON, "-c", "pass"]) == 125
     assert "is outside the repository" in capfd.readouterr().err
     assert not (repo / ".repro" / "runs").exists()
+
+
+def test_run_ends_with_one_summary_line_unless_quiet(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--seed", "7", "--", PYTHON, "-c", "import sys; sys.exit(4)"]) == 4
+    err = capfd.readouterr().err
+    run_id = only_run(repo).name
+    assert err.splitlines() == [
+        f"repro: run {run_id} failed (exit 4) in {err.split(' in ')[1].split(',')[0]}, "
+        f"seed 7; details: repro show {run_id}"]
+    assert err.split(" in ")[1].split(",")[0].endswith("s")  # the duration, e.g. 0.3s
+    assert main(["run", "--quiet", "--seed", "7", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr() == ("hello\n", "")
+    # The typer command (for anything the fast parser leaves to it) prints it and takes --quiet.
+    from repro import cli
+
+    assert cli.dispatch(["run", "--seed", "7", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr().err.startswith("repro: run ")
+    assert cli.dispatch(["run", "--quiet", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr() == ("hello\n", "")

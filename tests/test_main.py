@@ -36,6 +36,7 @@ def test_fast_parser_knows_exactly_the_typer_options() -> None:
      "--metrics", "m.json", "--name", "n", "--tag", "a=1", "--tag", "b=2", "--note", "hi",
      "./train.sh"],
     ["run", "--seed", "4294967295", "x"],
+    ["run", "--quiet", "--", "python", "t.py"],
 ])
 def test_fast_parser_matches_typer(args: list[str]) -> None:
     fast = main.parse_run(args)

@@ -85,6 +85,10 @@ class CliReporter:
     def warn(self, message: str, hint: str | None = None) -> None:
         warn(message, hint)
 
+    def finished(self, outcome: Any) -> None:
+        sys.stderr.write(run_summary(outcome.manifest) + "\n")
+        sys.stderr.flush()
+
     @contextlib.contextmanager
     def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
         console = err_console()
@@ -123,15 +127,36 @@ class CliReporter:
                 bar["p"].stop()
 
 
+def run_summary(m: manifest.Manifest) -> str:
+    """The line `repro run` ends with: plain text, since rich costs ~40 ms to import."""
+    r = m.run
+    status = r.status
+    if r.status == "failed" and r.exit_code is not None:
+        status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
+    return (f"repro: run {r.run_id} {status} in {_duration(r.duration_s)}, seed {m.seed.value};"
+            f" details: repro show {r.run_id}")
+
+
 def hazards(found: Sequence[Any]) -> None:
     c = out_console()
-    if not found:
-        c.print("[green]no determinism hazards found[/]")
-        return
+    real = [h for h in found if getattr(h, "severity", "hazard") != "note"]
     for h in found:
-        c.print(f"[bold yellow]hazard[/] [dim]({escape(h.code)})[/] {escape(h.message)}")
+        label = "[bold yellow]hazard[/]" if h in real else "[cyan]note[/]"
+        c.print(f"{label} [dim]({escape(h.code)})[/] {escape(h.message)}")
         c.print(f"  [yellow]hint:[/] {escape(h.hint)}")
-    c.print(f"{len(found)} hazard{'s' if len(found) != 1 else ''} found")
+    notes = len(found) - len(real)
+    if not real:
+        c.print("[green]no determinism hazards found[/]"
+                + (f" ({plural(notes, 'note')} on what `repro run` takes care of)"
+                   if notes else ""))
+        return
+    c.print(f"{plural(len(real), 'hazard')} found" + (f", {plural(notes, 'note')}"
+                                                     if notes else ""))
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`: the count and the noun in the right number."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
 def confirm_command(command: str) -> bool:
