@@ -93,7 +93,7 @@ def run(
 
     Example:
 
-        repro run --seed 3 -- python train.py --lr 0.01 --output checkpoints/
+        repro run --seed 3 --output checkpoints/ -- python train.py --lr 0.01
     """
     from repro import record
 

@@ -79,3 +79,17 @@ def test_every_command_has_help_with_an_example(command: str,
     assert main.main([command, "--help"]) == 0
     out = capfd.readouterr().out
     assert "Example" in out, out
+
+
+def test_run_help_example_gives_repro_its_own_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["run", "--help"]) == 0
+    examples = [line.strip() for line in capsys.readouterr().out.splitlines()
+                if line.strip().startswith("repro run ")]
+    assert examples
+    for example in examples:
+        parsed = main.parse_run(example.split()[1:])
+        assert parsed is not None, example
+        # Options repro declares are repro's, not the script's: none of them after the command.
+        assert not set(parsed["cmd"]) & set(main.RUN_OPTIONS), example
+        assert parsed.get("output") == ["checkpoints/"], example

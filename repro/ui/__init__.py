@@ -185,7 +185,7 @@ def verify_report(report: Any) -> None:
     c = out_console()
     style = _VERDICT_STYLE.get(report.verdict, "bold")
     c.print(f"[{style}]{escape(report.verdict)}[/]  run {escape(report.run)}"
-            + (f"  ({len(report.runs)} new runs: {escape(', '.join(report.runs))})"
+            + (f"  ({plural(len(report.runs), 'new run')}: {escape(', '.join(report.runs))})"
                if report.runs else ""))
     t = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("status", "kind", "name", "detail"):
@@ -312,7 +312,9 @@ def _entry_text(e: Any) -> str:
         return str(e)
     kind = e.get("kind")
     if kind == "dir":
-        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))})"
+        files = e.get("files")
+        count = plural(files, "file") if isinstance(files, int) else f"{files} files"
+        return f"{e.get('hash')} ({count}, {_size(e.get('size'))})"
     if kind == "symlink":
         return f"-> {e.get('target')}"
     if kind == "missing":

@@ -22,6 +22,7 @@ from repro import compare
 VALUE_WIDTH = 60  # a cell longer than this is cut to a window around the first difference
 LIST_LIMIT = 10  # paths listed per changed directory or commit before "… and N more"
 PACKAGE_LIMIT = 40  # package rows before "… and N more packages"
+RELATIVE_MAX = 100.0  # a relative change of 10,000% or more is from a value near zero: n/a
 
 _A, _B = "red", "green"
 _HASH_HEX = 12  # blake3:9fceb02d0ae5… is enough to tell hashes apart by eye
@@ -80,7 +81,7 @@ def _mapping(m: Mapping[str, Any]) -> str:
         if kind == "dir":
             parts.insert(0, "dir")
             if isinstance(m.get("files"), int):
-                parts.append(f"{m['files']:,} files")
+                parts.append(f"{m['files']:,} file{'s' * (m['files'] != 1)}")
         if isinstance(m.get("size"), int):
             parts.append(size_text(m["size"]))
         return "  ".join(parts)
@@ -119,6 +120,8 @@ def _delta(v: Any, relative: bool = False) -> str:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "—"
     if relative:
+        if math.isfinite(v) and abs(v) >= RELATIVE_MAX:
+            return "n/a"  # from a value near zero: +61191386.536% says nothing
         return f"{v:+.3%}" if math.isfinite(v) else _float(v)
     return f"{v:+.6g}" if math.isfinite(v) else _float(v)
 
@@ -172,12 +175,16 @@ def _split_packages(s: compare.Section) -> tuple[list[compare.Change], list[comp
 _HEADER_ORDER = ("name", "started_at", "finished_at", "duration_s", "host", "pid")
 
 
-def _header_info(report: compare.DiffReport) -> list[compare.Change]:
-    """Run-level facts that differ (never counted), with the host, in reading order."""
+def _header_info(report: compare.DiffReport, show_all: bool = True) -> list[compare.Change]:
+    """Run-level facts that differ (never counted), with the host, in reading order.
+
+    Without `show_all` only the name: times, host and pid differ between any two runs.
+    """
     hardware = report.sections.get("hardware")
     host = [c for c in hardware.info if c.key == "host"] if hardware else []
     rank = {k: i for i, k in enumerate(_HEADER_ORDER)}
-    rows = [c for c in [*report.info, *host] if c.key != "run_id"]
+    rows = [c for c in [*report.info, *host] if c.key != "run_id"
+            and (show_all or c.key == "name")]
     return sorted(rows, key=lambda c: rank.get(c.key, len(rank)))
 
 
@@ -194,16 +201,16 @@ def render(report: compare.DiffReport, console: Console, *, show_all: bool = Fal
     visible = _visible(report, show_all, sections)
     style = "bold red" if report.changed else "bold green"
     console.print(Text(report.verdict, style=style))
-    console.print(_runs_table(report))
+    console.print(_runs_table(report, show_all))
     for s in visible:
         console.print()
         _render_section(s, console)
 
 
-def _runs_table(report: compare.DiffReport) -> Table:
+def _runs_table(report: compare.DiffReport, show_all: bool) -> Table:
     t = _table("run")
     t.add_row(Text("id"), Text(report.a or "—", style=_A), Text(report.b or "—", style=_B))
-    for c in _header_info(report):
+    for c in _header_info(report, show_all):
         a, b = pair_text(c.a, c.b, c.key)
         t.add_row(Text(c.key, style="dim"), Text(a, style="dim"), Text(b, style="dim"))
     return t
@@ -294,7 +301,7 @@ def markdown(report: compare.DiffReport, *, show_all: bool = False,
     out: list[str] = [f"**repro diff**: {_md_text(report.verdict)}", ""]
     rows = [["id", _md_code(report.a or "—"), _md_code(report.b or "—")]]
     rows += [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
-             for c in _header_info(report)]
+             for c in _header_info(report, show_all)]
     out += _md_table(["run", "a", "b"], rows)
     for s in visible:
         out.append("")
