@@ -125,6 +125,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
     _check_results_inside(req, cfg, root)
+    _explicit_inputs(req, cfg, root)
     if cfg.metric_patterns:  # a bad pattern refuses the run now, not after hours of training
         from repro.capture import metrics
 
@@ -397,12 +398,21 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     return dataclasses.replace(code, patch=patch_section, untracked=tuple(untracked))
 
 
-def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+def _explicit_inputs(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    """`--data` and the configuration's inputs; DataError for one that does not exist.
+
+    Also checked before the run directory is created: a refused run is not a run.
+    """
     explicit = [_rel(_under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
     for p in explicit:
         if not (root / p).exists() and not (root / p).is_symlink():
             raise errors.DataError(f"input {p} does not exist",
                                    hint="check the --data path (relative to the current directory)")
+    return explicit
+
+
+def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    explicit = _explicit_inputs(req, cfg, root)
     named = data.argv_paths(req.argv, req.cwd, root)
     tracked = git.tracked(root, named)
     return list(dict.fromkeys([*explicit, *(p for p in named if p not in tracked)]))

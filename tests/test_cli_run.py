@@ -504,3 +504,25 @@ def test_run_ends_with_one_summary_line_unless_quiet(
     assert capfd.readouterr().err.startswith("repro: run ")
     assert cli.dispatch(["run", "--quiet", "--", PYTHON, "train.py"]) == 0
     assert capfd.readouterr() == ("hello\n", "")
+
+
+def test_listings_piped_keep_each_row_on_one_line(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("COLUMNS")  # piped, as `repro runs | grep`: no terminal width to fit
+    long_arg = "loss=0.00160008 " + "x" * 100
+    assert main(["run", "--quiet", "--", PYTHON, "-c", "pass", long_arg]) == 0
+    capfd.readouterr()
+    assert main(["runs"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    assert len(out) == 2 and long_arg in out[1], out
+    assert main(["show", "latest"]) == 0
+    assert any(long_arg in line for line in capfd.readouterr().out.splitlines())
+
+
+def test_a_run_refused_before_it_starts_is_not_listed(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--data", "missing/", "--", PYTHON, "train.py"]) == 125
+    err = capfd.readouterr().err
+    assert "error: input missing does not exist" in err and "repro: run" not in err
+    assert main(["runs"]) == 0
+    assert "no runs yet" in capfd.readouterr().err

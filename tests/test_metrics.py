@@ -255,3 +255,13 @@ def test_collect_metrics_file_outside_root_is_named_absolutely(run: Path,
                               patterns=[], root=run)
     assert section["source"] == str(outside)
     assert section["final"] == {"score": 3}
+
+
+def test_collect_warns_about_a_pattern_that_never_matched(run: Path) -> None:
+    section = metrics.collect(metrics_file=None, series_file=None,
+                              log_file=run / ".repro" / "runs" / "r1" / "stdout.log",
+                              patterns=[r"loss=(?P<loss>\S+)", r"acuracy=(?P<acc>\S+)"],
+                              root=run)
+    assert section["final"] == {"loss": 0.9}
+    assert section["warnings"] == [
+        "metric pattern 'acuracy=(?P<acc>\\\\S+)' matched nothing the command printed"]

@@ -175,9 +175,15 @@ def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Pa
     steps = 0
     if log_file is not None and patterns:
         try:
-            final.update(scan_log(log_file, patterns))
+            scanned = scan_log(log_file, patterns)
         except errors.DataError as e:
             warnings.append(e.message)
+        else:
+            final.update(scanned)
+            for pattern, rx in zip(patterns, compile_patterns(patterns), strict=True):
+                if not set(rx.groupindex) & set(scanned):  # a typo records nothing, silently
+                    warnings.append(f"metric pattern {pattern!r} matched nothing the command "
+                                    "printed")
     if series_file is not None and series_file.exists():
         try:
             values, steps, bad = _read_series(series_file)

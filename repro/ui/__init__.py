@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # rich is imported inside the functions that draw: a `repro run` that has nothing to say
 # never pays its ~40 ms import.
 
+PIPE_WIDTH = 10_000  # the console width when output is not a terminal (see _console)
 PROGRESS_AFTER_S = 1.0  # only work that takes longer than this gets a progress bar
 
 
@@ -37,9 +38,19 @@ def _console(stderr: bool) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     no_color = bool(os.environ.get("NO_COLOR"))
+    # Piped or redirected, with no COLUMNS to follow: no width to fit, so a table row stays
+    # one line (rich would assume 80 columns and wrap `loss=0.0016` mid-number).
+    width = None if "COLUMNS" in os.environ or _isatty(stream) else PIPE_WIDTH
     # soft_wrap: an `error:` line stays one line however narrow the terminal (grep-able).
     return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True,
-                   force_terminal=None if not no_color else False)
+                   force_terminal=None if not no_color else False, width=width)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def err_console() -> Console:
