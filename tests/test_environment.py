@@ -138,3 +138,12 @@ def test_allowed_env_drops_secrets_and_unlisted() -> None:
     out = envmod.allowed_env(env, extra=["MY*"])
     assert out == {"CUDA_VISIBLE_DEVICES": "0", "TORCH_HOME": "/x",
                    "HF_ENDPOINT": "https://hf.co/x", "MYVAR": "1"}
+
+
+@pytest.mark.parametrize("pattern", ["TORCH_*", "RANK", "MY*VAR", "A?C", "[AB]C", "X*", "*"])
+@pytest.mark.parametrize("name", ["TORCH_HOME", "RANK", "LOCAL_RANK", "MY_VAR", "ABC", "BC",
+                                  "X", "torch_home", "TORCH_"])
+def test_glob_match_is_fnmatchcase(pattern: str, name: str) -> None:
+    import fnmatch
+
+    assert envmod._glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)
