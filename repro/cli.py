@@ -154,7 +154,13 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     if as_json:
         ui.print_json(manifest.to_dict(m))
     else:
-        ui.show_run(m, str(path.parent))
+        from repro.capture import metrics
+
+        name = (m.metrics or {}).get("series")
+        series = (metrics.series_values(path.parent / name)
+                  if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")
+                  else {})
+        ui.show_run(m, str(path.parent), series)
 
 
 Rtol = Annotated[float | None, typer.Option(

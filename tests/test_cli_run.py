@@ -526,3 +526,20 @@ def test_a_run_refused_before_it_starts_is_not_listed(
     assert "error: input missing does not exist" in err and "repro: run" not in err
     assert main(["runs"]) == 0
     assert "no runs yet" in capfd.readouterr().err
+
+
+def test_show_draws_a_curve_of_the_metric_series(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "log.py").write_text(
+        "import json, os\n"
+        "with open(os.environ['REPRO_METRICS_FILE'], 'a') as f:\n"
+        "    for step in range(8):\n"
+        "        f.write(json.dumps({'step': step, 'loss': 1.0 / (step + 1)}) + '\\n')\n")
+    git(repo, "add", "log.py")
+    git(repo, "commit", "-qm", "log")
+    assert main(["run", "--quiet", "--", PYTHON, "log.py"]) == 0
+    capfd.readouterr()
+    assert main(["show", "latest"]) == 0
+    curve = [line.rstrip() for line in capfd.readouterr().out.splitlines()
+             if line.startswith("curve")]
+    assert curve == ["curve        loss  █▄▃▂▂▁▁▁  1 → 0.125"], curve

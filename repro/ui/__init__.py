@@ -249,7 +249,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
     c.print(t)
 
 
-def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
+def show_run(m: manifest.Manifest, run_dir: str | None,
+             series: Mapping[str, Sequence[float]] | None = None) -> None:
     from rich.table import Table
 
     c = out_console()
@@ -295,6 +296,10 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
     final = (m.metrics or {}).get("final") or {}
     for k, v in final.items():
         rows.append(("metric", f"{k} = {v}"))
+    for k, values in (series or {}).items():
+        if len(values) > 1:
+            rows.append(("curve", f"{k}  {sparkline(values)}  {_num(values[0])} → "
+                                  f"{_num(values[-1])}"))
     if r.tags:
         rows.append(("tags", ", ".join(f"{k}={v}" for k, v in r.tags.items())))
     if r.note:
@@ -307,6 +312,25 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
     for k, v in rows:
         t.add_row(escape(k), escape(v))
     c.print(t)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One character per value, from ▁ (the lowest) to █ (the highest); · for nan/inf."""
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    if not finite:
+        return "·" * len(values)
+    low, high = min(finite), max(finite)
+    span = high - low
+    out = []
+    for v in values:
+        if v != v or abs(v) == float("inf"):
+            out.append("·")
+        else:
+            out.append(_BARS[0 if span == 0 else round((v - low) / span * (len(_BARS) - 1))])
+    return "".join(out)
 
 
 def _determinism_text(d: Mapping[str, Any]) -> str:
