@@ -285,12 +285,13 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
                 hw_section[key] = top[key]
     m = m.replace(environment=env_section, hardware=hw_section)
 
-    # A path named in the command line that the run wrote (created, modified, removed) is an
-    # output, not an input: `--save model.pt` over the model of an earlier run.
+    # A path named in the command line that the run created or rewrote is an output, not an
+    # input: `--save model.pt` over the model of an earlier run (see written.rewrote).
     from repro.capture import written
 
     moved = [p for p in watch.named
-             if written.changed(watch.trees.get(p) or {}, written.stat_tree(root / p))]
+             if written.rewrote(watch.trees.get(p) or {}, written.stat_tree(root / p),
+                                m.data.get(p), root / p)]
     born = [p for p in watch.unborn if os.path.lexists(root / p)]
     if moved:
         gone = set(moved)
@@ -336,7 +337,7 @@ def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     """Work for the second core while the child starts: hardware facts, and the imports the
     post-run steps need (they would otherwise add to every run's overhead)."""
     from repro import hookprobe  # noqa: F401
-    from repro.capture import hardware, metrics  # noqa: F401
+    from repro.capture import hardware, metrics, written  # noqa: F401
 
     return hardware.collect(child_env)
 

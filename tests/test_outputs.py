@@ -54,6 +54,9 @@ def test_verify_runs_ignores_files_an_earlier_command_left_in_the_output_dir(
     listing = json.loads((first / entry["listing"]).read_text())
     assert list(listing["files"]) == ["b.txt"] and listing["stale"] == ["value.txt"]
     assert not (first / "kept" / "outputs" / "value.txt").exists()  # never compared, not kept
+    capsys.readouterr()  # diff: the checkout's run (1 stale file) and the replay's (none) agree
+    main(["diff", "--json", str(first), str(runs_of(repo)[1])])
+    assert json.loads(capsys.readouterr().out)["sections"]["outputs"]["changed"] is False
 
 
 def test_a_file_output_the_run_did_not_write_is_stale_and_not_compared(
@@ -64,6 +67,9 @@ def test_a_file_output_the_run_did_not_write_is_stale_and_not_compared(
     assert main(["run", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
     entry = manifest_of(runs_of(repo)[0])["outputs"]["result.txt"]
     assert entry["kind"] == "file" and entry["stale"] is True
+    capsys.readouterr()
+    assert main(["show", "latest"]) == 0
+    assert "result.txt  stale: not written by this run" in capsys.readouterr().out
     (repo / "result.txt").write_text("changed since\n")  # stale: what it holds does not matter
     capsys.readouterr()
     code = main(["verify", "--json", "latest"])
@@ -134,12 +140,37 @@ def test_a_path_in_argv_the_run_wrote_is_an_output_not_an_input(
     assert (repo / "model.pt").read_text() == "the user's own file\n"
 
 
-def test_a_path_in_argv_the_run_only_read_stays_an_input(repo: Path) -> None:
-    commit(repo, {"read.py": "import sys; open(sys.argv[1]).read()\n"}, "data.csv\n")
+USE = """\
+import pathlib, sys
+how, path = sys.argv[1], pathlib.Path(sys.argv[2])
+if how == "read":
+    path.read_text()
+elif how == "append":  # extends its own input
+    with path.open("a") as f: f.write("2\\n")
+elif how == "beside":  # a cache next to the data it read
+    (path / "cache.bin").write_bytes(b"c")
+elif how == "rewrite-dir":  # a results directory reused
+    (path / "model.pt").write_text("new\\n")
+"""
+
+
+@pytest.mark.parametrize(("how", "name", "output"), [
+    ("read", "data.csv", False), ("append", "data.csv", False), ("beside", "data", False),
+    ("rewrite-dir", "ckpt", True)])
+def test_a_path_in_argv_is_an_output_only_when_the_run_replaced_its_content(
+        repo: Path, how: str, name: str, output: bool) -> None:
+    commit(repo, {"use.py": USE}, "data.csv\ndata/\nckpt/\n")
     (repo / "data.csv").write_text("x\n1\n")
-    assert main(["run", "--", PYTHON, "read.py", "data.csv"]) == 0
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("x\n1\n")
+    (repo / "ckpt").mkdir()
+    (repo / "ckpt" / "model.pt").write_text("old\n")
+    (repo / "ckpt" / "notes.txt").write_text("kept\n")
+    assert main(["run", "--", PYTHON, "use.py", how, name]) == 0
     m = manifest_of(runs_of(repo)[0])
-    assert list(m["data"]) == ["data.csv"] and m["outputs"] == {}
+    assert (list(m["outputs"]), list(m["data"])) == (([name], []) if output else ([], [name]))
+    if output:  # only the rewritten checkpoint is the run's; the notes are stale
+        assert (m["outputs"][name]["files"], m["outputs"][name]["stale"]) == (1, 1)
 
 
 TRAIN = """\

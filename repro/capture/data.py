@@ -138,6 +138,24 @@ def hash_file(path: str | Path) -> str:
     return digest
 
 
+def hash_prefix(path: str | Path, size: int) -> str | None:
+    """``blake3:<hex>`` of the first `size` bytes of a file (as hash_file would give for a file
+    of just those bytes), streamed; None when it is shorter or cannot be read."""
+    hasher = blake3.blake3()
+    left = size
+    try:
+        with open(path, "rb") as f:
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    return None
+                hasher.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return None
+    return "blake3:" + str(hasher.hexdigest())
+
+
 def hash_listing(listing: Mapping[str, tuple[str, int]]) -> str:
     """The directory hash of a listing (relpath -> (hash, size)); see the module docstring."""
     keys = _sorted_paths(listing)

@@ -6,9 +6,9 @@ run's when its (size, mtime_ns, ctime_ns, inode) after the run differs from befo
 not exist before: ctime cannot be set back by a program, and a file replaced by a rename has a
 new inode, so rewriting a file with the same bytes still counts as writing it.
 
-Must not: hash (content hashes are capture/data's), read a file, print, or follow a symlink
-inside a directory (a named path is followed, as capture/data follows it). Stat only: the
-snapshot is one walk of the named paths, taken on `repro run`'s hot path.
+Must not: hash (content hashes are capture/data's; `rewrote` asks it for one file's prefix),
+print, or follow a symlink inside a directory (a named path is followed, as capture/data
+follows it). Stat only: the snapshot is one walk of the named paths, on `repro run`'s hot path.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from repro.capture import data
 
@@ -70,6 +71,28 @@ def snapshot(root: Path, paths: Iterable[str]) -> dict[str, Tree]:
 def changed(before: Tree, after: Tree) -> bool:
     """Whether anything was created, modified or removed between two stat trees."""
     return before != after
+
+
+def rewrote(before: Tree, after: Tree, entry: Mapping[str, Any] | None, where: Path) -> bool:
+    """Whether the run replaced what a path named in its command line held: the sign of an
+    output (`--save model.pt` over an earlier model), as opposed to an input it only read,
+    wrote new files beside (a cache in the data directory) or appended to (a log, a dataset
+    it extends). `entry`: the path's `data` record from before the run (hash and size).
+
+    A file: rewritten, unless it grew and still starts with the bytes it had (appended). A
+    directory: a file that was there before was changed or removed; new files alone do not
+    count.
+    """
+    if before == after:
+        return False
+    if set(before) == {""}:  # a file
+        old, now = before[""], after.get("")
+        if now is None:
+            return True
+        if entry is None or now[0] <= old[0] or not isinstance(entry.get("hash"), str):
+            return True
+        return data.hash_prefix(where, old[0]) != entry["hash"]
+    return any(after.get(rel) != sig for rel, sig in before.items())
 
 
 def split(entry: data.Entry, where: Path, before: Tree) -> tuple[data.Entry, list[str]]:
