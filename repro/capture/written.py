@@ -91,7 +91,7 @@ def rewrote(before: Tree, after: Tree, entry: Mapping[str, Any] | None, where: P
             return True
         if entry is None or now[0] <= old[0] or not isinstance(entry.get("hash"), str):
             return True
-        return data.hash_prefix(where, old[0]) != entry["hash"]
+        return bool(data.hash_prefix(where, old[0]) != entry["hash"])
     return any(after.get(rel) != sig for rel, sig in before.items())
 
 
