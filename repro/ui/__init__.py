@@ -194,7 +194,10 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         t.add_column(col, no_wrap=True)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
+    with_replays = any(r.get("replay_of") for r in rows)
     short = short_ids([str(r["run_id"]) for r in rows], all_ids)
+    if with_replays:  # `verify 2026...`: one of verify's replays, never `latest`
+        t.add_column("replay of", no_wrap=True)
     if with_metrics:
         t.add_column("metrics", overflow="fold", ratio=1)
     for r in rows:
@@ -208,9 +211,18 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
             escape(_argv_text(_short_program(r.get("command") or []))),
+            *([escape(_replay_text(r, all_ids))] if with_replays else []),
             *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
         )
     c.print(t)
+
+
+def _replay_text(row: Mapping[str, Any], all_ids: Sequence[str]) -> str:
+    of = row.get("replay_of")
+    if not of:
+        return ""
+    by = "verify" if row.get("started_by") == "verify" else "replay"
+    return f"{by} {short_ids([str(of)], all_ids)[str(of)]}"
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
@@ -231,7 +243,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
          + (" + uncommitted changes" if m.code.dirty else "")),
     ]
     if r.replay_of:
-        rows.append(("replay of", r.replay_of))
+        rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
+                                                 if r.started_by == "verify" else "")))
     if r.signal:
         rows.append(("signal", r.signal))
     if m.code.remote:
