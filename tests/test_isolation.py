@@ -79,6 +79,7 @@ def repro_proc(repo: Path, *args: str, env: dict[str, str] | None = None,
 # ---------------------------------------------------------------------------- 1: isolation
 
 
+@pytest.mark.slow
 def test_verify_of_a_script_writing_into_its_input_leaves_the_checkout_alone(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     commit(repo, APPENDS)
@@ -221,6 +222,7 @@ def test_script_copies_inputs_instead_of_linking_them(
 # ---------------------------------------------------------------------------- 5: --json
 
 
+@pytest.mark.slow
 def test_verify_json_is_one_document_and_the_commands_output_goes_to_stderr(
         repo: Path) -> None:
     commit(repo, "import pathlib\nprint('hello from the script')\n"
@@ -359,6 +361,7 @@ def test_a_replay_failing_on_an_unrecorded_file_names_it_and_hints_data(
 # ---------------------------------------------------------------------------- 9: latest
 
 
+@pytest.mark.slow
 def test_verify_replays_are_marked_and_never_become_latest(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     commit(repo, "import os, pathlib\n"

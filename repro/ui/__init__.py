@@ -194,10 +194,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         t.add_column(col, no_wrap=True)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
-    with_replays = any(r.get("replay_of") for r in rows)
     short = short_ids([str(r["run_id"]) for r in rows], all_ids)
-    if with_replays:  # `verify 2026...`: one of verify's replays, never `latest`
-        t.add_column("replay of", no_wrap=True)
     if with_metrics:
         t.add_column("metrics", overflow="fold", ratio=1)
     for r in rows:
@@ -205,24 +202,17 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
+        # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
+        mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
         t.add_row(
             escape(short[str(r["run_id"])]),
-            f"[{style}]{escape(status)}[/]" if style else escape(status),
+            (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
             escape(_argv_text(_short_program(r.get("command") or []))),
-            *([escape(_replay_text(r, all_ids))] if with_replays else []),
             *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
         )
     c.print(t)
-
-
-def _replay_text(row: Mapping[str, Any], all_ids: Sequence[str]) -> str:
-    of = row.get("replay_of")
-    if not of:
-        return ""
-    by = "verify" if row.get("started_by") == "verify" else "replay"
-    return f"{by} {short_ids([str(of)], all_ids)[str(of)]}"
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
