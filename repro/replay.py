@@ -231,14 +231,18 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         outcome = record.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
-        if interrupted:
-            raise KeyboardInterrupt  # Ctrl-C: exit 130, no verdict; the run says interrupted
+        if interrupted and (opts.started_by == "verify"
+                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP")):
+            # Ctrl-C: exit 130 and no verdict; the run says interrupted. (A replay whose
+            # command SIGTERM killed exits 143, as `run` does.)
+            raise KeyboardInterrupt
         unrecorded = _unrecorded_reads(outcome, plan, runs.root, worktree) \
             if outcome.exit_code != 0 else ()
         for rel in unrecorded:
             reporter.warn(*unrecorded_message(rel))
         yield Replayed(outcome, worktree, plan, unrecorded)
     finally:
+        _forget_worktree_cache(runs, worktree, plan)
         if opts.keep:
             reporter.warn(f"kept the replay worktree at {worktree}",
                           hint=f"remove it with `git worktree remove --force {worktree}`")
@@ -246,6 +250,16 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _forget_worktree_cache(runs: store.Store, worktree: Path, plan: Plan) -> None:
+    """The stat cache of the worktree's copies and outputs: never hashed again, so dropped
+    (a linked input resolves to the checkout, whose cache entries are kept)."""
+    real = os.path.realpath(worktree)
+    paths = [os.path.realpath(worktree / p) for p in (*(i.path for i in plan.inputs
+                                                         if not Path(i.path).is_absolute()),
+                                                      *plan.outputs)]
+    data.forget_cached(runs.cache_dir, [p for p in paths if p.startswith(real + os.sep)])
 
 
 def from_checkout(plan: Plan, root: Path, worktree: Path | None) -> frozenset[int]:

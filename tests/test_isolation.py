@@ -34,6 +34,7 @@ with src.open("a") as f:
 scratch = src.parent / "scratch.txt"
 if scratch.exists():
     scratch.unlink()
+__import__("time").sleep(0.3)  # outputs older than the stat cache's racy margin get cached
 """
 
 
@@ -127,10 +128,13 @@ def test_nested_directory_input_is_a_real_directory_in_the_replay(
     assert set(recorded["data"]) == {"data", "data/train.csv"}
     make_data(repo)
     before = snapshot_tree(repo)
+    shards = repo / ".repro" / "cache" / "stat-v1"
+    cached = set(os.listdir(shards))
     code, report, err = verify_doc(["latest"], capfd)
     assert (code, report["verdict"]) == (0, "bitwise"), err
     assert "symlink" not in err and "edited" not in err
     assert snapshot_tree(repo) == before
+    assert set(os.listdir(shards)) == cached  # the copies' stat cache went with the worktree
 
 
 def test_config_directory_input_plus_argv_file_is_one_recipe(
