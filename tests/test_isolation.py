@@ -308,12 +308,13 @@ def test_replay_never_restores_secret_or_unlisted_variables_from_a_manifest(
 # ---------------------------------------------------------------------------- 7: Ctrl-C
 
 
+@pytest.mark.parametrize("command", ["verify", "replay"])
 def test_ctrl_c_during_verify_exits_130_records_interrupted_and_cleans_up(
-        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], command: str) -> None:
     commit(repo, "import os, pathlib, sys, time\n"
                  "pathlib.Path('metrics.json').write_text('{\"x\": 1}')\n"
                  "if 'repro-replay-' in os.getcwd():\n"
-                 "    print('ready', flush=True)\n"
+                 "    print('ready', file=sys.stderr, flush=True)\n"
                  "    time.sleep(60)\n")
     assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py"]) == 0
     original = show("latest", capfd)["run"]["run_id"]
@@ -322,7 +323,7 @@ def test_ctrl_c_during_verify_exits_130_records_interrupted_and_cleans_up(
     tmp.mkdir()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("REPRO_")},
            "TMPDIR": str(tmp)}
-    proc = repro_proc(repo, "verify", "latest", env=env, start_new_session=True)
+    proc = repro_proc(repo, command, "latest", env=env, start_new_session=True)
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -339,7 +340,8 @@ def test_ctrl_c_during_verify_exits_130_records_interrupted_and_cleans_up(
     rows = json.loads(capfd.readouterr().out)["runs"]
     replay = next(r for r in rows if r["run_id"] != original)
     assert replay["status"] == "interrupted"
-    assert replay["replay_of"] == original and replay["started_by"] == "verify"
+    assert replay["replay_of"] == original
+    assert replay["started_by"] == ("verify" if command == "verify" else None)
     assert list(tmp.iterdir()) == []  # the worktree is gone
     assert snapshot_tree(repo) == before
 
