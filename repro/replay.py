@@ -435,8 +435,13 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
                           f"({size} bytes; replay_copy_max_bytes is {budget}): the replay "
                           "reads it in place, and repro checks afterwards that it is unchanged",
                           hint="raise `replay_copy_max_bytes` in the configuration to copy it")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.symlink_to(src)
+            if dest.is_dir():  # the commit tracks part of it: link what the worktree lacks
+                for name in sorted(os.listdir(src)):
+                    if not os.path.lexists(dest / name) and name not in (".git", ".repro"):
+                        (dest / name).symlink_to(src / name)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.symlink_to(src)
             in_place.append(i)
             continue
         try:

@@ -167,7 +167,7 @@ def test_an_input_over_the_copy_budget_is_linked_named_and_checked_afterwards(
     capfd.readouterr()
     assert main(["verify", "latest"]) == 2
     err = capfd.readouterr().err
-    warned = err.index("data/train.csv is too large to copy")
+    warned = err.index("input data/train.csv is too large to copy")
     failed = err.index("error: the replay changed input data/train.csv")
     assert warned < failed
     assert "replay_copy_max_bytes" in err
@@ -186,6 +186,26 @@ def test_a_read_only_script_passes_with_a_linked_input(
     code, report, err = verify_doc(["latest"], capfd)
     assert (code, report["verdict"]) == (0, "bitwise")
     assert "data/train.csv is too large to copy" in err
+    assert snapshot_tree(repo) == before
+
+
+def test_a_partly_tracked_directory_input_over_the_budget_gets_what_the_commit_lacks(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, "import pathlib\n"
+                 "n = len(pathlib.Path('data/train.csv').read_text())\n"
+                 "n += len(pathlib.Path('data/README.md').read_text())\n"
+                 "pathlib.Path('metrics.json').write_text('{\"n\": %d}' % n)\n",
+           config="replay_copy_max_bytes: 4\n")
+    make_data(repo)
+    (repo / "data" / "README.md").write_text("tracked\n")
+    git(repo, "add", "-f", "data/README.md")
+    git(repo, "commit", "-qm", "data readme")
+    assert main(["run", "--data", "data", "--metrics", "metrics.json", "--", PYTHON,
+                 "train.py"]) == 0
+    before = snapshot_tree(repo)
+    code, report, err = verify_doc(["latest"], capfd)
+    assert (code, report["verdict"]) == (0, "bitwise"), err
+    assert "input data is too large to copy" in err
     assert snapshot_tree(repo) == before
 
 
