@@ -71,8 +71,6 @@ def test_quickstart_steps_are_found() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the second run is refused as dirty until declared "
-                   "outputs stop counting as dirt (branch `outputs`); remove this mark then")
 def test_readme_quickstart_runs_verbatim(repo: Path) -> None:
     pytest.importorskip("torch")
     (repo / "train.py").write_text(TRAIN)
