@@ -146,4 +146,7 @@ def test_allowed_env_drops_secrets_and_unlisted() -> None:
 def test_glob_match_is_fnmatchcase(pattern: str, name: str) -> None:
     import fnmatch
 
-    assert envmod._glob_match(name, pattern) == fnmatch.fnmatchcase(name, pattern)
+    assert envmod._glob_matcher([pattern])(name) == fnmatch.fnmatchcase(name, pattern)
+    patterns = ["RANK", "TORCH_*", "A?C", pattern]
+    assert envmod._glob_matcher(patterns)(name) == any(
+        fnmatch.fnmatchcase(name, p) for p in patterns)
