@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from repro import errors, ui
 from repro.errors import ExitCode
+
+if TYPE_CHECKING:
+    from repro import manifest, store
 
 app = typer.Typer(
     name="repro",
@@ -155,13 +158,24 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     if as_json:
         ui.print_json(manifest.to_dict(m))
     else:
-        from repro.capture import metrics
+        ui.show_run(m, str(path.parent), _series_of(m, path.parent))
 
-        name = (m.metrics or {}).get("series")
-        series = (metrics.series_values(path.parent / name)
-                  if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")
-                  else {})
-        ui.show_run(m, str(path.parent), series)
+
+def _series_of(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
+    """The run's metric series (its JSON-lines file in the run directory), for a curve."""
+    from repro.capture import metrics
+
+    name = (m.metrics or {}).get("series")
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        return {}
+    return metrics.series_values(run_dir / name)
+
+
+def _series(runs: store.Store, ref: str) -> dict[str, list[float]]:
+    from repro import store
+
+    path = runs.resolve(ref)
+    return _series_of(store.load_manifest(path), path.parent)
 
 
 Rtol = Annotated[float | None, typer.Option(
@@ -206,7 +220,9 @@ def diff(
     elif as_markdown:
         sys.stdout.write(diffview.markdown(report, show_all=show_all, sections=names))
     else:
-        diffview.render(report, ui.out_console(), show_all=show_all, sections=names)
+        curves = (_series(runs, left), _series(runs, right))
+        diffview.render(report, ui.out_console(), show_all=show_all, sections=names,
+                        curves=curves)
     # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
     changed = any(report.sections[n].changed for n in names)
     raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)

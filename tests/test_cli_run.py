@@ -531,15 +531,23 @@ def test_a_run_refused_before_it_starts_is_not_listed(
 def test_show_draws_a_curve_of_the_metric_series(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "log.py").write_text(
-        "import json, os\n"
+        "import json, os, sys\n"
         "with open(os.environ['REPRO_METRICS_FILE'], 'a') as f:\n"
         "    for step in range(8):\n"
-        "        f.write(json.dumps({'step': step, 'loss': 1.0 / (step + 1)}) + '\\n')\n")
+        "        f.write(json.dumps({'step': step, 'loss': float(sys.argv[1]) / (step + 1)})"
+        " + '\\n')\n")
     git(repo, "add", "log.py")
     git(repo, "commit", "-qm", "log")
-    assert main(["run", "--quiet", "--", PYTHON, "log.py"]) == 0
+    assert main(["run", "--quiet", "--", PYTHON, "log.py", "1"]) == 0
     capfd.readouterr()
     assert main(["show", "latest"]) == 0
     curve = [line.rstrip() for line in capfd.readouterr().out.splitlines()
              if line.startswith("curve")]
     assert curve == ["curve        loss  █▄▃▂▂▁▁▁  1 → 0.125"], curve
+    # Two runs: both curves on one scale, under the metrics that differ.
+    assert main(["run", "--quiet", "--", PYTHON, "log.py", "0.5"]) == 0
+    capfd.readouterr()
+    assert main(["diff", "latest~1", "latest"]) == 1
+    out = [line.rstrip() for line in capfd.readouterr().out.splitlines()]
+    at = out.index("curves  a over b, one scale per metric")
+    assert out[at + 1:at + 3] == ["loss  a █▄▃▂▂▂▂▁", "      b ▄▂▂▁▁▁▁▁"], out

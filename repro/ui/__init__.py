@@ -320,12 +320,15 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
 _BARS = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: Sequence[float]) -> str:
-    """One character per value, from ▁ (the lowest) to █ (the highest); · for nan/inf."""
+def sparkline(values: Sequence[float], low: float | None = None,
+              high: float | None = None) -> str:
+    """One character per value, from ▁ (`low`, default the lowest) to █ (`high`, default the
+    highest); · for nan/inf."""
     finite = [v for v in values if v == v and abs(v) != float("inf")]
     if not finite:
         return "·" * len(values)
-    low, high = min(finite), max(finite)
+    low = min(finite) if low is None else low
+    high = max(finite) if high is None else high
     span = high - low
     out = []
     for v in values:

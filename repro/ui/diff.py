@@ -193,10 +193,14 @@ def _header_info(report: compare.DiffReport, show_all: bool = True) -> list[comp
 
 
 def render(report: compare.DiffReport, console: Console, *, show_all: bool = False,
-           sections: Sequence[str] = ()) -> None:
+           sections: Sequence[str] = (),
+           curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]]
+           | None = None) -> None:
     """The verdict, the two runs, then a table per section that differs (every one with show_all).
 
     `sections` limits the output to the named sections (errors.UsageError for unknown names).
+    `curves`: each run's metric series (see metrics.series_values), drawn on one scale under
+    the metrics section.
     """
     visible = _visible(report, show_all, sections)
     style = "bold red" if report.changed else "bold green"
@@ -205,6 +209,8 @@ def render(report: compare.DiffReport, console: Console, *, show_all: bool = Fal
     for s in visible:
         console.print()
         _render_section(s, console)
+    if curves and any(s.name == "metrics" for s in visible):
+        _render_curves(curves, console)
 
 
 def _runs_table(report: compare.DiffReport, show_all: bool) -> Table:
@@ -275,6 +281,26 @@ def _render_files(c: compare.Change, console: Console) -> None:
             console.print(Text(f"    {mark} {p}" if mark else f"    {p}", style=colour[mark]))
         if len(paths) > limit:
             console.print(Text(f"    … and {len(paths) - limit:,} more {label}", style="dim"))
+
+
+def _render_curves(curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]],
+                   console: Console) -> None:
+    """Each metric both series logged, a over b on one scale (▁ the lowest of both)."""
+    from repro.ui import sparkline
+
+    a, b = curves
+    names = [n for n in a if n in b and len(a[n]) > 1 and len(b[n]) > 1]
+    if not names:
+        return
+    console.print()
+    console.print(Text.assemble(("curves", "bold"), "  ", ("a over b, one scale per metric",
+                                                           "dim")))
+    width = max(len(n) for n in names)
+    for n in names:
+        both = [v for v in (*a[n], *b[n]) if v == v and abs(v) != float("inf")]
+        low, high = (min(both), max(both)) if both else (0.0, 0.0)
+        console.print(Text.assemble(f"{n:<{width}}  a ", (sparkline(a[n], low, high), _A)))
+        console.print(Text.assemble(f"{'':<{width}}  b ", (sparkline(b[n], low, high), _B)))
 
 
 def _render_metrics(s: compare.Section, console: Console) -> None:
