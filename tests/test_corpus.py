@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
-import os
 import shutil
-import stat
 import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -27,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, git, pinned_lock
+from tests.conftest import PYTHON, git, pinned_lock, snapshot_tree
 
 pytestmark = pytest.mark.slow
 
@@ -40,38 +37,12 @@ LOCKED = ["torch", "numpy", "scikit-learn", "scipy", "joblib", "matplotlib"]
 
 
 def checkout_state(repo: Path) -> dict[str, object]:
-    """Everything of the user's checkout that replay/verify must leave alone.
-
-    Every file and symlink under the root except repro's own store (.repro/) and git's object
-    database: content hash, size, mode and mtime (a rewrite with identical bytes is still a
-    write), plus git's view: status with ignored files, HEAD, refs, worktrees and the index.
-    """
-    state: dict[str, object] = {}
-    for dirpath, dirnames, filenames in os.walk(repo):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(repo).as_posix()
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d not in (".repro", ".git")]
-        for name in sorted(dirnames):
-            st = (here / name).lstat()
-            state[f"{rel_dir}/{name}/"] = ("dir", stat.S_IMODE(st.st_mode))
-        for name in filenames:
-            path = here / name
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                state[f"{rel_dir}/{name}"] = ("symlink", os.readlink(path))
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                state[f"{rel_dir}/{name}"] = (digest, st.st_size, stat.S_IMODE(st.st_mode),
-                                              st.st_mtime_ns)
-    status = git(repo, "status", "--porcelain", "--ignored", "--untracked-files=all")
-    state["git status"] = [line for line in status.splitlines()
-                           if not line[3:].startswith(('.repro/', '".repro/'))]
-    state["git HEAD"] = git(repo, "rev-parse", "HEAD")
-    state["git refs"] = git(repo, "for-each-ref")
-    state["git worktrees"] = git(repo, "worktree", "list", "--porcelain")
-    state["git stash"] = git(repo, "stash", "list")
-    state[".git/index"] = hashlib.sha256((repo / ".git" / "index").read_bytes()).hexdigest()
+    """Everything of the user's checkout that replay/verify must leave alone: conftest's
+    snapshot_tree (every file with hash, size, mode and mtime, git status, HEAD, worktrees,
+    index) plus the refs and the stash."""
+    state = snapshot_tree(repo)
+    state[":refs"] = git(repo, "for-each-ref")
+    state[":stash"] = git(repo, "stash", "list")
     return state
 
 
@@ -292,8 +263,8 @@ def test_save_path_that_exists_from_an_earlier_run(repo: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "will be overwritten" in done.stdout
     assert (repo / "model.pt").read_bytes() != earlier
+    v = verified_untouched(repo, "latest")
     m = manifest(repo)
     assert "model.pt" not in (m.get("data") or {}), m.get("data")
     assert "model.pt" in (m.get("outputs") or {}), m.get("outputs")
-    v = verified_untouched(repo, "latest")
     assert "model.pt" in v.checks(), describe(v)
