@@ -96,6 +96,9 @@ def verify(repo: Path, *args: str) -> Verified:
     """
     done = repro(repo, "verify", "--json", *args)
     problems = []
+    if not done.stdout.strip():
+        return Verified(done.returncode, {}, [f"verify gave no report (exit {done.returncode}); "
+                                              f"stderr: {done.stderr[-1500:]!r}"])
     try:
         report = json.loads(done.stdout)
     except json.JSONDecodeError:
