@@ -203,13 +203,20 @@ def test_sklearn_without_random_state(repo: Path) -> None:
     assert "forest.accuracy" in v.checks(), describe(v)
 
 
-def test_sklearn_verify_runs_of_a_command(repo: Path) -> None:
-    """(c) again, as `repro verify --runs 2 -- CMD`: the command is deterministic under repro."""
-    project(repo, "sklearn_forest.py", "models/\nmetrics.json\n")
-    v = verify(repo, "--runs", "2", "--seed", SEED, "--output", "models", "--metrics",
-               "metrics.json", "--", PYTHON, "sklearn_forest.py", "--n-estimators", "10")
+def test_sklearn_verify_runs_into_a_reused_output_directory(repo: Path) -> None:
+    """(c) again, as `repro verify --runs 2 -- CMD` into an output directory an earlier
+    experiment left files in: those are stale, not this run's, and never compared."""
+    project(repo, "sklearn_forest.py", "outputs/\nmetrics.json\n")
+    run_ok(repo, "--output", "outputs", "--metrics", "metrics.json", "--",
+           PYTHON, "sklearn_forest.py", "--n-estimators", "5", "--model-dir", "outputs/small")
+    v = verify(repo, "--runs", "2", "--seed", SEED, "--output", "outputs", "--metrics",
+               "metrics.json", "--", PYTHON, "sklearn_forest.py", "--n-estimators", "10",
+               "--model-dir", "outputs/forest")
     assert not v.problems, "\n".join(v.problems)
     assert (v.code, v.verdict) == (0, "bitwise"), describe(v)
+    assert not [n for n in v.checks() if "small" in n], describe(v)
+    recorded = manifest(repo, v.report["run"])["outputs"]["outputs"]
+    assert recorded["files"] == 2 and recorded.get("stale") == 2, recorded
 
 
 def test_matplotlib_pdf_and_png(repo: Path) -> None:
