@@ -60,6 +60,9 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    # SOURCE_DATE_EPOCH to inject: a replay passes the recorded value (also with --at, whose
+    # commit has another time); None: the time of the commit being run.
+    source_date_epoch: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +109,15 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
     status_proc = git.start_status(root)  # these two overlap with the work below
     remote_proc = git.start_remote(root)
+    time_proc = git.start_commit_time(root) if req.source_date_epoch is None else None
     cfg = config.load(root)
     python, how = environment.find_interpreter(req.argv, req.cwd, env)
     inspect_proc = environment.start_inspect(python, env)
     remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
-    state = git.finish_status(status_proc, root)
+    try:
+        state = git.finish_status(status_proc, root)
+    finally:
+        commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
@@ -162,7 +169,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
-                            hook_out=hook_out, hook_dir=seeding.hook_dir())
+                            hook_out=hook_out, hook_dir=seeding.hook_dir(),
+                            source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
         m = m.replace(determinism={
