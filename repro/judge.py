@@ -469,9 +469,18 @@ def _examine_file(roots: _Roots, name: str, rel: str, he: str, ha: str,
                      {**info, "compared": "hash"})
     if rel.lower().endswith(TENSOR_SUFFIXES):
         return _TensorJob(name, pe, pa, info)
-    if rel.lower().endswith(CHECKPOINT_SUFFIXES):
+    if rel.lower().endswith(CHECKPOINT_SUFFIXES) and _pickled(pe) and _pickled(pa):
         return _TensorJob(name, pe, pa, info, bytes_fallback=True)
     return _compare_bytes(name, pe, pa, info)
+
+
+def _pickled(p: Path) -> bool:
+    """The file starts like torch.save's zip or a pickle (protocol 2 and up)."""
+    try:
+        head = _read_at(p, 0, 4)
+    except OSError:
+        return False
+    return head.startswith((b"PK\x03\x04", b"\x80"))
 
 
 # --- text and binary files ----------------------------------------------------------------------

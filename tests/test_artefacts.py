@@ -261,12 +261,12 @@ def test_matplotlib_pdf_and_png_reproduce_bitwise(
 # ---------------------------------------------------------------------------- format causes
 
 
-def _figure(path: Path, epoch: str | None) -> None:
+def _figure(path: Path, epoch: str | None, script: str = FIGURE) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     if epoch is not None:
         env["SOURCE_DATE_EPOCH"] = epoch
     path.mkdir(parents=True)
-    subprocess.run([PYTHON, "-c", FIGURE], cwd=path, env=env, check=True, timeout=120)
+    subprocess.run([PYTHON, "-c", script], cwd=path, env=env, check=True, timeout=120)
 
 
 @pytest.mark.slow
@@ -280,8 +280,8 @@ def test_format_cause_pdf_dates(tmp_path: Path) -> None:
     assert cause is not None and cause.startswith("differs only in the PDF's /CreationDate")
     assert "SOURCE_DATE_EPOCH" in cause
     # another figure is not "only dates"
-    other = tmp_path / "other.pdf"
-    other.write_bytes(c.read_bytes().replace(b"loss", b"lass"))
+    _figure(tmp_path / "d", "1800000000", FIGURE.replace("[1, 4, 9]", "[1, 4, 8]"))
+    other = tmp_path / "d" / "figures" / "loss.pdf"
     assert judge.format_cause(a, other) == "the PDF's content differs, not only its /CreationDate"
 
 
