@@ -66,6 +66,7 @@ class _Side:
 
     loaded: history.Loaded
     files_root: Path | None  # where its outputs live (the checkout, or a replay's worktree)
+    unrecorded: tuple[str, ...] = ()  # files a failed replay missed that the checkout has
     # Where the run's command ran (the checkout, or a replay's worktree): paths under it that a
     # checkpoint embeds name the same place on both sides. None: not known.
     checkout_root: Path | None = None
@@ -81,7 +82,12 @@ class _Side:
 def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
                label: str | None = None) -> list[judge.Check]:
     e, a = expected.loaded.manifest, actual.loaded.manifest
-    checks = [judge.compare_exit(e.run.exit_code, a.run.exit_code)]
+    exit_check = judge.compare_exit(e.run.exit_code, a.run.exit_code)
+    if not exit_check.passed and actual.unrecorded:
+        message, hint = replay.unrecorded_message(actual.unrecorded[0])
+        exit_check = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
+                                                            f"(hint: {hint})")
+    checks = [exit_check]
     roots = tuple(dict.fromkeys(r for r in (expected.checkout_root, actual.checkout_root)
                                 if r is not None))
     checks += judge.compare_outputs(
@@ -108,7 +114,7 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     # may have been overwritten since (judge checks their hashes either way).
     # The recorded run ran in the checkout (a run recorded by a replay ran in a worktree that
     # is gone: its embedded paths are not recognised).
-    base = _Side(baseline, kept if kept.is_dir() else runs.root, runs.root)
+    base = _Side(baseline, kept if kept.is_dir() else runs.root, checkout_root=runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
     conditions: dict[str, str] = {}
@@ -143,7 +149,9 @@ def verify_command(request: record.RunRequest, opts: Options,
         raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
                                 hint="e.g. repro verify --runs 2 -- python train.py")
     started = time.monotonic()
-    first = record.execute(request, reporter)
+    first = record.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
+    if first.manifest.run.status == "interrupted":
+        raise KeyboardInterrupt  # Ctrl-C: exit 130 and no verdict
     runs = request.store or store.open_here(request.cwd)
     rest = dataclasses.replace(opts, runs=max(1, opts.runs - 1), yes=True)
     report = verify_run(runs, first.run_id, rest, reporter, None)
@@ -168,11 +176,13 @@ def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Lo
             new_ids: list[str], workdir: str = "worktree") -> _Side:
     ropts = replay.Options(at=opts.at, keep=opts.keep, force=opts.force,
                            strict_env=opts.strict_env, yes=opts.yes, extra_env=extra_env,
-                           threads=threads, name=name, workdir_name=workdir)
+                           threads=threads, name=name, workdir_name=workdir,
+                           started_by="verify", stdout_to_stderr=True)
     done = stack.enter_context(replay.session(runs, baseline, ropts, reporter, confirm))
     new_ids.append(done.outcome.run_id)
     loaded = history.Loaded(done.outcome.manifest, done.outcome.run_dir)
-    return _Side(loaded, done.worktree, done.worktree, not done.plan.foreign)
+    return _Side(loaded, done.worktree, done.unrecorded, checkout_root=done.worktree,
+                 trusted=not done.plan.foreign)
 
 
 def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | None, str]:
