@@ -41,8 +41,18 @@ Rules:
     anything else, and any failure of the probe (interpreter gone, crash, timeout, unreadable
     file), is `different` with the reason. All tensor files are compared by one probe process,
     so torch is imported once, however many checkpoints differ.
-  - any other file is `different`; the detail names its first differing line (UTF-8 text) or
-    byte.
+  - checkpoints (`.pt .pth`, and `.ckpt .pkl .pickle .bin` that start like a pickle or
+    torch.save's zip) are walked structurally by the probe: tensors numerically, other values
+    by equality, strings and keys that embed the recorded run's checkout or the replay's
+    worktree (`Structural.roots`) compared with that root replaced. A value equal only after
+    that is `within-tolerance`, never `same` (the bytes differ); a file whose every other value
+    is identical says "only embedded paths differ (ROOT vs ROOT in N values: names)".
+    Loading is weights-only; full unpickling (`Structural.unpickle`) only where this clone
+    produced both runs. A `.ckpt .pkl .pickle .bin` the probe cannot read is compared as bytes,
+    the reason appended.
+  - any other file is `different`; the detail names the cause where a known format says it
+    (`format_cause`: PDF dates and /ID, PNG tIME and text chunks, zip member times, the gzip
+    header's mtime), else its first differing line (UTF-8 text) or byte.
   - a directory with both listings gives one check per added (`different`), removed
     (`missing`) or modified file, named `dir/relpath`, modified ones examined as files; without
     both listings, one check on the directory's hash. An unchanged directory is one `same`
