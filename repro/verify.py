@@ -148,6 +148,7 @@ def verify_command(request: record.RunRequest, opts: Options,
     if opts.runs < 2 and not opts.vary:
         raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
                                 hint="e.g. repro verify --runs 2 -- python train.py")
+    _require_declared_results(request)
     started = time.monotonic()
     first = record.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
     if first.manifest.run.status == "interrupted":
@@ -157,6 +158,23 @@ def verify_command(request: record.RunRequest, opts: Options,
     report = verify_run(runs, first.run_id, rest, reporter, None)
     return dataclasses.replace(report, runs=(first.run_id, *report.runs),
                                duration_s=time.monotonic() - started)
+
+
+def _require_declared_results(request: record.RunRequest) -> None:
+    """Before running anything: a command with no outputs, metrics file or metric pattern
+    declared (flags or configuration) could only be judged on its exit code."""
+    from repro import config
+
+    if request.outputs or request.metrics:
+        return
+    runs = request.store or store.open_here(request.cwd)
+    cfg = config.load(request.root or runs.root)
+    if cfg.outputs or cfg.metrics or cfg.metric_patterns:
+        return
+    raise errors.UsageError(
+        "nothing to compare: the command declares no outputs and no metrics",
+        hint="add --output PATH / --metrics FILE (or `outputs`, `metrics`, `metric_patterns` in "
+             "repro.yaml), e.g. repro verify --runs 2 --output out/ -- python train.py")
 
 
 def _require_results(loaded: history.Loaded) -> None:
