@@ -356,6 +356,10 @@ def test_script_seeds_and_determinism_off_land_in_the_manifest(
     assert ("random.seed", 7) in seeds and ("torch.manual_seed", 42) in seeds
     assert hook["deterministic_algorithms"] is False
     assert m["hardware"]["torch"]["version"].startswith("2.")
+    capfd.readouterr()
+    assert main(["show", "latest"]) == 0
+    shown = capfd.readouterr().out
+    assert "torch.manual_seed(42)" in shown and "overrides repro's seed" in shown
 
 
 def test_unseeded_torch_script_reproduces_through_repro_run(
