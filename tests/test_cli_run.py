@@ -84,6 +84,7 @@ def test_dirty_tree_is_refused_naming_files(repo: Path, capfd: pytest.CaptureFix
     assert "error: the work tree has uncommitted or untracked files:" in err
     assert "train.py (modified)" in err and "scratch.py (untracked)" in err
     assert "hint:" in err and "--allow-dirty" in err
+    assert "declare them with --output PATH" in err  # an untracked file may be a run's result
     assert not (repo / ".repro" / "runs").exists()
 
 
