@@ -330,8 +330,14 @@ def read(path: Path) -> Manifest:
     return from_dict(data, str(path))
 
 
-def write(path: Path, m: Manifest) -> None:
-    write_text_atomic(path, dumps(to_dict(m)))
+def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust)."""
+    text = dumps(to_dict(m))
+    if key is not None:
+        from repro import trust
+
+        write_text_atomic(trust.tag_path(path), trust.tag_text(key, text.encode(), path))
+    write_text_atomic(path, text)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -74,7 +74,7 @@ class Store:
         latest = LATEST_RE.match(ref)
         if latest:
             back = int(latest.group(1) or 0)
-            ids = self.run_ids()
+            ids = not_future(self.run_ids())
             if back >= len(ids):
                 raise errors.RunNotFoundError(
                     f"{ref}: there are only {len(ids)} runs" if ids else f"{ref}: no runs yet",
@@ -130,6 +130,25 @@ def open_here(cwd: Path | None = None) -> Store:
     root = find_root(cwd or Path.cwd())
     home = os.environ.get("REPRO_HOME")
     return Store(root=root, home=Path(home).resolve() if home else root / ".repro")
+
+
+# How far a run id may lie in the future (another host's clock, sharing REPRO_HOME) and still
+# count for `latest`; beyond it, a run dated 2099 (committed, or from a broken clock) would
+# pin `latest` for good.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def not_future(ids: list[str], now: dt.datetime | None = None) -> list[str]:
+    """The run ids not dated beyond now + CLOCK_SKEW (ids start with their UTC start time)."""
+    limit = new_run_id((now or dt.datetime.now(dt.UTC)) + CLOCK_SKEW)
+    return [i for i in ids if i <= limit]
+
+
+def future_ids(runs: Store) -> list[str]:
+    """Run ids dated in the future, which `latest` skips (the CLI warns about them)."""
+    ids = runs.run_ids()
+    kept = set(not_future(ids))
+    return [i for i in ids if i not in kept]
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
