@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from repro import errors, history, manifest, record, seeding, store
+from repro import errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -112,7 +112,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
-        foreign=not _produced_here(run_dir, runs),
+        foreign=not trust.produced_here(loaded.path or run_dir / store.MANIFEST, runs.root),
     )
 
 
@@ -142,13 +142,6 @@ def replayable_env(values: Any, what: str) -> dict[str, str]:
     return out
 
 
-def _produced_here(run_dir: Path, runs: store.Store) -> bool:
-    try:
-        return run_dir.resolve().parent == runs.runs_dir.resolve()
-    except OSError:
-        return False
-
-
 @dataclasses.dataclass(frozen=True)
 class Replayed:
     outcome: record.RunOutcome
@@ -169,6 +162,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
+    redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
     forced = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
     tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
@@ -178,7 +172,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
-            argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
+            argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
+            recorded_argv=plan.argv,
             cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
@@ -232,7 +227,8 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.user_env.items()) + " " + command
     if confirm is None:
         raise errors.ReplayError(
-            f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
+            f"run {plan.run_id} was not recorded in this clone (or was changed since); "
+            f"refusing to run its command "
             f"without confirmation: {command}",
             hint="read the command, then pass --yes (CI) or run on a terminal to be asked")
     if not confirm(command):
@@ -320,6 +316,12 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
             src = root / rel  # too big to copy at record time: take it from the checkout
             if src.is_file() and data.hash_file(src) == entry.get("hash"):
                 shutil.copy2(src, dest)
+            elif not force and entry.get("secret"):
+                raise errors.ReplayError(
+                    f"untracked file {rel} may hold secrets, so it was hashed, not copied, at "
+                    "record time; the checkout's copy differs or is missing",
+                    hint=f"put the recorded {rel} back in the checkout (its hash is checked), "
+                         "or pass --force to replay without it")
             elif not force:
                 raise errors.ReplayError(
                     f"untracked file {rel} was not copied at record time and the checkout's "
@@ -406,8 +408,8 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
             continue
         lines.append(f"export {k}={q(v)}")
     picked = from_checkout(plan, root, None)
-    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked else q(w)
-                       for i, w in enumerate(plan.argv))
+    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked
+                       else redact.shell_word(w, q) for i, w in enumerate(plan.argv))
     lines += [f"cd {q(plan.cwd)}", command,
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"
