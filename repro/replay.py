@@ -92,6 +92,12 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         for u in m.code.untracked:
             rel = manifest.confined(str(u.get("path", "")), "untracked file")
             copy = run_dir / "untracked" / rel if u.get("copied") else None
+            if copy is not None and copy.is_file() and data.hash_file(copy) != u.get("hash"):
+                # A signed manifest does not vouch for files beside it: a pull can replace an
+                # ignored copy under .repro/ with a tracked one.
+                raise errors.ReplayError(
+                    f"the run's copy of untracked file {rel} does not match its recorded hash",
+                    hint="the run directory was modified")
             untracked.append((rel, copy, u))
     inputs = []
     for path, entry in m.data.items():

@@ -167,3 +167,22 @@ def test_a_future_dated_run_never_becomes_latest(
     soon = newer.parent / store.new_run_id(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
     shutil.copytree(older, soon)
     assert store.open_here().resolve("latest").parent == soon
+
+
+def test_a_replaced_untracked_copy_beside_a_genuine_manifest_is_refused(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`git pull` silently replaces ignored files: a tracked `.repro/runs/<id>/untracked/x.py`
+    can overwrite the copy beside one of this clone's own (signed) manifests."""
+    setup(repo)
+    (repo / "train.py").write_text(SCRIPT + "import helper\n")
+    (repo / "helper.py").write_text("x = 1\n")
+    assert main(["run", "--allow-dirty", *RUN[1:]]) == 0
+    copy = run_dirs(repo)[-1] / "untracked" / "helper.py"
+    marker = tmp_path / "pwned"
+    copy.write_text(f"open({str(marker)!r}, 'w').write('executed')\n")
+    capfd.readouterr()
+    for args in (["replay", "latest"], ["replay", "latest", "--script"]):
+        assert main(args) == 125
+        assert "copy of untracked file helper.py does not match its recorded hash" in \
+            capfd.readouterr().err
+    assert not marker.exists()
