@@ -24,12 +24,16 @@ SECRET_WORDS = frozenset({
     "token", "secret", "password", "passwd", "passphrase", "pass", "pwd", "apikey", "key",
     "credential", "credentials", "auth", "cookie", "signature",
 })
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_ASSIGN_RE = re.compile(r"^([+~]{0,2})([A-Za-z_][A-Za-z0-9_.-]*)=")
-PLACEHOLDER_RE = re.compile(
-    r"<secret:\$([A-Z_][A-Z0-9_]*):pbkdf2-sha256:([0-9a-f]{32}):([0-9a-f]{32})>")
+# Compiled on first use: `repro run` reads this module on every run (start-up is critical).
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_ASSIGN = r"^([+~]{0,2})([A-Za-z_][A-Za-z0-9_.-]*)="
+_PLACEHOLDER = r"<secret:\$([A-Z_][A-Z0-9_]*):pbkdf2-sha256:([0-9a-f]{32}):([0-9a-f]{32})>"
 ENV_PREFIX = "REPRO_SECRET_"
 _ITERATIONS = 100_000
+
+
+def placeholder_re() -> re.Pattern[str]:
+    return re.compile(_PLACEHOLDER)  # re caches compiled patterns
 
 
 def is_secret_name(name: str) -> bool:
@@ -47,19 +51,22 @@ def secret_spans(argv: Sequence[str]) -> list[tuple[int, str, str]]:
     argv[0] (the program) is never one.
     """
     spans: list[tuple[int, str, str]] = []
+    lowered = "\0".join(argv[1:]).lower()
+    if not any(word in lowered for word in SECRET_WORDS):
+        return spans  # the common case, without a regular expression
     i = 1
     while i < len(argv):
         word = argv[i]
         if word.startswith("-") and word != "-" and word != "--":
             name, sep, _value = word.lstrip("-").partition("=")
-            if _NAME_RE.fullmatch(name) and is_secret_name(name):
+            if re.fullmatch(_NAME, name) and is_secret_name(name):
                 if sep:
                     spans.append((i, word[:word.index("=") + 1], name))
                 elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
                     spans.append((i + 1, "", name))
                     i += 1
         else:
-            m = _ASSIGN_RE.match(word)
+            m = re.match(_ASSIGN, word)
             if m and is_secret_name(m.group(2)):
                 spans.append((i, word[:m.end()], m.group(2)))
         i += 1
@@ -94,7 +101,7 @@ def redact_argv(argv: Sequence[str], salt: Callable[[], bytes]) -> tuple[str, ..
     used: set[str] = set()  # `--password X PASSWORD=Y`: the second is REPRO_SECRET_PASSWORD_2
     for i, prefix, name in spans:
         value = out[i][len(prefix):]
-        if PLACEHOLDER_RE.fullmatch(value):
+        if placeholder_re().fullmatch(value):
             continue
         var, n = env_name(name), 1
         while var in used:
@@ -111,7 +118,7 @@ def restore_argv(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]
     the recorded hash; a missing or different value refuses with a hint naming the variable."""
     out = list(argv)
     for i, word in enumerate(argv):
-        m = PLACEHOLDER_RE.search(word)
+        m = placeholder_re().search(word)
         if m is None:
             continue
         var, salt, recorded = m.group(1), m.group(2), m.group(3)
@@ -131,7 +138,7 @@ def restore_argv(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]
 def shell_word(word: str, quote: Callable[[str], str]) -> str:
     """`--script`'s rendering of one argv word: a placeholder becomes a reference to its
     variable (`"${REPRO_SECRET_TOKEN:?...}"`), never a value."""
-    m = PLACEHOLDER_RE.search(word)
+    m = placeholder_re().search(word)
     if m is None:
         return quote(word)
     var = m.group(1)

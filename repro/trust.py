@@ -5,7 +5,7 @@ arrive in another clone looking like one of its own runs; replay and verify run 
 manifest, so they must tell the two apart by something a commit cannot carry. The key is 32
 random bytes in the clone's common git directory (shared by its worktrees, never committed,
 created on first use with mode 0600); every manifest repro writes gets a tag beside it
-(`manifest.yaml.tag`): keyed BLAKE2b over the manifest's bytes. Without the key a tag cannot be
+(`manifest.yaml.tag`): keyed BLAKE3 over the manifest's bytes. Without the key a tag cannot be
 made, so a committed or edited manifest is foreign.
 
 The same key salts the hashes of secret argv values (see repro.redact). Standard library only;
@@ -15,13 +15,11 @@ never prints.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
 KEY_FILE = "repro-key"  # in the common git directory
 TAG_SUFFIX = ".tag"
-_SCHEME = "blake2b-256"
 _keys: dict[Path, bytes] = {}  # common git dir -> key: read once per process
 
 
@@ -103,7 +101,9 @@ def tag_path(manifest_path: Path) -> Path:
 
 
 def tag(secret: bytes, text: bytes) -> str:
-    return f"{_SCHEME}:{hashlib.blake2b(text, key=secret, digest_size=32).hexdigest()}"
+    from repro.capture import data  # blake3 is loaded on every run anyway: no import cost
+
+    return data.keyed_hash(secret, text)
 
 
 def tag_text(secret: bytes, text: bytes, manifest_path: Path) -> str:
@@ -146,4 +146,4 @@ def derived(root: Path, purpose: str) -> bytes | None:
     secret = key(root)
     if secret is None:
         return None
-    return hashlib.blake2b(purpose.encode(), key=secret, digest_size=16).digest()
+    return bytes.fromhex(tag(secret, purpose.encode()).partition(":")[2])[:16]
