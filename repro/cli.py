@@ -123,7 +123,7 @@ def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", min=1)] = 20,
     as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
 
     Example:
 
@@ -143,6 +143,7 @@ def runs_cmd(
                      "duration_s": m.run.duration_s, "command": list(m.command.argv),
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
+                     "replay_of": m.run.replay_of, "started_by": m.run.started_by,
                      "metrics": dict((m.metrics or {}).get("final") or {})})
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
@@ -225,7 +226,7 @@ def diff(
 @app.command()
 def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
          ) -> None:
-    """Write a starter repro.yaml from what the project has, and ignore .repro/ in git.
+    """Write a starter repro.yaml from what the project has; ignore .repro/ and results in git.
 
     Example:
 
@@ -236,8 +237,8 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
     result = scaffold.init(Path.cwd(), force=force)
     sys.stdout.write(result.config_text)
     ui.info(f"wrote {result.config_path}")
-    if result.gitignore_updated:
-        ui.info("added .repro/ to .gitignore")
+    if result.ignored:
+        ui.info(f"added {', '.join(result.ignored)} to .gitignore")
 
 
 @app.command()
