@@ -18,7 +18,9 @@ from tests.conftest import PYTHON, git
 SCRIPT = """\
 import hashlib, json, pathlib, sys
 out = pathlib.Path("out"); out.mkdir(exist_ok=True)
-digest = hashlib.sha256("\\0".join(sys.argv[1:]).encode()).hexdigest()
+import os
+seen = [*sys.argv[1:], os.environ.get("HF_HOME", "")]  # a replay must see the credentials too
+digest = hashlib.sha256("\\0".join(seen).encode()).hexdigest()
 (out / "result.txt").write_text(digest + "\\n")
 pathlib.Path("metrics.json").write_text(json.dumps({"args": len(sys.argv) - 1}))
 """
@@ -135,6 +137,7 @@ def test_canaries_planted_everywhere_reach_nothing_repro_writes(repo: Path,
 def test_replay_takes_secret_arguments_from_the_environment_or_refuses(
         repo: Path, tmp_path: Path) -> None:
     env = plant(repo)
+    del env["HF_HOME"]  # --script restores the recorded (credential-free) value
     git(repo, "clean", "-qfdx", "-e", ".repro")
     cmd = ["--output", "out", "--", PYTHON, "train.py", "--api-key", "canary-apikey-1111"]
     assert repro(repo, env, "run", *cmd).returncode == 0
