@@ -135,6 +135,10 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
     key = trust.key(runs.root)  # marks the manifests below as written in this clone
+    if key is None:
+        reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
+                      "replay and verify will ask before running this run's command",
+                      hint="make the git directory writable, or remove a damaged repro-key")
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(

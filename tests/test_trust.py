@@ -186,3 +186,13 @@ def test_a_replaced_untracked_copy_beside_a_genuine_manifest_is_refused(
         assert "copy of untracked file helper.py does not match its recorded hash" in \
             capfd.readouterr().err
     assert not marker.exists()
+
+
+def test_a_damaged_key_is_reported_and_its_runs_are_foreign(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    setup(repo)
+    (repo / ".git" / trust.KEY_FILE).write_bytes(b"short")
+    capfd.readouterr()
+    assert main(RUN) == 0
+    assert "cannot read or create this clone's key" in capfd.readouterr().err
+    assert main(["replay", "latest"]) == 125
