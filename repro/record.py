@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, manifest, preflight, runner, seeding, store
+from repro import config, errors, manifest, preflight, runner, seeding, store, trust
 from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
@@ -141,6 +141,11 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
+    key = trust.key(runs.root)  # marks the manifests below as written in this clone
+    if key is None:
+        reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
+                      "replay and verify will ask before running this run's command",
+                      hint="make the git directory writable, or remove a damaged repro-key")
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
@@ -150,7 +155,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
-        command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
+        command=manifest.Command(argv=_recorded_argv(req, runs), cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
                            dirty=state.dirty),
@@ -163,7 +168,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    manifest.write(path, m)
+    manifest.write(path, m, key)
     result: runner.ChildResult | None = None
     try:
         if state.dirty:
@@ -188,7 +193,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "hook": {"ran": None},
         })
         m = m.replace(fingerprint=fingerprint(m))
-        manifest.write(path, m)
+        manifest.write(path, m, key)
 
         probe = _Background(lambda: _while_child_runs(child_env))
         with runner.SignalGuard() as guard:
@@ -198,7 +203,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                           stderr_log=run_dir / "stderr.log", guard=guard,
                                           stdout_to_stderr=req.stdout_to_stderr)
             except errors.ChildStartError as e:
-                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
+                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None), key)
                 raise
             # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
             # and the manifest below still records the child's result.
@@ -208,7 +213,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
-            manifest.write(path, m)
+            manifest.write(path, m, key)
         return RunOutcome(run_id, run_dir, result.exit_code, m)
     except errors.ChildStartError:
         raise
@@ -225,7 +230,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
         with contextlib.suppress(Exception):
             manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
-                                                + note))
+                                                + note), key)
         raise
 
 
@@ -418,6 +423,16 @@ def fingerprint(m: manifest.Manifest) -> str:
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
 
 
+def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
+    """The argv as recorded: values of secret-named arguments as salted-hash placeholders."""
+    from repro import redact
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return redact.redact_argv(req.recorded_argv or req.argv, salt)
+
+
 def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> None:
     """Outputs and the metrics file must live in the repository (ignored by git is fine).
 
@@ -451,8 +466,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    from repro import redact
+
     untracked = []
     too_big = []
+    secret = []
     for rel in state.untracked:
         src = root / rel
         if src.is_symlink():
@@ -464,6 +482,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
             digest = data.hash_file(src)
         except OSError as e:
             raise errors.DataError(f"cannot read untracked file {rel}: {e.strerror}") from e
+        if redact.is_secret_file(rel):
+            secret.append(rel)  # hashed and listed, never copied
+            untracked.append({"path": rel, "size": size, "hash": digest, "copied": False,
+                              "secret": True})
+            continue
         copied = size <= max_bytes
         if copied:
             dest = run_dir / "untracked" / rel
@@ -472,6 +495,10 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
         else:
             too_big.append(rel)
         untracked.append({"path": rel, "size": size, "hash": digest, "copied": copied})
+    if secret:
+        reporter.warn("untracked files that may hold secrets were hashed, not copied: "
+                      + ", ".join(secret[:10]) + (" ..." if len(secret) > 10 else ""),
+                      hint="a replay takes them from the checkout (checked against the hash)")
     if too_big:
         reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
                       + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),

@@ -181,16 +181,21 @@ def finish_commit_time(proc: subprocess.Popen[str] | None) -> int | None:
 # copy of these two patterns; tests/test_git.py holds the two to the same results.
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
+# Scheme-less `user:password@host[:path]` (scp-style, DSNs): the password goes, the user stays.
+_SCP_RE = re.compile(r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@")
 
 
 def strip_credentials(value: str) -> str:
     """Drop credentials and query strings from every URL in `value`; never raises.
 
-    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret.
+    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret;
+    `user:password@host:/path` keeps the user and loses the password.
     """
-    if "://" not in value:
-        return value
-    return _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "://" in value:
+        value = _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "@" in value:
+        value = _SCP_RE.sub(r"\1\2@", value)
+    return value
 
 
 def patch(root: Path) -> bytes:
