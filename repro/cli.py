@@ -41,6 +41,20 @@ def complete_run(incomplete: str) -> list[str]:
     return [i for i in ["latest", *ids] if i.startswith(incomplete)]
 
 
+def warn_future(runs: store.Store, *refs: str) -> None:
+    """`latest` skips runs dated in the future (they would pin it for good): say so."""
+    from repro import store
+
+    if not any(store.LATEST_RE.match(r) for r in refs):
+        return
+    future = store.future_ids(runs)
+    if future:
+        ui.warn(f"`latest` skips {len(future)} run(s) dated in the future: "
+                + ", ".join(future[:3]) + (" ..." if len(future) > 3 else ""),
+                hint="a clock was wrong, or the run directories came from elsewhere; "
+                     "name them by id, or remove them")
+
+
 RunRef = Annotated[str, typer.Argument(
     metavar="RUN", help="Run id, unique prefix, latest, latest~N, run directory or manifest.yaml.",
     autocompletion=complete_run)]
@@ -153,6 +167,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     from repro import manifest, store
 
     runs = store.open_here()
+    warn_future(runs, ref)
     path = runs.resolve(ref)
     m = store.load_manifest(path)
     if as_json:
@@ -212,6 +227,7 @@ def diff(
     from repro.ui import diff as diffview
 
     runs = store.open_here()
+    warn_future(runs, left, right)
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
@@ -292,6 +308,7 @@ def replay(
     from repro import replay as replay_mod
 
     runs = store.open_here()
+    warn_future(runs, ref)
     loaded = history.load(runs, ref)
     if dry_run or as_script:
         plan = replay_mod.make_plan(loaded, runs)
@@ -370,6 +387,7 @@ def verify(
             data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
         report = verify_mod.verify_command(request, opts, reporter)
     elif len(words) == 1:
+        warn_future(runs, words[0])
         confirm = ui.confirm_command if replay_mod.interactive() else None
         report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
     elif words:

@@ -43,10 +43,12 @@ def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
     shown = ", ".join(listed[:SHOWN])
     if len(listed) > SHOWN:
         shown += f" and {len(listed) - SHOWN} more"
+    hint = "commit them (or add them to .gitignore), or pass --allow-dirty to record a patch"
+    if any(d.state == "untracked" for d in state.dirt):
+        hint += ("; files your runs write are results: declare them with --output PATH "
+                 "(or `outputs:` in repro.yaml) and they never count as dirt")
     raise errors.DirtyTreeError(
-        f"the work tree has uncommitted or untracked files: {shown}",
-        hint="commit them (or add them to .gitignore), or pass --allow-dirty to record a patch",
-    )
+        f"the work tree has uncommitted or untracked files: {shown}", hint=hint)
 
 
 def check_lock(root: Path, state: git.TreeState, configured: str | None,

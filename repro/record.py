@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, manifest, preflight, runner, seeding, store
+from repro import config, errors, manifest, preflight, runner, seeding, store, trust
 from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
@@ -62,6 +62,9 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    # SOURCE_DATE_EPOCH to inject: a replay passes the recorded value (also with --at, whose
+    # commit has another time); None: the time of the commit being run.
+    source_date_epoch: int | None = None
     started_by: str | None = None  # "verify" for verify's replays (never `latest`)
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
@@ -114,16 +117,20 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     env = dict(os.environ if req.env is None else req.env)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
-    status_proc = git.start_status(root)  # these two overlap with the work below
+    status_proc = git.start_status(root)  # these three overlap with the work below
     remote_proc = git.start_remote(root)
+    time_proc = git.start_commit_time(root) if req.source_date_epoch is None else None
     cfg = config.load(root)
     python, how = environment.find_interpreter(req.argv, req.cwd, env)
     inspect_proc = environment.start_inspect(python, env)
     remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
     # What runs produce (declared outputs, the metrics file) is never dirt: the previous run
     # wrote it, and this one will write it again.
-    state = preflight.without_results(git.finish_status(status_proc, root),
-                                      _result_paths(req, cfg, root))
+    try:
+        state = preflight.without_results(git.finish_status(status_proc, root),
+                                          _result_paths(req, cfg, root))
+    finally:
+        commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
@@ -141,6 +148,11 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
+    key = trust.key(runs.root)  # marks the manifests below as written in this clone
+    if key is None:
+        reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
+                      "replay and verify will ask before running this run's command",
+                      hint="make the git directory writable, or remove a damaged repro-key")
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
@@ -150,7 +162,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
-        command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
+        command=manifest.Command(argv=_recorded_argv(req, runs), cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
                            dirty=state.dirty),
@@ -163,7 +175,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    manifest.write(path, m)
+    manifest.write(path, m, key)
     result: runner.ChildResult | None = None
     try:
         if state.dirty:
@@ -177,7 +189,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
-                            hook_out=hook_out, hook_dir=seeding.hook_dir())
+                            hook_out=hook_out, hook_dir=seeding.hook_dir(),
+                            source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
         m = m.replace(determinism={
@@ -187,7 +200,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "hook": {"ran": None},
         })
         m = m.replace(fingerprint=fingerprint(m))
-        manifest.write(path, m)
+        manifest.write(path, m, key)
 
         probe = _Background(lambda: _while_child_runs(child_env))
         with runner.SignalGuard() as guard:
@@ -197,7 +210,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                           stderr_log=run_dir / "stderr.log", guard=guard,
                                           stdout_to_stderr=req.stdout_to_stderr)
             except errors.ChildStartError as e:
-                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
+                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None), key)
                 raise
             # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
             # and the manifest below still records the child's result.
@@ -207,7 +220,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
-            manifest.write(path, m)
+            manifest.write(path, m, key)
         return RunOutcome(run_id, run_dir, result.exit_code, m)
     except errors.ChildStartError:
         raise
@@ -224,7 +237,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
         with contextlib.suppress(Exception):
             manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
-                                                + note))
+                                                + note), key)
         raise
 
 
@@ -417,6 +430,16 @@ def fingerprint(m: manifest.Manifest) -> str:
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
 
 
+def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
+    """The argv as recorded: values of secret-named arguments as salted-hash placeholders."""
+    from repro import redact
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return redact.redact_argv(req.recorded_argv or req.argv, salt)
+
+
 def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> None:
     """Outputs and the metrics file must live in the repository (ignored by git is fine).
 
@@ -450,8 +473,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    from repro import redact
+
     untracked = []
     too_big = []
+    secret = []
     for rel in state.untracked:
         src = root / rel
         if src.is_symlink():
@@ -463,6 +489,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
             digest = data.hash_file(src)
         except OSError as e:
             raise errors.DataError(f"cannot read untracked file {rel}: {e.strerror}") from e
+        if redact.is_secret_file(rel):
+            secret.append(rel)  # hashed and listed, never copied
+            untracked.append({"path": rel, "size": size, "hash": digest, "copied": False,
+                              "secret": True})
+            continue
         copied = size <= max_bytes
         if copied:
             dest = run_dir / "untracked" / rel
@@ -471,6 +502,10 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
         else:
             too_big.append(rel)
         untracked.append({"path": rel, "size": size, "hash": digest, "copied": copied})
+    if secret:
+        reporter.warn("untracked files that may hold secrets were hashed, not copied: "
+                      + ", ".join(secret[:10]) + (" ..." if len(secret) > 10 else ""),
+                      hint="a replay takes them from the checkout (checked against the hash)")
     if too_big:
         reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
                       + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),

@@ -214,3 +214,13 @@ def test_quickstart_second_run_succeeds(repo: Path, capfd: pytest.CaptureFixture
     capfd.readouterr()
     assert main(["diff", "latest~1", "latest"]) == 1
     assert "different command" in capfd.readouterr().out
+
+
+def test_verify_refuses_a_run_whose_only_outputs_are_stale(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"t.py": "print('nothing written')\n"}, "result.txt\n")
+    (repo / "result.txt").write_text("left by an earlier run\n")
+    assert main(["run", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--yes", "latest"]) == 2  # the exit code alone would prove nothing
+    assert "only outputs an earlier run left (stale)" in capsys.readouterr().err

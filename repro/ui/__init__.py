@@ -269,6 +269,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         ("commit", f"{m.code.commit}" + (f" on {m.code.branch}" if m.code.branch else "")
          + (" + uncommitted changes" if m.code.dirty else "")),
     ]
+    for call in _script_seeds(m.determinism):
+        rows.append(("script seed", call))
     if r.replay_of:
         rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
                                                  if r.started_by == "verify" else "")))
@@ -346,6 +348,18 @@ def _determinism_text(d: Mapping[str, Any]) -> str:
         return f"{level}; hook did NOT run: {hook.get('reason')}"
     seeded = ", ".join(str(s) for s in hook.get("seeded") or [])
     return f"{level}, {d.get('threads')} threads" + (f"; seeded {seeded}" if seeded else "")
+
+
+def _script_seeds(d: Mapping[str, Any]) -> list[str]:
+    """Seeds the script set itself (they override repro's seed from that point on)."""
+    hook = d.get("hook") or {}
+    seeds = hook.get("script_seeds") if isinstance(hook, Mapping) else None
+    out = []
+    for s in seeds if isinstance(seeds, list) else []:
+        if isinstance(s, Mapping):
+            where = f" at {s['caller']}" if s.get("caller") else ""
+            out.append(f"{s.get('call')}({s.get('value')}){where}: overrides repro's seed from there")
+    return out
 
 
 def _entry_text(e: Any) -> str:
