@@ -100,6 +100,7 @@ def git(repo: Path, *args: str) -> None:
 
 def setup(tool: str, tmp: Path) -> tuple[list[str], Path, dict[str, str]]:
     """(argv, repo, environment) of one tool's case."""
+    (tmp / tool).mkdir()
     repo = make_repo(tmp / tool)
     (repo / "train.py").write_text(TORCH_SCRIPT)
     env = dict(ENV)
