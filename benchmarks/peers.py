@@ -149,13 +149,18 @@ def main() -> int:
         for tool in tools:
             print(f"setting up {tool} ...", file=sys.stderr, flush=True)
             cases[tool] = setup(tool, Path(tmp))
+        for tool, (argv, repo, env) in list(cases.items()):  # warm caches; drop what fails
+            done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{tool} failed ({done.returncode}), left out:\n{done.stderr[-2000:]}",
+                      file=sys.stderr)
+                del cases[tool]
+        tools = list(cases)
         times: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
-        for i in range(args.runs + 1):  # the first round warms caches and is dropped
+        for _ in range(args.runs):
             for tool, (argv, repo, env) in cases.items():
                 os.chdir(repo)
-                result = time_once(argv, env)
-                if i:
-                    times[tool].append(result)
+                times[tool].append(time_once(argv, env))
         os.chdir(here)
     bare_wall = statistics.median(t[0] for t in times["bare"])
     bare_cpu = statistics.median(t[1] for t in times["bare"])
