@@ -118,6 +118,7 @@ def setup(tool: str, tmp: Path) -> tuple[list[str], Path, dict[str, str]]:
         argv = [python, "train_sacred.py"]
     elif tool == "mlflow":
         (repo / "train_mlflow.py").write_text(MLFLOW)
+        env["MLFLOW_ALLOW_FILE_STORE"] = "true"  # mlflow 3 refuses a file store without it
         argv = [python, "train_mlflow.py"]
     elif tool == "wandb":
         (repo / "train_wandb.py").write_text(WANDB)
