@@ -9,7 +9,7 @@ works in its own copy of a committed git repo holding the training script:
 - bare:   python train.py
 - repro:  repro run --quiet -- python train.py          (this interpreter's repro)
 - sacred: python train_sacred.py  (an Experiment with a FileStorageObserver around the script)
-- dvc:    dvc exp run             (a dvc.yaml stage running `python train.py`)
+- dvc:    dvc exp run --force     (a dvc.yaml stage running `python train.py`)
 - mlflow: python train_mlflow.py  (a run in a local file store, ./mlruns, logging the loss)
 - wandb:  python train_wandb.py   (WANDB_MODE=offline, logging the loss)
 
@@ -128,7 +128,7 @@ def setup(tool: str, tmp: Path) -> tuple[list[str], Path, dict[str, str]]:
     elif tool == "dvc":
         subprocess.run([python, "-m", "dvc", "init", "-q"], cwd=repo, check=True, env=env)
         (repo / "dvc.yaml").write_text(DVC_YAML)
-        argv = [python, "-m", "dvc", "exp", "run", "-q"]
+        argv = [python, "-m", "dvc", "exp", "run", "--force", "-q"]  # unforced: cached, skipped
     else:
         raise SystemExit(f"unknown tool {tool}")
     with open(repo / ".gitignore", "a") as f:
