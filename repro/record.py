@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -26,6 +27,9 @@ from repro.capture import data, environment, git
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
                           "REPRO_METRICS_FILE"})
 Progress = Callable[[int, int], None]
+# Space set aside in each run directory while the run lasts, released just before the final
+# manifest is written: a child that fills the disk cannot also take the record's last write.
+RESERVE_BYTES = 256 * 1024
 
 
 class Reporter(Protocol):
@@ -60,6 +64,7 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    kill_after: float | None = None  # seconds from SIGTERM/SIGINT/SIGHUP to SIGKILL (runner)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,13 +80,14 @@ def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None
                      allow_dirty: bool = False, allow_unlocked: bool = False,
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
-                     tag: Sequence[str] | None = None, note: str | None = None) -> int:
+                     tag: Sequence[str] | None = None, note: str | None = None,
+                     kill_after: float | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note)
+        note=note, kill_after=kill_after)
     return execute(request, reporter).exit_code
 
 
@@ -112,6 +118,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
     state = git.finish_status(status_proc, root)
     preflight.check_clean(state, req.allow_dirty)
+    subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
     lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
@@ -127,7 +134,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
-    run_id, run_dir = runs.create_run_dir()
+    run_id, run_dir, reserve = _open_record(runs)
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
@@ -139,7 +146,9 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
-                           dirty=state.dirty),
+                           dirty=state.dirty, submodules=tuple(
+                               {"path": s.path, "commit": s.commit, "state": s.state}
+                               for s in subs)),
         environment={
             "python": interp.to_manifest(), "interpreter_source": interp.source,
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
@@ -149,12 +158,18 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    manifest.write(path, m)
+    try:
+        manifest.write(path, m)
+    except OSError as e:
+        reserve.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise _store_error(runs, e) from e
     result: runner.ChildResult | None = None
+    lost: list[str] = []  # what the disk refused once the child ran (one warning at the end)
     try:
         if state.dirty:
             m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
-                                              cfg.untracked_max_bytes, reporter))
+                                              cfg.untracked_max_bytes, reporter, subs))
         inputs = _input_paths(req, cfg, root)
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
@@ -175,7 +190,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         manifest.write(path, m)
 
         probe = _Background(lambda: _while_child_runs(child_env))
-        with runner.SignalGuard() as guard:
+        with runner.SignalGuard(req.kill_after) as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
                                           stdout_log=run_dir / "stdout.log",
@@ -186,11 +201,36 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
             # and the manifest below still records the child's result.
             guard.armed = True
-            m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter)
+            lost += result.lost
+            if result.killed:
+                reporter.warn(f"the command was still running {guard.kill_after:g} s after "
+                              "the signal; repro killed it (SIGKILL)",
+                              hint="--kill-after SECONDS sets the grace period")
+            try:
+                m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
+                                 reporter)
+            except OSError as e:
+                if e.errno not in _DISK_ERRNOS:
+                    raise
+                lost.append(f"the hook's report, outputs and metrics ({e.strerror})")
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
-            manifest.write(path, m)
+            if lost:
+                m = m.with_run(note=(m.run.note + "\n" if m.run.note else "")
+                               + "incomplete record: " + "; ".join(lost))
+            reserve.release()
+            try:
+                manifest.write(path, m)
+            except OSError as e:
+                if e.errno not in _DISK_ERRNOS:
+                    raise
+                lost.append(f"the final manifest ({e.strerror}; it still says `running`)")
+        if lost:
+            reporter.warn(f"the command ran (exit code {result.exit_code}) but its record is "
+                          "incomplete: " + "; ".join(lost),
+                          hint=f"free space in {runs.home}, or point REPRO_HOME at a "
+                               "writable disk")
         return RunOutcome(run_id, run_dir, result.exit_code, m)
     except errors.ChildStartError:
         raise
@@ -205,10 +245,62 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         else:
             final = _finish(m, started, "failed", int(errors.ExitCode.REFUSED), None)
         note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
+        reserve.release()
         with contextlib.suppress(Exception):
             manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
                                                 + note))
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            raise _store_error(runs, e) from e
         raise
+    finally:
+        reserve.release()
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES,
+                          errno.EPERM, errno.EIO})
+
+
+class _Reserve:
+    """RESERVE_BYTES allocated in the run directory; released before the final write."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path: Path | None = run_dir / ".reserve"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError as e:
+            if e.errno in _DISK_ERRNOS:
+                self.release()
+                raise
+            # The file system cannot preallocate (EOPNOTSUPP): go on without a reserve.
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.path = None
+
+
+def _open_record(runs: store.Store) -> tuple[str, Path, _Reserve]:
+    """A new run directory with its reserve, or a StoreError before anything runs."""
+    try:
+        run_id, run_dir = runs.create_run_dir()
+    except OSError as e:
+        raise _store_error(runs, e) from e
+    try:
+        return run_id, run_dir, _Reserve(run_dir)
+    except OSError as e:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise _store_error(runs, e) from e
+
+
+def _store_error(runs: store.Store, e: OSError) -> errors.StoreError:
+    return errors.StoreError(
+        f"cannot write the run record in {runs.runs_dir}: {e.strerror or e}",
+        hint="free some space there or make it writable, or point REPRO_HOME at a directory "
+             "that is")
 
 
 def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
@@ -316,6 +408,9 @@ def fingerprint(m: manifest.Manifest) -> str:
         "commit": m.code.commit,
         "patch": (m.code.patch or {}).get("hash"),
         "untracked": sorted((u.get("path"), u.get("hash")) for u in m.code.untracked),
+        **({"submodules": sorted((str(s.get("path")), str(s.get("commit")),
+                                  str((s.get("patch") or {}).get("hash")))
+                                 for s in m.code.submodules)} if m.code.submodules else {}),
         "lockfile": (m.environment.get("lockfile") or {}).get("hash"),
         "data": {p: e.get("hash") or e.get("target") for p, e in sorted(m.data.items())},
         "argv": list(m.command.argv),
@@ -356,16 +451,35 @@ def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
 
 
 def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manifest.Code,
-                   max_bytes: int, reporter: Reporter) -> manifest.Code:
-    """code.patch (staged + unstaged vs HEAD) and copies of untracked files."""
+                   max_bytes: int, reporter: Reporter,
+                   subs: Sequence[git.Submodule] = ()) -> manifest.Code:
+    """code.patch (staged + unstaged vs HEAD), each modified submodule's patch, and copies of
+    untracked files (a submodule's included)."""
     patch_section = None
     diff = git.patch(root)
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    sub_entries = []
+    sub_untracked: list[str] = []
+    for i, sub in enumerate(subs):
+        entry: dict[str, Any] = {"path": sub.path, "commit": sub.commit, "state": sub.state}
+        if sub.modified:
+            sub_diff = git.submodule_patch(root, sub.path)
+            if sub_diff:
+                name = f"submodules/{i}.patch"
+                (run_dir / "submodules").mkdir(exist_ok=True)
+                (run_dir / name).write_bytes(sub_diff)
+                entry["patch"] = {"file": name, "hash": data.hash_bytes(sub_diff),
+                                  "size": len(sub_diff)}
+        if sub.untracked:
+            sub_untracked += git.submodule_untracked(root, sub.path)
+        sub_entries.append(entry)
+    if sub_entries:
+        code = dataclasses.replace(code, submodules=tuple(sub_entries))
     untracked = []
     too_big = []
-    for rel in state.untracked:
+    for rel in [*state.untracked, *sub_untracked]:
         src = root / rel
         if src.is_symlink():
             untracked.append({"path": rel, "size": 0, "hash": None,
