@@ -726,6 +726,15 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         f'git -C "$repo" worktree add --quiet --detach "$work/tree" {q(plan.commit)}',
         'cd "$work/tree"',
     ]
+    for n, (rel, commit, sub_patch) in enumerate(plan.submodules):
+        # From the clone's own copy of the submodule: no network.
+        lines += [f'git clone --quiet --shared --no-checkout "$repo"/{q(rel)} {q(rel)}',
+                  f"git -C {q(rel)} checkout --quiet --detach {q(commit or 'HEAD')}"]
+        if sub_patch is not None:
+            encoded = base64.b64encode(sub_patch.read_bytes()).decode()
+            lines += [f"base64 -d > \"$work/submodule-{n}.patch\" <<'REPRO_EOF'",
+                      *_wrap(encoded), "REPRO_EOF",
+                      f'git -C {q(rel)} apply --binary "$work/submodule-{n}.patch"']
     if plan.patch is not None:
         encoded = base64.b64encode(plan.patch.read_bytes()).decode()
         lines += ["base64 -d > \"$work/code.patch\" <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF",

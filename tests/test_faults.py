@@ -375,3 +375,10 @@ def test_a_dirty_submodule_is_refused_or_recorded_with_its_patch(repo: Path,
     assert (repo / "sub" / "data.txt").read_text() == "v1\n"  # the user's tree untouched
     replayed = manifests(repo / ".repro")[-1]
     assert replayed["code"]["submodules"][0]["patch"]["hash"] == sub["patch"]["hash"]
+    # The script rebuilds the same tree without repro.
+    script = repro("replay", "--script", m["run"]["run_id"]).stdout
+    done = subprocess.run(["bash", "-c", script.replace('echo "outputs are in $work/tree" >&2',
+                                                        'cat "$work/tree/out/result.txt"')],
+                          capture_output=True, text=True, timeout=120, cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "v2, uncommitted\n"
