@@ -200,6 +200,7 @@ class _Watchdog:
     def __init__(self, pid: int) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.fd: int | None = None
+        _reap_released()
         r, w = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -212,16 +213,26 @@ class _Watchdog:
             os.close(r)
 
     def release(self) -> None:
-        """The child has been reaped: tell the watchdog to leave quietly."""
+        """The child has been reaped: tell the watchdog to leave quietly.
+
+        Not waited for (that would add its exit's scheduling latency to every run): it is
+        reaped by the next watchdog's start, or by init once repro exits.
+        """
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.write(self.fd, b"done\n")
             os.close(self.fd)
             self.fd = None
         if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
+            _RELEASED.append(self.proc)
             self.proc = None
+
+
+_RELEASED: list[subprocess.Popen[bytes]] = []  # watchdogs told to leave, not yet reaped
+
+
+def _reap_released() -> None:
+    _RELEASED[:] = [p for p in _RELEASED if p.poll() is None]
 
 
 class _Log:
