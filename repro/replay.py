@@ -281,12 +281,13 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
 
 
 TMP_PREFIX = "repro-replay-"
-OWNER = "owner"  # in each replay's temp dir: "<pid> <start ticks>" of the repro using it
+OWNER = "owner"  # in each replay's temp dir: "<pid> <start ticks> <host>" of its repro
 
 
 def _claim(tmp: Path) -> None:
     pid = os.getpid()
-    (tmp / OWNER).write_text(f"{pid} {store.process_start_ticks(pid)}\n", encoding="utf-8")
+    (tmp / OWNER).write_text(f"{pid} {store.process_start_ticks(pid)} {os.uname().nodename}\n",
+                             encoding="utf-8")
 
 
 def clean_stale(root: Path) -> None:
@@ -294,10 +295,12 @@ def clean_stale(root: Path) -> None:
     temp dirs whose owning repro is gone, and the worktrees git still has registered there."""
     for tmp in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
         try:
-            pid_text, ticks_text = (tmp / OWNER).read_text(encoding="utf-8").split()
+            pid_text, ticks_text, host = (tmp / OWNER).read_text(encoding="utf-8").split()
             pid = int(pid_text)
         except (OSError, ValueError):
             continue  # not a replay's, kept with --keep, or made by an older repro
+        if host != os.uname().nodename:
+            continue  # a /tmp shared with another machine or container: its pids are not ours
         if pid == os.getpid() or _alive(pid, ticks_text):
             continue
         shutil.rmtree(tmp, ignore_errors=True)

@@ -382,3 +382,29 @@ def test_a_dirty_submodule_is_refused_or_recorded_with_its_patch(repo: Path,
                           capture_output=True, text=True, timeout=120, cwd=repo)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "v2, uncommitted\n"
+
+
+def test_stale_cleanup_spares_live_kept_and_foreign_replays(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from repro import replay, store
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    host = os.uname().nodename
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=30)
+    owners = {
+        "live": f"{os.getppid()} {store.process_start_ticks(os.getppid())} {host}",
+        "dead": f"{dead.pid} 1 {host}",
+        "reused": f"{os.getppid()} 1 {host}",  # the pid lives on, but started at another time
+        "elsewhere": f"{dead.pid} 1 another-host",
+        "kept": None,  # --keep removes the owner file
+    }
+    for name, owner in owners.items():
+        (tmp_path / f"repro-replay-{name}" / "worktree").mkdir(parents=True)
+        if owner:
+            (tmp_path / f"repro-replay-{name}" / "owner").write_text(owner + "\n")
+    replay.clean_stale(repo)
+    left = sorted(p.name[len("repro-replay-"):] for p in tmp_path.glob("repro-replay-*"))
+    assert left == ["elsewhere", "kept", "live"]
