@@ -193,7 +193,11 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m)
 
-        probe = _Background(lambda: _while_child_runs(child_env))
+        def in_background() -> Mapping[str, Any]:
+            reserve.allocate()
+            return _while_child_runs(child_env)
+
+        probe = _Background(in_background)
         with runner.SignalGuard(req.kill_after) as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
@@ -266,39 +270,54 @@ _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, 
 
 
 class _Reserve:
-    """RESERVE_BYTES allocated in the run directory; released before the final write."""
+    """RESERVE_BYTES in the run directory, released just before the final write.
+
+    Allocated by the background thread while the child starts (an allocation can wait on the
+    file system's journal for milliseconds: never on `repro run`'s critical path); no room
+    or no preallocation support simply means no reserve.
+    """
 
     def __init__(self, run_dir: Path) -> None:
-        self.path: Path | None = run_dir / ".reserve"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.path = run_dir / ".reserve"
+        self._lock = threading.Lock()
+        self._released = False
+
+    def allocate(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o600)
+            except OSError:
+                return
         try:
             os.posix_fallocate(fd, 0, RESERVE_BYTES)
-        except OSError as e:
-            if e.errno in _DISK_ERRNOS:
-                self.release()
-                raise
-            # The file system cannot preallocate (EOPNOTSUPP): go on without a reserve.
+        except OSError:
+            self._unlink()
         finally:
             os.close(fd)
+        with self._lock:
+            if self._released:
+                self._unlink()
 
     def release(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-            self.path = None
+        with self._lock:
+            self._released = True
+            self._unlink()
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 def _open_record(runs: store.Store) -> tuple[str, Path, _Reserve]:
-    """A new run directory with its reserve, or a StoreError before anything runs."""
+    """A new run directory (and its reserve, allocated later), or a StoreError."""
     try:
         run_id, run_dir = runs.create_run_dir()
     except OSError as e:
         raise _store_error(runs, e) from e
-    try:
-        return run_id, run_dir, _Reserve(run_dir)
-    except OSError as e:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise _store_error(runs, e) from e
+    return run_id, run_dir, _Reserve(run_dir)
 
 
 def _store_error(runs: store.Store, e: OSError) -> errors.StoreError:
