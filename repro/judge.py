@@ -24,7 +24,8 @@ Rules:
   equals NaN, and anything else compares by equality.
 - outputs, per path (sorted):
   - equal hashes are `same` without reading a file; symlinks compare by target; `kind:
-    missing` (the path did not exist when recorded) on both sides is `same`.
+    missing` (the path did not exist when recorded) on both sides is `same`. A file marked
+    `stale` (there before the run, untouched by it) counts as absent: it is not the run's.
   - recorded but absent (or `kind: missing`) in the replay is `missing`; present in the replay
     but not in the recorded run is `different` ("not in the recorded run"): the replay's
     results are not the recorded ones. A change of kind (file, dir, symlink) is `different`.
@@ -284,7 +285,7 @@ def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
     roots = _Roots(expected_root, actual_root)
     slots: list[Check | _TensorJob] = []
     for path in sorted(expected.keys() | actual.keys(), key=str):
-        e, a = _entry(expected, path), _entry(actual, path)
+        e, a = _own(_entry(expected, path)), _own(_entry(actual, path))
         slots.extend(_compare_entry(roots, str(path), e, a, expected_listings, actual_listings))
     return _run_jobs(slots, python, tol)
 
@@ -297,6 +298,12 @@ def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
         raise errors.ManifestError(f"outputs entry {path!r} is not a mapping",
                                    hint="the manifest is damaged or was edited by hand")
     return value
+
+
+def _own(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A file the run did not write (`stale: true`, left by an earlier run) is not its output:
+    compared as absent. (A directory's hash and listing already cover only the run's files.)"""
+    return None if entry is not None and entry.get("stale") is True else entry
 
 
 def _kind(entry: Mapping[str, Any] | None) -> str:

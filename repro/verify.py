@@ -150,12 +150,20 @@ def verify_command(request: record.RunRequest, opts: Options,
 def _require_results(loaded: history.Loaded) -> None:
     """A run without outputs or metrics cannot be judged: its exit code alone proves nothing."""
     m = loaded.manifest
-    if m.outputs or (m.metrics or {}).get("final"):
+    if (m.metrics or {}).get("final") or any(_written(e) for e in m.outputs.values()):
         return
+    what = "only outputs an earlier run left (stale)" if m.outputs else "no outputs"
     raise errors.ReproError(
-        f"run {m.run_id} recorded no outputs and no metrics: there is nothing to compare",
+        f"run {m.run_id} recorded {what} and no metrics: there is nothing to compare",
         hint="record results with --output PATH / --metrics FILE (or `outputs`/`metrics` in "
              "repro.yaml), then verify that run")
+
+
+def _written(entry: Any) -> bool:
+    """Whether an outputs entry holds something the run itself wrote (not only stale files)."""
+    if not isinstance(entry, Mapping) or entry.get("stale") is True:
+        return False
+    return not (entry.get("kind") == "dir" and not entry.get("files") and entry.get("stale"))
 
 
 def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,

@@ -290,11 +290,15 @@ def _entry_text(e: Any) -> str:
         return str(e)
     kind = e.get("kind")
     if kind == "dir":
-        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))})"
+        stale = e.get("stale")
+        extra = f"; {stale} stale, not this run's" if isinstance(stale, int) and stale else ""
+        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))}{extra})"
     if kind == "symlink":
         return f"-> {e.get('target')}"
     if kind == "missing":
         return "missing"
+    if e.get("stale") is True:
+        return f"stale: not written by this run ({_size(e.get('size'))})"
     return f"{e.get('hash')} ({_size(e.get('size'))})"
 
 
