@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -135,12 +136,7 @@ def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout_
         with _resize_forwarding([(r, echo) for r, _, echo in pipes]):
             _copy(proc, [(pipes[0][0], pipes[0][2], logs[0]), (pipes[1][0], pipes[1][2], logs[1])],
                   guard)
-        while True:  # every pipe is closed, or a daemon still holds one: the child decides
-            try:
-                rc = proc.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                guard.escalate()
+        rc = _wait(proc, guard)
     finally:
         for log in logs:
             log.close()
@@ -233,6 +229,32 @@ _RELEASED: list[subprocess.Popen[bytes]] = []  # watchdogs told to leave, not ye
 
 def _reap_released() -> None:
     _RELEASED[:] = [p for p in _RELEASED if p.poll() is None]
+
+
+def _wait(proc: subprocess.Popen[bytes], guard: SignalGuard) -> int:
+    """Wait for the child (its pipes are closed, or a daemon holds them), escalating signals.
+
+    A pidfd wakes the wait the moment the child exits; polling with sleeps would add its
+    latency to every run.
+    """
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        while True:
+            rc = proc.poll()
+            if rc is not None:
+                return rc
+            if pidfd is not None:
+                select.select([pidfd], [], [], 0.1)
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.1)
+            guard.escalate()
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 class _Log:
