@@ -411,3 +411,27 @@ def test_stale_cleanup_spares_live_kept_and_foreign_replays(
     replay.clean_stale(repo)
     left = sorted(p.name[len("repro-replay-"):] for p in tmp_path.glob("repro-replay-*"))
     assert left == ["elsewhere", "kept", "live"]
+
+
+@pytest.mark.slow
+def test_nested_submodules_are_populated_in_replays(repo: Path, tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    git(inner, "init", "-q", "-b", "main")
+    (inner / "data.txt").write_text("deep\n")
+    git(inner, "add", "data.txt")
+    git(inner, "commit", "-qm", "inner")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    git(lib, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "inner")
+    git(lib, "commit", "-qm", "lib")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib), "sub")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "update", "--init", "--recursive")
+    (repo / "train.py").write_text(SUB_SCRIPT.replace("sub/data.txt", "sub/inner/data.txt"))
+    (repo / ".gitignore").write_text(".repro/\nout/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "with nested submodules")
+    assert repro("run", "--output", "out", "--", PYTHON, "train.py").returncode == 0
+    done = repro("verify", "latest")
+    assert done.returncode == 0 and "bitwise" in done.stdout, done.stdout + done.stderr

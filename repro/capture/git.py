@@ -365,6 +365,8 @@ def populate_submodules(root: Path, worktree: Path,
                     f"the recorded patch of submodule {path} does not apply: "
                     f"{applied.stderr.strip()}", hint="the patch file may be damaged")
         done.append(path)
+        # Its own submodules, at their gitlinks, from the checkout's nested copies.
+        done += [f"{path}/{p}" for p in populate_submodules(root / path, dest, [])]
     return done
 
 
