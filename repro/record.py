@@ -65,6 +65,9 @@ class RunRequest:
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
     kill_after: float | None = None  # seconds from SIGTERM/SIGINT/SIGHUP to SIGKILL (runner)
+    # SOURCE_DATE_EPOCH to inject: a replay passes the recorded value (also with --at, whose
+    # commit has another time); None: the time of the commit being run.
+    source_date_epoch: int | None = None
     started_by: str | None = None  # "verify" for verify's replays (never `latest`)
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
@@ -114,16 +117,20 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     env = dict(os.environ if req.env is None else req.env)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
-    status_proc = git.start_status(root)  # these two overlap with the work below
+    status_proc = git.start_status(root)  # these three overlap with the work below
     remote_proc = git.start_remote(root)
+    time_proc = git.start_commit_time(root) if req.source_date_epoch is None else None
     cfg = config.load(root)
     python, how = environment.find_interpreter(req.argv, req.cwd, env)
     inspect_proc = environment.start_inspect(python, env)
     remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
     # What runs produce (declared outputs, the metrics file) is never dirt: the previous run
     # wrote it, and this one will write it again.
-    state = preflight.without_results(git.finish_status(status_proc, root),
-                                      _result_paths(req, cfg, root))
+    try:
+        state = preflight.without_results(git.finish_status(status_proc, root),
+                                          _result_paths(req, cfg, root))
+    finally:
+        commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
     subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
@@ -185,7 +192,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
-                            hook_out=hook_out, hook_dir=seeding.hook_dir())
+                            hook_out=hook_out, hook_dir=seeding.hook_dir(),
+                            source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
         m = m.replace(determinism={
