@@ -64,6 +64,7 @@ class Code:
     dirty: bool = False
     patch: Mapping[str, Any] | None = None
     untracked: tuple[Mapping[str, Any], ...] = ()
+    submodules: tuple[Mapping[str, Any], ...] = ()  # path, commit, state[, patch]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
             "dirty": m.code.dirty,
             "patch": _plain(m.code.patch),
             "untracked": _plain(list(m.code.untracked)),
+            **({"submodules": _plain(list(m.code.submodules))} if m.code.submodules else {}),
         },
         "environment": _plain(m.environment),
         "hardware": _plain(m.hardware),
@@ -156,6 +158,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
         if patch is not None and not isinstance(patch, Mapping):
             raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
         untracked = _opt(code, "untracked", list, source) or []
+        submodules = _opt(code, "submodules", list, source) or []
         sections = {name: _opt_map(d, name, source) for name in FREE_SECTIONS}
         _check_nested(sections, source)
         return Manifest(
@@ -170,6 +173,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
                 dirty=bool(code.get("dirty", False)),
                 patch=patch,
                 untracked=tuple(u for u in untracked if isinstance(u, Mapping)),
+                submodules=tuple(u for u in submodules if isinstance(u, Mapping)),
             ),
             fingerprint=_opt(d, "fingerprint", str, source),
             **sections,
