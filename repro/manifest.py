@@ -341,6 +341,7 @@ def _yaml_reason(e: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(e).__name__
 
 
+_DOUBLE_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _C_ESCAPE_PROBLEM = "found invalid Unicode character escape code"
 _LOADERS: dict[str, Any] = {}
 
@@ -402,9 +403,16 @@ def _strict(base: Any) -> Any:
 
 
 def _refuse_aliases(text: str, loader: Any, source: str) -> None:
-    """An alias (`*name`) needs an anchor (`&name`): without an `&` there is none, and the
-    common case costs one scan of the text. Otherwise the events are read, not composed."""
+    """An alias (`*name`) needs an anchor (`&name`): without an `&` outside double-quoted
+    strings (where the emitter puts every `&` it writes, e.g. `bash -c "a && b"`) there is
+    none, and the common case costs a scan of the text. Otherwise the events are read, not
+    composed. Should this guess ever be fooled, bounded.check_tree still refuses what an
+    alias shares, and the loader refuses merge keys: nothing is ever expanded."""
     if "&" not in text or "*" not in text:
+        return
+    import re
+
+    if "&" not in re.sub(_DOUBLE_QUOTED, "", text):
         return
     import yaml
 
