@@ -23,6 +23,7 @@ CONFIG_MAX = 4 * MiB
 LOCK_MAX = 64 * MiB  # a conda-lock.yml of a large environment is a few MiB
 METRICS_MAX = 64 * MiB
 LISTING_MAX = 1024 * MiB  # ~10 million files
+PROBE_MAX = 4 * MiB  # the hook's per-process JSON files
 # Deeper than any file repro reads legitimately (a manifest is ~6 deep), shallow enough that
 # the recursive code that renders and compares what was read never meets the stack limit.
 MAX_DEPTH = 64

@@ -254,3 +254,18 @@ def test_cli_process_handles_a_deep_manifest_path_ref(one_run: Path) -> None:
     rc, _, err = repro_cli(one_run, "show", str(run_dir / "manifest.yaml"), timeout=30)
     assert rc == 2
     assert_one_line_error(err, "nesting depth")
+
+
+def test_hook_probes_a_run_planted_are_bounded(tmp_path: Path) -> None:
+    """The hook's JSON files are written by the run's processes: a FIFO, a 100,000-deep or
+    over-deep probe is a recorded read error, never a hang or a RecursionError."""
+    from repro import hookprobe
+
+    os.mkfifo(tmp_path / "hook-1-1.probe.json")
+    (tmp_path / "hook-2-1.probe.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "hook-3-1.probe.json").write_text('{"pid": 3, "x": ' + "[" * 20 + "]" * 20 + "}")
+    summary = hookprobe.summarize(tmp_path, ["python", "train.py"])
+    errs = {e["error"].split(":")[0]: e["error"] for e in summary["errors"]}
+    assert "FIFO, not a regular file" in errs["hook-1-1.probe.json"]
+    assert "nested too deeply" in errs["hook-2-1.probe.json"]
+    assert "nested more than 16 levels" in errs["hook-3-1.probe.json"]
