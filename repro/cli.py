@@ -107,7 +107,7 @@ def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", min=1)] = 20,
     as_json: JsonFlag = False,
 ) -> None:
-    """List runs, newest first.
+    """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
 
     Example:
 
@@ -127,6 +127,7 @@ def runs_cmd(
                      "duration_s": m.run.duration_s, "command": list(m.command.argv),
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
+                     "replay_of": m.run.replay_of, "started_by": m.run.started_by,
                      "metrics": dict((m.metrics or {}).get("final") or {})})
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})

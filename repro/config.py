@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
+# Inputs a replay copies into its worktree (reflinks cost nothing and do not count); larger
+# inputs are linked, named before the replay and checked after it.
+DEFAULT_REPLAY_COPY_MAX_BYTES = 1024 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Config:
     tolerance: Tolerance | None = None  # None: exact (compare is imported only when needed)
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
+    replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
 
 
 MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
@@ -53,6 +57,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "tolerance": ("tolerance", "a mapping with rtol, atol, metrics"),
     "untracked_max_bytes": ("int", "an integer number of bytes"),
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
+    "replay_copy_max_bytes": ("int", "an integer number of bytes"),
 }
 
 

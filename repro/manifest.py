@@ -35,6 +35,9 @@ class RunInfo:
     finished_at: str | None = None
     duration_s: float | None = None
     replay_of: str | None = None
+    # Who started the run: None for the user (`run`, `replay`), "verify" for verify's own
+    # replays, which are recorded but never count as `latest` (design §1).
+    started_by: str | None = None
     repro_version: str | None = None
     host: str | None = None
     pid: int | None = None
@@ -140,6 +143,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             finished_at=_opt(run, "finished_at", str, source),
             duration_s=_opt_float(run, "duration_s", source),
             replay_of=_opt(run, "replay_of", str, source),
+            started_by=_opt(run, "started_by", str, source),
             repro_version=_opt(run, "repro_version", str, source),
             host=_opt(run, "host", str, source),
             pid=_opt(run, "pid", int, source),

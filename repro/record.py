@@ -60,6 +60,10 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    started_by: str | None = None  # "verify" for verify's replays (never `latest`)
+    # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
+    # for the verdict, so `--json` is exactly one document.
+    stdout_to_stderr: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +135,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
-        tags=dict(req.tags), note=req.note, replay_of=req.replay_of,
+        tags=dict(req.tags), note=req.note, replay_of=req.replay_of, started_by=req.started_by,
         repro_version=repro.__version__, host=os.uname().nodename, pid=os.getpid(),
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
@@ -179,7 +183,8 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
                                           stdout_log=run_dir / "stdout.log",
-                                          stderr_log=run_dir / "stderr.log", guard=guard)
+                                          stderr_log=run_dir / "stderr.log", guard=guard,
+                                          stdout_to_stderr=req.stdout_to_stderr)
             except errors.ChildStartError as e:
                 manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
                 raise

@@ -11,15 +11,16 @@ import base64
 import contextlib
 import dataclasses
 import os
+import re
 import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import errors, history, manifest, record, seeding, store
+from repro import config, errors, history, manifest, record, seeding, store
 from repro.capture import data, environment, git
 
 
@@ -42,6 +43,7 @@ class Plan:
     level: str
     threads: int | None
     user_env: Mapping[str, str]  # variables the user had set that the run kept
+    restored_env: Mapping[str, str]  # allow-listed variables of `environment.env`, restored
     inputs: tuple[Input, ...]
     outputs: tuple[str, ...]
     metrics: str | None
@@ -55,7 +57,7 @@ class Plan:
             "patch": str(self.patch) if self.patch else None,
             "untracked": [u[0] for u in self.untracked], "argv": list(self.argv),
             "cwd": self.cwd, "seed": self.seed, "determinism": self.level,
-            "threads": self.threads, "env": dict(self.user_env),
+            "threads": self.threads, "env": {**self.restored_env, **self.user_env},
             "inputs": {i.path: i.entry.get("hash") for i in self.inputs},
             "outputs": list(self.outputs), "metrics": self.metrics,
         }
@@ -72,6 +74,8 @@ class Options:
     threads: int | None = None  # override the recorded thread count (verify --vary)
     name: str | None = None
     workdir_name: str = "worktree"
+    started_by: str | None = None  # "verify": the replay is verify's, never `latest`
+    stdout_to_stderr: bool = False  # verify keeps its stdout for the verdict
 
 
 def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) -> Plan:
@@ -108,6 +112,8 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         level=str(det.get("level") or "strict"),
         threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
         user_env=replayable_env(det.get("user_set"), "determinism.user_set"),
+        restored_env=restorable_env(m.environment.get("env"),
+                                    config.load(runs.root).env_allow),
         inputs=tuple(inputs), outputs=outputs,
         metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
@@ -142,6 +148,35 @@ def replayable_env(values: Any, what: str) -> dict[str, str]:
     return out
 
 
+# Recorded for information, not settings to restore: which environment it was, by path.
+_NOT_RESTORED = frozenset({"VIRTUAL_ENV", "CONDA_DEFAULT_ENV"})
+
+
+def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
+    """The recorded `environment.env` variables a replay sets again.
+
+    Only names on the allow-list (repro's defaults plus this checkout's `env_allow`, which the
+    user controls, not the manifest), never secret-looking ones, never repro's own or those
+    `determinism.user_set` already carries. Anything else in a manifest is ignored.
+    """
+    import fnmatch
+
+    if not isinstance(values, Mapping):
+        return {}
+    patterns = (*environment.DEFAULT_ENV_ALLOW, *env_allow)
+    managed = seeding.managed_variables()
+    out = {}
+    for key, value in values.items():
+        name = str(key)
+        if (not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or environment.is_secret_name(name)
+                or name.startswith("REPRO_") or name in managed or name in _NOT_RESTORED
+                or not isinstance(value, (str, int, float)) or isinstance(value, bool)):
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            out[name] = str(value)
+    return out
+
+
 def _produced_here(run_dir: Path, runs: store.Store) -> bool:
     try:
         return run_dir.resolve().parent == runs.runs_dir.resolve()
@@ -154,6 +189,7 @@ class Replayed:
     outcome: record.RunOutcome
     worktree: Path
     plan: Plan
+    unrecorded: tuple[str, ...] = ()  # files the failed replay missed that the checkout has
 
 
 @contextlib.contextmanager
@@ -169,13 +205,16 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
-    forced = _check_inputs(plan, loaded, runs, opts.force, reporter)
+    forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
+    _warn_restored_env(plan, opts.extra_env, reporter)
+    budget = config.load(runs.root).replay_copy_max_bytes
     tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
     worktree = tmp / opts.workdir_name
     try:
         git.add_worktree(runs.root, worktree, commit)
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
+        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
             argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
@@ -186,11 +225,24 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             outputs=tuple(str(worktree / p) for p in plan.outputs),
             metrics=str(worktree / plan.metrics) if plan.metrics else None,
             name=opts.name, note=note, replay_of=plan.run_id,
-            env={**os.environ, **plan.user_env, **opts.extra_env},
-            store=runs, root=worktree)
+            env={**os.environ, **plan.restored_env, **plan.user_env, **opts.extra_env},
+            store=runs, root=worktree, started_by=opts.started_by,
+            stdout_to_stderr=opts.stdout_to_stderr)
         outcome = record.execute(request, reporter)
-        yield Replayed(outcome, worktree, plan)
+        interrupted = outcome.manifest.run.status == "interrupted"
+        _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
+        if interrupted and (opts.started_by == "verify"
+                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP")):
+            # Ctrl-C: exit 130 and no verdict; the run says interrupted. (A replay whose
+            # command SIGTERM killed exits 143, as `run` does.)
+            raise KeyboardInterrupt
+        unrecorded = _unrecorded_reads(outcome, plan, runs.root, worktree) \
+            if outcome.exit_code != 0 else ()
+        for rel in unrecorded:
+            reporter.warn(*unrecorded_message(rel))
+        yield Replayed(outcome, worktree, plan, unrecorded)
     finally:
+        _forget_worktree_cache(runs, worktree, plan)
         if opts.keep:
             reporter.warn(f"kept the replay worktree at {worktree}",
                           hint=f"remove it with `git worktree remove --force {worktree}`")
@@ -198,6 +250,16 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _forget_worktree_cache(runs: store.Store, worktree: Path, plan: Plan) -> None:
+    """The stat cache of the worktree's copies and outputs: never hashed again, so dropped
+    (a linked input resolves to the checkout, whose cache entries are kept)."""
+    real = os.path.realpath(worktree)
+    paths = [os.path.realpath(worktree / p) for p in (*(i.path for i in plan.inputs
+                                                         if not Path(i.path).is_absolute()),
+                                                      *plan.outputs)]
+    data.forget_cached(runs.cache_dir, [p for p in paths if p.startswith(real + os.sep)])
 
 
 def from_checkout(plan: Plan, root: Path, worktree: Path | None) -> frozenset[int]:
@@ -228,8 +290,9 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
     if not plan.foreign or opts.yes:
         return
     command = " ".join(shlex.quote(a) for a in plan.argv)
-    if plan.user_env:
-        command = " ".join(f"{k}={shlex.quote(v)}" for k, v in plan.user_env.items()) + " " + command
+    shown_env = {**plan.restored_env, **plan.user_env}
+    if shown_env:
+        command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
     if confirm is None:
         raise errors.ReplayError(
             f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
@@ -240,10 +303,14 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
 
 
 def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: bool,
-                  reporter: record.Reporter) -> list[str]:
-    """Recorded inputs must still hash the same in the user's checkout; names what differs."""
+                  reporter: record.Reporter) -> tuple[list[str], dict[str, data.Entry]]:
+    """Recorded inputs must still hash the same in the user's checkout; names what differs.
+
+    Returns the problems (with --force) and the inputs as they are now, for the check after
+    the replay of those it reads in place.
+    """
     if not plan.inputs:
-        return []
+        return [], {}
     paths = [i.path for i in plan.inputs]
     existing = [p for p in paths if (runs.root / p).exists() or (runs.root / p).is_symlink()]
     with reporter.progress("checking inputs") as progress:
@@ -265,7 +332,7 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
                                       "anyway (recorded in the new run)")
     for p in problems:
         reporter.warn(f"input differs from the recorded run: {p}")
-    return problems
+    return problems, now
 
 
 def _changed_files(i: Input, now: data.Entry,
@@ -306,7 +373,7 @@ def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> N
 
 def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
              reporter: record.Reporter) -> None:
-    """Apply the patch, restore untracked files, and make untracked inputs visible."""
+    """Apply the patch and restore untracked files (inputs: `_place_inputs`)."""
     if plan.patch is not None:
         git.apply_patch(worktree, plan.patch)
     for rel, copy, entry in plan.untracked:
@@ -327,14 +394,222 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
                     hint="restore it, or pass --force to replay without it")
             else:
                 reporter.warn(f"replaying without untracked file {rel}")
-    for i in plan.inputs:
+
+
+def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
+                  reporter: record.Reporter) -> list[Input]:
+    """Put copies of the inputs git does not track into the worktree; return those read in place.
+
+    Whatever the script does to its inputs (writes, files beside them, deletes) then happens
+    to the copies. Reflinks (copy-on-write) are free; plain copies share `budget` bytes. An
+    input over it is linked, named now, and checked after the replay, as are inputs outside
+    the repository and inputs reached through a symlink the commit itself has. A directory
+    input and a file inside it are one input: parents are placed first, children are in them.
+    """
+    in_place: list[Input] = []
+    placed: list[tuple[str, ...]] = []
+    copied = 0
+    for i in sorted(plan.inputs, key=lambda i: len(PurePosixPath(i.path).parts)):
         if Path(i.path).is_absolute():
-            continue  # outside the repository: read in place
-        dest = _inside(worktree, i.path, existing_ok=True)
-        if dest.exists() or dest.is_symlink():
-            continue  # tracked at this commit, or restored above
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.symlink_to(root / i.path)
+            in_place.append(i)  # outside the repository: read where it is
+            continue
+        parts = PurePosixPath(manifest.confined(i.path, "input path")).parts
+        if any(parts[:len(p)] == p for p in placed):
+            continue  # inside an input already placed
+        placed.append(parts)
+        dest = worktree.joinpath(*parts)
+        src = root.joinpath(*parts)
+        if _through_link(worktree, parts) or dest.is_symlink():
+            in_place.append(i)  # a symlink of the commit leads there: never write through it
+            continue
+        if not src.exists():
+            if not dest.exists() and not dest.is_symlink() and src.is_symlink():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.symlink_to(os.readlink(src))  # a dangling link, recorded as a link
+            continue
+        if dest.exists() and not dest.is_dir():
+            continue  # tracked at this commit, or restored with the untracked files
+        size = int(i.entry.get("size") or 0)
+        if copied + size > budget and not _can_clone(src, worktree):
+            reporter.warn(f"input {i.path} is too large to copy into the replay "
+                          f"({size} bytes; replay_copy_max_bytes is {budget}): the replay "
+                          "reads it in place, and repro checks afterwards that it is unchanged",
+                          hint="raise `replay_copy_max_bytes` in the configuration to copy it")
+            if dest.is_dir():  # the commit tracks part of it: link what the worktree lacks
+                for name in sorted(os.listdir(src)):
+                    if not os.path.lexists(dest / name) and name not in (".git", ".repro"):
+                        (dest / name).symlink_to(src / name)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.symlink_to(src)
+            in_place.append(i)
+            continue
+        try:
+            copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else ())
+        except OSError as e:
+            raise errors.ReplayError(
+                f"cannot copy input {i.path} into the replay's worktree: {e.strerror or e}",
+                hint="check free space in the temporary directory ($TMPDIR)") from e
+    return in_place
+
+
+def _through_link(worktree: Path, parts: Sequence[str]) -> bool:
+    here = worktree
+    for part in parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, XFS, bcachefs, ...)
+
+
+def _can_clone(src: Path, worktree: Path) -> bool:
+    """Whether the file system can reflink `src` (its first file) into the worktree."""
+    first = src.resolve()
+    if first.is_dir():
+        first = next((Path(d, f) for d, _, fs in os.walk(first) for f in fs
+                      if Path(d, f).is_file() and not Path(d, f).is_symlink()), first)
+    if not first.is_file():
+        return True  # nothing to copy
+    probe = worktree / ".repro-clone-probe"
+    try:
+        return _clone_or_copy(str(first), str(probe), clone_only=True)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def _clone_or_copy(src: str, dst: str, clone_only: bool = False) -> bool:
+    """Copy one regular file; True when it was a reflink (free and copy-on-write)."""
+    import fcntl
+
+    with open(src, "rb") as fi, open(dst, "xb") as fo:
+        try:
+            fcntl.ioctl(fo.fileno(), _FICLONE, fi.fileno())
+            cloned = True
+        except OSError:
+            cloned = False
+    if not cloned and not clone_only:
+        shutil.copyfile(src, dst)  # sendfile/copy_file_range in the kernel where possible
+    with contextlib.suppress(OSError):
+        shutil.copystat(src, dst)
+    return cloned
+
+
+def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = ()) -> int:
+    """Copy a file or a directory (merged into what the worktree has); the bytes not reflinked.
+
+    A named symlink is followed (`data -> /mnt/datasets` is copied as a directory); links
+    inside a directory stay links, as the input's hash records them.
+    """
+    def one(s: str, d: str) -> int:
+        if os.path.lexists(d):
+            return 0  # tracked at this commit: the worktree's version is the recipe's
+        st = os.lstat(s)
+        if os.path.islink(s):
+            os.symlink(os.readlink(s), d)
+            return 0
+        if not os.path.isfile(s):
+            return 0  # a FIFO or socket: nothing to copy
+        return 0 if _clone_or_copy(s, d) else st.st_size
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    real = os.path.realpath(src)
+    if not os.path.isdir(real):
+        return one(real, str(dest))
+    plain = 0
+    for dirpath, dirnames, filenames in os.walk(real):
+        rel = os.path.relpath(dirpath, real)
+        target = dest if rel == "." else dest / rel
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if d not in skip_top]
+            filenames = [f for f in filenames if f not in skip_top]
+        target.mkdir(exist_ok=True)
+        for name in list(dirnames):
+            if os.path.islink(os.path.join(dirpath, name)):
+                dirnames.remove(name)
+                plain += one(os.path.join(dirpath, name), str(target / name))
+        for name in filenames:
+            plain += one(os.path.join(dirpath, name), str(target / name))
+    return plain
+
+
+def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
+                    loaded: history.Loaded, runs: store.Store, reporter: record.Reporter,
+                    raise_: bool) -> None:
+    """Inputs the replay read in place must be as they were before it (one stat per file)."""
+    paths = [i.path for i in inputs if i.path in before]
+    if not paths:
+        return
+    entries = data.hash_paths(paths, root=runs.root, cache_dir=runs.cache_dir)
+    changed = []
+    listings: dict[str, Mapping[str, tuple[str, int]]] = {}
+    for i, now in zip([i for i in inputs if i.path in before], entries, strict=True):
+        was = before[i.path]
+        if (now.kind, now.hash, now.target) == (was.kind, was.hash, was.target):
+            continue
+        if was.listing is not None:
+            listings["was"] = was.listing
+        entry = {"kind": was.kind, "listing": "was"}
+        changed.append(_changed_files(Input(i.path, entry), now, listings))
+    if not changed:
+        return
+    message = "the replay changed input " + "; ".join(changed) + " (read in place, not copied)"
+    hint = ("restore it from your backup; raise `replay_copy_max_bytes` so replays copy it, or "
+            "keep the script from writing into its inputs")
+    if not raise_:
+        reporter.warn(message, hint)
+        return
+    raise errors.ReplayError(message, hint=hint)
+
+
+# `open('x')` -> "[Errno 2] No such file or directory: 'x'"; coreutils -> "cat: x: No such ..."
+_MISSING_RES = (re.compile(r"No such file or directory: (?:'([^'\n]+)'|\"([^\"\n]+)\")"),
+                re.compile(r"(?m)^[\w.-]+: (?:cannot (?:open|stat|access) )?'?([^':\n]+?)'?: "
+                           r"No such file or directory"))
+
+
+def _unrecorded_reads(outcome: record.RunOutcome, plan: Plan, root: Path,
+                      worktree: Path) -> tuple[str, ...]:
+    """Files the failed replay could not find that exist in the checkout: inputs not recorded."""
+    try:
+        with open(outcome.run_dir / "stderr.log", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ()
+    found: list[str] = []
+    cwd = worktree / plan.cwd
+    for pattern in _MISSING_RES:
+        for match in pattern.finditer(text):
+            word = next(g for g in match.groups() if g)
+            path = os.path.normpath(os.path.join(cwd, word))
+            rel = os.path.relpath(path, worktree)
+            if rel == "." or rel.startswith(".."):
+                continue
+            rel = rel.replace(os.sep, "/")
+            if (os.path.lexists(root / rel) and not os.path.lexists(worktree / rel)
+                    and rel not in found):
+                found.append(rel)
+    return tuple(found)
+
+
+def unrecorded_message(rel: str) -> tuple[str, str]:
+    return (f"the replay could not find {rel}: it exists in your checkout, but the run did not "
+            "record it as an input",
+            f"record it with the run (`repro run --data {rel} -- ...`, or `data: [{rel}]` in "
+            "repro.yaml), then verify that run")
+
+
+def _warn_restored_env(plan: Plan, extra: Mapping[str, str], reporter: record.Reporter) -> None:
+    for name, value in plan.restored_env.items():
+        mine = os.environ.get(name)
+        if mine is not None and mine != value and name not in extra and name not in plan.user_env:
+            reporter.warn(f"the replay sets {name}={value!r} as the run recorded it "
+                          f"(yours is {mine!r})")
 
 
 def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
@@ -351,7 +626,8 @@ def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
         if here.is_symlink():
             raise errors.ReplayError(
                 f"the manifest's path {rel!r} passes through a symlink ({here.relative_to(worktree)})",
-                hint="refusing to write through a symlink: the manifest was edited or is hostile")
+                hint="repro never writes through a symlink in a replay's worktree; a manifest "
+                     "repro recorded never asks for it, so this one came from elsewhere")
     dest = here / parts[-1]
     if dest.is_symlink() and not existing_ok:
         raise errors.ReplayError(f"the manifest's path {rel!r} is a symlink in the worktree",
@@ -388,11 +664,18 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         encoded = base64.b64encode(copy.read_bytes()).decode()
         lines += [f"mkdir -p {q(str(Path(rel).parent))}",
                   f"base64 -d > {q(rel)} <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF"]
-    for i in plan.inputs:
-        if Path(i.path).is_absolute():
-            continue
-        lines.append(f"[ -e {q(i.path)} ] || {{ mkdir -p {q(str(Path(i.path).parent))}; "
-                     f"ln -s \"$repo\"/{q(i.path)} {q(i.path)}; }}")
+    placed: list[tuple[str, ...]] = []
+    for i in sorted(plan.inputs, key=lambda i: len(PurePosixPath(i.path).parts)):
+        parts = PurePosixPath(i.path).parts
+        if not parts or Path(i.path).is_absolute() or any(parts[:len(p)] == p for p in placed):
+            continue  # read in place, or inside an input copied whole
+        placed.append(parts)
+        # Copies, never links: the script must not write into the user's data either.
+        p, src = q(i.path), f'"$repo"/{q(i.path)}'
+        lines.append(f"if [ ! -e {p} ] && [ ! -L {p} ]; then mkdir -p {q(str(Path(i.path).parent))}; "
+                     f"cp -RH --reflink=auto {src} {p} 2>/dev/null || {{ rm -rf {p}; "
+                     f"cp -RH {src} {p}; }}; elif [ -d {p} ] && [ ! -L {p} ] && [ -d {src} ]; "
+                     f"then cp -RHn {src}/. {p}/; fi")
     lines += [
         "# The seeding hook repro injects (standard library only), so an unmodified script",
         "# gets the same seeds and deterministic settings.",
@@ -401,7 +684,7 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         'export PYTHONPATH="$work/hook${PYTHONPATH:+:$PYTHONPATH}"',
         'export REPRO_HOOK_OUT="$work/probe"',
     ]
-    for k, v in sorted({**injected, **plan.user_env}.items()):
+    for k, v in sorted({**plan.restored_env, **injected, **plan.user_env}.items()):
         if k in record.RUN_SPECIFIC:
             continue
         lines.append(f"export {k}={q(v)}")

@@ -77,13 +77,15 @@ class SignalGuard:
 
 
 def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout_log: Path,
-              stderr_log: Path, guard: SignalGuard) -> ChildResult:
+              stderr_log: Path, guard: SignalGuard, stdout_to_stderr: bool = False) -> ChildResult:
     """Run argv to completion. stdin is inherited; stdout/stderr are teed to the logs.
 
     When repro's own stdout/stderr is a terminal the child gets a pseudo-terminal there, so
     progress bars, colours and line buffering behave exactly as without repro.
+    `stdout_to_stderr`: echo the child's stdout on repro's stderr (stdout.log still gets it).
     """
-    streams = [(sys.stdout, stdout_log), (sys.stderr, stderr_log)]
+    streams = [(sys.stderr if stdout_to_stderr else sys.stdout, stdout_log),
+               (sys.stderr, stderr_log)]
     pipes: list[tuple[int, int, int | None]] = []  # (read end, child's write end, echo fd)
     for stream, _log in streams:
         echo = _fileno(stream)

@@ -77,13 +77,19 @@ class Store:
         latest = LATEST_RE.match(ref)
         if latest:
             back = int(latest.group(1) or 0)
-            ids = self.run_ids()
-            if back >= len(ids):
-                raise errors.RunNotFoundError(
-                    f"{ref}: there are only {len(ids)} runs" if ids else f"{ref}: no runs yet",
-                    hint="list runs with `repro runs`" if ids else "record one with `repro run -- CMD`",
-                )
-            return self.runs_dir / ids[back] / MANIFEST
+            found = 0
+            for run_id in self.run_ids():
+                if _started_by_verify(self.runs_dir / run_id / MANIFEST):
+                    continue
+                if found == back:
+                    return self.runs_dir / run_id / MANIFEST
+                found += 1
+            raise errors.RunNotFoundError(
+                f"{ref}: there are only {found} run{'s' if found != 1 else ''}" if found
+                else f"{ref}: no runs yet",
+                hint="list runs with `repro runs` (verify's own replays do not count as latest)"
+                if found else "record one with `repro run -- CMD`",
+            )
         as_path = Path(ref)
         if os.sep in ref or ref.endswith((".yaml", ".yml")) or ref in (".", ".."):
             if _is_dir(as_path):
@@ -116,6 +122,18 @@ class Store:
                 yield run_id, load_manifest(self.runs_dir / run_id / MANIFEST)
             except errors.ReproError as e:
                 yield run_id, e
+
+
+def _started_by_verify(path: Path) -> bool:
+    """A replay `verify` made: recorded, but never `latest` (design §1).
+
+    `latest~N` reads manifests newest first only as far as it needs (~1 ms each); one that
+    cannot be read counts as the user's, so a damaged run is still found and reported.
+    """
+    try:
+        return manifest.read(path).run.started_by == "verify"
+    except errors.ReproError:
+        return False
 
 
 def load_manifest(path: Path) -> manifest.Manifest:

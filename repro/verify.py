@@ -66,6 +66,7 @@ class _Side:
 
     loaded: history.Loaded
     files_root: Path | None  # where its outputs live (the checkout, or a replay's worktree)
+    unrecorded: tuple[str, ...] = ()  # files a failed replay missed that the checkout has
 
     @property
     def python(self) -> str:
@@ -76,7 +77,12 @@ class _Side:
 def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
                label: str | None = None) -> list[judge.Check]:
     e, a = expected.loaded.manifest, actual.loaded.manifest
-    checks = [judge.compare_exit(e.run.exit_code, a.run.exit_code)]
+    exit_check = judge.compare_exit(e.run.exit_code, a.run.exit_code)
+    if not exit_check.passed and actual.unrecorded:
+        message, hint = replay.unrecorded_message(actual.unrecorded[0])
+        exit_check = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
+                                                            f"(hint: {hint})")
+    checks = [exit_check]
     checks += judge.compare_outputs(
         e.outputs, a.outputs, expected_root=expected.files_root,
         actual_root=actual.files_root or actual.loaded.run_dir,
@@ -131,7 +137,9 @@ def verify_command(request: record.RunRequest, opts: Options,
         raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
                                 hint="e.g. repro verify --runs 2 -- python train.py")
     started = time.monotonic()
-    first = record.execute(request, reporter)
+    first = record.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
+    if first.manifest.run.status == "interrupted":
+        raise KeyboardInterrupt  # Ctrl-C: exit 130 and no verdict
     runs = request.store or store.open_here(request.cwd)
     rest = dataclasses.replace(opts, runs=max(1, opts.runs - 1), yes=True)
     report = verify_run(runs, first.run_id, rest, reporter, None)
@@ -156,11 +164,12 @@ def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Lo
             new_ids: list[str], workdir: str = "worktree") -> _Side:
     ropts = replay.Options(at=opts.at, keep=opts.keep, force=opts.force,
                            strict_env=opts.strict_env, yes=opts.yes, extra_env=extra_env,
-                           threads=threads, name=name, workdir_name=workdir)
+                           threads=threads, name=name, workdir_name=workdir,
+                           started_by="verify", stdout_to_stderr=True)
     done = stack.enter_context(replay.session(runs, baseline, ropts, reporter, confirm))
     new_ids.append(done.outcome.run_id)
     loaded = history.Loaded(done.outcome.manifest, done.outcome.run_dir)
-    return _Side(loaded, done.worktree)
+    return _Side(loaded, done.worktree, done.unrecorded)
 
 
 def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | None, str]:

@@ -77,3 +77,45 @@ def repo(template_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 PYTHON = sys.executable
+
+
+def snapshot_tree(path: Path, *, skip: tuple[str, ...] = (".git", ".repro")) -> dict[str, object]:
+    """Everything a user could notice changed under `path`: for reuse in before/after checks.
+
+    Every file and link (git-ignored ones included; `skip` names top-level entries left out,
+    by default git's and repro's own stores) by content hash, size, mode and mtime; every
+    directory; and, when `path` is a git checkout, `git status --porcelain --ignored`, HEAD,
+    the index file's bytes and the registered worktrees (a replay's must be gone). Compare two
+    snapshots with `==`; a failing assert shows which paths differ.
+    """
+    import hashlib
+    import stat
+
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel_dir = os.path.relpath(dirpath, path)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in skip]
+            filenames = [f for f in filenames if f not in skip]
+        dirnames.sort()
+        for name in [*dirnames, *filenames]:
+            full = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                with open(full, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                out[rel] = ("file", digest, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    if (path / ".git").exists():
+        excluded = [f":(exclude){name}" for name in skip if name != ".git"]
+        out[":status"] = git(path, "status", "--porcelain", "--ignored", "--untracked-files=all",
+                             "--", ".", *excluded)
+        out[":head"] = git(path, "rev-parse", "HEAD")
+        out[":worktrees"] = git(path, "worktree", "list", "--porcelain")
+        index = path / ".git" / "index"
+        out[":index"] = hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None
+    return out

@@ -234,7 +234,7 @@ def test_verify_clock_seeded_is_not_reproduced_naming_file_and_metric(
     assert len(list(suite.iter("testcase"))) == len(report["checks"])
     assert len(list(suite.iter("failure"))) == len(failing)
     capsys.readouterr()
-    assert main(["verify", "latest~1"]) == 1  # the human form names them too
+    assert main(["verify", "latest"]) == 1  # the human form names them too (same run)
     text = capsys.readouterr().out
     assert "not-reproduced" in text and "out/result.txt" in text and "score" in text
 
@@ -246,7 +246,7 @@ def test_verify_npy_float_noise_needs_a_tolerance(repo: Path,
     code, report = verify_json(["latest"], capsys)
     assert (code, report["verdict"]) == (1, "not-reproduced")
     assert "max abs" in next(c["detail"] for c in report["checks"] if c["name"] == "out/arr.npy")
-    code, report = verify_json(["latest~1", "--rtol", "1e-6"], capsys)
+    code, report = verify_json(["latest", "--rtol", "1e-6"], capsys)
     assert (code, report["verdict"]) == (0, "within-tolerance")
 
 
@@ -336,8 +336,8 @@ def test_replay_and_script_run_a_relative_venv_interpreter_from_the_checkout(
                  "train.py"]) == 0
     code, report = verify_json(["latest"], capsys)
     assert (code, report["verdict"]) == (0, "bitwise")
-    recorded = manifest_of(repo, "latest~1", capsys)
-    assert main(["replay", "latest~1", "--script"]) == 0
+    recorded = manifest_of(repo, "latest", capsys)
+    assert main(["replay", "latest", "--script"]) == 0
     script = capsys.readouterr().out
     assert '"$repo"/.venv/bin/python train.py' in script
     done = subprocess.run(["bash", "-s", str(repo)], input=script, capture_output=True,
@@ -437,7 +437,7 @@ def test_verify_exits_2_when_the_replayed_command_cannot_start(
     capfd.readouterr()
     assert main(["verify", "latest"]) == 2
     assert "command not found" in capfd.readouterr().err
-    assert main(["replay", "latest~1"]) == 127  # replay behaves like a shell
+    assert main(["replay", "latest"]) == 127  # replay behaves like a shell
 
 
 @pytest.mark.parametrize("where", ["store", "committed copy"])

@@ -54,6 +54,7 @@ import operator
 import os
 import queue
 import re
+import shutil
 import stat
 import struct
 import sys
@@ -1063,6 +1064,13 @@ def _parse_snapshot(data: bytes) -> tuple[list[str], list[bytes], list[str], Seq
         return None
     digest = None if listing_digest == _NO_DIGEST else "blake3:" + listing_digest.hex()
     return fields[0:2 * n:2], sigs, fields[1:2 * n:2], sizes, order, digest
+
+
+def forget_cached(cache_dir: Path, abs_paths: Iterable[str]) -> None:
+    """Drop the stat cache of paths that will never be hashed again (a replay's worktree)."""
+    for p in abs_paths:
+        key = blake3.blake3(os.fsencode(p)).hexdigest()[:32]
+        shutil.rmtree(os.path.join(os.fspath(cache_dir), "stat-v1", key), ignore_errors=True)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -202,9 +202,11 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
+        # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
+        mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
         t.add_row(
             escape(short[str(r["run_id"])]),
-            f"[{style}]{escape(status)}[/]" if style else escape(status),
+            (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
             escape(_argv_text(_short_program(r.get("command") or []))),
@@ -231,7 +233,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
          + (" + uncommitted changes" if m.code.dirty else "")),
     ]
     if r.replay_of:
-        rows.append(("replay of", r.replay_of))
+        rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
+                                                 if r.started_by == "verify" else "")))
     if r.signal:
         rows.append(("signal", r.signal))
     if m.code.remote:
