@@ -36,14 +36,22 @@ settings.register_profile("ci", max_examples=600, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 EXAMPLE_SECONDS = 5
+EXAMPLE_MEMORY = 1024**3
 
 
 @contextlib.contextmanager
-def deadline(seconds: int = EXAMPLE_SECONDS) -> Iterator[None]:
-    """Fail (not hang) when one example runs longer than `seconds`."""
+def deadline(seconds: int = EXAMPLE_SECONDS, memory: int = EXAMPLE_MEMORY) -> Iterator[None]:
+    """Fail (not hang, not eat the machine) when one example runs longer than `seconds` or
+    takes more than `memory` bytes of address space: a hang is a TimeoutError, unbounded
+    memory a MemoryError (reading /dev/zero is one read() that no signal interrupts)."""
     def expired(signum: int, frame: object) -> None:
         raise TimeoutError(f"example ran over {seconds} s: a hang")
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as f:
+        used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    cap = used + memory if hard == resource.RLIM_INFINITY else min(used + memory, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     old = signal.signal(signal.SIGALRM, expired)
     signal.alarm(seconds)
     try:
@@ -51,6 +59,7 @@ def deadline(seconds: int = EXAMPLE_SECONDS) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def clear_or_value(fn: Callable[[], Any]) -> Any:
