@@ -326,7 +326,7 @@ def _pipfile_lock(text: str, rel: str) -> Lock:
     try:
         doc = bounded.loads_json(text, rel, errors.LockfileError)
     except errors.LockfileError as e:
-        raise _Malformed(e.message.removeprefix(f"{rel} ")) from e
+        raise _Malformed(_after(rel, e.message)) from e
     if not isinstance(doc, dict):
         raise _Malformed(f"the top level must be an object, got {_kind(doc)}")
     pins: dict[str, frozenset[str]] = {}
@@ -351,7 +351,7 @@ def _conda_lock(text: str, rel: str) -> Lock:
     try:
         doc = manifest.loads(text, rel)
     except errors.ManifestError as e:
-        raise _Malformed(e.message.removeprefix(f"{rel} ")) from e
+        raise _Malformed(_after(rel, e.message)) from e
     if not isinstance(doc, dict):
         raise _Malformed(f"the top level must be a mapping, got {_kind(doc)}")
     packages = doc.get("package")
@@ -399,7 +399,12 @@ def _check_shape(doc: Any, rel: str) -> None:
     try:
         bounded.check_tree(doc, rel, errors.LockfileError)
     except errors.LockfileError as e:
-        raise _Malformed(e.message.removeprefix(f"{rel} ")) from e
+        raise _Malformed(_after(rel, e.message)) from e
+
+
+def _after(rel: str, message: str) -> str:
+    """`Pipfile.lock is nested too deeply` -> `nested too deeply` (the caller names the file)."""
+    return message.removeprefix(f"{rel} ").removeprefix("is ")
 
 
 def _kind(value: Any) -> str:
