@@ -208,7 +208,7 @@ def diff(
 @app.command()
 def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
          ) -> None:
-    """Write a starter repro.yaml from what the project has, and ignore .repro/ in git.
+    """Write a starter repro.yaml from what the project has; ignore .repro/ and results in git.
 
     Example:
 
@@ -219,8 +219,8 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
     result = scaffold.init(Path.cwd(), force=force)
     sys.stdout.write(result.config_text)
     ui.info(f"wrote {result.config_path}")
-    if result.gitignore_updated:
-        ui.info("added .repro/ to .gitignore")
+    if result.ignored:
+        ui.info(f"added {', '.join(result.ignored)} to .gitignore")
 
 
 @app.command()

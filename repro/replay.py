@@ -50,6 +50,9 @@ class Plan:
     python: Mapping[str, Any]
     packages: Mapping[str, str]
     foreign: bool  # the manifest was not produced in this clone
+    # The SOURCE_DATE_EPOCH repro injected into the recorded run (the recorded commit's time):
+    # injected again as recorded, also with --at (whose commit has another time).
+    source_date_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,7 +108,12 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     outputs = tuple(manifest.confined(p, "output path") for p in m.outputs)
     metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
     det = m.determinism
-    replayable_env(det.get("env"), "determinism.env")  # only repro's own variables, named sanely
+    injected = replayable_env(det.get("env"), "determinism.env")  # only repro's own, named sanely
+    epoch = injected.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise errors.ManifestError(f"the manifest's determinism.env SOURCE_DATE_EPOCH {epoch!r} "
+                                   "is not a number of seconds",
+                                   hint="the manifest is damaged or was edited by hand")
     return Plan(
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
@@ -119,6 +127,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
         foreign=not _produced_here(run_dir, runs),
+        source_date_epoch=int(epoch) if epoch is not None else None,
     )
 
 
@@ -225,7 +234,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             outputs=tuple(str(worktree / p) for p in plan.outputs),
             metrics=str(worktree / plan.metrics) if plan.metrics else None,
             name=opts.name, note=note, replay_of=plan.run_id,
-            env={**os.environ, **plan.restored_env, **plan.user_env, **opts.extra_env},
+            env=_replay_env(plan, opts), source_date_epoch=plan.source_date_epoch,
             store=runs, root=worktree, started_by=opts.started_by,
             stdout_to_stderr=opts.stdout_to_stderr)
         outcome = record.execute(request, reporter)
@@ -250,6 +259,17 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replay_env(plan: Plan, opts: Options) -> dict[str, str]:
+    """The parent environment of the replayed run: ours, the recorded allow-listed variables,
+    the variables the user had set for the recorded run, --vary's. A SOURCE_DATE_EPOCH repro
+    injected is injected again as recorded, not taken from the caller's shell (where it may
+    hold a build's date)."""
+    env = {**os.environ, **plan.restored_env, **plan.user_env, **opts.extra_env}
+    if plan.source_date_epoch is not None and "SOURCE_DATE_EPOCH" not in plan.user_env:
+        env.pop("SOURCE_DATE_EPOCH", None)
+    return env
 
 
 def _forget_worktree_cache(runs: store.Store, worktree: Path, plan: Plan) -> None:

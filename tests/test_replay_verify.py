@@ -462,3 +462,13 @@ def test_replay_names_the_changed_file_inside_an_input_directory(
     capfd.readouterr()
     assert main(["replay", ref, "--yes"]) == 125
     assert "data/train (modified b.csv)" in capfd.readouterr().err
+
+
+def test_verify_of_a_command_with_nothing_declared_refuses_before_running_it(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    marker = repo / "ran.txt"
+    code = main(["verify", "--runs", "2", "--", PYTHON, "-c",
+                 f"open({str(marker)!r}, 'w').write('ran')"])
+    err = capfd.readouterr().err
+    assert code == 2 and "nothing to compare" in err and "--output" in err
+    assert not marker.exists() and not (repo / ".repro" / "runs").exists()
