@@ -96,9 +96,11 @@ def test_show_of_a_device_or_fifo_is_refused_at_once(repo: Path) -> None:
 def test_metrics_pointing_at_a_device_or_fifo_is_a_warning(repo: Path) -> None:
     (repo / ".gitignore").write_text(".repro/\nout/\n")
     git(repo, "commit", "-qam", "ignore out")
-    (repo / "out").mkdir()
-    (repo / "out" / "zero.json").symlink_to("/dev/zero")
-    rc, _, err = repro_cli(repo, "run", "--metrics", "out/zero.json", "--", PYTHON, "train.py",
+    (repo / "zero.py").write_text("import os\nos.makedirs('out', exist_ok=True)\n"
+                                  "os.symlink('/dev/zero', 'out/zero.json')\n")
+    git(repo, "add", "zero.py")
+    git(repo, "commit", "-qm", "zero")
+    rc, _, err = repro_cli(repo, "run", "--metrics", "out/zero.json", "--", PYTHON, "zero.py",
                            timeout=30)
     assert rc == 0, err
     assert "character device, not a regular file" in err
