@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -167,7 +168,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             seed=Seed(value=_req(seed, "value", int, source),
                       source=_choice(seed, "source", SEED_SOURCES, source)),
             code=Code(
-                commit=_req(code, "commit", str, source),
+                commit=_commit(_req(code, "commit", str, source), source),
                 branch=_opt(code, "branch", str, source),
                 remote=_opt(code, "remote", str, source),
                 dirty=bool(code.get("dirty", False)),
@@ -519,6 +520,14 @@ def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise errors.ManifestError(f"{source}: section {key!r} is missing or not a mapping",
                                    hint=_CORRUPT_HINT)
+    return value
+
+
+def _commit(value: str, source: str) -> str:
+    """A commit id goes to git as an argument: hex only, so a manifest cannot pass an option."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", value):
+        raise errors.ManifestError(f"{source}: 'commit' must be a hexadecimal commit id, "
+                                   f"got {value[:80]!r}")
     return value
 
 
