@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from repro import errors, ui
 from repro.errors import ExitCode
+
+if TYPE_CHECKING:
+    from repro import store
 
 app = typer.Typer(
     name="repro",
@@ -36,6 +39,20 @@ def complete_run(incomplete: str) -> list[str]:
     except errors.ReproError:
         return []
     return [i for i in ["latest", *ids] if i.startswith(incomplete)]
+
+
+def warn_future(runs: store.Store, *refs: str) -> None:
+    """`latest` skips runs dated in the future (they would pin it for good): say so."""
+    from repro import store
+
+    if not any(store.LATEST_RE.match(r) for r in refs):
+        return
+    future = store.future_ids(runs)
+    if future:
+        ui.warn(f"`latest` skips {len(future)} run(s) dated in the future: "
+                + ", ".join(future[:3]) + (" ..." if len(future) > 3 else ""),
+                hint="a clock was wrong, or the run directories came from elsewhere; "
+                     "name them by id, or remove them")
 
 
 RunRef = Annotated[str, typer.Argument(
@@ -136,6 +153,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     from repro import manifest, store
 
     runs = store.open_here()
+    warn_future(runs, ref)
     path = runs.resolve(ref)
     m = store.load_manifest(path)
     if as_json:
@@ -178,6 +196,7 @@ def diff(
     from repro.ui import diff as diffview
 
     runs = store.open_here()
+    warn_future(runs, left, right)
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
@@ -195,7 +214,7 @@ def diff(
 @app.command()
 def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
          ) -> None:
-    """Write a starter repro.yaml from what the project has, and ignore .repro/ in git.
+    """Write a starter repro.yaml from what the project has; ignore .repro/ and results in git.
 
     Example:
 
@@ -206,8 +225,8 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
     result = scaffold.init(Path.cwd(), force=force)
     sys.stdout.write(result.config_text)
     ui.info(f"wrote {result.config_path}")
-    if result.gitignore_updated:
-        ui.info("added .repro/ to .gitignore")
+    if result.ignored:
+        ui.info(f"added {', '.join(result.ignored)} to .gitignore")
 
 
 @app.command()
@@ -253,6 +272,7 @@ def replay(
     from repro import replay as replay_mod
 
     runs = store.open_here()
+    warn_future(runs, ref)
     loaded = history.load(runs, ref)
     if dry_run or as_script:
         plan = replay_mod.make_plan(loaded, runs)
@@ -331,6 +351,7 @@ def verify(
             data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
         report = verify_mod.verify_command(request, opts, reporter)
     elif len(words) == 1:
+        warn_future(runs, words[0])
         confirm = ui.confirm_command if replay_mod.interactive() else None
         report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
     elif words:

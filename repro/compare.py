@@ -513,7 +513,10 @@ def _diff_paths(a: Mapping[str, Any], b: Mapping[str, Any], listings_a: Mapping[
 
 def _entry(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: v for k, v in value.items() if k != "listing"}
+        if value.get("stale") is True:  # a file the run did not write: only that is compared
+            return {"kind": value.get("kind"), "stale": True}
+        # A directory's `stale` count says what an earlier run left there: not this run's.
+        return {k: v for k, v in value.items() if k not in ("listing", "stale")}
     return value
 
 

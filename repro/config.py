@@ -106,6 +106,8 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
             raise errors.ConfigError(message, hint=hint)
         return raw
     if kind == "level":
+        if raw is False:
+            raw = "off"  # YAML 1.1 reads an unquoted `off` as false
         if raw not in manifest.LEVELS:
             raise errors.ConfigError(message, hint=hint)
         return raw

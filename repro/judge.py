@@ -24,7 +24,8 @@ Rules:
   equals NaN, and anything else compares by equality.
 - outputs, per path (sorted):
   - equal hashes are `same` without reading a file; symlinks compare by target; `kind:
-    missing` (the path did not exist when recorded) on both sides is `same`.
+    missing` (the path did not exist when recorded) on both sides is `same`. A file marked
+    `stale` (there before the run, untouched by it) counts as absent: it is not the run's.
   - recorded but absent (or `kind: missing`) in the replay is `missing`; present in the replay
     but not in the recorded run is `different` ("not in the recorded run"): the replay's
     results are not the recorded ones. A change of kind (file, dir, symlink) is `different`.
@@ -41,8 +42,18 @@ Rules:
     anything else, and any failure of the probe (interpreter gone, crash, timeout, unreadable
     file), is `different` with the reason. All tensor files are compared by one probe process,
     so torch is imported once, however many checkpoints differ.
-  - any other file is `different`; the detail names its first differing line (UTF-8 text) or
-    byte.
+  - checkpoints (`.pt .pth`, and `.ckpt .pkl .pickle .bin` that start like a pickle or
+    torch.save's zip) are walked structurally by the probe: tensors numerically, other values
+    by equality, strings and keys that embed the recorded run's checkout or the replay's
+    worktree (`Structural.roots`) compared with that root replaced. A value equal only after
+    that is `within-tolerance`, never `same` (the bytes differ); a file whose every other value
+    is identical says "only embedded paths differ (ROOT vs ROOT in N values: names)".
+    Loading is weights-only; full unpickling (`Structural.unpickle`) only where this clone
+    produced both runs. A `.ckpt .pkl .pickle .bin` the probe cannot read is compared as bytes,
+    the reason appended.
+  - any other file is `different`; the detail names the cause where a known format says it
+    (`format_cause`: PDF dates and /ID, PNG tIME and text chunks, zip member times, the gzip
+    header's mtime), else its first differing line (UTF-8 text) or byte.
   - a directory with both listings gives one check per added (`different`), removed
     (`missing`) or modified file, named `dir/relpath`, modified ones examined as files; without
     both listings, one check on the directory's hash. An unchanged directory is one `same`
@@ -60,8 +71,10 @@ import posixpath
 import re
 import signal
 import stat
+import struct
 import subprocess
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,6 +88,9 @@ KINDS = ("output", "metric", "exit")
 
 TENSORCMP = Path(__file__).resolve().parent / "probes" / "tensorcmp.py"
 TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
+# Checkpoints and pickles that may hold tensors: compared structurally when the probe can load
+# them, else by their bytes (a `.bin` or `.pkl` is often something else entirely).
+CHECKPOINT_SUFFIXES = (".ckpt", ".pkl", ".pickle", ".bin")
 # Per pair of tensor files; the probe gets this times the number of pairs. Loading two
 # multi-GB checkpoints and comparing them in float64 takes minutes on a slow disk, not hours.
 TENSORCMP_TIMEOUT_S = 300.0
@@ -259,6 +275,7 @@ class _TensorJob:
     expected: Path
     actual: Path
     info: Mapping[str, Any]
+    bytes_fallback: bool = False  # a probe error means "not tensors": compare bytes instead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,26 +284,39 @@ class _Roots:
     actual: Path
 
 
+@dataclasses.dataclass(frozen=True)
+class Structural:
+    """How the probe compares checkpoints: which checkout roots name the same place (strings
+    embedding one are compared with it replaced), and whether files weights_only cannot load
+    may be unpickled in full (only when this clone produced both runs: unpickling runs code
+    named by the file)."""
+
+    roots: tuple[Path, ...] = ()
+    unpickle: bool = False
+
+
 def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
                     expected_root: Path | None, actual_root: Path,
                     expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                     actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
-                    python: str, tol: compare.Tolerance) -> list[Check]:
+                    python: str, tol: compare.Tolerance,
+                    structural: Structural = Structural()) -> list[Check]:
     """Checks for the `outputs` sections of the recorded run and the replay (module docstring).
 
     `expected_root`/`actual_root`: the directories the output paths are relative to (None: the
     recorded files are not at hand). Listings: relpath -> (hash, size), keyed by the entry's
     `listing` file name (or by the directory's path). `python`: the run's interpreter, which
     loads tensor files (it has the torch/numpy the run used; repro never imports them).
+    `structural`: checkout roots and unpickling for checkpoints (see `Structural`).
     """
     for path in expected.keys() | actual.keys():
         manifest.confined(str(path), "output path")
     roots = _Roots(expected_root, actual_root)
     slots: list[Check | _TensorJob] = []
     for path in sorted(expected.keys() | actual.keys(), key=str):
-        e, a = _entry(expected, path), _entry(actual, path)
+        e, a = _own(_entry(expected, path)), _own(_entry(actual, path))
         slots.extend(_compare_entry(roots, str(path), e, a, expected_listings, actual_listings))
-    return _run_jobs(slots, python, tol)
+    return _run_jobs(slots, python, tol, structural)
 
 
 def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
@@ -297,6 +327,12 @@ def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
         raise errors.ManifestError(f"outputs entry {path!r} is not a mapping",
                                    hint="the manifest is damaged or was edited by hand")
     return value
+
+
+def _own(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A file the run did not write (`stale: true`, left by an earlier run) is not its output:
+    compared as absent. (A directory's hash and listing already cover only the run's files.)"""
+    return None if entry is not None and entry.get("stale") is True else entry
 
 
 def _kind(entry: Mapping[str, Any] | None) -> str:
@@ -450,7 +486,18 @@ def _examine_file(roots: _Roots, name: str, rel: str, he: str, ha: str,
                      {**info, "compared": "hash"})
     if rel.lower().endswith(TENSOR_SUFFIXES):
         return _TensorJob(name, pe, pa, info)
+    if rel.lower().endswith(CHECKPOINT_SUFFIXES) and _pickled(pe) and _pickled(pa):
+        return _TensorJob(name, pe, pa, info, bytes_fallback=True)
     return _compare_bytes(name, pe, pa, info)
+
+
+def _pickled(p: Path) -> bool:
+    """The file starts like torch.save's zip or a pickle (protocol 2 and up)."""
+    try:
+        head = _read_at(p, 0, 4)
+    except OSError:
+        return False
+    return head.startswith((b"PK\x03\x04", b"\x80"))
 
 
 # --- text and binary files ----------------------------------------------------------------------
@@ -470,13 +517,16 @@ def _compare_bytes(name: str, pe: Path, pa: Path, info: Mapping[str, Any]) -> Ch
                      {**info, "compared": "hash"})
 
 
-def _first_difference(pe: Path, pa: Path) -> tuple[int, int, int] | None:
+def _first_difference(pe: Path, pa: Path, start: int = 0) -> tuple[int, int, int] | None:
     """(byte offset, 1-based line number, offset of that line's start) of the first
-    difference, streaming both files; None when their contents are equal."""
-    offset = 0
+    difference, streaming both files from `start` (lines counted from there); None when their
+    contents are equal."""
+    offset = start
     newlines = 0
-    line_start = 0
+    line_start = start
     with open(pe, "rb") as fe, open(pa, "rb") as fa:
+        fe.seek(start)
+        fa.seek(start)
         while True:
             ce, ca = fe.read(_CHUNK), fa.read(_CHUNK)
             same = ce == ca
@@ -509,6 +559,13 @@ def _mismatch(x: bytes, y: bytes) -> int:
 def _describe_difference(name: str, pe: Path, pa: Path, offset: int, line: int,
                          line_start: int, info: Mapping[str, Any]) -> Check:
     se, sa = pe.stat().st_size, pa.stat().st_size
+    cause = format_cause(pe, pa)
+    if cause is not None:
+        where = (f"first difference at byte {offset}; "
+                 + (f"both {se} bytes" if se == sa else f"sizes {se} vs {sa}"))
+        return Check("output", name, "different", f"{cause} ({where})",
+                     {**info, "compared": "format", "cause": cause, "size_expected": se,
+                      "size_actual": sa, "offset": offset})
     head_e, line_e = _read_at(pe, 0, _SAMPLE), _read_line(pe, line_start)
     head_a, line_a = _read_at(pa, 0, _SAMPLE), _read_line(pa, line_start)
     sizes = {"size_expected": se, "size_actual": sa, "offset": offset}
@@ -527,6 +584,145 @@ def _describe_difference(name: str, pe: Path, pa: Path, offset: int, line: int,
         detail = (f"first difference at byte {offset} (0x{be.hex()} vs 0x{ba.hex()}); "
                   + (f"both {se} bytes" if se == sa else f"sizes {se} vs {sa}"))
     return Check("output", name, "different", detail, {**info, "compared": "bytes", **sizes})
+
+
+# --- known formats: why their bytes differ -----------------------------------------------------
+
+_FORMAT_READ_MAX = 32 * 1024 * 1024  # bytes of a PDF read to look for its dates
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = (b"tIME", b"tEXt", b"iTXt", b"zTXt")
+_PNG_MAX_CHUNKS = 100_000
+_PNG_TEXT_MAX = 64 * 1024  # a text chunk's bytes read to get its keyword
+_ZIP_MAX_MEMBERS = 100_000
+_SDE_HINT = ("SOURCE_DATE_EPOCH fixes it: repro sets it at determinism `seed` and up unless the "
+             "environment has one")
+# PDF values that change with the clock, not with the figure: the Info dictionary's dates,
+# the trailer's file identifier and the XMP metadata's dates.
+_PDF_VOLATILE = (
+    ("/CreationDate", re.compile(rb"/CreationDate\s*\((?:[^()\\]|\\.){0,128}\)")),
+    ("/ModDate", re.compile(rb"/ModDate\s*\((?:[^()\\]|\\.){0,128}\)")),
+    ("/ID", re.compile(rb"/ID\s*\[\s*<[0-9A-Fa-f]{0,128}>\s*<[0-9A-Fa-f]{0,128}>\s*\]")),
+    ("xmp:CreateDate", re.compile(rb"<xmp:CreateDate>[^<]{0,128}</xmp:CreateDate>")),
+    ("xmp:ModifyDate", re.compile(rb"<xmp:ModifyDate>[^<]{0,128}</xmp:ModifyDate>")),
+    ("xmp:MetadataDate", re.compile(rb"<xmp:MetadataDate>[^<]{0,128}</xmp:MetadataDate>")),
+)
+
+
+def format_cause(pe: Path, pa: Path) -> str | None:
+    """Why two files of a known format differ, when the format says: PDF dates and /ID, PNG
+    tIME and text chunks, zip member times, the gzip header's mtime. None: not a known format,
+    or nothing more precise to say than the first differing byte.
+
+    Reads headers, chunk tables and central directories, not whole files (a PDF is read up to
+    _FORMAT_READ_MAX bytes). Never raises for a damaged file.
+    """
+    try:
+        head_e, head_a = _read_at(pe, 0, 8), _read_at(pa, 0, 8)
+        if head_e.startswith(b"%PDF-") and head_a.startswith(b"%PDF-"):
+            return _pdf_cause(pe, pa)
+        if head_e == _PNG_SIGNATURE and head_a == _PNG_SIGNATURE:
+            return _png_cause(pe, pa)
+        if head_e.startswith(b"PK\x03\x04") and head_a.startswith(b"PK\x03\x04"):
+            return _zip_cause(pe, pa)
+        if head_e.startswith(b"\x1f\x8b") and head_a.startswith(b"\x1f\x8b"):
+            return _gzip_cause(pe, pa)
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile):
+        return None
+    return None
+
+
+def _pdf_cause(pe: Path, pa: Path) -> str | None:
+    if max(pe.stat().st_size, pa.stat().st_size) > _FORMAT_READ_MAX:
+        return None
+    be, ba = pe.read_bytes(), pa.read_bytes()
+    differing = []
+    for label, pattern in _PDF_VOLATILE:
+        if pattern.findall(be) != pattern.findall(ba):
+            differing.append(label)
+        be, ba = pattern.sub(label.encode(), be), pattern.sub(label.encode(), ba)
+    if not differing:
+        return None
+    what = ", ".join(differing)
+    if be == ba:
+        return f"differs only in the PDF's {what} ({_SDE_HINT}; or savefig(..., " \
+               f"metadata={{'CreationDate': None}}))"
+    return f"the PDF's content differs, not only its {what}"
+
+
+def _png_chunks(p: Path) -> list[tuple[bytes, int, bytes, bytes]] | None:
+    """(type, length, crc, text keyword) per chunk; the image data is skipped, not read."""
+    chunks = []
+    with open(p, "rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return None
+        for _ in range(_PNG_MAX_CHUNKS):
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            length, ctype = struct.unpack(">I4s", head)
+            keyword = b""
+            if ctype in (b"tEXt", b"iTXt", b"zTXt") and length <= _PNG_TEXT_MAX:
+                keyword = f.read(length).split(b"\0", 1)[0]
+            else:
+                f.seek(length, os.SEEK_CUR)
+            chunks.append((ctype, length, f.read(4), keyword))
+            if ctype == b"IEND":
+                break
+    return chunks
+
+
+def _png_cause(pe: Path, pa: Path) -> str | None:
+    ce, ca = _png_chunks(pe), _png_chunks(pa)
+    if ce is None or ca is None:
+        return None
+    image_e = [c for c in ce if c[0] not in _PNG_METADATA]
+    image_a = [c for c in ca if c[0] not in _PNG_METADATA]
+    meta_e = {(c[0], c[3]): c[2] for c in ce if c[0] in _PNG_METADATA}
+    meta_a = {(c[0], c[3]): c[2] for c in ca if c[0] in _PNG_METADATA}
+    changed = sorted((k for k in meta_e.keys() | meta_a.keys() if meta_e.get(k) != meta_a.get(k)),
+                     key=lambda k: (k[0] != b"tIME", k))
+    labels = ["tIME chunk" if t == b"tIME" else f"text chunk {kw.decode('latin-1')!r}"
+              for t, kw in changed]
+    if image_e == image_a:
+        if not labels:
+            return None  # same chunks, in another order
+        return f"differs only in the PNG's {', '.join(labels)} ({_SDE_HINT}, or drop the " \
+               f"metadata when saving)"
+    types = sorted({c[0].decode("latin-1") for c in image_e + image_a}
+                   - {c[0].decode("latin-1") for c in set(image_e) & set(image_a)})
+    text = f"the PNG's image data differs ({', '.join(types) or 'chunk order'})"
+    return text + (f"; its {', '.join(labels)} too" if labels else "")
+
+
+def _zip_cause(pe: Path, pa: Path) -> str | None:
+    with zipfile.ZipFile(pe) as ze, zipfile.ZipFile(pa) as za:
+        le, la = ze.infolist(), za.infolist()
+    if max(len(le), len(la)) > _ZIP_MAX_MEMBERS:
+        return None
+    me = {i.filename: i for i in le}
+    ma = {i.filename: i for i in la}
+    content = sorted(n for n in me.keys() | ma.keys()
+                     if n not in me or n not in ma
+                     or (me[n].CRC, me[n].file_size) != (ma[n].CRC, ma[n].file_size))
+    if content:
+        return f"zip members differ: {_names(content)}"
+    timed = [n for n in me if me[n].date_time != ma[n].date_time]
+    if timed:
+        return (f"differs only in zip member times ({_count(len(timed), 'member')} of "
+                f"{len(me)}: {_names(sorted(timed))}; {_SDE_HINT} and the writer honours it)")
+    if [i.filename for i in le] != [i.filename for i in la]:
+        return "differs only in the order of the zip's members"
+    return "zip members identical; the archive's headers differ (extra fields, comments or " \
+        "compression)"
+
+
+def _gzip_cause(pe: Path, pa: Path) -> str | None:
+    he, ha = _read_at(pe, 0, 10), _read_at(pa, 0, 10)
+    if len(he) < 10 or len(ha) < 10 or he[4:8] == ha[4:8]:
+        return None
+    if he[:4] != ha[:4] or he[8:] != ha[8:] or _first_difference(pe, pa, start=10) is not None:
+        return None
+    return f"differs only in the gzip header's mtime ({_SDE_HINT}, or write it with mtime=0)"
 
 
 def _read_at(p: Path, offset: int, n: int) -> bytes:
@@ -570,20 +766,26 @@ def _shown_line(raw: bytes, col: int, at_end: bool) -> str:
 
 
 def _run_jobs(slots: Sequence[Check | _TensorJob], python: str,
-              tol: compare.Tolerance) -> list[Check]:
+              tol: compare.Tolerance, structural: Structural) -> list[Check]:
     jobs = [s for s in slots if isinstance(s, _TensorJob)]
     if not jobs:
         return [s for s in slots if isinstance(s, Check)]
-    results = _run_tensorcmp(python, [(j.expected, j.actual) for j in jobs], tol)
+    results = _run_tensorcmp(python, [(j.expected, j.actual) for j in jobs], tol, structural)
     by_job = {id(j): r for j, r in zip(jobs, results, strict=True)}
-    return [_tensor_check(s, by_job[id(s)]) if isinstance(s, _TensorJob) else s for s in slots]
+    return [_tensor_check(s, by_job[id(s)], structural.roots) if isinstance(s, _TensorJob)
+            else s for s in slots]
 
 
 def _run_tensorcmp(python: str, pairs: Sequence[tuple[Path, Path]],
-                   tol: compare.Tolerance) -> list[dict[str, Any] | str]:
+                   tol: compare.Tolerance,
+                   structural: Structural = Structural()) -> list[dict[str, Any] | str]:
     """One probe process for all pairs: each pair's result object, or why there is none."""
     cmd = [python, str(TENSORCMP), "--pairs", "-", "--rtol", repr(float(tol.rtol)),
            "--atol", repr(float(tol.atol))]
+    for root in structural.roots:
+        cmd += ["--root", os.fspath(root)]
+    if structural.unpickle:
+        cmd.append("--unpickle")
     stdin = json.dumps([[os.fspath(a), os.fspath(b)] for a, b in pairs])
     timeout = TENSORCMP_TIMEOUT_S * len(pairs)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -653,32 +855,44 @@ def _float(x: Any) -> float | None:
     return None
 
 
-def _tensor_check(job: _TensorJob, result: dict[str, Any] | str) -> Check:
+def _tensor_check(job: _TensorJob, result: dict[str, Any] | str,
+                  roots: Sequence[Path] = ()) -> Check:
     info: dict[str, Any] = {**job.info, "compared": "tensors"}
     if isinstance(result, str):
-        return Check("output", job.name, "different",
-                     f"hash differs; tensors could not be compared: {result}", info)
+        return _probe_failed(job, result, info)
     status = result.get("status")
     raw_tensors = result.get("tensors")
     tensors = [t for t in raw_tensors if isinstance(t, dict)] \
         if isinstance(raw_tensors, list) else []
     if status == "error" or status not in ("same", "within-tolerance", "different"):
         message = _clip(str(result.get("message") or f"unknown status {status!r}"), 200)
-        return Check("output", job.name, "different",
-                     f"hash differs; tensors could not be compared: {message}", info)
+        return _probe_failed(job, message, info)
     changed = [t for t in tensors if t.get("status") != "same"]
     info.update(tensor_count=len(tensors), tensors_differing=len(changed),
                 tensors=changed[:_MAX_TENSORS_IN_DATA])
     if status == "same":
         what = "tensor identical" if len(tensors) == 1 else f"{len(tensors)} tensors identical"
         return Check("output", job.name, "same", f"bytes differ, {what}", info)
+    embedded = [t for t in changed if t.get("embedded_path")]
+    changed = [t for t in changed if not t.get("embedded_path")]
+    paths = _embedded_detail(embedded, roots)
+    if embedded:
+        info.update(embedded_paths=[str(t.get("name")) for t in embedded][:_MAX_TENSORS_IN_DATA])
     structural = _structure_detail(tensors)
     if structural is not None:
-        return Check("output", job.name, "different", structural, info)
+        return Check("output", job.name, "different", structural + paths, info)
     worst = max(changed, key=lambda t: _sort_key(_float(t.get("max_abs"))), default=None)
-    if worst is None:  # the probe said the files differ but listed no tensor that does
+    if worst is None:
+        if embedded and status == "within-tolerance":
+            # Every value equal once the recorded and the replay's checkout roots are taken
+            # for one place: the file reproduced, but its bytes are not the same (a Lightning
+            # checkpoint's ModelCheckpoint.dirpath), so it is within tolerance, never bitwise.
+            same = len(tensors) - len(embedded)
+            return Check("output", job.name, "within-tolerance",
+                         f"only {paths[2:]}; {_count(same, 'other value')} identical", info)
+        # the probe said the files differ but listed no value that does
         return Check("output", job.name, str(status),
-                     _clip(str(result.get("message") or "tensors differ"), 200), info)
+                     _clip(str(result.get("message") or "tensors differ"), 200) + paths, info)
     max_abs, max_rel = _float(worst.get("max_abs")), _float(worst.get("max_rel"))
     info.update(max_abs=max_abs, max_rel=max_rel, worst_tensor=worst.get("name"))
     where = f" in {worst.get('name')}" if worst.get("name") else ""
@@ -686,19 +900,51 @@ def _tensor_check(job: _TensorJob, result: dict[str, Any] | str) -> Check:
     if isinstance(index, list) and index:
         where += f" at [{', '.join(str(i) for i in index)}]"
     nan_mismatch = worst.get("nan_mismatch")
-    if max_abs == 0.0:  # every value equal, yet the bytes differ: -0.0 vs 0.0, NaN payloads
+    if worst.get("max_abs") is None and worst.get("dtype_a") == worst.get("dtype_b") \
+            and worst.get("numel") == 1 and not isinstance(index, list):
+        detail = f"value differs{where}"  # a string or other plain value in a checkpoint
+    elif max_abs == 0.0:  # every value equal, yet the bytes differ: -0.0 vs 0.0, NaN payloads
         detail = f"values equal, bits differ (-0.0 vs 0.0 or NaN payloads){where}"
     else:
         detail = f"max abs diff {_g(max_abs)} (rel {_g(max_rel)}){where}"
     if status == "different":
         beyond, numel = worst.get("beyond"), worst.get("numel")
-        if isinstance(beyond, int) and isinstance(numel, int):
+        if isinstance(beyond, int) and isinstance(numel, int) and worst.get("max_abs") is not None:
             detail += f"; {beyond} of {numel} elements beyond tolerance"
         if isinstance(nan_mismatch, int) and nan_mismatch:
             detail += f", {nan_mismatch} NaN vs a number"
     if len(tensors) > 1:
-        detail += f" ({len(changed)} of {len(tensors)} tensors differ)"
-    return Check("output", job.name, str(status), detail, info)
+        detail += f" ({len(changed)} of {len(tensors) - len(embedded)} tensors differ)"
+    return Check("output", job.name, str(status), detail + paths, info)
+
+
+def _probe_failed(job: _TensorJob, reason: str, info: Mapping[str, Any]) -> Check:
+    if not job.bytes_fallback:
+        return Check("output", job.name, "different",
+                     f"hash differs; tensors could not be compared: {reason}", dict(info))
+    check = _compare_bytes(job.name, job.expected, job.actual, job.info)
+    return dataclasses.replace(check, detail=f"{check.detail}; not compared structurally: "
+                                             f"{_clip(reason, 200)}")
+
+
+def _embedded_detail(embedded: Sequence[Mapping[str, Any]], roots: Sequence[Path]) -> str:
+    """"; embedded paths differ (/home/me/proj vs /tmp/…/worktree in 2 values: a, b)" or ""."""
+    if not embedded:
+        return ""
+    names = _names([_short_name(str(t.get("name"))) for t in embedded])
+    where = (f"{_clip_left(os.fspath(roots[0]), 100)} vs {_clip_left(os.fspath(roots[-1]), 100)}"
+             if len(roots) > 1 else "the checkout root")
+    return f"; embedded paths differ ({where} in {_count(len(embedded), 'value')}: {names})"
+
+
+def _clip_left(text: str, width: int) -> str:
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
+def _short_name(name: str) -> str:
+    """A checkpoint leaf's dotted name with over-long keys (Lightning's `ModelCheckpoint{...}`
+    callback keys run to 150 characters) clipped."""
+    return ".".join(part if len(part) <= 32 else part[:20] + "…" for part in name.split("."))
 
 
 def _sort_key(x: float | None) -> float:

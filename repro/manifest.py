@@ -334,18 +334,28 @@ def read(path: Path) -> Manifest:
     return from_dict(data, str(path))
 
 
-def write(path: Path, m: Manifest) -> None:
-    write_text_atomic(path, dumps(to_dict(m)))
+def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust)."""
+    text = dumps(to_dict(m))
+    if key is not None:
+        from repro import trust
+
+        # No fsync for the tag (one per manifest write is the manifest's own): a tag lost to
+        # a power cut only makes the run ask before a replay, like a foreign one.
+        write_text_atomic(trust.tag_path(path), trust.tag_text(key, text.encode(), path),
+                          durable=False)
+    write_text_atomic(path, text)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
     """Temp file in the same directory, flush, fsync, rename: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with _suppress_oserror():

@@ -23,6 +23,18 @@ class LockFinding:
     warnings: tuple[str, ...]
 
 
+def without_results(state: git.TreeState, results: Sequence[str]) -> git.TreeState:
+    """`state` without the dirt that runs produce: files at or under the declared outputs and
+    the metrics file (`results`, relative to the root). The previous run wrote them and this
+    one writes them again; they are recorded as outputs, not as code."""
+    prefixes = [r.rstrip("/") for r in results if r.rstrip("/") not in ("", ".")]
+    if not prefixes or not state.dirt:
+        return state
+    kept = tuple(d for d in state.dirt
+                 if not any(d.path == p or d.path.startswith(p + "/") for p in prefixes))
+    return dataclasses.replace(state, dirt=kept)
+
+
 def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
     """Uncommitted or untracked files: refuse, naming them, unless --allow-dirty."""
     if not state.dirty or allow_dirty:
@@ -31,10 +43,12 @@ def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
     shown = ", ".join(listed[:SHOWN])
     if len(listed) > SHOWN:
         shown += f" and {len(listed) - SHOWN} more"
+    hint = "commit them (or add them to .gitignore), or pass --allow-dirty to record a patch"
+    if any(d.state == "untracked" for d in state.dirt):
+        hint += ("; files your runs write are results: declare them with --output PATH "
+                 "(or `outputs:` in repro.yaml) and they never count as dirt")
     raise errors.DirtyTreeError(
-        f"the work tree has uncommitted or untracked files: {shown}",
-        hint="commit them (or add them to .gitignore), or pass --allow-dirty to record a patch",
-    )
+        f"the work tree has uncommitted or untracked files: {shown}", hint=hint)
 
 
 def check_lock(root: Path, state: git.TreeState, configured: str | None,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, manifest, preflight, runner, seeding, store
+from repro import config, errors, manifest, preflight, runner, seeding, store, trust
 from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
@@ -60,6 +60,9 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    # SOURCE_DATE_EPOCH to inject: a replay passes the recorded value (also with --at, whose
+    # commit has another time); None: the time of the commit being run.
+    source_date_epoch: int | None = None
     started_by: str | None = None  # "verify" for verify's replays (never `latest`)
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
@@ -108,13 +111,20 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     env = dict(os.environ if req.env is None else req.env)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
-    status_proc = git.start_status(root)  # these two overlap with the work below
+    status_proc = git.start_status(root)  # these three overlap with the work below
     remote_proc = git.start_remote(root)
+    time_proc = git.start_commit_time(root) if req.source_date_epoch is None else None
     cfg = config.load(root)
     python, how = environment.find_interpreter(req.argv, req.cwd, env)
     inspect_proc = environment.start_inspect(python, env)
     remote = git.finish_remote(remote_proc)  # never raises: collected first, never left over
-    state = git.finish_status(status_proc, root)
+    # What runs produce (declared outputs, the metrics file) is never dirt: the previous run
+    # wrote it, and this one will write it again.
+    try:
+        state = preflight.without_results(git.finish_status(status_proc, root),
+                                          _result_paths(req, cfg, root))
+    finally:
+        commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
@@ -131,6 +141,11 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
+    key = trust.key(runs.root)  # marks the manifests below as written in this clone
+    if key is None:
+        reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
+                      "replay and verify will ask before running this run's command",
+                      hint="make the git directory writable, or remove a damaged repro-key")
     run_id, run_dir = runs.create_run_dir()
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
@@ -140,7 +155,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
-        command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
+        command=manifest.Command(argv=_recorded_argv(req, runs), cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
                            dirty=state.dirty),
@@ -153,20 +168,22 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    manifest.write(path, m)
+    manifest.write(path, m, key)
     result: runner.ChildResult | None = None
     try:
         if state.dirty:
             m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
                                               cfg.untracked_max_bytes, reporter))
-        inputs = _input_paths(req, cfg, root)
+        inputs, named = _input_paths(req, cfg, root)
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
+        watch = _Watch.before(req, cfg, root, named)
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
-                            hook_out=hook_out, hook_dir=seeding.hook_dir())
+                            hook_out=hook_out, hook_dir=seeding.hook_dir(),
+                            source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
         m = m.replace(determinism={
@@ -176,7 +193,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "hook": {"ran": None},
         })
         m = m.replace(fingerprint=fingerprint(m))
-        manifest.write(path, m)
+        manifest.write(path, m, key)
 
         probe = _Background(lambda: _while_child_runs(child_env))
         with runner.SignalGuard() as guard:
@@ -186,16 +203,17 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                                           stderr_log=run_dir / "stderr.log", guard=guard,
                                           stdout_to_stderr=req.stdout_to_stderr)
             except errors.ChildStartError as e:
-                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
+                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None), key)
                 raise
             # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
             # and the manifest below still records the child's result.
             guard.armed = True
-            m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter)
+            m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter,
+                             watch)
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
-            manifest.write(path, m)
+            manifest.write(path, m, key)
         return RunOutcome(run_id, run_dir, result.exit_code, m)
     except errors.ChildStartError:
         raise
@@ -212,13 +230,48 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
         with contextlib.suppress(Exception):
             manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
-                                                + note))
+                                                + note), key)
         raise
+
+
+@dataclasses.dataclass(frozen=True)
+class _Watch:
+    """Result paths (relative to the root) and their stat trees from before the command."""
+
+    outputs: tuple[str, ...]  # declared: --output and the configuration's `outputs`
+    metrics: str | None  # the metrics file
+    named: tuple[str, ...]  # existing paths named in argv, recorded as inputs before the run
+    unborn: tuple[str, ...]  # paths named in argv that did not exist before the run
+    trees: Mapping[str, Any]  # path -> written.Tree
+
+    @classmethod
+    def before(cls, req: RunRequest, cfg: config.Config, root: Path,
+               named: Sequence[str]) -> _Watch:
+        outputs = tuple(dict.fromkeys(_rel(_under(root, req.cwd, p), root)
+                                      for p in (*req.outputs, *cfg.outputs)))
+        metrics_path = req.metrics or cfg.metrics
+        metrics_rel = _rel(_under(root, req.cwd, metrics_path), root) if metrics_path else None
+        results = (*outputs, *([metrics_rel] if metrics_rel else []))
+        unborn = tuple(p for p in data.argv_paths(req.argv, req.cwd, root, missing=True)
+                       if not _covered(p, results))
+        watched = (*results, *named)
+        trees: Mapping[str, Any] = {}
+        if watched:
+            from repro.capture import written
+
+            trees = written.snapshot(root, watched)
+        return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+
+
+def _covered(path: str, by: Sequence[str]) -> bool:
+    """`path` is one of `by` or inside one of them."""
+    return any(b in (".", "") or path == b or path.startswith(b.rstrip("/") + "/") for b in by)
 
 
 def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
                  runs: store.Store, run_dir: Path, result: runner.ChildResult,
-                 hw: Mapping[str, Any] | None, reporter: Reporter) -> manifest.Manifest:
+                 hw: Mapping[str, Any] | None, reporter: Reporter,
+                 watch: _Watch) -> manifest.Manifest:
     """Read what the child left: the hook's probes, outputs, metrics."""
     from repro import hookprobe
     from repro.capture import metrics
@@ -250,25 +303,51 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
                 hw_section[key] = top[key]
     m = m.replace(environment=env_section, hardware=hw_section)
 
-    outputs = list(dict.fromkeys([*req.outputs, *cfg.outputs]))
+    # A path named in the command line that the run created or rewrote is an output, not an
+    # input: `--save model.pt` over the model of an earlier run (see written.rewrote).
+    from repro.capture import written
+
+    moved = [p for p in watch.named
+             if written.rewrote(watch.trees.get(p) or {}, written.stat_tree(root / p),
+                                m.data.get(p), root / p)]
+    born = [p for p in watch.unborn if os.path.lexists(root / p)]
+    if moved:
+        gone = set(moved)
+        for p in moved:
+            listing = (m.data.get(p) or {}).get("listing")
+            if isinstance(listing, str):
+                with contextlib.suppress(OSError):
+                    (run_dir / listing).unlink()
+        m = m.replace(data={p: e for p, e in m.data.items() if p not in gone})
+    outputs = list(dict.fromkeys([*watch.outputs, *moved, *born]))
     if outputs:
         try:
-            m = m.replace(outputs=_hash(outputs, root, runs, run_dir, "outputs", reporter,
-                                        "hashing outputs", cwd=req.cwd))
-            _keep_outputs(root, run_dir, m.outputs, cfg.keep_outputs_max_bytes)
+            with reporter.progress("hashing outputs") as progress:
+                entries = data.hash_paths(outputs, root=root, cache_dir=runs.cache_dir,
+                                          progress=progress)
+            stale: dict[str, list[str]] = {}
+            for i, entry in enumerate(entries):
+                entries[i], stale[entry.path] = written.split(
+                    entry, root / entry.path, watch.trees.get(entry.path) or {})
+            m = m.replace(outputs=data.to_section(entries, run_dir, "outputs", stale))
+            _keep_outputs(root, run_dir, entries, stale, cfg.keep_outputs_max_bytes)
         except errors.DataError as e:
             reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
-    metrics_path = req.metrics or cfg.metrics
     series = run_dir / "metrics.jsonl"
+    metrics_file = root / watch.metrics if watch.metrics else None
+    rewritten = metrics_file is None or written.changed(
+        watch.trees.get(watch.metrics or "") or {}, written.stat_tree(metrics_file))
     try:
         m = m.replace(metrics=metrics.collect(
-            metrics_file=_under(root, req.cwd, metrics_path) if metrics_path else None,
-            series_file=series if series.exists() else None,
-            log_file=run_dir / "stdout.log", patterns=cfg.metric_patterns, root=root))
+            metrics_file=metrics_file, series_file=series if series.exists() else None,
+            log_file=run_dir / "stdout.log", patterns=cfg.metric_patterns, root=root,
+            rewritten=rewritten))
     except errors.ReproError as e:
         reporter.warn(f"metrics were not recorded: {e.message}", e.hint)
     for w in m.metrics.get("warnings", []) if isinstance(m.metrics, Mapping) else []:
         reporter.warn(str(w))
+    if moved:  # they were inputs of the recipe when the run started
+        m = m.replace(fingerprint=fingerprint(m))
     return m
 
 
@@ -276,7 +355,7 @@ def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     """Work for the second core while the child starts: hardware facts, and the imports the
     post-run steps need (they would otherwise add to every run's overhead)."""
     from repro import hookprobe  # noqa: F401
-    from repro.capture import hardware, metrics  # noqa: F401
+    from repro.capture import hardware, metrics, written  # noqa: F401
 
     return hardware.collect(child_env)
 
@@ -284,28 +363,37 @@ def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
 KEPT = "kept"  # run-directory folder with copies of small outputs (see _keep_outputs)
 
 
-def _keep_outputs(root: Path, run_dir: Path, outputs: Mapping[str, Any], cap: int) -> None:
+def _keep_outputs(root: Path, run_dir: Path, entries: Sequence[data.Entry],
+                  stale: Mapping[str, Sequence[str]], cap: int) -> None:
     """Copy the outputs into the run directory when they total at most `cap` bytes.
 
     `verify` judges a replay's tensors and text against the recorded files; the checkout's
     copies are usually overwritten by the next run, so without these a result that reproduced
     within tolerance could only be reported as "hash differs". Copies, not hard links: torch
-    and numpy rewrite files in place, which would change a linked copy too.
+    and numpy rewrite files in place, which would change a linked copy too. Only what the run
+    wrote: stale files are never compared, so never kept.
     """
-    entries = [(p, e) for p, e in outputs.items() if e.get("kind") in ("file", "dir")]
-    if not entries or sum(int(e.get("size") or 0) for _, e in entries) > cap:
+    kept = [e for e in entries if e.kind in ("file", "dir")
+            and not (e.kind == "file" and stale.get(e.path))]
+    if not kept or sum(e.size for e in kept) > cap:
         return
-    for path, entry in entries:
-        src, dest = root / path, run_dir / KEPT / path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if entry["kind"] == "dir":
-                shutil.copytree(src, dest, symlinks=True)
-            else:
+    try:
+        for entry in kept:
+            src, dest = root / entry.path, run_dir / KEPT / entry.path
+            if entry.kind == "file":
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
-        except OSError:
-            shutil.rmtree(run_dir / KEPT, ignore_errors=True)  # all or nothing
-            return
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            for rel, (digest, _) in (entry.listing or {}).items():
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if digest.startswith("symlink:"):
+                    os.symlink(digest.removeprefix("symlink:"), target)
+                else:
+                    shutil.copyfile(src / rel, target, follow_symlinks=False)
+    except OSError:
+        shutil.rmtree(run_dir / KEPT, ignore_errors=True)  # all or nothing
 
 
 def _finish(m: manifest.Manifest, started: dt.datetime, status: str, exit_code: int,
@@ -333,6 +421,16 @@ def fingerprint(m: manifest.Manifest) -> str:
         "user_set": dict(sorted((m.determinism.get("user_set") or {}).items())),
     }
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
+
+
+def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
+    """The argv as recorded: values of secret-named arguments as salted-hash placeholders."""
+    from repro import redact
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return redact.redact_argv(req.recorded_argv or req.argv, salt)
 
 
 def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> None:
@@ -368,8 +466,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    from repro import redact
+
     untracked = []
     too_big = []
+    secret = []
     for rel in state.untracked:
         src = root / rel
         if src.is_symlink():
@@ -381,6 +482,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
             digest = data.hash_file(src)
         except OSError as e:
             raise errors.DataError(f"cannot read untracked file {rel}: {e.strerror}") from e
+        if redact.is_secret_file(rel):
+            secret.append(rel)  # hashed and listed, never copied
+            untracked.append({"path": rel, "size": size, "hash": digest, "copied": False,
+                              "secret": True})
+            continue
         copied = size <= max_bytes
         if copied:
             dest = run_dir / "untracked" / rel
@@ -389,6 +495,10 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
         else:
             too_big.append(rel)
         untracked.append({"path": rel, "size": size, "hash": digest, "copied": copied})
+    if secret:
+        reporter.warn("untracked files that may hold secrets were hashed, not copied: "
+                      + ", ".join(secret[:10]) + (" ..." if len(secret) > 10 else ""),
+                      hint="a replay takes them from the checkout (checked against the hash)")
     if too_big:
         reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
                       + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),
@@ -396,15 +506,30 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     return dataclasses.replace(code, patch=patch_section, untracked=tuple(untracked))
 
 
-def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[str], list[str]]:
+    """(every input path, the ones found in argv alone): relative to the root.
+
+    A path named in argv that is a declared output or the metrics file (or inside one) is a
+    result, not an input. The argv-only ones are watched while the command runs: one it
+    writes is recorded as an output instead (see _after_child).
+    """
     explicit = [_rel(_under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
     for p in explicit:
         if not (root / p).exists() and not (root / p).is_symlink():
             raise errors.DataError(f"input {p} does not exist",
                                    hint="check the --data path (relative to the current directory)")
-    named = data.argv_paths(req.argv, req.cwd, root)
+    results = _result_paths(req, cfg, root)
+    named = [p for p in data.argv_paths(req.argv, req.cwd, root) if not _covered(p, results)]
     tracked = git.tracked(root, named)
-    return list(dict.fromkeys([*explicit, *(p for p in named if p not in tracked)]))
+    found = [p for p in named if p not in tracked and p not in explicit]
+    return list(dict.fromkeys([*explicit, *found])), found
+
+
+def _result_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    """Declared outputs and the metrics file, relative to the root."""
+    metrics_file = req.metrics or cfg.metrics
+    return [_rel(_under(root, req.cwd, p), root)
+            for p in (*req.outputs, *cfg.outputs, *([metrics_file] if metrics_file else []))]
 
 
 def _hash(paths: Sequence[str], root: Path, runs: store.Store, run_dir: Path, subdir: str,

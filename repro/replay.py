@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import config, errors, history, manifest, record, seeding, store
+from repro import config, errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -50,6 +50,9 @@ class Plan:
     python: Mapping[str, Any]
     packages: Mapping[str, str]
     foreign: bool  # the manifest was not produced in this clone
+    # The SOURCE_DATE_EPOCH repro injected into the recorded run (the recorded commit's time):
+    # injected again as recorded, also with --at (whose commit has another time).
+    source_date_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,12 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         for u in m.code.untracked:
             rel = manifest.confined(str(u.get("path", "")), "untracked file")
             copy = run_dir / "untracked" / rel if u.get("copied") else None
+            if copy is not None and copy.is_file() and data.hash_file(copy) != u.get("hash"):
+                # A signed manifest does not vouch for files beside it: a pull can replace an
+                # ignored copy under .repro/ with a tracked one.
+                raise errors.ReplayError(
+                    f"the run's copy of untracked file {rel} does not match its recorded hash",
+                    hint="the run directory was modified")
             untracked.append((rel, copy, u))
     inputs = []
     for path, entry in m.data.items():
@@ -105,7 +114,12 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     outputs = tuple(manifest.confined(p, "output path") for p in m.outputs)
     metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
     det = m.determinism
-    replayable_env(det.get("env"), "determinism.env")  # only repro's own variables, named sanely
+    injected = replayable_env(det.get("env"), "determinism.env")  # only repro's own, named sanely
+    epoch = injected.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        raise errors.ManifestError(f"the manifest's determinism.env SOURCE_DATE_EPOCH {epoch!r} "
+                                   "is not a number of seconds",
+                                   hint="the manifest is damaged or was edited by hand")
     return Plan(
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
@@ -118,7 +132,8 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
-        foreign=not _produced_here(run_dir, runs),
+        foreign=not trust.produced_here(loaded.path or run_dir / store.MANIFEST, runs.root),
+        source_date_epoch=int(epoch) if epoch is not None else None,
     )
 
 
@@ -177,13 +192,6 @@ def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _produced_here(run_dir: Path, runs: store.Store) -> bool:
-    try:
-        return run_dir.resolve().parent == runs.runs_dir.resolve()
-    except OSError:
-        return False
-
-
 @dataclasses.dataclass(frozen=True)
 class Replayed:
     outcome: record.RunOutcome
@@ -205,6 +213,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
+    redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
     forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
     _warn_restored_env(plan, opts.extra_env, reporter)
@@ -217,7 +226,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         in_place = _place_inputs(plan, runs.root, worktree, budget, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
-            argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
+            argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
+            recorded_argv=plan.argv,
             cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
@@ -225,7 +235,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             outputs=tuple(str(worktree / p) for p in plan.outputs),
             metrics=str(worktree / plan.metrics) if plan.metrics else None,
             name=opts.name, note=note, replay_of=plan.run_id,
-            env={**os.environ, **plan.restored_env, **plan.user_env, **opts.extra_env},
+            env=_replay_env(plan, opts), source_date_epoch=plan.source_date_epoch,
             store=runs, root=worktree, started_by=opts.started_by,
             stdout_to_stderr=opts.stdout_to_stderr)
         outcome = record.execute(request, reporter)
@@ -250,6 +260,18 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replay_env(plan: Plan, opts: Options) -> dict[str, str]:
+    """The parent environment of the replayed run: ours, the recorded allow-listed variables,
+    the variables the user had set for the recorded run, --vary's. A SOURCE_DATE_EPOCH repro
+    injected is injected again as recorded, not taken from the caller's shell (where it may
+    hold a build's date)."""
+    env = {**os.environ, **_with_credentials(plan.restored_env), **plan.user_env,
+           **opts.extra_env}
+    if plan.source_date_epoch is not None and "SOURCE_DATE_EPOCH" not in plan.user_env:
+        env.pop("SOURCE_DATE_EPOCH", None)
+    return env
 
 
 def _forget_worktree_cache(runs: store.Store, worktree: Path, plan: Plan) -> None:
@@ -295,7 +317,8 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
     if confirm is None:
         raise errors.ReplayError(
-            f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
+            f"run {plan.run_id} was not recorded in this clone (or was changed since); "
+            f"refusing to run its command "
             f"without confirmation: {command}",
             hint="read the command, then pass --yes (CI) or run on a terminal to be asked")
     if not confirm(command):
@@ -387,6 +410,12 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
             src = root / rel  # too big to copy at record time: take it from the checkout
             if src.is_file() and data.hash_file(src) == entry.get("hash"):
                 shutil.copy2(src, dest)
+            elif not force and entry.get("secret"):
+                raise errors.ReplayError(
+                    f"untracked file {rel} may hold secrets, so it was hashed, not copied, at "
+                    "record time; the checkout's copy differs or is missing",
+                    hint=f"put the recorded {rel} back in the checkout (its hash is checked), "
+                         "or pass --force to replay without it")
             elif not force:
                 raise errors.ReplayError(
                     f"untracked file {rel} was not copied at record time and the checkout's "
@@ -604,12 +633,24 @@ def unrecorded_message(rel: str) -> tuple[str, str]:
             "repro.yaml), then verify that run")
 
 
+def _with_credentials(restored: Mapping[str, str]) -> dict[str, str]:
+    """The restored variables, less those the user has set to the recorded value plus the
+    credentials recording stripped (`https://u:pw@host` recorded as `https://host`): the
+    replay keeps the user's value, which it needs to authenticate."""
+    from repro.capture.git import strip_credentials
+
+    return {k: v for k, v in restored.items()
+            if k not in os.environ or strip_credentials(os.environ[k]) != v}
+
+
 def _warn_restored_env(plan: Plan, extra: Mapping[str, str], reporter: record.Reporter) -> None:
-    for name, value in plan.restored_env.items():
+    from repro.capture.git import strip_credentials
+
+    for name, value in _with_credentials(plan.restored_env).items():
         mine = os.environ.get(name)
         if mine is not None and mine != value and name not in extra and name not in plan.user_env:
             reporter.warn(f"the replay sets {name}={value!r} as the run recorded it "
-                          f"(yours is {mine!r})")
+                          f"(yours is {strip_credentials(mine)!r})")  # never a password
 
 
 def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
@@ -689,8 +730,8 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
             continue
         lines.append(f"export {k}={q(v)}")
     picked = from_checkout(plan, root, None)
-    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked else q(w)
-                       for i, w in enumerate(plan.argv))
+    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked
+                       else redact.shell_word(w, q) for i, w in enumerate(plan.argv))
     lines += [f"cd {q(plan.cwd)}", command,
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""`repro init`: a starter repro.yaml from what the project has, and `.repro/` in .gitignore.
+"""`repro init`: a starter repro.yaml from what the project has; `.repro/` and the results
+(outputs, metrics file) in .gitignore.
 
 Writes only those two files; never prints.
 """
@@ -22,6 +23,7 @@ class InitResult:
     config_text: str
     gitignore_updated: bool
     found: dict[str, object]
+    ignored: tuple[str, ...] = ()  # the lines added to .gitignore
 
 
 def init(cwd: Path, *, force: bool = False) -> InitResult:
@@ -62,16 +64,21 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     text = "\n".join(lines)
     manifest.loads(text, target.name)  # what we write must parse
     manifest.write_text_atomic(target, text)
-    return InitResult(target, text, _ignore_repro(root), found)
+    # Results are produced by runs, never committed: the outputs and metrics file found, or
+    # the ones suggested above, so that a run's results are not the next run's dirt.
+    results = [*(outputs or ["checkpoints/"]), metrics or "metrics.json"]
+    added = _ignore(root, [".repro/", *results])
+    return InitResult(target, text, bool(added), found, tuple(added))
 
 
-def _ignore_repro(root: Path) -> bool:
-    """Add `.repro/` to .gitignore unless a line already covers it; True when written."""
+def _ignore(root: Path, entries: list[str]) -> list[str]:
+    """Add each entry to .gitignore unless a line already names it; the entries added."""
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if any(line.strip() in (".repro", ".repro/", "/.repro", "/.repro/")
-           for line in text.splitlines()):
-        return False
+    have = {line.strip().strip("/") for line in text.splitlines()}
+    missing = [e for e in entries if e.strip("/") not in have]
+    if not missing:
+        return []
     sep = "" if not text or text.endswith("\n") else "\n"
-    path.write_text(f"{text}{sep}.repro/\n", encoding="utf-8")
-    return True
+    path.write_text(text + sep + "".join(f"{e}\n" for e in missing), encoding="utf-8")
+    return missing

@@ -91,7 +91,7 @@ def managed_variables() -> frozenset[str]:
     LD_PRELOAD for the replayed command.
     """
     sample = plan(0, "strict", {}, threads=1, hook_out=Path("/nonexistent"),
-                  hook_dir=Path("/nonexistent"))
+                  hook_dir=Path("/nonexistent"), source_date_epoch=0)
     return frozenset(set(sample.injected) | set(THREAD_VARS)) - VOLATILE_VARS
 
 
@@ -103,13 +103,17 @@ def plan(
     threads: int,
     hook_out: Path,
     hook_dir: Path,
+    source_date_epoch: int | None = None,
 ) -> Plan:
     """The child environment for `seed` at determinism `level`.
 
     `off` records only: the hook's variables (REPRO_SEED, so a script may read it; nothing is
     seeded), REPRO_DETERMINISM, REPRO_HOOK_OUT and PYTHONPATH. `seed` adds the hash seed,
     Lightning's seed variables and pinned thread counts. `warn` and `strict` add the kernel
-    variables (cuBLAS workspace, TF/XLA/Inductor determinism, TF32 off).
+    variables (cuBLAS workspace, TF/XLA/Inductor determinism, TF32 off). From `seed` upwards,
+    `source_date_epoch` (the commit's time; None: unknown) becomes SOURCE_DATE_EPOCH, the
+    reproducible-builds convention that matplotlib (PDF/PS dates), zip and tar writers and
+    others honour instead of the clock.
 
     A variable the user already set to a non-empty value is kept and listed in `user_set`, not
     overwritten; XLA_FLAGS and PYTHONPATH are extended instead (the user's value recorded too).
@@ -169,6 +173,8 @@ def plan(
         }
         for key in _SEED_VARS:
             put(key, seed_values[key])
+        if source_date_epoch is not None:
+            put("SOURCE_DATE_EPOCH", str(source_date_epoch))
 
     if level in ("warn", "strict"):
         for key, value in _KERNEL_VARS.items():

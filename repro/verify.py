@@ -69,6 +69,11 @@ class _Side:
     loaded: history.Loaded
     files_root: Path | None  # where its outputs live (the checkout, or a replay's worktree)
     unrecorded: tuple[str, ...] = ()  # files a failed replay missed that the checkout has
+    # Where the run's command ran (the checkout, or a replay's worktree): paths under it that a
+    # checkpoint embeds name the same place on both sides. None: not known.
+    checkout_root: Path | None = None
+    # Produced in this clone: its checkpoints may be unpickled in full (see judge.Structural).
+    trusted: bool = False
 
     @property
     def python(self) -> str:
@@ -85,11 +90,14 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
         exit_check = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
                                                             f"(hint: {hint})")
     checks = [exit_check]
+    roots = tuple(dict.fromkeys(r for r in (expected.checkout_root, actual.checkout_root)
+                                if r is not None))
     checks += judge.compare_outputs(
         e.outputs, a.outputs, expected_root=expected.files_root,
         actual_root=actual.files_root or actual.loaded.run_dir,
         expected_listings=expected.loaded.listings(), actual_listings=actual.loaded.listings(),
-        python=actual.python, tol=tol)
+        python=actual.python, tol=tol,
+        structural=judge.Structural(roots, expected.trusted and actual.trusted))
     checks += judge.compare_metrics(dict((e.metrics or {}).get("final") or {}),
                                     dict((a.metrics or {}).get("final") or {}), tol)
     if label:
@@ -106,7 +114,9 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     kept = baseline.run_dir / record.KEPT
     # Outputs kept in the run directory still are the recorded files; the checkout's copies
     # may have been overwritten since (judge checks their hashes either way).
-    base = _Side(baseline, kept if kept.is_dir() else runs.root)
+    # The recorded run ran in the checkout (a run recorded by a replay ran in a worktree that
+    # is gone: its embedded paths are not recognised).
+    base = _Side(baseline, kept if kept.is_dir() else runs.root, checkout_root=runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
     conditions: dict[str, str] = {}
@@ -116,6 +126,8 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
             fresh.append(_replay(stack, runs, baseline, opts, reporter, confirm, {}, None,
                                  name=f"verify {i + 1}", new_ids=new_ids))
             opts = dataclasses.replace(opts, yes=True)  # consent once, not per replay
+        # The recorded files are trusted when the replays say the manifest is this clone's.
+        base = dataclasses.replace(base, trusted=fresh[0].trusted)
         label = "replay" if len(fresh) == 1 else "run 1"
         checks += judge_pair(base, fresh[0], opts.tolerance,
                              None if len(fresh) == 1 and not opts.vary else label)
@@ -138,6 +150,7 @@ def verify_command(request: record.RunRequest, opts: Options,
     if opts.runs < 2 and not opts.vary:
         raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
                                 hint="e.g. repro verify --runs 2 -- python train.py")
+    _require_declared_results(request)
     started = time.monotonic()
     first = record.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
     if first.manifest.run.status == "interrupted":
@@ -149,15 +162,40 @@ def verify_command(request: record.RunRequest, opts: Options,
                                duration_s=time.monotonic() - started)
 
 
+def _require_declared_results(request: record.RunRequest) -> None:
+    """Before running anything: a command with no outputs, metrics file or metric pattern
+    declared (flags or configuration) could only be judged on its exit code."""
+    from repro import config
+
+    if request.outputs or request.metrics:
+        return
+    runs = request.store or store.open_here(request.cwd)
+    cfg = config.load(request.root or runs.root)
+    if cfg.outputs or cfg.metrics or cfg.metric_patterns:
+        return
+    raise errors.UsageError(
+        "nothing to compare: the command declares no outputs and no metrics",
+        hint="add --output PATH / --metrics FILE (or `outputs`, `metrics`, `metric_patterns` in "
+             "repro.yaml), e.g. repro verify --runs 2 --output out/ -- python train.py")
+
+
 def _require_results(loaded: history.Loaded) -> None:
     """A run without outputs or metrics cannot be judged: its exit code alone proves nothing."""
     m = loaded.manifest
-    if m.outputs or (m.metrics or {}).get("final"):
+    if (m.metrics or {}).get("final") or any(_written(e) for e in m.outputs.values()):
         return
+    what = "only outputs an earlier run left (stale)" if m.outputs else "no outputs"
     raise errors.ReproError(
-        f"run {m.run_id} recorded no outputs and no metrics: there is nothing to compare",
+        f"run {m.run_id} recorded {what} and no metrics: there is nothing to compare",
         hint="record results with --output PATH / --metrics FILE (or `outputs`/`metrics` in "
              "repro.yaml), then verify that run")
+
+
+def _written(entry: Any) -> bool:
+    """Whether an outputs entry holds something the run itself wrote (not only stale files)."""
+    if not isinstance(entry, Mapping) or entry.get("stale") is True:
+        return False
+    return not (entry.get("kind") == "dir" and not entry.get("files") and entry.get("stale"))
 
 
 def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,
@@ -171,7 +209,8 @@ def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Lo
     done = stack.enter_context(replay.session(runs, baseline, ropts, reporter, confirm))
     new_ids.append(done.outcome.run_id)
     loaded = history.Loaded(done.outcome.manifest, done.outcome.run_dir)
-    return _Side(loaded, done.worktree, done.unrecorded)
+    return _Side(loaded, done.worktree, done.unrecorded, checkout_root=done.worktree,
+                 trusted=not done.plan.foreign)
 
 
 def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | None, str]:

@@ -32,7 +32,8 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     monkeypatch.setenv("COLUMNS", "80")
     for key in list(os.environ):
         if key.startswith("REPRO_") or key in ("PYTHONHASHSEED", "PYTHONPATH", "OMP_NUM_THREADS",
-                                              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                                              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                              "SOURCE_DATE_EPOCH"):
             monkeypatch.delenv(key, raising=False)
 
 

@@ -84,6 +84,7 @@ def test_dirty_tree_is_refused_naming_files(repo: Path, capfd: pytest.CaptureFix
     assert "error: the work tree has uncommitted or untracked files:" in err
     assert "train.py (modified)" in err and "scratch.py (untracked)" in err
     assert "hint:" in err and "--allow-dirty" in err
+    assert "declare them with --output PATH" in err  # an untracked file may be a run's result
     assert not (repo / ".repro" / "runs").exists()
 
 
@@ -359,6 +360,10 @@ def test_script_seeds_and_determinism_off_land_in_the_manifest(
     assert ("random.seed", 7) in seeds and ("torch.manual_seed", 42) in seeds
     assert hook["deterministic_algorithms"] is False
     assert m["hardware"]["torch"]["version"].startswith("2.")
+    capfd.readouterr()
+    assert main(["show", "latest"]) == 0
+    shown = capfd.readouterr().out
+    assert "torch.manual_seed(42)" in shown and "overrides repro's seed" in shown
 
 
 @pytest.mark.slow

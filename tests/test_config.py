@@ -54,3 +54,8 @@ def test_two_config_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.repro]\nseed = 2\n")
     with pytest.raises(errors.ConfigError, match=r"both repro\.yaml and"):
         config.load(tmp_path)
+
+
+def test_unquoted_off_is_the_off_level(tmp_path: Path) -> None:
+    (tmp_path / "repro.yaml").write_text("determinism: off\n")  # YAML 1.1 reads it as false
+    assert config.load(tmp_path).determinism == "off"

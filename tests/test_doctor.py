@@ -89,8 +89,9 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
     assert "lockfile: requirements.lock\n" in text
     assert "data: [data/]\n" in text and "outputs: [checkpoints/]\n" in text
     assert "metrics: metrics.json\n" in text
-    assert (repo / ".gitignore").read_text() == "*.pyc\n.repro/\n"
-    assert "added .repro/ to .gitignore" in err
+    ignored = "*.pyc\n.repro/\ncheckpoints/\nmetrics.json\n"  # results are never dirt
+    assert (repo / ".gitignore").read_text() == ignored
+    assert "added .repro/, checkpoints/, metrics.json to .gitignore" in err
     from repro import config
 
     cfg = config.load(repo)  # the starter file is valid configuration
@@ -98,7 +99,7 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
     assert main(["init"]) == 2
     assert "repro.yaml already exists" in capfd.readouterr().err
     assert main(["init", "--force"]) == 0
-    assert (repo / ".gitignore").read_text() == "*.pyc\n.repro/\n"  # not added twice
+    assert (repo / ".gitignore").read_text() == ignored  # not added twice
 
 
 def test_init_in_a_bare_project_comments_the_examples(repo: Path,

@@ -362,10 +362,11 @@ def test_replay_never_writes_through_a_symlink_from_the_manifest(
     doc = yaml.safe_load((run_dir / "manifest.yaml").read_text())
     doc["code"]["untracked"] = [
         {"path": "lnk", "size": 0, "hash": None, "target": str(outside), "copied": False},
-        {"path": "lnk/pwned.txt", "size": 5, "hash": "blake3:00", "copied": True}]
+        {"path": "lnk/pwned.txt", "size": 5, "copied": True,
+         "hash": data.hash_file(run_dir / "untracked" / "lnk" / "pwned.txt")}]
     (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
     capfd.readouterr()
-    assert main(["replay", "latest"]) == 125
+    assert main(["replay", "latest", "--yes"]) == 125  # an edited manifest is foreign
     assert "passes through a symlink" in capfd.readouterr().err
     assert list(outside.iterdir()) == []
 
@@ -462,3 +463,13 @@ def test_replay_names_the_changed_file_inside_an_input_directory(
     capfd.readouterr()
     assert main(["replay", ref, "--yes"]) == 125
     assert "data/train (modified b.csv)" in capfd.readouterr().err
+
+
+def test_verify_of_a_command_with_nothing_declared_refuses_before_running_it(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    marker = repo / "ran.txt"
+    code = main(["verify", "--runs", "2", "--", PYTHON, "-c",
+                 f"open({str(marker)!r}, 'w').write('ran')"])
+    err = capfd.readouterr().err
+    assert code == 2 and "nothing to compare" in err and "--output" in err
+    assert not marker.exists() and not (repo / ".repro" / "runs").exists()

@@ -122,6 +122,11 @@ def hash_bytes(data: bytes) -> str:
     return "blake3:" + str(blake3.blake3(data, max_threads=threads).hexdigest())
 
 
+def keyed_hash(key: bytes, data: bytes) -> str:
+    """``blake3-keyed:<hex>``: keyed BLAKE3 (a MAC) of `data` under a 32-byte `key`."""
+    return "blake3-keyed:" + str(blake3.blake3(data, key=key).hexdigest())
+
+
 def hash_file(path: str | Path) -> str:
     """``blake3:<hex>`` of a regular file's content, streamed. DataError if it is not one."""
     p = os.fspath(path)
@@ -137,6 +142,24 @@ def hash_file(path: str | Path) -> str:
         raise _not_regular(display, st.st_mode)
     digest, _ = _hash_regular(p, display, st, bytearray(_CHUNK), _Counter(), threading.Event())
     return digest
+
+
+def hash_prefix(path: str | Path, size: int) -> str | None:
+    """``blake3:<hex>`` of the first `size` bytes of a file (as hash_file would give for a file
+    of just those bytes), streamed; None when it is shorter or cannot be read."""
+    hasher = blake3.blake3()
+    left = size
+    try:
+        with open(path, "rb") as f:
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    return None
+                hasher.update(chunk)
+                left -= len(chunk)
+    except OSError:
+        return None
+    return "blake3:" + str(hasher.hexdigest())
 
 
 def hash_listing(listing: Mapping[str, tuple[str, int]]) -> str:
@@ -1081,9 +1104,16 @@ def _unlink_quietly(path: str) -> None:
 # --- manifest sections and listing files ----------------------------------------------------
 
 
-def to_section(entries: Sequence[Entry], run_dir: Path, subdir: str) -> dict[str, Any]:
-    """The manifest `data`/`outputs` mapping; writes `run_dir/subdir/<n>.json` for each dir."""
+def to_section(entries: Sequence[Entry], run_dir: Path, subdir: str,
+               stale: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The manifest `data`/`outputs` mapping; writes `run_dir/subdir/<n>.json` for each dir.
+
+    `stale`: per output path, what was there before the run and untouched by it (see
+    capture/written): `[""]` marks a file `stale: true`; a directory gets `stale: N` and the
+    N relative paths under `stale` in its listing file.
+    """
     section: dict[str, Any] = {}
+    stale = stale or {}
     n = 0
     for entry in entries:
         record: dict[str, Any] = {"kind": entry.kind}
@@ -1095,19 +1125,25 @@ def to_section(entries: Sequence[Entry], run_dir: Path, subdir: str) -> dict[str
         if entry.kind == "dir" and entry.listing is not None:
             name = f"{subdir}/{n}.json"
             n += 1
-            _write_listing(run_dir / name, entry.path, entry.listing)
+            _write_listing(run_dir / name, entry.path, entry.listing, stale.get(entry.path))
             record["listing"] = name
         if entry.target is not None:
             record["target"] = entry.target
         if entry.dvc_md5 is not None:
             record["dvc_md5"] = entry.dvc_md5
+        names = stale.get(entry.path)
+        if names:
+            record["stale"] = True if entry.kind == "file" else len(names)
         section[entry.path] = record
     return section
 
 
-def _write_listing(path: Path, dir_path: str, listing: Mapping[str, tuple[str, int]]) -> None:
-    doc = {"schema": LISTING_SCHEMA, "path": dir_path,
-           "files": {k: [h, s] for k, (h, s) in listing.items()}}
+def _write_listing(path: Path, dir_path: str, listing: Mapping[str, tuple[str, int]],
+                   stale: Sequence[str] | None = None) -> None:
+    doc: dict[str, Any] = {"schema": LISTING_SCHEMA, "path": dir_path,
+                           "files": {k: [h, s] for k, (h, s) in listing.items()}}
+    if stale:
+        doc["stale"] = list(stale)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # ensure_ascii: undecodable names travel as \udcXX escapes and load back unchanged.
@@ -1228,12 +1264,15 @@ _PYTHON_RE = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[mtd]?(\.exe)?$")
 _PYTHON_OPTS_WITH_ARG = frozenset({"-W", "-X", "-Q"})
 
 
-def argv_paths(argv: Sequence[str], cwd: Path, root: Path) -> list[str]:
+def argv_paths(argv: Sequence[str], cwd: Path, root: Path, *, missing: bool = False
+               ) -> list[str]:
     """Existing paths inside `root` named in `argv`, relative to `root`, deduplicated in order.
 
     Words are plain arguments, ``--flag=path`` values and ``key=path`` values (Hydra-style
     overrides). argv[0] is skipped, and so is the script when argv[0] is a Python interpreter;
-    so are the root itself and anything under ``.repro/`` or ``.git/``.
+    so are the root itself and anything under ``.repro/`` or ``.git/``. `missing`: instead,
+    the words that would name a path inside `root` that does not exist (yet): a run that
+    creates one wrote an output (``--save model.pt``).
     """
     words = list(argv[1:])
     if argv and _PYTHON_RE.match(os.path.basename(argv[0])):
@@ -1244,7 +1283,7 @@ def argv_paths(argv: Sequence[str], cwd: Path, root: Path) -> list[str]:
     out: list[str] = []
     for word in words:
         for candidate in _candidates(word):
-            rel = _inside(candidate, base, root_real)
+            rel = _inside(candidate, base, root_real, missing)
             if rel is not None and rel not in seen:
                 seen.add(rel)
                 out.append(rel)
@@ -1278,12 +1317,12 @@ def _candidates(word: str) -> list[str]:
     return [word]
 
 
-def _inside(candidate: str, cwd: str, root_real: str) -> str | None:
+def _inside(candidate: str, cwd: str, root_real: str, missing: bool = False) -> str | None:
     if not candidate:
         return None
     try:
         abs_path = os.path.normpath(os.path.join(cwd, candidate))
-        if not os.path.lexists(abs_path):
+        if os.path.lexists(abs_path) == missing:
             return None
         real_parent = os.path.realpath(os.path.dirname(abs_path))
         real = os.path.join(real_parent, os.path.basename(abs_path))

@@ -145,6 +145,35 @@ def finish_remote(proc: subprocess.Popen[str]) -> str | None:
     return strip_credentials(urls.get("origin") or next(iter(urls.values())))
 
 
+def start_commit_time(root: Path) -> subprocess.Popen[str] | None:
+    """Begin reading HEAD's committer timestamp in the background (see finish_commit_time).
+
+    One more process overlapped with `git status`, not a GitPython call: `repro run` start-up
+    is performance critical. None when git cannot start (finish_status reports that).
+    """
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.Popen(["git", "show", "-s", "--no-show-signature", "--format=%ct",
+                                 "HEAD", "--"], cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=env)
+    except OSError:
+        return None
+
+
+def finish_commit_time(proc: subprocess.Popen[str] | None) -> int | None:
+    """HEAD's commit time in seconds since the epoch (`git show -s --format=%ct`); None when
+    unknown (no commit yet, git failed). Never raises: the time is a convenience."""
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    text = out.strip()
+    return int(text) if proc.returncode == 0 and text.isdigit() else None
+
 
 # Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
 # spaces): its `user:password@` and its query string and fragment (signed URLs carry tokens
@@ -152,16 +181,21 @@ def finish_remote(proc: subprocess.Popen[str]) -> str | None:
 # copy of these two patterns; tests/test_git.py holds the two to the same results.
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
+# Scheme-less `user:password@host[:path]` (scp-style, DSNs): the password goes, the user stays.
+_SCP_RE = re.compile(r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@")
 
 
 def strip_credentials(value: str) -> str:
     """Drop credentials and query strings from every URL in `value`; never raises.
 
-    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret.
+    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret;
+    `user:password@host:/path` keeps the user and loses the password.
     """
-    if "://" not in value:
-        return value
-    return _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "://" in value:
+        value = _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "@" in value:
+        value = _SCP_RE.sub(r"\1\2@", value)
+    return value
 
 
 def patch(root: Path) -> bytes:

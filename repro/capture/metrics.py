@@ -159,7 +159,7 @@ def to_scalar(text: str) -> Scalar:
 
 
 def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Path | None,
-            patterns: Sequence[str], root: Path) -> dict[str, Any]:
+            patterns: Sequence[str], root: Path, rewritten: bool = True) -> dict[str, Any]:
     """The manifest ``metrics`` section.
 
     ``{"final": {name: value}, "source": metrics file relative to root (or None), "series":
@@ -167,6 +167,9 @@ def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Pa
     plus ``"warnings": [...]`` when a file was missing or unreadable: the other sources are
     still used, and the run is still recorded. A relative `metrics_file` is relative to
     `root`. A bad pattern raises ConfigError: that is the configuration, not the run.
+    `rewritten=False`: the metrics file exists but the command did not write it (it is left
+    from an earlier run, e.g. this one was interrupted first): its values are not this run's,
+    so they are not read, and a warning says so.
     """
     compile_patterns(patterns)  # fail on the configuration before reading anything
     final: dict[str, Scalar] = {}
@@ -196,6 +199,9 @@ def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Pa
         source = _rel(path, root)
         if not path.exists():
             warnings.append(f"metrics file {source} was not written")
+        elif not rewritten:
+            warnings.append(f"metrics file {source} was not rewritten by the command: its "
+                            f"values are from an earlier run and are not recorded")
         else:
             try:
                 final.update(read_metrics_file(path))

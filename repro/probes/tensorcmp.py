@@ -3,15 +3,31 @@
 Usage:
     python tensorcmp.py A B --rtol X --atol Y      # prints one JSON object on stdout
     python tensorcmp.py --pairs - --rtol X --atol Y  # stdin: [[A, B], ...]; one JSON line each
+    options: --root DIR (repeatable): checkout roots that name the same place (see below);
+             --unpickle: files weights_only cannot load may be unpickled in full
 
-Owns: loading `.npy`, `.npz` (numpy), `.pt`/`.pth` (torch.load, weights_only=True, on the CPU)
-and `.safetensors` (the `safetensors` package when importable, else a built-in parser of the
-format: 8-byte little-endian header length, a JSON header of dtype/shape/data_offsets, then the
-raw buffers), and judging them: structure first (same names, shapes, dtypes), then values.
+Owns: loading `.npy`, `.npz` (numpy), checkpoints `.pt`/`.pth`/`.ckpt`/`.bin` (torch.load on
+the CPU, weights_only=True first), pickles `.pkl`/`.pickle`, and `.safetensors` (the
+`safetensors` package when importable, else a built-in parser of the format: 8-byte
+little-endian header length, a JSON header of dtype/shape/data_offsets, then the raw buffers),
+and judging them: structure first (same names, shapes, dtypes), then values.
+
+Checkpoints are walked structurally: nested dicts, lists and tuples (and, when unpickled in
+full, objects through their pickled state); tensors and arrays become numeric leaves, every
+other value an "object" leaf compared by equality. Strings and dict keys that embed one of the
+`--root` directories are compared with that directory replaced by one placeholder: a Lightning
+checkpoint records ModelCheckpoint's absolute `dirpath`, which is the user's checkout in the
+recorded run and a temporary worktree in its replay. A leaf equal only after that replacement
+is `within-tolerance` with `"embedded_path": true` (its bytes differ; its meaning does not).
+
+Unpickling runs code named by the file, so it happens only with `--unpickle`, which the judge
+passes only for files this clone produced (the user's own command wrote both); otherwise a
+checkpoint that weights_only cannot load is an error saying so.
 
 A result: `{"status": "same" | "within-tolerance" | "different" | "error", "message": ...,
 "tensors": [{"name", "status", "max_abs", "max_rel", "differing", "beyond", "numel",
-"shape_a", "shape_b", "dtype_a", "dtype_b", "worst_index"}, ...]}`. In batch mode each line also
+"shape_a", "shape_b", "dtype_a", "dtype_b", "worst_index", "embedded_path"}, ...]}`; the top
+level also carries `"embedded_paths"`, the names of leaves that differ only in embedded paths. In batch mode each line also
 carries `"index"`, the position of its pair, and is flushed as soon as it is known, so a crash
 loses only the pairs not yet compared. Non-finite numbers are written as "nan"/"inf"/"-inf"
 (the output is strict JSON).
@@ -24,6 +40,8 @@ Rules:
   checkpoint) compare exactly.
 - a name present in one file only, or a dtype/shape mismatch, is `different`.
 - `safetensors` `__metadata__` is not compared (it is free text, often a timestamp).
+- a leaf that differs only in an embedded `--root` path is `within-tolerance`, flagged
+  `embedded_path` (the file's status is at most `within-tolerance` then).
 
 Must not: crash or exit non-zero (anything that goes wrong is `status: "error"` with a message),
 write anything but the JSON on stdout (library chatter is sent to stderr), or need more than
@@ -37,11 +55,15 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+TENSOR_SUFFIXES = (".npy", ".npz", *TORCH_SUFFIXES, *PICKLE_SUFFIXES, ".safetensors")
+ROOT_PLACEHOLDER = "<checkout>"
 _MAX_HEADER = 100 * 1024 * 1024  # a safetensors header larger than this is not one
 
 # safetensors dtype -> (numpy dtype name, or None when numpy has no such type; item size)
@@ -71,17 +93,49 @@ class Leaf:
     multi-GB checkpoints needs the loaded files plus a few chunks, not float64 copies of all.
     `bits()`: the exact bytes as a flat uint8 array; `values(start, stop)`: that slice of the
     flattened values as float64 ("float"), complex128 ("complex") or as stored ("exact").
+    `raw`: the leaf's name and (for strings) value before embedded roots were replaced; two
+    leaves that compare equal with different `raw` differ only in embedded paths.
     """
 
     def __init__(self, dtype: str, shape: tuple[int, ...], kind: str,
                  bits: Callable[[], Any] | None = None,
-                 values: Callable[[int, int], Any] | None = None, obj: Any = None) -> None:
+                 values: Callable[[int, int], Any] | None = None, obj: Any = None,
+                 raw: str = "") -> None:
         self.dtype = dtype
         self.shape = shape
         self.kind = kind  # "float" | "complex" | "exact" | "object"
         self.bits = bits
         self.values = values
         self.obj = obj
+        self.raw = raw
+
+
+class Roots:
+    """Checkout roots that name the same place; `norm` replaces them in a string.
+
+    A root matches only as a whole path prefix: `/a/b` in `/a/b/c` and `/a/b` but not in
+    `/a/bc`. Each root is also tried resolved (a temporary directory behind a symlink).
+    """
+
+    def __init__(self, roots: list[str]) -> None:
+        forms = set()
+        for r in roots:
+            r = r.rstrip("/") or "/"
+            if len(r) < 2:
+                continue  # "/" would match every absolute path
+            forms.add(r)
+            forms.add(os.path.realpath(r))
+        ordered = sorted(forms, key=len, reverse=True)  # the longest (innermost) root first
+        self._pattern = re.compile("|".join(re.escape(r) + r"(?![^/\\\s'\",;:|<>)\]}])"
+                                            for r in ordered)) if ordered else None
+
+    def norm(self, text: str) -> str:
+        if self._pattern is None or "/" not in text:
+            return text
+        return self._pattern.sub(ROOT_PLACEHOLDER, text)
+
+
+_NO_ROOTS = Roots([])
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -95,7 +149,7 @@ def _numpy() -> Any:
     return numpy
 
 
-def load(path: str) -> dict[str, Leaf]:
+def load(path: str, roots: Roots = _NO_ROOTS, unpickle: bool = False) -> dict[str, Leaf]:
     """Name -> Leaf for every tensor (and scalar) in `path`, chosen by the file's suffix."""
     lower = path.lower()
     if not os.path.isfile(path):
@@ -104,8 +158,8 @@ def load(path: str) -> dict[str, Leaf]:
         return _load_npy(path)
     if lower.endswith(".npz"):
         return _load_npz(path)
-    if lower.endswith((".pt", ".pth")):
-        return _load_torch(path)
+    if lower.endswith(TORCH_SUFFIXES + PICKLE_SUFFIXES):
+        return _load_torch(path, roots, unpickle)
     if lower.endswith(".safetensors"):
         return _load_safetensors(path)
     raise ProbeError(f"{os.path.basename(path)}: not a tensor file (expected one of "
@@ -156,38 +210,138 @@ def _load_npz(path: str) -> dict[str, Leaf]:
     return out
 
 
-def _load_torch(path: str) -> dict[str, Leaf]:
+def _load_torch(path: str, roots: Roots, unpickle: bool) -> dict[str, Leaf]:
+    """A checkpoint or pickle, walked structurally.
+
+    torch.load(weights_only=True) first: it unpickles only tensors, containers and plain
+    values, so a file cannot run code. Only with `unpickle` (files this clone produced) does a
+    file that needs more (a Lightning `AttributeDict`, an argparse Namespace, a plain pickle)
+    get unpickled in full.
+    """
+    base = os.path.basename(path)
+    plain_pickle = path.lower().endswith(PICKLE_SUFFIXES)
+    torch: Any
     try:
         import torch
     except ImportError as e:
-        raise ProbeError(f"torch is not installed in this interpreter ({sys.executable})") from e
+        if not plain_pickle:
+            raise ProbeError(f"torch is not installed in this interpreter ({sys.executable})") \
+                from e
+        torch = None
     np = _numpy()
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ProbeError(f"torch.load(weights_only=True) cannot read "
-                         f"{os.path.basename(path)}: {_reason(e)}") from e
+    obj: Any = None
+    reason = "torch is not installed"
+    loaded = False
+    if torch is not None:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = True
+        except Exception as e:
+            reason = _reason(e)
+    if not loaded and not unpickle:
+        raise ProbeError(f"{base} cannot be loaded weights-only and was not unpickled in full "
+                         f"(that could run code from the file): {reason}")
+    if not loaded:
+        obj = _unpickle(torch, path, base, reason)
     out: dict[str, Leaf] = {}
-    _flatten_torch(torch, np, obj, "", out, 0)
+    _flatten(torch, np, roots, obj, "", "", out, [])
     return out
 
 
-def _flatten_torch(torch: Any, np: Any, obj: Any, prefix: str, out: dict[str, Leaf],
-                   depth: int) -> None:
-    if depth > 100:
+def _unpickle(torch: Any, path: str, base: str, reason: str) -> Any:
+    """Full unpickling, for files this clone's own command wrote (see _load_torch)."""
+    if torch is not None:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            reason = _reason(e)
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except Exception as e:
+        raise ProbeError(f"cannot read {base} as a checkpoint or pickle: {reason}; "
+                         f"pickle: {_reason(e)}") from e
+
+
+def _flatten(torch: Any, np: Any, roots: Roots, obj: Any, prefix: str, raw: str,
+             out: dict[str, Leaf], stack: list[int]) -> None:
+    """Leaves of a checkpoint by dotted name; `raw` is the name before roots were replaced."""
+    if len(stack) > 100:
         raise ProbeError(f"{prefix or 'the checkpoint'} is nested too deeply")
-    if isinstance(obj, torch.Tensor):
+    if torch is not None and isinstance(obj, torch.Tensor):
         out[prefix] = _torch_leaf(torch, np, obj, prefix)
-    elif isinstance(obj, dict):
-        for key in obj:
-            _flatten_torch(torch, np, obj[key], _join(prefix, str(key)), out, depth + 1)
-    elif isinstance(obj, (list, tuple)) and not isinstance(obj, torch.Size):
-        for i, item in enumerate(obj):
-            _flatten_torch(torch, np, item, _join(prefix, str(i)), out, depth + 1)
-    elif isinstance(obj, (bool, int, float, complex)):
+        out[prefix].raw = raw
+        return
+    if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+        out[prefix] = _array_leaf(np, obj)
+        out[prefix].raw = raw
+        return
+    if isinstance(obj, np.generic):
+        out[prefix] = _array_leaf(np, np.asarray(obj))
+        out[prefix].raw = raw
+        return
+    if isinstance(obj, (bool, int, float, complex)):
         out[prefix] = _array_leaf(np, np.asarray(obj), type(obj).__name__)
-    else:  # str, None, bytes, torch.Size, dtypes, ...: compared by equality
-        out[prefix] = Leaf(type(obj).__name__, (), "object", obj=obj)
+        out[prefix].raw = raw
+        return
+    if isinstance(obj, str):
+        out[prefix] = Leaf("str", (), "object", obj=roots.norm(obj), raw=raw + "=" + obj)
+        return
+    if id(obj) in stack:  # a cycle (only possible when unpickled in full)
+        out[prefix] = Leaf("cycle", (), "object", obj="cycle", raw=raw)
+        return
+    stack.append(id(obj))
+    try:
+        if isinstance(obj, dict):
+            for key in obj:
+                text = str(key)
+                _flatten(torch, np, roots, obj[key], _join(prefix, roots.norm(text)),
+                         _join(raw, text), out, stack)
+        elif isinstance(obj, (list, tuple)) and not (torch is not None
+                                                     and isinstance(obj, torch.Size)):
+            for i, item in enumerate(obj):
+                _flatten(torch, np, roots, item, _join(prefix, str(i)), _join(raw, str(i)), out,
+                         stack)
+        elif _walkable(obj):
+            # an object unpickled in full (an argparse Namespace, a Lightning AttributeDict's
+            # contents, a dataclass): its type by name, then what it pickles, walked
+            out[prefix] = Leaf("object", (), "object", obj=_type_name(obj), raw=raw)
+            state = _state(obj)
+            if state is not None:
+                _flatten(torch, np, roots, state, _join(prefix, "__state__"),
+                         _join(raw, "__state__"), out, stack)
+        elif callable(obj) and hasattr(obj, "__qualname__"):  # a function or class: by name
+            name = f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+            out[prefix] = Leaf(type(obj).__name__, (), "object", obj=name, raw=raw)
+        else:  # None, bytes, torch.Size, dtypes, sets, ...: compared by equality
+            out[prefix] = Leaf(type(obj).__name__, (), "object", obj=obj, raw=raw)
+    finally:
+        stack.pop()
+
+
+def _walkable(obj: Any) -> bool:
+    """An instance whose state says more than its `==` (or that has no `==` of its own)."""
+    if obj is None or isinstance(obj, (type, bytes, bytearray, str)) or callable(obj):
+        return False
+    eq: Any = type(obj).__eq__
+    return hasattr(obj, "__dict__") or eq is object.__eq__
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return f"{getattr(t, '__module__', '?')}.{getattr(t, '__qualname__', t.__name__)}"
+
+
+def _state(obj: Any) -> Any:
+    getstate = getattr(obj, "__getstate__", None)
+    try:
+        if getstate is not None:
+            return getstate()
+        return vars(obj)
+    except Exception:
+        return getattr(obj, "__dict__", None)
 
 
 def _torch_leaf(torch: Any, np: Any, t: Any, name: str) -> Leaf:
@@ -321,11 +475,12 @@ def _e4m3_table(np: Any) -> Any:
 # --- comparing --------------------------------------------------------------------------------
 
 
-def compare_files(path_a: str, path_b: str, rtol: float, atol: float) -> dict[str, Any]:
+def compare_files(path_a: str, path_b: str, rtol: float, atol: float,
+                  roots: Roots = _NO_ROOTS, unpickle: bool = False) -> dict[str, Any]:
     """The result object for one pair of files (never raises for bad input)."""
     try:
-        leaves_a = load(path_a)
-        leaves_b = load(path_b)
+        leaves_a = load(path_a, roots, unpickle)
+        leaves_b = load(path_b, roots, unpickle)
         return compare_leaves(leaves_a, leaves_b, rtol, atol)
     except ProbeError as e:
         return {"status": "error", "tensors": [], "message": str(e)}
@@ -339,7 +494,8 @@ def compare_leaves(a: dict[str, Leaf], b: dict[str, Leaf], rtol: float,
                    atol: float) -> dict[str, Any]:
     np = _numpy()
     names = list(a) + [k for k in b if k not in a]
-    tensors = [_compare_leaf(np, name, a.get(name), b.get(name), rtol, atol) for name in names]
+    tensors = [_compare_leaf_paths(np, name, a.get(name), b.get(name), rtol, atol)
+               for name in names]
     only_a = [n for n in a if n not in b]
     only_b = [n for n in b if n not in a]
     statuses = {t["status"] for t in tensors}
@@ -362,10 +518,26 @@ def compare_leaves(a: dict[str, Leaf], b: dict[str, Leaf], rtol: float,
         - len(mismatched)
     if beyond:
         parts.append(f"{beyond} of {len(tensors)} tensors differ beyond tolerance")
+    embedded = [t["name"] for t in tensors if t.get("embedded_path")]
     if not parts:
-        parts.append(f"{len(tensors)} tensors "
-                     + ("identical" if status == "same" else "within tolerance"))
-    return {"status": status, "tensors": tensors, "message": "; ".join(parts)}
+        numeric = [t for t in tensors if not t.get("embedded_path")]
+        parts.append(f"{len(numeric)} tensors "
+                     + ("within tolerance" if any(t["status"] == "within-tolerance"
+                                                  for t in numeric) else "identical"))
+    if embedded:
+        parts.append(f"only embedded paths differ in {_names(embedded)}")
+    return {"status": status, "tensors": tensors, "message": "; ".join(parts),
+            "embedded_paths": embedded}
+
+
+def _compare_leaf_paths(np: Any, name: str, a: Leaf | None, b: Leaf | None, rtol: float,
+                        atol: float) -> dict[str, Any]:
+    """_compare_leaf, then: equal only once the roots were replaced is an embedded path."""
+    out = _compare_leaf(np, name, a, b, rtol, atol)
+    if out["status"] == "same" and a is not None and b is not None and a.raw != b.raw:
+        out.update(status="within-tolerance", embedded_path=True,
+                   embedded_a=a.raw[:300], embedded_b=b.raw[:300])
+    return out
 
 
 def _compare_leaf(np: Any, name: str, a: Leaf | None, b: Leaf | None, rtol: float,
@@ -385,7 +557,7 @@ def _compare_leaf(np: Any, name: str, a: Leaf | None, b: Leaf | None, rtol: floa
         numel *= d
     out["numel"] = numel
     if a.bits is None or b.bits is None or a.values is None or b.values is None:
-        same = type(a.obj) is type(b.obj) and bool(a.obj == b.obj)
+        same = _equal(a.obj, b.obj)
         out.update(status="same" if same else "different", differing=0 if same else 1,
                    beyond=0 if same else 1, nan_mismatch=0)
         return out
@@ -406,6 +578,15 @@ def _compare_leaf(np: Any, name: str, a: Leaf | None, b: Leaf | None, rtol: floa
     # bytes differ but every value is equal (-0.0 and 0.0, NaN payloads) or within tolerance
     out["status"] = "different" if stats.beyond else "within-tolerance"
     return out
+
+
+def _equal(x: Any, y: Any) -> bool:
+    if type(x) is not type(y):
+        return False
+    try:
+        return bool(x == y)
+    except Exception:  # an __eq__ that returns an array, or raises: compare the texts
+        return repr(x) == repr(y)
 
 
 _CHUNK_ELEMENTS = 1 << 22  # values compared at a time (a few float64 temporaries of 32 MB)
@@ -523,18 +704,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--rtol", type=float, default=0.0)
         parser.add_argument("--atol", type=float, default=0.0)
         parser.add_argument("--pairs")
+        parser.add_argument("--root", action="append", default=[])
+        parser.add_argument("--unpickle", action="store_true")
         args = parser.parse_args(argv)
+        roots, unpickle = Roots(list(args.root)), bool(args.unpickle)
         rtol, atol = float(args.rtol), float(args.atol)
         if not (rtol >= 0 and atol >= 0):  # also refuses NaN
             raise ProbeError("--rtol and --atol must be numbers >= 0")
         if args.pairs is not None:
             if args.files:
                 raise ProbeError("give either two files or --pairs, not both")
-            _batch(out, args.pairs, rtol, atol)
+            _batch(out, args.pairs, rtol, atol, roots, unpickle)
             return 0
         if len(args.files) != 2:
             raise ProbeError("expected two files, A and B")
-        result = compare_files(args.files[0], args.files[1], rtol, atol)
+        result = compare_files(args.files[0], args.files[1], rtol, atol, roots, unpickle)
     except ProbeError as e:
         result = {"status": "error", "tensors": [], "message": str(e)}
     except BaseException as e:  # the contract is one JSON object, always
@@ -546,7 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _batch(out: Any, source: str, rtol: float, atol: float) -> None:
+def _batch(out: Any, source: str, rtol: float, atol: float, roots: Roots,
+           unpickle: bool) -> None:
     try:
         if source == "-":
             text = sys.stdin.read()
@@ -561,7 +746,7 @@ def _batch(out: Any, source: str, rtol: float, atol: float) -> None:
             for p in pairs):
         raise ProbeError("--pairs wants a JSON list of [A, B] paths")
     for index, (a, b) in enumerate(pairs):
-        result = compare_files(a, b, rtol, atol)
+        result = compare_files(a, b, rtol, atol, roots, unpickle)
         result["index"] = index
         try:
             _emit(out, result)

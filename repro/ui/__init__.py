@@ -232,6 +232,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
         ("commit", f"{m.code.commit}" + (f" on {m.code.branch}" if m.code.branch else "")
          + (" + uncommitted changes" if m.code.dirty else "")),
     ]
+    for call in _script_seeds(m.determinism):
+        rows.append(("script seed", call))
     if r.replay_of:
         rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
                                                  if r.started_by == "verify" else "")))
@@ -285,16 +287,32 @@ def _determinism_text(d: Mapping[str, Any]) -> str:
     return f"{level}, {d.get('threads')} threads" + (f"; seeded {seeded}" if seeded else "")
 
 
+def _script_seeds(d: Mapping[str, Any]) -> list[str]:
+    """Seeds the script set itself (they override repro's seed from that point on)."""
+    hook = d.get("hook") or {}
+    seeds = hook.get("script_seeds") if isinstance(hook, Mapping) else None
+    out = []
+    for s in seeds if isinstance(seeds, list) else []:
+        if isinstance(s, Mapping):
+            where = f" at {s['caller']}" if s.get("caller") else ""
+            out.append(f"{s.get('call')}({s.get('value')}){where}: overrides repro's seed from there")
+    return out
+
+
 def _entry_text(e: Any) -> str:
     if not isinstance(e, Mapping):
         return str(e)
     kind = e.get("kind")
     if kind == "dir":
-        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))})"
+        stale = e.get("stale")
+        extra = f"; {stale} stale, not this run's" if isinstance(stale, int) and stale else ""
+        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))}{extra})"
     if kind == "symlink":
         return f"-> {e.get('target')}"
     if kind == "missing":
         return "missing"
+    if e.get("stale") is True:
+        return f"stale: not written by this run ({_size(e.get('size'))})"
     return f"{e.get('hash')} ({_size(e.get('size'))})"
 
 

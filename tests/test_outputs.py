@@ -1,0 +1,226 @@
+"""A run's outputs are what the run wrote: stale files, metrics not rewritten, argv paths it
+wrote, and results that are never dirt. Real repositories, real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repro.main import main
+from tests.conftest import PYTHON, git
+
+
+def commit(repo: Path, files: dict[str, str], ignore: str = "") -> None:
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    (repo / ".gitignore").write_text(".repro/\n" + ignore)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "scripts")
+
+
+def runs_of(repo: Path) -> list[Path]:
+    return sorted((repo / ".repro" / "runs").iterdir())
+
+
+def manifest_of(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((run_dir / "manifest.yaml").read_text())  # type: ignore[no-any-return]
+
+
+A = "import pathlib; p = pathlib.Path('outputs'); p.mkdir(exist_ok=True)\n" \
+    "(p / 'value.txt').write_text('from a\\n')\n"
+B = "import pathlib, random; p = pathlib.Path('outputs'); p.mkdir(exist_ok=True)\n" \
+    "(p / 'b.txt').write_text(f'{random.random()!r}\\n')\n"
+
+
+def test_verify_runs_ignores_files_an_earlier_command_left_in_the_output_dir(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"a.py": A, "b.py": B}, "outputs/\n")
+    subprocess.run([PYTHON, "a.py"], cwd=repo, check=True, timeout=30)  # an earlier command
+    capsys.readouterr()
+    code = main(["verify", "--json", "--runs", "2", "--output", "outputs", "--", PYTHON, "b.py"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["verdict"]) == (0, "bitwise"), report
+    assert [c["name"] for c in report["checks"] if c["kind"] == "output"] == ["outputs"]
+
+    first = runs_of(repo)[0]
+    entry = manifest_of(first)["outputs"]["outputs"]
+    assert (entry["files"], entry["stale"]) == (1, 1)  # b.txt is the run's; value.txt is not
+    listing = json.loads((first / entry["listing"]).read_text())
+    assert list(listing["files"]) == ["b.txt"] and listing["stale"] == ["value.txt"]
+    assert not (first / "kept" / "outputs" / "value.txt").exists()  # never compared, not kept
+    capsys.readouterr()  # diff: the checkout's run (1 stale file) and the replay's (none) agree
+    main(["diff", "--json", str(first), str(runs_of(repo)[1])])
+    assert json.loads(capsys.readouterr().out)["sections"]["outputs"]["changed"] is False
+
+
+def test_a_file_output_the_run_did_not_write_is_stale_and_not_compared(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"t.py": "print('loss=0.5')\n",
+                  "repro.yaml": "metric_patterns: ['loss=(?P<loss>[0-9.]+)']\n"}, "result.txt\n")
+    (repo / "result.txt").write_text("left by an earlier run\n")
+    assert main(["run", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
+    entry = manifest_of(runs_of(repo)[0])["outputs"]["result.txt"]
+    assert entry["kind"] == "file" and entry["stale"] is True
+    capsys.readouterr()
+    assert main(["show", "latest"]) == 0
+    assert "result.txt  stale: not written by this run" in capsys.readouterr().out
+    (repo / "result.txt").write_text("changed since\n")  # stale: what it holds does not matter
+    capsys.readouterr()
+    code = main(["verify", "--json", "latest"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["verdict"]) == (0, "bitwise"), report
+
+
+def test_a_metrics_file_the_run_did_not_rewrite_is_not_credited(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"t.py": "print('no metrics today')\n"}, "metrics.json\n")
+    (repo / "metrics.json").write_text('{"loss": 0.25}\n')  # an earlier run's
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "t.py"]) == 0
+    metrics = manifest_of(runs_of(repo)[0])["metrics"]
+    assert metrics["final"] == {} and metrics["source"] == "metrics.json"
+    assert "metrics file metrics.json was not rewritten by the command" in capfd.readouterr().err
+
+
+def test_an_interrupted_run_is_not_listed_with_the_previous_runs_metrics(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"t.py": "import json, pathlib, sys, time\n"
+                          "if sys.argv[1] == 'slow':\n"
+                          "    print('ready', flush=True); time.sleep(60)\n"
+                          "pathlib.Path('metrics.json').write_text(json.dumps({'loss': 0.5}))\n"},
+           "metrics.json\n")
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "t.py", "fast"]) == 0
+    proc = subprocess.Popen([PYTHON, "-m", "repro", "run", "--metrics", "metrics.json", "--",
+                             PYTHON, "t.py", "slow"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C before the script writes its metrics
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["status"], r["metrics"]) for r in listed] == [("interrupted", {}),
+                                                             ("succeeded", {"loss": 0.5})]
+
+
+SAVE = """\
+import argparse, pathlib
+p = argparse.ArgumentParser(); p.add_argument("--save"); args = p.parse_args()
+pathlib.Path(args.save).write_text("weights\\n")
+print("loss=0.5")
+"""
+
+
+def test_a_path_in_argv_the_run_wrote_is_an_output_not_an_input(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"save.py": SAVE, "repro.yaml": "seed: 7\nmetric_patterns: "
+                  "['loss=(?P<loss>[0-9.]+)']\n"}, "model.pt\n")
+    argv = ["run", "--", PYTHON, "save.py", "--save", "model.pt"]
+    assert main(argv) == 0  # model.pt does not exist yet: created, so an output
+    assert main(argv) == 0  # model.pt exists from the first run: rewritten, still an output
+    first, second = (manifest_of(r) for r in runs_of(repo))
+    for m in (first, second):
+        assert m["data"] == {}
+        assert m["outputs"]["model.pt"]["kind"] == "file"
+        assert "stale" not in m["outputs"]["model.pt"]
+    assert first["fingerprint"] == second["fingerprint"]  # the old model is not in the recipe
+    (repo / "model.pt").write_text("the user's own file\n")
+    capsys.readouterr()
+    code = main(["verify", "--json", "latest"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["verdict"]) == (0, "bitwise"), report
+    assert "model.pt" in [c["name"] for c in report["checks"]]
+    assert (repo / "model.pt").read_text() == "the user's own file\n"
+
+
+USE = """\
+import pathlib, sys
+how, path = sys.argv[1], pathlib.Path(sys.argv[2])
+if how == "read":
+    path.read_text()
+elif how == "append":  # extends its own input
+    with path.open("a") as f: f.write("2\\n")
+elif how == "beside":  # a cache next to the data it read
+    (path / "cache.bin").write_bytes(b"c")
+elif how == "rewrite-dir":  # a results directory reused
+    (path / "model.pt").write_text("new\\n")
+"""
+
+
+@pytest.mark.parametrize(("how", "name", "output"), [
+    ("read", "data.csv", False), ("append", "data.csv", False), ("beside", "data", False),
+    ("rewrite-dir", "ckpt", True)])
+def test_a_path_in_argv_is_an_output_only_when_the_run_replaced_its_content(
+        repo: Path, how: str, name: str, output: bool) -> None:
+    commit(repo, {"use.py": USE}, "data.csv\ndata/\nckpt/\n")
+    (repo / "data.csv").write_text("x\n1\n")
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("x\n1\n")
+    (repo / "ckpt").mkdir()
+    (repo / "ckpt" / "model.pt").write_text("old\n")
+    (repo / "ckpt" / "notes.txt").write_text("kept\n")
+    assert main(["run", "--", PYTHON, "use.py", how, name]) == 0
+    m = manifest_of(runs_of(repo)[0])
+    assert (list(m["outputs"]), list(m["data"])) == (([name], []) if output else ([], [name]))
+    if output:  # only the rewritten checkpoint is the run's; the notes are stale
+        assert (m["outputs"][name]["files"], m["outputs"][name]["stale"]) == (1, 1)
+
+
+TRAIN = """\
+import json, pathlib, sys
+lr = float(sys.argv[sys.argv.index("--lr") + 1])
+pathlib.Path("checkpoints").mkdir(exist_ok=True)
+pathlib.Path("checkpoints/model.pt").write_text(f"weights for {lr}\\n")
+pathlib.Path("metrics.json").write_text(json.dumps({"loss": lr * 10}))
+"""
+
+
+@pytest.mark.parametrize("declared", ["flags", "config"])
+def test_declared_outputs_and_the_metrics_file_are_never_dirt(repo: Path, declared: str) -> None:
+    files = {"train.py": TRAIN}
+    flags = ["--output", "checkpoints/", "--metrics", "metrics.json"]
+    if declared == "config":
+        files["repro.yaml"] = "outputs: [checkpoints/]\nmetrics: metrics.json\n"
+        flags = []
+    commit(repo, files)  # checkpoints/ and metrics.json are not ignored: untracked after a run
+    assert main(["run", *flags, "--", PYTHON, "train.py", "--lr", "0.01"]) == 0
+    assert main(["run", *flags, "--", PYTHON, "train.py", "--lr", "0.02"]) == 0
+    second = manifest_of(runs_of(repo)[-1])
+    assert second["code"]["dirty"] is False and second["code"]["untracked"] == []
+    assert second["metrics"]["final"] == {"loss": 0.2}
+    (repo / "notes.txt").write_text("other untracked files still are dirt\n")
+    assert main(["run", *flags, "--", PYTHON, "train.py", "--lr", "0.03"]) == 125
+
+
+def test_quickstart_second_run_succeeds(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").unlink()
+    (repo / "train.py").write_text(TRAIN)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "project")
+    assert main(["init"]) == 0
+    assert "added .repro/, checkpoints/, metrics.json to .gitignore" in capfd.readouterr().err
+    git(repo, "add", "repro.yaml", ".gitignore")
+    git(repo, "commit", "-qm", "Configure repro")
+    assert main(["run", "--output", "checkpoints/", "--metrics", "metrics.json", "--",
+                 PYTHON, "train.py", "--lr", "0.01"]) == 0
+    assert main(["run", "--", PYTHON, "train.py", "--lr", "0.02"]) == 0
+    capfd.readouterr()
+    assert main(["diff", "latest~1", "latest"]) == 1
+    assert "different command" in capfd.readouterr().out
+
+
+def test_verify_refuses_a_run_whose_only_outputs_are_stale(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"t.py": "print('nothing written')\n"}, "result.txt\n")
+    (repo / "result.txt").write_text("left by an earlier run\n")
+    assert main(["run", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--yes", "latest"]) == 2  # the exit code alone would prove nothing
+    assert "only outputs an earlier run left (stale)" in capsys.readouterr().err
