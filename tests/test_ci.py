@@ -23,9 +23,9 @@ def pytest_args(text: str) -> list[str]:
     return shlex.split(commands[0])
 
 
-def collected(*args: str) -> set[str]:
+def collected(*args: str, where: str = "tests/test_hook.py") -> set[str]:
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", *args, "tests/test_hook.py"],
+                           "-p", "no:cacheprovider", *args, where],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return {line for line in done.stdout.splitlines() if "::" in line}
@@ -45,3 +45,4 @@ def test_the_full_command_runs_slow_tests_and_a_plain_pytest_does_not() -> None:
     assert {SLOW_TEST, QUICK_TEST} <= everything
     default = collected()
     assert QUICK_TEST in default and SLOW_TEST not in default
+    assert collected(where=SLOW_TEST) == {SLOW_TEST}  # named by its id, it runs
