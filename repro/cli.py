@@ -67,7 +67,8 @@ SeedOpt = Annotated[int | None, typer.Option(
 LevelOpt = Annotated[str | None, typer.Option(
     "--determinism", help="strict (default), warn, seed or off.", metavar="LEVEL")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1)]
+    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1,
+    max=4096)]
 DirtyOpt = Annotated[bool, typer.Option(
     "--allow-dirty", help="Run with uncommitted files, recording a patch and copies.")]
 UnlockedOpt = Annotated[bool, typer.Option(
@@ -81,6 +82,10 @@ MetricsOpt = Annotated[str | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run.")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
+KillAfterOpt = Annotated[float | None, typer.Option(
+    "--kill-after", metavar="SECONDS", min=0.0,
+    help="After SIGTERM/SIGINT/SIGHUP, SIGKILL the command if it still runs this long later "
+         "(default: 30; 0: never).")]
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -98,6 +103,7 @@ def run(
     tag: Annotated[list[str] | None, typer.Option(
         help="K=V label (repeatable).", metavar="K=V")] = None,
     note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
+    kill_after: KillAfterOpt = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -109,13 +115,17 @@ def run(
     Example:
 
         repro run --seed 3 -- python train.py --lr 0.01 --output checkpoints/
+
+    Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
+
+        repro run --kill-after 120 -- python train.py
     """
     from repro import record
 
     raise typer.Exit(record.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after))
 
 
 @app.command("runs")
@@ -259,6 +269,7 @@ def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
     as_script: Annotated[bool, typer.Option(
         "--script", help="Print a bash script that reproduces the run without repro.")] = False,
+    kill_after: KillAfterOpt = None,
 ) -> None:
     """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
 
@@ -281,7 +292,8 @@ def replay(
         else:
             ui.print_json(plan.to_dict())
         raise typer.Exit(ExitCode.OK)
-    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes)
+    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
+                              kill_after=kill_after)
     confirm = ui.confirm_command if replay_mod.interactive() else None
     with replay_mod.session(runs, loaded, opts, ui.CliReporter(), confirm) as done:
         code = done.outcome.exit_code
@@ -395,4 +407,7 @@ def dispatch(args: list[str]) -> int:
         return int(ExitCode.INTERRUPTED)
     except typer.TyperException as e:  # click's usage errors (vendored by typer)
         e.show()  # type: ignore[attr-defined]
-        return int(getattr(e, "exit_code", ExitCode.TROUBLE))
+        code = int(getattr(e, "exit_code", ExitCode.TROUBLE))
+        # run/replay: 125, not 2, which the child itself may return (timeout(1), env(1)).
+        return int(ExitCode.REFUSED) if code == ExitCode.TROUBLE and command in (
+            "run", "replay") else code

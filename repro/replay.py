@@ -37,6 +37,7 @@ class Plan:
     at: str | None  # --at REV: the recorded recipe on another commit (patch not applied)
     patch: Path | None  # the recorded code.patch
     untracked: tuple[tuple[str, Path | None, Mapping[str, Any]], ...]  # (path, copy, entry)
+    submodules: tuple[tuple[str, str | None, Path | None], ...]  # (path, commit, patch)
     argv: tuple[str, ...]
     cwd: str
     seed: int
@@ -59,6 +60,7 @@ class Plan:
             "run": self.run_id, "commit": self.commit, "at": self.at,
             "patch": str(self.patch) if self.patch else None,
             "untracked": [u[0] for u in self.untracked], "argv": list(self.argv),
+            "submodules": {path: commit for path, commit, _ in self.submodules},
             "cwd": self.cwd, "seed": self.seed, "determinism": self.level,
             "threads": self.threads, "env": {**self.restored_env, **self.user_env},
             "inputs": {i.path: i.entry.get("hash") for i in self.inputs},
@@ -77,6 +79,7 @@ class Options:
     threads: int | None = None  # override the recorded thread count (verify --vary)
     name: str | None = None
     workdir_name: str = "worktree"
+    kill_after: float | None = None  # seconds from SIGTERM to SIGKILL (runner.KILL_AFTER_S)
     started_by: str | None = None  # "verify": the replay is verify's, never `latest`
     stdout_to_stderr: bool = False  # verify keeps its stdout for the verdict
 
@@ -106,6 +109,24 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
                     f"the run's copy of untracked file {rel} does not match its recorded hash",
                     hint="the run directory was modified")
             untracked.append((rel, copy, u))
+    submodules = []
+    if at is None:
+        for sub in m.code.submodules:
+            rel = manifest.confined(str(sub.get("path", "")), "submodule path")
+            commit = str(sub.get("commit") or "")
+            if commit and not all(c in "0123456789abcdef" for c in commit):
+                raise errors.ManifestError(f"the manifest's submodule {rel} has a malformed "
+                                           f"commit {commit[:50]!r}")
+            sub_patch = None
+            if isinstance(sub.get("patch"), Mapping):
+                name = manifest.confined(str(sub["patch"].get("file", "")), "patch file")
+                sub_patch = run_dir / name
+                if not sub_patch.is_file() or data.hash_file(sub_patch) != sub["patch"].get("hash"):
+                    raise errors.ReplayError(
+                        f"the patch of submodule {rel} ({sub_patch}) is missing or does not "
+                        "match its recorded hash", hint="the run directory is incomplete or was "
+                                                        "modified")
+            submodules.append((rel, commit or None, sub_patch))
     inputs = []
     for path, entry in m.data.items():
         if not Path(path).is_absolute():
@@ -122,6 +143,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
                                    hint="the manifest is damaged or was edited by hand")
     return Plan(
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
+        submodules=tuple(submodules),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
         level=str(det.get("level") or "strict"),
         threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
@@ -216,13 +238,17 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
     forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
+    clean_stale(runs.root)
     _warn_restored_env(plan, opts.extra_env, reporter)
     budget = config.load(runs.root).replay_copy_max_bytes
-    tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+    _claim(tmp)
     worktree = tmp / opts.workdir_name
     try:
         git.add_worktree(runs.root, worktree, commit)
+        git.populate_submodules(runs.root, worktree, plan.submodules)
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
+        _make_cwd(worktree, plan.cwd)
         in_place = _place_inputs(plan, runs.root, worktree, budget, reporter)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
@@ -237,14 +263,15 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             name=opts.name, note=note, replay_of=plan.run_id,
             env=_replay_env(plan, opts), source_date_epoch=plan.source_date_epoch,
             store=runs, root=worktree, started_by=opts.started_by,
-            stdout_to_stderr=opts.stdout_to_stderr)
+            stdout_to_stderr=opts.stdout_to_stderr, kill_after=opts.kill_after)
         outcome = record.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
         if interrupted and (opts.started_by == "verify"
-                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP")):
+                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP",
+                                                                   "SIGKILL")):
             # Ctrl-C: exit 130 and no verdict; the run says interrupted. (A replay whose
-            # command SIGTERM killed exits 143, as `run` does.)
+            # command SIGTERM killed exits 143, and 137 after --kill-after, as `run` does.)
             raise KeyboardInterrupt
         unrecorded = _unrecorded_reads(outcome, plan, runs.root, worktree) \
             if outcome.exit_code != 0 else ()
@@ -254,12 +281,65 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     finally:
         _forget_worktree_cache(runs, worktree, plan)
         if opts.keep:
+            with contextlib.suppress(OSError):
+                (tmp / OWNER).unlink()  # kept on purpose: never cleaned up as stale
             reporter.warn(f"kept the replay worktree at {worktree}",
                           hint=f"remove it with `git worktree remove --force {worktree}`")
         else:
             with contextlib.suppress(errors.ReproError):
                 git.remove_worktree(runs.root, worktree)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+TMP_PREFIX = "repro-replay-"
+OWNER = "owner"  # in each replay's temp dir: "<pid> <start ticks> <host>" of its repro
+
+
+def _claim(tmp: Path) -> None:
+    pid = os.getpid()
+    (tmp / OWNER).write_text(f"{pid} {store.process_start_ticks(pid)} {os.uname().nodename}\n",
+                             encoding="utf-8")
+
+
+def clean_stale(root: Path) -> None:
+    """Remove what replays killed before their cleanup (SIGKILL, a power cut) left behind:
+    temp dirs whose owning repro is gone, and the worktrees git still has registered there."""
+    for tmp in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
+        try:
+            pid_text, ticks_text, host = (tmp / OWNER).read_text(encoding="utf-8").split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue  # not a replay's, kept with --keep, or made by an older repro
+        if host != os.uname().nodename:
+            continue  # a /tmp shared with another machine or container: its pids are not ours
+        if pid == os.getpid() or _alive(pid, ticks_text):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+    git.prune_worktrees(root)
+
+
+def _alive(pid: int, ticks: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return ticks == "None" or str(store.process_start_ticks(pid)) == ticks
+
+
+def _make_cwd(worktree: Path, cwd: str) -> None:
+    """The run's working directory existed when it was recorded, but git does not keep a
+    directory with no tracked files in it (an ignored `runs/` folder): create it."""
+    if cwd in (".", ""):
+        return
+    here = worktree
+    for part in Path(manifest.confined(cwd, "working directory")).parts:
+        here = here / part
+        if here.is_symlink():
+            return  # a tracked link: the runner says where it leads if it is broken
+        if not here.exists():
+            here.mkdir()
 
 
 def _replay_env(plan: Plan, opts: Options) -> dict[str, str]:
@@ -693,6 +773,15 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         f'git -C "$repo" worktree add --quiet --detach "$work/tree" {q(plan.commit)}',
         'cd "$work/tree"',
     ]
+    for n, (rel, commit, sub_patch) in enumerate(plan.submodules):
+        # From the clone's own copy of the submodule: no network.
+        lines += [f'git clone --quiet --shared --no-checkout "$repo"/{q(rel)} {q(rel)}',
+                  f"git -C {q(rel)} checkout --quiet --detach {q(commit or 'HEAD')}"]
+        if sub_patch is not None:
+            encoded = base64.b64encode(sub_patch.read_bytes()).decode()
+            lines += [f"base64 -d > \"$work/submodule-{n}.patch\" <<'REPRO_EOF'",
+                      *_wrap(encoded), "REPRO_EOF",
+                      f'git -C {q(rel)} apply --binary "$work/submodule-{n}.patch"']
     if plan.patch is not None:
         encoded = base64.b64encode(plan.patch.read_bytes()).decode()
         lines += ["base64 -d > \"$work/code.patch\" <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF",
