@@ -143,20 +143,8 @@ def runs_cmd(
     """
     from repro import store
 
-    rows: list[dict[str, object]] = []
     runs = store.open_here()
-    for run_id, m in runs.iter_manifests(limit):
-        if isinstance(m, errors.ReproError):
-            rows.append({"run_id": run_id, "status": "unreadable", "started_at": None,
-                         "command": [], "seed": None, "commit": None, "dirty": None,
-                         "metrics": {}, "error": m.message})
-            continue
-        rows.append({"run_id": run_id, "status": m.run.status, "started_at": m.run.started_at,
-                     "duration_s": m.run.duration_s, "command": list(m.command.argv),
-                     "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
-                     "name": m.run.name, "exit_code": m.run.exit_code,
-                     "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict((m.metrics or {}).get("final") or {})})
+    rows = store.run_rows(runs, limit)
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:

@@ -217,6 +217,7 @@ def test_sigkill_of_the_group_leaves_an_abandoned_run(repo: Path,
     assert [r["status"] for r in runs] == ["abandoned"]
 
 
+@pytest.mark.slow
 def test_concurrent_runs_get_distinct_valid_manifests(repo: Path) -> None:
     procs = [repro_proc(repo, "run", "--seed", str(i), "--", PYTHON, "train.py")
              for i in range(8)]
@@ -325,6 +326,7 @@ def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyP
     assert len(saved) == 1 and "ZeroDivisionError" in saved[0].read_text()
 
 
+@pytest.mark.slow
 def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     """torch/numpy must never load in repro; GitPython would cost ~110 ms on the hot path."""
     probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--', sys.executable, "
@@ -343,6 +345,7 @@ def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixtu
     assert hook["ran"] is False and "-I" in hook["reason"]
 
 
+@pytest.mark.slow
 def test_script_seeds_and_determinism_off_land_in_the_manifest(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "t.py").write_text(
@@ -364,6 +367,7 @@ def test_script_seeds_and_determinism_off_land_in_the_manifest(
     assert "torch.manual_seed(42)" in shown and "overrides repro's seed" in shown
 
 
+@pytest.mark.slow
 def test_unseeded_torch_script_reproduces_through_repro_run(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "t.py").write_text("import torch\nprint(torch.randn(3).tolist())\n")
