@@ -39,8 +39,6 @@ class Reporter(Protocol):
 
     def progress(self, label: str) -> contextlib.AbstractContextManager[Progress]: ...
 
-    def finished(self, outcome: RunOutcome) -> None: ...
-
 
 @dataclasses.dataclass(frozen=True)
 class RunRequest:
@@ -98,8 +96,9 @@ def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
         note=note, kill_after=kill_after)
     outcome = execute(request, reporter)
-    if not quiet:
-        reporter.finished(outcome)
+    finished = None if quiet else getattr(reporter, "finished", None)
+    if finished is not None:  # the CLI's reporter ends the run with a summary line
+        finished(outcome)
     return outcome.exit_code
 
 
