@@ -449,8 +449,11 @@ def read(path: Path) -> Manifest:
     return from_dict(data, str(path))
 
 
-def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
-    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust)."""
+def write(path: Path, m: Manifest, key: bytes | None = None, durable: bool = True) -> None:
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust).
+
+    `durable=False` skips the fsync (still atomic): `repro run` writes its `running` manifests
+    so and flushes the last of them while the child runs (see sync)."""
     text = dumps(to_dict(m))
     if key is not None:
         from repro import trust
@@ -459,7 +462,16 @@ def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
         # a power cut only makes the run ask before a replay, like a foreign one.
         write_text_atomic(trust.tag_path(path), trust.tag_text(key, text.encode(), path),
                           durable=False)
-    write_text_atomic(path, text)
+    write_text_atomic(path, text, durable)
+
+
+def sync(path: Path) -> None:
+    """fsync a file written with `durable=False` (its rename is already done)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
