@@ -337,6 +337,18 @@ def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     assert "HEAVY [] 0" in done.stderr, done.stderr
 
 
+def test_run_hot_path_leaves_out_modules_it_does_not_need(repo: Path) -> None:
+    """tempfile (with random) and queue cost ~1.5 ms of every run's start-up: the manifest's
+    temporary file and the large-file hashing pipeline do without them on this path."""
+    probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--quiet', '--', "
+             "sys.executable, '-c', 'pass'])\nextra = sorted({m.split('.')[0] for m in "
+             "sys.modules} & {'tempfile', 'random', 'queue'})\n"
+             "print('EXTRA', extra, code, file=sys.stderr)\n")
+    done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert "EXTRA [] 0" in done.stderr, done.stderr
+
+
 def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--", PYTHON, "-I", "-c", "print('isolated')"]) == 0
     err = capfd.readouterr().err
