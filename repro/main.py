@@ -109,9 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fast = None if "_REPRO_COMPLETE" in os.environ else parse_run(args)
         if fast is not None:
-            from repro import record, ui
+            from repro.capture import git
 
-            return record.run_from_options(ui.CliReporter(), **fast)
+            git.prestart_status()  # overlaps with the imports below
+            try:
+                from repro import record, ui
+
+                return record.run_from_options(ui.CliReporter(), **fast)
+            finally:
+                git.discard_early()
         from repro import cli
 
         return cli.dispatch(args)

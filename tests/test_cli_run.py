@@ -573,3 +573,13 @@ def test_show_draws_a_curve_of_the_metric_series(
     out = [line.rstrip() for line in capfd.readouterr().out.splitlines()]
     at = out.index("curves  a over b, one scale per metric")
     assert out[at + 1:at + 3] == ["loss  a █▄▃▂▂▂▂▁", "      b ▄▂▂▁▁▁▁▁"], out
+
+
+def test_a_refused_run_leaves_no_stale_status_for_the_next(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`repro run` starts `git status` before its imports: a run refused before its pre-flight
+    must not hand that status to a later run in the same process."""
+    assert main(["run", "--determinism", "bogus", "--", PYTHON, "-c", "pass"]) == 125
+    (repo / "train.py").write_text("print('changed')\n")
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 125
+    assert "uncommitted" in capfd.readouterr().err.lower()

@@ -229,3 +229,23 @@ def test_commit_time_follows_replace_refs_as_git_does(repo: Path) -> None:
     run_git(repo, "reset", "-q", "--hard", old)
     run_git(repo, "replace", old, new)
     assert git.finish_commit_time(git.start_commit_time(repo)) == _git_time(repo) != before
+
+
+def test_status_started_early_is_taken_over_once(repo: Path) -> None:
+    (repo / "sub").mkdir()
+    os.chdir(repo / "sub")
+    git.prestart_status()
+    early = git._EARLY[repo.resolve()]
+    assert git.start_status(repo.resolve()) is early
+    assert git.finish_status(early, repo).dirty is False
+    second = git.start_status(repo.resolve())
+    assert second is not early
+    second.communicate()
+
+
+def test_status_started_early_and_not_taken_is_dropped(repo: Path) -> None:
+    git.prestart_status()
+    git._EARLY[repo.resolve()].wait()  # it has looked at the tree
+    git.discard_early()
+    (repo / "train.py").write_text("print('changed after the early status')\n")
+    assert git.status(repo.resolve()).dirty is True
