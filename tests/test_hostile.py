@@ -174,6 +174,24 @@ def test_duplicate_key_in_pyproject_is_refused(tmp_path: Path) -> None:
         config.load(tmp_path)
 
 
+DOTTED = ".".join(["a"] * 50_000)  # 100 KB: tomllib took 45 s on it (quadratic in depth)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("pyproject.toml", f"[tool.repro]\n{DOTTED} = 1\n"),
+    ("pyproject.toml", f"[tool.repro]\nseed = 1\n[{DOTTED}]\n"),
+    ("pyproject.toml", f'[tool.repro]\nx = {{ {DOTTED.replace("a", chr(34) + "k" + chr(34))} = 1 }}\n'),
+    ("uv.lock", f"version = 1\n[{DOTTED}]\n"),
+], ids=["pyproject-key", "pyproject-header", "pyproject-inline-quoted", "uv.lock-header"])
+def test_a_deeply_dotted_toml_key_is_refused_fast(repo: Path, name: str, text: str) -> None:
+    (repo / name).write_text(text)
+    git(repo, "add", name)
+    git(repo, "commit", "-qm", "toml")
+    code, _, err = repro_cli(repo, "run", "--", PYTHON, "train.py", timeout=20)
+    assert code == 125, err
+    assert_one_line_error(err, name, "nested too deeply")
+
+
 def test_long_data_name_is_one_error(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--data", "a" * 5000, "--", PYTHON, "train.py"]) == 125
     err = capfd.readouterr().err
