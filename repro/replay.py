@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import config, errors, history, manifest, record, redact, seeding, store, trust
+from repro import bounded, config, errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -395,6 +395,9 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
     shown_env = {**plan.restored_env, **plan.user_env}
     if shown_env:
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
+    # Shown as it will run: a control character (ESC[1A, ESC[2K...) in a foreign argv must
+    # not redraw the terminal to hide the real command behind a harmless-looking one.
+    command = bounded.escape(command)
     if confirm is None:
         raise errors.ReplayError(
             f"run {plan.run_id} was not recorded in this clone (or was changed since); "
