@@ -761,11 +761,30 @@ def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
 
 # ---------------------------------------------------------------------------- --script
 
+def _shell_quote(word: str) -> str:
+    """shlex.quote, but a word with control characters (ESC, CR...) as bash's `$'...'` with
+    them escaped: the same word for bash, and `cat script` cannot redraw the terminal."""
+    if word.isprintable():
+        return shlex.quote(word)
+    return "$'" + "".join(_ansi_c(c) for c in word) + "'"
+
+
+def _ansi_c(c: str) -> str:
+    n = ord(c)
+    if c in "\\'":
+        return "\\" + c
+    if c.isprintable():
+        return c
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): that byte
+        return f"\\x{n - 0xDC00:02x}"
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
     injected = replayable_env(m.determinism.get("env"), "determinism.env")
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
-    q = shlex.quote
+    q = _shell_quote
     lines = [
         "#!/usr/bin/env bash",
         f"# Reproduces repro run {plan.run_id} without repro installed.",

