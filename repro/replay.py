@@ -223,7 +223,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     try:
         git.add_worktree(runs.root, worktree, commit)
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
-        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter)
+        linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
+        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
             argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
@@ -240,6 +241,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         outcome = record.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
+        _check_linked(linked, reporter, raise_=not interrupted)
         if interrupted and (opts.started_by == "verify"
                             or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP")):
             # Ctrl-C: exit 130 and no verdict; the run says interrupted. (A replay whose
@@ -417,7 +419,8 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
 
 
 def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
-                  reporter: record.Reporter) -> list[Input]:
+                  reporter: record.Reporter,
+                  linked: dict[str, tuple[str, Any]] | None = None) -> list[Input]:
     """Put copies of the inputs git does not track into the worktree; return those read in place.
 
     Whatever the script does to its inputs (writes, files beside them, deletes) then happens
@@ -425,6 +428,9 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
     input over it is linked, named now, and checked after the replay, as are inputs outside
     the repository and inputs reached through a symlink the commit itself has. A directory
     input and a file inside it are one input: parents are placed first, children are in them.
+    A link inside a copied directory stays a link (the input's hash records it so); one that
+    leads out of the worktree is named now and its target goes into `linked` (worktree path
+    -> (target, stat tree)) for `_check_linked` after the replay.
     """
     in_place: list[Input] = []
     placed: list[tuple[str, ...]] = []
@@ -464,13 +470,44 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
                 dest.symlink_to(src)
             in_place.append(i)
             continue
+        out: list[tuple[str, str]] = []
         try:
-            copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else ())
+            copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else (),
+                                  worktree=worktree, links_out=out)
         except OSError as e:
             raise errors.ReplayError(
                 f"cannot copy input {i.path} into the replay's worktree: {e.strerror or e}",
                 hint="check free space in the temporary directory ($TMPDIR)") from e
+        if out:
+            from repro.capture import written
+
+            shown = ", ".join(f"{rel} -> {target}" for rel, target in out[:5])
+            reporter.warn(f"input {i.path} has links out of the replay ({shown}"
+                          f"{' ...' if len(out) > 5 else ''}): the replay reads them in place, "
+                          "and repro checks afterwards that what they lead to is unchanged")
+            for rel, target in out:
+                if linked is not None:
+                    linked[rel] = (target, written.stat_tree(Path(target)))
     return in_place
+
+
+def _check_linked(linked: Mapping[str, tuple[str, Any]], reporter: record.Reporter,
+                  raise_: bool) -> None:
+    """What links out of the replay lead to must be as it was before it (one stat per file)."""
+    from repro.capture import written
+
+    changed = [f"{rel} -> {target}" for rel, (target, tree) in linked.items()
+               if written.stat_tree(Path(target)) != tree]
+    if not changed:
+        return
+    message = ("the replay changed " + "; ".join(changed)
+               + " (reached through a link in a copied input, read in place)")
+    hint = ("restore it from your backup; replace the link by the file, or keep the script "
+            "from writing into its inputs")
+    if not raise_:
+        reporter.warn(message, hint)
+        return
+    raise errors.ReplayError(message, hint=hint)
 
 
 def _through_link(worktree: Path, parts: Sequence[str]) -> bool:
@@ -518,18 +555,27 @@ def _clone_or_copy(src: str, dst: str, clone_only: bool = False) -> bool:
     return cloned
 
 
-def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = ()) -> int:
+def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = (), worktree: Path | None = None,
+                links_out: list[tuple[str, str]] | None = None) -> int:
     """Copy a file or a directory (merged into what the worktree has); the bytes not reflinked.
 
     A named symlink is followed (`data -> /mnt/datasets` is copied as a directory); links
-    inside a directory stay links, as the input's hash records them.
+    inside a directory stay links, as the input's hash records them. Those that, placed in the
+    worktree, lead out of it (absolute, or up past its top) are appended to `links_out` as
+    (path relative to the worktree, real target).
     """
+    top = os.path.realpath(worktree) if worktree is not None else None
+
     def one(s: str, d: str) -> int:
         if os.path.lexists(d):
             return 0  # tracked at this commit: the worktree's version is the recipe's
         st = os.lstat(s)
         if os.path.islink(s):
             os.symlink(os.readlink(s), d)
+            if top is not None and links_out is not None:
+                target = os.path.realpath(d)
+                if not (target + os.sep).startswith(top + os.sep):  # dangling ones too
+                    links_out.append((os.path.relpath(d, worktree), target))
             return 0
         if not os.path.isfile(s):
             return 0  # a FIFO or socket: nothing to copy

@@ -1,0 +1,64 @@
+"""Review of issue 9: attacks on replay isolation and honest outputs that the first tests missed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from repro.main import main
+from tests.conftest import PYTHON, git, snapshot_tree
+
+# Appends a line to the file named by --train (through whatever links lead to it).
+APPENDS = """\
+import pathlib, sys
+src = pathlib.Path(sys.argv[sys.argv.index("--train") + 1])
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+(out / "result.txt").write_text(str(len(src.read_text().splitlines())) + "\\n")
+with src.open("a") as f:
+    f.write("9,9\\n")
+"""
+
+
+def commit(repo: Path, script: str, ignore: str) -> None:
+    (repo / "train.py").write_text(script)
+    (repo / ".gitignore").write_text(ignore)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "script")
+
+
+@pytest.mark.slow
+def test_a_link_inside_a_copied_input_directory_never_leads_the_replay_into_the_checkout(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`data/train.csv -> <checkout>/raw/train.csv` inside the input directory `data`: the copy
+    of `data` keeps the link as the input's hash records it, so a script appending to its
+    input would append to the user's raw/train.csv. Such a link cannot be copied without
+    changing the recipe, so like an input over the copy budget it is named before the replay
+    and checked after it: never `bitwise` over a changed user file."""
+    commit(repo, APPENDS, ".repro/\nout/\ndata/\nraw/\n")
+    (repo / "raw").mkdir()
+    (repo / "data").mkdir()
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    (repo / "data" / "train.csv").symlink_to(repo / "raw" / "train.csv")
+    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
+                 "--train", "data/train.csv"]) == 0
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")  # the user restores their data
+    before = snapshot_tree(repo)
+    capsys.readouterr()
+    code = main(["verify", "latest"])
+    captured = capsys.readouterr()
+    assert code == 2, (code, captured.out, captured.err)
+    assert "bitwise" not in captured.out
+    assert "links out of the replay" in captured.err  # said before the replay
+    assert "the replay changed" in captured.err and "data/train.csv" in captured.err
+    assert str(repo / "raw" / "train.csv") in captured.err
+    assert snapshot_tree(repo) != before  # (what the check is for)
+    # A script that only reads through such a link replays as before.
+    (repo / "train.py").write_text(APPENDS.split("with src")[0])
+    git(repo, "commit", "-qam", "read only")
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
+                 "--train", "data/train.csv"]) == 0
+    before = snapshot_tree(repo)
+    assert main(["verify", "latest"]) == 0
+    assert snapshot_tree(repo) == before
