@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from repro import errors, ui
 from repro.errors import ExitCode
+
+if TYPE_CHECKING:
+    from repro import store
 
 app = typer.Typer(
     name="repro",
@@ -36,6 +39,20 @@ def complete_run(incomplete: str) -> list[str]:
     except errors.ReproError:
         return []
     return [i for i in ["latest", *ids] if i.startswith(incomplete)]
+
+
+def warn_future(runs: store.Store, *refs: str) -> None:
+    """`latest` skips runs dated in the future (they would pin it for good): say so."""
+    from repro import store
+
+    if not any(store.LATEST_RE.match(r) for r in refs):
+        return
+    future = store.future_ids(runs)
+    if future:
+        ui.warn(f"`latest` skips {len(future)} run(s) dated in the future: "
+                + ", ".join(future[:3]) + (" ..." if len(future) > 3 else ""),
+                hint="a clock was wrong, or the run directories came from elsewhere; "
+                     "name them by id, or remove them")
 
 
 RunRef = Annotated[str, typer.Argument(
@@ -64,6 +81,10 @@ MetricsOpt = Annotated[str | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run.")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
+KillAfterOpt = Annotated[float | None, typer.Option(
+    "--kill-after", metavar="SECONDS", min=0.0,
+    help="After SIGTERM/SIGINT/SIGHUP, SIGKILL the command if it still runs this long later "
+         "(default: 30; 0: never).")]
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -81,6 +102,7 @@ def run(
     tag: Annotated[list[str] | None, typer.Option(
         help="K=V label (repeatable).", metavar="K=V")] = None,
     note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
+    kill_after: KillAfterOpt = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -92,13 +114,17 @@ def run(
     Example:
 
         repro run --seed 3 -- python train.py --lr 0.01 --output checkpoints/
+
+    Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
+
+        repro run --kill-after 120 -- python train.py
     """
     from repro import record
 
     raise typer.Exit(record.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after))
 
 
 @app.command("runs")
@@ -148,6 +174,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     from repro import manifest, store
 
     runs = store.open_here()
+    warn_future(runs, ref)
     path = runs.resolve(ref)
     m = store.load_manifest(path)
     if as_json:
@@ -190,6 +217,7 @@ def diff(
     from repro.ui import diff as diffview
 
     runs = store.open_here()
+    warn_future(runs, left, right)
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
@@ -252,6 +280,7 @@ def replay(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
     as_script: Annotated[bool, typer.Option(
         "--script", help="Print a bash script that reproduces the run without repro.")] = False,
+    kill_after: KillAfterOpt = None,
 ) -> None:
     """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
 
@@ -265,6 +294,7 @@ def replay(
     from repro import replay as replay_mod
 
     runs = store.open_here()
+    warn_future(runs, ref)
     loaded = history.load(runs, ref)
     if dry_run or as_script:
         plan = replay_mod.make_plan(loaded, runs)
@@ -273,7 +303,8 @@ def replay(
         else:
             ui.print_json(plan.to_dict())
         raise typer.Exit(ExitCode.OK)
-    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes)
+    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
+                              kill_after=kill_after)
     confirm = ui.confirm_command if replay_mod.interactive() else None
     with replay_mod.session(runs, loaded, opts, ui.CliReporter(), confirm) as done:
         code = done.outcome.exit_code
@@ -343,6 +374,7 @@ def verify(
             data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
         report = verify_mod.verify_command(request, opts, reporter)
     elif len(words) == 1:
+        warn_future(runs, words[0])
         confirm = ui.confirm_command if replay_mod.interactive() else None
         report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
     elif words:

@@ -75,3 +75,7 @@ class ReplayError(ReproError):
 
 class HookError(ReproError):
     """The in-process hook reported a failure that repro must surface."""
+
+
+class StoreError(ReproError):
+    """The run record cannot be written (disk full, quota, read-only file system)."""

@@ -17,6 +17,7 @@ from repro.capture import data, git
 class Loaded:
     manifest: manifest.Manifest
     run_dir: Path  # may lack everything but the manifest (a baseline committed to a repo)
+    path: Path | None = None  # the manifest file read (`baseline.yaml`); default run_dir's
 
     def listings(self) -> dict[str, Mapping[str, tuple[str, int]]]:
         """Per-file listings of hashed directories, keyed by listing file (`data/0.json`)."""
@@ -34,7 +35,7 @@ class Loaded:
 
 def load(runs: store.Store, ref: str) -> Loaded:
     path = runs.resolve(ref)
-    return Loaded(store.load_manifest(path), path.parent)
+    return Loaded(store.load_manifest(path), path.parent, path)
 
 
 def diff(runs: store.Store, ref_a: str, ref_b: str,

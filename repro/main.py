@@ -9,6 +9,7 @@ completion, and anything this parser does not fully understand go to the typer a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -22,7 +23,8 @@ from repro.errors import ExitCode
 # Commands whose failures before/around the child exit 125 instead of 2 (design §1).
 CHILD_COMMANDS = frozenset({"run", "replay"})
 
-# `repro run` options: flag -> (parameter name, kind). kind: "flag", "int", "str", "list".
+# `repro run` options: flag -> (parameter name, kind). kind: "flag", "int", "float", "str",
+# "list".
 RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--seed": ("seed", "int"),
     "--determinism": ("determinism", "str"),
@@ -35,6 +37,7 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--name": ("name", "str"),
     "--tag": ("tag", "list"),
     "--note": ("note", "str"),
+    "--kill-after": ("kill_after", "float"),
 }
 _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, None)}
 
@@ -80,6 +83,14 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
             if number < low or (high is not None and number > high):
                 return None
             opts[name] = number
+        elif kind == "float":
+            try:
+                seconds = float(value)
+            except ValueError:
+                return None
+            if not 0 <= seconds < float("inf"):
+                return None
+            opts[name] = seconds
         elif kind == "list":
             opts.setdefault(name, []).append(value)
         else:
@@ -145,13 +156,19 @@ def _save_traceback() -> str | None:
         folder = store.open_here().bugs_dir
     except Exception:
         folder = Path(tempfile.gettempdir()) / "repro-bugs"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{stamp}.txt"
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-    except OSError:
-        return None
+    for where in (folder, Path(tempfile.gettempdir()) / "repro-bugs"):
+        # Whole or not at all: a full disk must not leave a 0-byte report behind.
+        path = where / f"{stamp}.txt"
+        tmp = where / f".{stamp}.tmp"
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+            return str(path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return None
 
 
 def _silence_stdout() -> None:

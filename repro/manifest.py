@@ -64,6 +64,7 @@ class Code:
     dirty: bool = False
     patch: Mapping[str, Any] | None = None
     untracked: tuple[Mapping[str, Any], ...] = ()
+    submodules: tuple[Mapping[str, Any], ...] = ()  # path, commit, state[, patch]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
             "dirty": m.code.dirty,
             "patch": _plain(m.code.patch),
             "untracked": _plain(list(m.code.untracked)),
+            **({"submodules": _plain(list(m.code.submodules))} if m.code.submodules else {}),
         },
         "environment": _plain(m.environment),
         "hardware": _plain(m.hardware),
@@ -156,6 +158,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
         if patch is not None and not isinstance(patch, Mapping):
             raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
         untracked = _opt(code, "untracked", list, source) or []
+        submodules = _opt(code, "submodules", list, source) or []
         sections = {name: _opt_map(d, name, source) for name in FREE_SECTIONS}
         _check_nested(sections, source)
         return Manifest(
@@ -170,6 +173,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
                 dirty=bool(code.get("dirty", False)),
                 patch=patch,
                 untracked=tuple(u for u in untracked if isinstance(u, Mapping)),
+                submodules=tuple(u for u in submodules if isinstance(u, Mapping)),
             ),
             fingerprint=_opt(d, "fingerprint", str, source),
             **sections,
@@ -334,18 +338,28 @@ def read(path: Path) -> Manifest:
     return from_dict(data, str(path))
 
 
-def write(path: Path, m: Manifest) -> None:
-    write_text_atomic(path, dumps(to_dict(m)))
+def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust)."""
+    text = dumps(to_dict(m))
+    if key is not None:
+        from repro import trust
+
+        # No fsync for the tag (one per manifest write is the manifest's own): a tag lost to
+        # a power cut only makes the run ask before a replay, like a foreign one.
+        write_text_atomic(trust.tag_path(path), trust.tag_text(key, text.encode(), path),
+                          durable=False)
+    write_text_atomic(path, text)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
     """Temp file in the same directory, flush, fsync, rename: readers see old or new, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with _suppress_oserror():

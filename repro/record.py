@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -19,13 +20,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, manifest, preflight, runner, seeding, store
+from repro import config, errors, manifest, preflight, runner, seeding, store, trust
 from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
                           "REPRO_METRICS_FILE"})
 Progress = Callable[[int, int], None]
+# Space set aside in each run directory while the run lasts, released just before the final
+# manifest is written: a child that fills the disk cannot also take the record's last write.
+RESERVE_BYTES = 256 * 1024
 
 
 class Reporter(Protocol):
@@ -60,6 +64,7 @@ class RunRequest:
     # What the manifest records as the command when it differs from what runs: a replay runs
     # `.venv/bin/python` from the checkout by its absolute path, but the recipe is unchanged.
     recorded_argv: tuple[str, ...] | None = None
+    kill_after: float | None = None  # seconds from SIGTERM/SIGINT/SIGHUP to SIGKILL (runner)
     # SOURCE_DATE_EPOCH to inject: a replay passes the recorded value (also with --at, whose
     # commit has another time); None: the time of the commit being run.
     source_date_epoch: int | None = None
@@ -82,13 +87,14 @@ def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None
                      allow_dirty: bool = False, allow_unlocked: bool = False,
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
-                     tag: Sequence[str] | None = None, note: str | None = None) -> int:
+                     tag: Sequence[str] | None = None, note: str | None = None,
+                     kill_after: float | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note)
+        note=note, kill_after=kill_after)
     return execute(request, reporter).exit_code
 
 
@@ -126,6 +132,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     finally:
         commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
+    subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
     lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
@@ -141,7 +148,12 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     seed_value, seed_source = _choose_seed(req, cfg)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
-    run_id, run_dir = runs.create_run_dir()
+    key = trust.key(runs.root)  # marks the manifests below as written in this clone
+    if key is None:
+        reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
+                      "replay and verify will ask before running this run's command",
+                      hint="make the git directory writable, or remove a damaged repro-key")
+    run_id, run_dir, reserve = _open_record(runs)
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
@@ -150,10 +162,12 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
         run=info,
-        command=manifest.Command(argv=req.recorded_argv or req.argv, cwd=_rel(req.cwd, root)),
+        command=manifest.Command(argv=_recorded_argv(req, runs), cwd=_rel(req.cwd, root)),
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
-                           dirty=state.dirty),
+                           dirty=state.dirty, submodules=tuple(
+                               {"path": s.path, "commit": s.commit, "state": s.state}
+                               for s in subs)),
         environment={
             "python": interp.to_manifest(), "interpreter_source": interp.source,
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
@@ -163,12 +177,18 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
-    manifest.write(path, m)
+    try:
+        manifest.write(path, m, key)
+    except OSError as e:
+        reserve.release()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise _store_error(runs, e) from e
     result: runner.ChildResult | None = None
+    lost: list[str] = []  # what the disk refused once the child ran (one warning at the end)
     try:
         if state.dirty:
             m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
-                                              cfg.untracked_max_bytes, reporter))
+                                              cfg.untracked_max_bytes, reporter, subs))
         inputs, named = _input_paths(req, cfg, root)
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
@@ -188,27 +208,55 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "hook": {"ran": None},
         })
         m = m.replace(fingerprint=fingerprint(m))
-        manifest.write(path, m)
+        manifest.write(path, m, key)
 
-        probe = _Background(lambda: _while_child_runs(child_env))
-        with runner.SignalGuard() as guard:
+        def in_background() -> Mapping[str, Any]:
+            reserve.allocate()
+            return _while_child_runs(child_env)
+
+        probe = _Background(in_background)
+        with runner.SignalGuard(req.kill_after) as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
                                           stdout_log=run_dir / "stdout.log",
                                           stderr_log=run_dir / "stderr.log", guard=guard,
                                           stdout_to_stderr=req.stdout_to_stderr)
             except errors.ChildStartError as e:
-                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None))
+                manifest.write(path, _finish(m, started, "failed", int(e.exit_code), None), key)
                 raise
             # The child is done: Ctrl-C now stops repro's own work (hashing a large output),
             # and the manifest below still records the child's result.
             guard.armed = True
-            m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(), reporter,
-                             watch)
+            lost += result.lost
+            if result.killed:
+                reporter.warn(f"the command was still running {guard.kill_after:g} s after "
+                              "the signal; repro killed it (SIGKILL)",
+                              hint="--kill-after SECONDS sets the grace period")
+            try:
+                m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
+                                 reporter, watch)
+            except OSError as e:
+                if e.errno not in _DISK_ERRNOS:
+                    raise
+                lost.append(f"the hook's report, outputs and metrics ({e.strerror})")
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
-            manifest.write(path, m)
+            if lost:
+                m = m.with_run(note=(m.run.note + "\n" if m.run.note else "")
+                               + "incomplete record: " + "; ".join(lost))
+            reserve.release()
+            try:
+                manifest.write(path, m, key)
+            except OSError as e:
+                if e.errno not in _DISK_ERRNOS:
+                    raise
+                lost.append(f"the final manifest ({e.strerror}; it still says `running`)")
+        if lost:
+            reporter.warn(f"the command ran (exit code {result.exit_code}) but its record is "
+                          "incomplete: " + "; ".join(lost),
+                          hint=f"free space in {runs.home}, or point REPRO_HOME at a "
+                               "writable disk")
         return RunOutcome(run_id, run_dir, result.exit_code, m)
     except errors.ChildStartError:
         raise
@@ -223,10 +271,77 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         else:
             final = _finish(m, started, "failed", int(errors.ExitCode.REFUSED), None)
         note = f"repro stopped before finishing the record: {type(e).__name__}: {e}".strip()
+        reserve.release()
         with contextlib.suppress(Exception):
             manifest.write(path, final.with_run(note=(m.run.note + "\n" if m.run.note else "")
-                                                + note))
+                                                + note), key)
+        if isinstance(e, OSError) and e.errno in _DISK_ERRNOS:
+            raise _store_error(runs, e) from e
         raise
+    finally:
+        reserve.release()
+
+
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES,
+                          errno.EPERM, errno.EIO})
+
+
+class _Reserve:
+    """RESERVE_BYTES in the run directory, released just before the final write.
+
+    Allocated by the background thread while the child starts (an allocation can wait on the
+    file system's journal for milliseconds: never on `repro run`'s critical path); no room
+    or no preallocation support simply means no reserve.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".reserve"
+        self._lock = threading.Lock()
+        self._released = False
+
+    def allocate(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o600)
+            except OSError:
+                return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:
+            self._unlink()
+        finally:
+            os.close(fd)
+        with self._lock:
+            if self._released:
+                self._unlink()
+
+    def release(self) -> None:
+        with self._lock:
+            self._released = True
+            self._unlink()
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _open_record(runs: store.Store) -> tuple[str, Path, _Reserve]:
+    """A new run directory (and its reserve, allocated later), or a StoreError."""
+    try:
+        run_id, run_dir = runs.create_run_dir()
+    except OSError as e:
+        raise _store_error(runs, e) from e
+    return run_id, run_dir, _Reserve(run_dir)
+
+
+def _store_error(runs: store.Store, e: OSError) -> errors.StoreError:
+    return errors.StoreError(
+        f"cannot write the run record in {runs.runs_dir}: {e.strerror or e}",
+        hint="free some space there or make it writable, or point REPRO_HOME at a directory "
+             "that is")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -404,6 +519,9 @@ def fingerprint(m: manifest.Manifest) -> str:
         "commit": m.code.commit,
         "patch": (m.code.patch or {}).get("hash"),
         "untracked": sorted((u.get("path"), u.get("hash")) for u in m.code.untracked),
+        **({"submodules": sorted((str(s.get("path")), str(s.get("commit")),
+                                  str((s.get("patch") or {}).get("hash")))
+                                 for s in m.code.submodules)} if m.code.submodules else {}),
         "lockfile": (m.environment.get("lockfile") or {}).get("hash"),
         "data": {p: e.get("hash") or e.get("target") for p, e in sorted(m.data.items())},
         "argv": list(m.command.argv),
@@ -416,6 +534,16 @@ def fingerprint(m: manifest.Manifest) -> str:
         "user_set": dict(sorted((m.determinism.get("user_set") or {}).items())),
     }
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
+
+
+def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
+    """The argv as recorded: values of secret-named arguments as salted-hash placeholders."""
+    from repro import redact
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return redact.redact_argv(req.recorded_argv or req.argv, salt)
 
 
 def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> None:
@@ -444,16 +572,38 @@ def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
 
 
 def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manifest.Code,
-                   max_bytes: int, reporter: Reporter) -> manifest.Code:
-    """code.patch (staged + unstaged vs HEAD) and copies of untracked files."""
+                   max_bytes: int, reporter: Reporter,
+                   subs: Sequence[git.Submodule] = ()) -> manifest.Code:
+    """code.patch (staged + unstaged vs HEAD), each modified submodule's patch, and copies of
+    untracked files (a submodule's included)."""
     patch_section = None
     diff = git.patch(root)
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+    from repro import redact
+
+    sub_entries = []
+    sub_untracked: list[str] = []
+    for i, sub in enumerate(subs):
+        entry: dict[str, Any] = {"path": sub.path, "commit": sub.commit, "state": sub.state}
+        if sub.modified:
+            sub_diff = git.submodule_patch(root, sub.path)
+            if sub_diff:
+                name = f"submodules/{i}.patch"
+                (run_dir / "submodules").mkdir(exist_ok=True)
+                (run_dir / name).write_bytes(sub_diff)
+                entry["patch"] = {"file": name, "hash": data.hash_bytes(sub_diff),
+                                  "size": len(sub_diff)}
+        if sub.untracked:
+            sub_untracked += git.submodule_untracked(root, sub.path)
+        sub_entries.append(entry)
+    if sub_entries:
+        code = dataclasses.replace(code, submodules=tuple(sub_entries))
     untracked = []
     too_big = []
-    for rel in state.untracked:
+    secret = []
+    for rel in [*state.untracked, *sub_untracked]:
         src = root / rel
         if src.is_symlink():
             untracked.append({"path": rel, "size": 0, "hash": None,
@@ -464,6 +614,11 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
             digest = data.hash_file(src)
         except OSError as e:
             raise errors.DataError(f"cannot read untracked file {rel}: {e.strerror}") from e
+        if redact.is_secret_file(rel):
+            secret.append(rel)  # hashed and listed, never copied
+            untracked.append({"path": rel, "size": size, "hash": digest, "copied": False,
+                              "secret": True})
+            continue
         copied = size <= max_bytes
         if copied:
             dest = run_dir / "untracked" / rel
@@ -472,6 +627,10 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
         else:
             too_big.append(rel)
         untracked.append({"path": rel, "size": size, "hash": digest, "copied": copied})
+    if secret:
+        reporter.warn("untracked files that may hold secrets were hashed, not copied: "
+                      + ", ".join(secret[:10]) + (" ..." if len(secret) > 10 else ""),
+                      hint="a replay takes them from the checkout (checked against the hash)")
     if too_big:
         reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
                       + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),

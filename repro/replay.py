@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import config, errors, history, manifest, record, seeding, store
+from repro import config, errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -37,6 +37,7 @@ class Plan:
     at: str | None  # --at REV: the recorded recipe on another commit (patch not applied)
     patch: Path | None  # the recorded code.patch
     untracked: tuple[tuple[str, Path | None, Mapping[str, Any]], ...]  # (path, copy, entry)
+    submodules: tuple[tuple[str, str | None, Path | None], ...]  # (path, commit, patch)
     argv: tuple[str, ...]
     cwd: str
     seed: int
@@ -59,6 +60,7 @@ class Plan:
             "run": self.run_id, "commit": self.commit, "at": self.at,
             "patch": str(self.patch) if self.patch else None,
             "untracked": [u[0] for u in self.untracked], "argv": list(self.argv),
+            "submodules": {path: commit for path, commit, _ in self.submodules},
             "cwd": self.cwd, "seed": self.seed, "determinism": self.level,
             "threads": self.threads, "env": {**self.restored_env, **self.user_env},
             "inputs": {i.path: i.entry.get("hash") for i in self.inputs},
@@ -77,6 +79,7 @@ class Options:
     threads: int | None = None  # override the recorded thread count (verify --vary)
     name: str | None = None
     workdir_name: str = "worktree"
+    kill_after: float | None = None  # seconds from SIGTERM to SIGKILL (runner.KILL_AFTER_S)
     started_by: str | None = None  # "verify": the replay is verify's, never `latest`
     stdout_to_stderr: bool = False  # verify keeps its stdout for the verdict
 
@@ -99,7 +102,31 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         for u in m.code.untracked:
             rel = manifest.confined(str(u.get("path", "")), "untracked file")
             copy = run_dir / "untracked" / rel if u.get("copied") else None
+            if copy is not None and copy.is_file() and data.hash_file(copy) != u.get("hash"):
+                # A signed manifest does not vouch for files beside it: a pull can replace an
+                # ignored copy under .repro/ with a tracked one.
+                raise errors.ReplayError(
+                    f"the run's copy of untracked file {rel} does not match its recorded hash",
+                    hint="the run directory was modified")
             untracked.append((rel, copy, u))
+    submodules = []
+    if at is None:
+        for sub in m.code.submodules:
+            rel = manifest.confined(str(sub.get("path", "")), "submodule path")
+            commit = str(sub.get("commit") or "")
+            if commit and not all(c in "0123456789abcdef" for c in commit):
+                raise errors.ManifestError(f"the manifest's submodule {rel} has a malformed "
+                                           f"commit {commit[:50]!r}")
+            sub_patch = None
+            if isinstance(sub.get("patch"), Mapping):
+                name = manifest.confined(str(sub["patch"].get("file", "")), "patch file")
+                sub_patch = run_dir / name
+                if not sub_patch.is_file() or data.hash_file(sub_patch) != sub["patch"].get("hash"):
+                    raise errors.ReplayError(
+                        f"the patch of submodule {rel} ({sub_patch}) is missing or does not "
+                        "match its recorded hash", hint="the run directory is incomplete or was "
+                                                        "modified")
+            submodules.append((rel, commit or None, sub_patch))
     inputs = []
     for path, entry in m.data.items():
         if not Path(path).is_absolute():
@@ -116,6 +143,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
                                    hint="the manifest is damaged or was edited by hand")
     return Plan(
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
+        submodules=tuple(submodules),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
         level=str(det.get("level") or "strict"),
         threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
@@ -126,7 +154,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
         python=dict(m.environment.get("python") or {}),
         packages=dict(m.environment.get("packages") or {}),
-        foreign=not _produced_here(run_dir, runs),
+        foreign=not trust.produced_here(loaded.path or run_dir / store.MANIFEST, runs.root),
         source_date_epoch=int(epoch) if epoch is not None else None,
     )
 
@@ -186,13 +214,6 @@ def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _produced_here(run_dir: Path, runs: store.Store) -> bool:
-    try:
-        return run_dir.resolve().parent == runs.runs_dir.resolve()
-    except OSError:
-        return False
-
-
 @dataclasses.dataclass(frozen=True)
 class Replayed:
     outcome: record.RunOutcome
@@ -214,20 +235,26 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     if opts.at and (plan.patch is not None or loaded.manifest.code.dirty):
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
+    redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
     forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
     _check_environment(plan, opts.strict_env, reporter)
+    clean_stale(runs.root)
     _warn_restored_env(plan, opts.extra_env, reporter)
     budget = config.load(runs.root).replay_copy_max_bytes
-    tmp = Path(tempfile.mkdtemp(prefix="repro-replay-"))
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX))
+    _claim(tmp)
     worktree = tmp / opts.workdir_name
     try:
         git.add_worktree(runs.root, worktree, commit)
+        git.populate_submodules(runs.root, worktree, plan.submodules)
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
+        _make_cwd(worktree, plan.cwd)
         linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
         in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
-            argv=replay_argv(plan, runs.root, worktree), recorded_argv=plan.argv,
+            argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
+            recorded_argv=plan.argv,
             cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
@@ -237,7 +264,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             name=opts.name, note=note, replay_of=plan.run_id,
             env=_replay_env(plan, opts), source_date_epoch=plan.source_date_epoch,
             store=runs, root=worktree, started_by=opts.started_by,
-            stdout_to_stderr=opts.stdout_to_stderr)
+            stdout_to_stderr=opts.stdout_to_stderr, kill_after=opts.kill_after)
         outcome = record.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
@@ -255,6 +282,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
     finally:
         _forget_worktree_cache(runs, worktree, plan)
         if opts.keep:
+            with contextlib.suppress(OSError):
+                (tmp / OWNER).unlink()  # kept on purpose: never cleaned up as stale
             reporter.warn(f"kept the replay worktree at {worktree}",
                           hint=f"remove it with `git worktree remove --force {worktree}`")
         else:
@@ -263,12 +292,64 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+TMP_PREFIX = "repro-replay-"
+OWNER = "owner"  # in each replay's temp dir: "<pid> <start ticks> <host>" of its repro
+
+
+def _claim(tmp: Path) -> None:
+    pid = os.getpid()
+    (tmp / OWNER).write_text(f"{pid} {store.process_start_ticks(pid)} {os.uname().nodename}\n",
+                             encoding="utf-8")
+
+
+def clean_stale(root: Path) -> None:
+    """Remove what replays killed before their cleanup (SIGKILL, a power cut) left behind:
+    temp dirs whose owning repro is gone, and the worktrees git still has registered there."""
+    for tmp in Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"):
+        try:
+            pid_text, ticks_text, host = (tmp / OWNER).read_text(encoding="utf-8").split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            continue  # not a replay's, kept with --keep, or made by an older repro
+        if host != os.uname().nodename:
+            continue  # a /tmp shared with another machine or container: its pids are not ours
+        if pid == os.getpid() or _alive(pid, ticks_text):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+    git.prune_worktrees(root)
+
+
+def _alive(pid: int, ticks: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return ticks == "None" or str(store.process_start_ticks(pid)) == ticks
+
+
+def _make_cwd(worktree: Path, cwd: str) -> None:
+    """The run's working directory existed when it was recorded, but git does not keep a
+    directory with no tracked files in it (an ignored `runs/` folder): create it."""
+    if cwd in (".", ""):
+        return
+    here = worktree
+    for part in Path(manifest.confined(cwd, "working directory")).parts:
+        here = here / part
+        if here.is_symlink():
+            return  # a tracked link: the runner says where it leads if it is broken
+        if not here.exists():
+            here.mkdir()
+
+
 def _replay_env(plan: Plan, opts: Options) -> dict[str, str]:
     """The parent environment of the replayed run: ours, the recorded allow-listed variables,
     the variables the user had set for the recorded run, --vary's. A SOURCE_DATE_EPOCH repro
     injected is injected again as recorded, not taken from the caller's shell (where it may
     hold a build's date)."""
-    env = {**os.environ, **plan.restored_env, **plan.user_env, **opts.extra_env}
+    env = {**os.environ, **_with_credentials(plan.restored_env), **plan.user_env,
+           **opts.extra_env}
     if plan.source_date_epoch is not None and "SOURCE_DATE_EPOCH" not in plan.user_env:
         env.pop("SOURCE_DATE_EPOCH", None)
     return env
@@ -317,7 +398,8 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
     if confirm is None:
         raise errors.ReplayError(
-            f"run {plan.run_id} was not recorded in this clone; refusing to run its command "
+            f"run {plan.run_id} was not recorded in this clone (or was changed since); "
+            f"refusing to run its command "
             f"without confirmation: {command}",
             hint="read the command, then pass --yes (CI) or run on a terminal to be asked")
     if not confirm(command):
@@ -409,6 +491,12 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
             src = root / rel  # too big to copy at record time: take it from the checkout
             if src.is_file() and data.hash_file(src) == entry.get("hash"):
                 shutil.copy2(src, dest)
+            elif not force and entry.get("secret"):
+                raise errors.ReplayError(
+                    f"untracked file {rel} may hold secrets, so it was hashed, not copied, at "
+                    "record time; the checkout's copy differs or is missing",
+                    hint=f"put the recorded {rel} back in the checkout (its hash is checked), "
+                         "or pass --force to replay without it")
             elif not force:
                 raise errors.ReplayError(
                     f"untracked file {rel} was not copied at record time and the checkout's "
@@ -670,12 +758,24 @@ def unrecorded_message(rel: str) -> tuple[str, str]:
             "repro.yaml), then verify that run")
 
 
+def _with_credentials(restored: Mapping[str, str]) -> dict[str, str]:
+    """The restored variables, less those the user has set to the recorded value plus the
+    credentials recording stripped (`https://u:pw@host` recorded as `https://host`): the
+    replay keeps the user's value, which it needs to authenticate."""
+    from repro.capture.git import strip_credentials
+
+    return {k: v for k, v in restored.items()
+            if k not in os.environ or strip_credentials(os.environ[k]) != v}
+
+
 def _warn_restored_env(plan: Plan, extra: Mapping[str, str], reporter: record.Reporter) -> None:
-    for name, value in plan.restored_env.items():
+    from repro.capture.git import strip_credentials
+
+    for name, value in _with_credentials(plan.restored_env).items():
         mine = os.environ.get(name)
         if mine is not None and mine != value and name not in extra and name not in plan.user_env:
             reporter.warn(f"the replay sets {name}={value!r} as the run recorded it "
-                          f"(yours is {mine!r})")
+                          f"(yours is {strip_credentials(mine)!r})")  # never a password
 
 
 def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
@@ -718,6 +818,15 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         f'git -C "$repo" worktree add --quiet --detach "$work/tree" {q(plan.commit)}',
         'cd "$work/tree"',
     ]
+    for n, (rel, commit, sub_patch) in enumerate(plan.submodules):
+        # From the clone's own copy of the submodule: no network.
+        lines += [f'git clone --quiet --shared --no-checkout "$repo"/{q(rel)} {q(rel)}',
+                  f"git -C {q(rel)} checkout --quiet --detach {q(commit or 'HEAD')}"]
+        if sub_patch is not None:
+            encoded = base64.b64encode(sub_patch.read_bytes()).decode()
+            lines += [f"base64 -d > \"$work/submodule-{n}.patch\" <<'REPRO_EOF'",
+                      *_wrap(encoded), "REPRO_EOF",
+                      f'git -C {q(rel)} apply --binary "$work/submodule-{n}.patch"']
     if plan.patch is not None:
         encoded = base64.b64encode(plan.patch.read_bytes()).decode()
         lines += ["base64 -d > \"$work/code.patch\" <<'REPRO_EOF'", *_wrap(encoded), "REPRO_EOF",
@@ -755,8 +864,8 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
             continue
         lines.append(f"export {k}={q(v)}")
     picked = from_checkout(plan, root, None)
-    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked else q(w)
-                       for i, w in enumerate(plan.argv))
+    command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked
+                       else redact.shell_word(w, q) for i, w in enumerate(plan.argv))
     lines += [f"cd {q(plan.cwd)}", command,
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"

@@ -75,7 +75,7 @@ class Store:
         if latest:
             back = int(latest.group(1) or 0)
             found = 0
-            for run_id in self.run_ids():
+            for run_id in not_future(self.run_ids()):
                 if _started_by_verify(self.runs_dir / run_id / MANIFEST):
                     continue
                 if found == back:
@@ -148,6 +148,25 @@ def open_here(cwd: Path | None = None) -> Store:
     root = find_root(cwd or Path.cwd())
     home = os.environ.get("REPRO_HOME")
     return Store(root=root, home=Path(home).resolve() if home else root / ".repro")
+
+
+# How far a run id may lie in the future (another host's clock, sharing REPRO_HOME) and still
+# count for `latest`; beyond it, a run dated 2099 (committed, or from a broken clock) would
+# pin `latest` for good.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def not_future(ids: list[str], now: dt.datetime | None = None) -> list[str]:
+    """The run ids not dated beyond now + CLOCK_SKEW (ids start with their UTC start time)."""
+    limit = new_run_id((now or dt.datetime.now(dt.UTC)) + CLOCK_SKEW)
+    return [i for i in ids if i <= limit]
+
+
+def future_ids(runs: Store) -> list[str]:
+    """Run ids dated in the future, which `latest` skips (the CLI warns about them)."""
+    ids = runs.run_ids()
+    kept = set(not_future(ids))
+    return [i for i in ids if i not in kept]
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:

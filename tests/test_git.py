@@ -65,6 +65,9 @@ def test_no_commits_is_a_clear_error(tmp_path: Path) -> None:
     ("https://u:canary@[::1", "https://[::1"),
     ("https://b/pkg.whl?X-Amz-Signature=canary#sha256=canary", "https://b/pkg.whl"),
     ("plain value", "plain value"),
+    ("user:canary@host:/path", "user@host:/path"),  # scp-style: the user stays
+    ("--dst me:can@ary@backup:/x", "--dst me@backup:/x"),
+    ("https://h/pkg@v1 torch@2.1", "https://h/pkg@v1 torch@2.1"),
 ])
 def test_strip_credentials(url: str, clean: str) -> None:
     assert git.strip_credentials(url) == clean

@@ -36,6 +36,8 @@ def test_fast_parser_knows_exactly_the_typer_options() -> None:
      "--metrics", "m.json", "--name", "n", "--tag", "a=1", "--tag", "b=2", "--note", "hi",
      "./train.sh"],
     ["run", "--seed", "4294967295", "x"],
+    ["run", "--kill-after", "2.5", "--", "python", "t.py"],
+    ["run", "--kill-after=0.5", "x"],
 ])
 def test_fast_parser_matches_typer(args: list[str]) -> None:
     fast = main.parse_run(args)
@@ -53,6 +55,8 @@ def test_fast_parser_matches_typer(args: list[str]) -> None:
     ["run", "--seed", "-1", "python"],
     ["run", "--seed", "4294967296", "python"],
     ["run", "--threads", "0", "python"],
+    ["run", "--kill-after", "-1", "python"],
+    ["run", "--kill-after", "soon", "python"],
     ["run", "--allow-dirty=yes", "python"],
     ["run"],
     ["run", "--"],

@@ -122,6 +122,11 @@ def hash_bytes(data: bytes) -> str:
     return "blake3:" + str(blake3.blake3(data, max_threads=threads).hexdigest())
 
 
+def keyed_hash(key: bytes, data: bytes) -> str:
+    """``blake3-keyed:<hex>``: keyed BLAKE3 (a MAC) of `data` under a 32-byte `key`."""
+    return "blake3-keyed:" + str(blake3.blake3(data, key=key).hexdigest())
+
+
 def hash_file(path: str | Path) -> str:
     """``blake3:<hex>`` of a regular file's content, streamed. DataError if it is not one."""
     p = os.fspath(path)

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class TreeState:
     commit: str
     branch: str | None
     dirt: tuple[Dirt, ...]
+    # Submodules git status reports as changed: path -> its "S<c><m><u>" field.
+    submodule_flags: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def dirty(self) -> bool:
@@ -87,6 +89,7 @@ def parse_status(raw: bytes) -> TreeState:
     """Parse `git status --porcelain=v2 -z --branch` output."""
     commit, branch = "", None
     dirt: list[Dirt] = []
+    subs: dict[str, str] = {}
     records = raw.decode("utf-8", errors="surrogateescape").split("\0")
     i = 0
     while i < len(records):
@@ -102,6 +105,8 @@ def parse_status(raw: bytes) -> TreeState:
         elif rec.startswith("1 "):
             parts = rec.split(" ", 8)
             dirt.append(Dirt(parts[8], _xy_state(parts[1])))
+            if parts[2].startswith("S"):
+                subs[parts[8]] = parts[2]
         elif rec.startswith("2 "):
             parts = rec.split(" ", 9)
             dirt.append(Dirt(parts[9], "renamed"))
@@ -115,7 +120,7 @@ def parse_status(raw: bytes) -> TreeState:
             "the git repository has no commits yet",
             hint="commit your code first: repro records the commit every run came from",
         )
-    return TreeState(commit=commit, branch=branch, dirt=tuple(dirt))
+    return TreeState(commit=commit, branch=branch, dirt=tuple(dirt), submodule_flags=subs)
 
 
 def _xy_state(xy: str) -> str:
@@ -181,22 +186,29 @@ def finish_commit_time(proc: subprocess.Popen[str] | None) -> int | None:
 # copy of these two patterns; tests/test_git.py holds the two to the same results.
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
+# Scheme-less `user:password@host[:path]` (scp-style, DSNs): the password goes, the user stays.
+_SCP_RE = re.compile(r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@")
 
 
 def strip_credentials(value: str) -> str:
     """Drop credentials and query strings from every URL in `value`; never raises.
 
-    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret.
+    scp-like `git@host:org/repo.git` keeps its user: it names an ssh account, not a secret;
+    `user:password@host:/path` keeps the user and loses the password.
     """
-    if "://" not in value:
-        return value
-    return _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "://" in value:
+        value = _QUERY_RE.sub(r"\1", _USERINFO_RE.sub(r"\1", value))
+    if "@" in value:
+        value = _SCP_RE.sub(r"\1\2@", value)
+    return value
 
 
 def patch(root: Path) -> bytes:
     """Staged + unstaged changes against HEAD, binary-safe: `git apply` rebuilds the tree."""
+    # Submodules are recorded on their own (commit, patch): a `Subproject commit …-dirty`
+    # line here would say they changed without saying how.
     return bytes(_git(root, "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff",
-                      text=False).stdout)
+                      "--ignore-submodules=all", text=False).stdout)
 
 
 def tracked(root: Path, paths: Sequence[str]) -> set[str]:
@@ -267,6 +279,9 @@ def remove_worktree(root: Path, dest: Path) -> None:
     try:
         repo.git.worktree("remove", "--force", str(dest))
     except git.GitCommandError:
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)  # then git forgets it
         repo.git.worktree("prune")
 
 
@@ -289,3 +304,132 @@ def _repo(root: Path) -> Any:
 def _last_line(e: BaseException) -> str:
     lines = [line for line in str(e).strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(e).__name__
+
+
+# ---------------------------------------------------------------------------- submodules
+
+@dataclasses.dataclass(frozen=True)
+class Submodule:
+    path: str  # relative to the superproject's root
+    commit: str  # the commit checked out in it (the gitlink's when not checked out)
+    state: str  # "clean", "modified" (new commits or changed files), "uninitialized"
+    new_commit: bool = False  # its checked-out commit differs from the superproject's gitlink
+    modified: bool = False  # tracked files changed
+    untracked: bool = False  # untracked files
+
+
+def submodules(root: Path, state: TreeState) -> tuple[Submodule, ...]:
+    """Every submodule of the work tree with its commit and state; () without .gitmodules."""
+    if not (root / ".gitmodules").is_file():
+        return ()
+    out = _git(root, "submodule", "status").stdout
+    found = []
+    for line in out.splitlines():
+        if len(line) < 42:
+            continue
+        flag, sha, rest = line[0], line[1:41], line[42:]
+        path = rest.rsplit(" (", 1)[0] if rest.endswith(")") else rest
+        flags = state.submodule_flags.get(path, "")
+        new_commit = flag == "+" or "C" in flags
+        modified, untracked = "M" in flags, "U" in flags
+        if flag == "-":
+            kind = "uninitialized"
+        elif new_commit or modified or untracked:
+            kind = "modified"
+        else:
+            kind = "clean"
+        found.append(Submodule(path, sha, kind, new_commit, modified, untracked))
+    return tuple(found)
+
+
+def submodule_patch(root: Path, path: str) -> bytes:
+    """Changes to tracked files inside a submodule, against its checked-out commit."""
+    return patch(root / path)
+
+
+def submodule_untracked(root: Path, path: str) -> list[str]:
+    """Untracked, non-ignored files inside a submodule, relative to the superproject."""
+    out = _git(root / path, "ls-files", "--others", "--exclude-standard", "-z").stdout
+    return [f"{path}/{f}" for f in out.split("\0") if f]
+
+
+def populate_submodules(root: Path, worktree: Path,
+                        recorded: Sequence[tuple[str, str | None, Path | None]]) -> list[str]:
+    """Check out the submodules of a replay worktree from this clone's own copies (no network).
+
+    `recorded` is (path, commit, patch file) per submodule the run recorded; a submodule of
+    the worktree's commit that the run did not record is checked out at its gitlink. Each is a
+    `--shared` clone of the superproject's copy of the submodule (objects borrowed, nothing
+    written to the user's repository), detached at the commit, with the recorded patch applied.
+    Returns the paths populated.
+    """
+    if not (worktree / ".gitmodules").is_file():
+        return []
+    want: dict[str, tuple[str | None, Path | None]] = {}
+    for line in _git(worktree, "submodule", "status").stdout.splitlines():
+        if len(line) >= 42:
+            rest = line[42:]
+            want[rest.rsplit(" (", 1)[0] if rest.endswith(")") else rest] = (line[1:41], None)
+    for path, commit, patch_file in recorded:
+        if path in want:
+            want[path] = (commit or want[path][0], patch_file)
+    names = _submodule_names(worktree)
+    done = []
+    for path, (commit, patch_file) in want.items():
+        source = _submodule_git_dir(root, path, names.get(path, path))
+        if source is None:
+            raise errors.ReplayError(
+                f"submodule {path} is not checked out in this clone, so the replay cannot "
+                "rebuild it without the network",
+                hint=f"run `git submodule update --init {path}` and try again")
+        dest = worktree / path
+        dest.mkdir(parents=True, exist_ok=True)
+        _git(worktree, "clone", "--shared", "--no-checkout", "--quiet", str(source), str(dest))
+        if commit:
+            done_co = _git(dest, "checkout", "--quiet", "--detach", commit, check=False)
+            if done_co.returncode != 0:
+                raise errors.ReplayError(
+                    f"commit {commit[:12]} of submodule {path} is not in this clone",
+                    hint=f"fetch it: `git -C {path} fetch`")
+        if patch_file is not None:
+            applied = _git(dest, "apply", "--whitespace=nowarn", "--binary", str(patch_file),
+                           check=False)
+            if applied.returncode != 0:
+                raise errors.ReplayError(
+                    f"the recorded patch of submodule {path} does not apply: "
+                    f"{applied.stderr.strip()}", hint="the patch file may be damaged")
+        done.append(path)
+        # Its own submodules, at their gitlinks, from the checkout's nested copies.
+        done += [f"{path}/{p}" for p in populate_submodules(root / path, dest, [])]
+    return done
+
+
+def _submodule_names(root: Path) -> dict[str, str]:
+    """path -> name, from .gitmodules."""
+    done = _git(root, "config", "-f", ".gitmodules", "-z", "--get-regexp", r"^submodule\..*\.path$",
+                check=False)
+    names = {}
+    for entry in done.stdout.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key.startswith("submodule.") and key.endswith(".path"):
+            names[value] = key[len("submodule."):-len(".path")]
+    return names
+
+
+def _submodule_git_dir(root: Path, path: str, name: str) -> Path | None:
+    """Where this clone keeps the submodule's repository (absorbed or in its directory)."""
+    if (root / path / ".git").exists():
+        done = _git(root / path, "rev-parse", "--absolute-git-dir", check=False)
+        if done.returncode == 0:
+            return Path(done.stdout.strip())
+    common = _git(root, "rev-parse", "--path-format=absolute", "--git-common-dir", check=False)
+    if common.returncode == 0:
+        candidate = Path(common.stdout.strip()) / "modules" / name
+        if (candidate / "HEAD").is_file():
+            return candidate
+    return None
+
+
+def prune_worktrees(root: Path) -> None:
+    """Forget worktrees whose directories are gone (a replay killed before its cleanup)."""
+    _git(root, "worktree", "prune", check=False)

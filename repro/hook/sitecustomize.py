@@ -359,8 +359,8 @@ class Hook:
             "effective_seed": self.effective_seed,
             "started_at": round(self.started_at, 6),
             "finished_at": round(time.time(), 6),
-            "argv": list(sys.argv),
-            "orig_argv": list(getattr(sys, "orig_argv", [])),
+            "argv": redact_argv(sys.argv),
+            "orig_argv": redact_argv(getattr(sys, "orig_argv", [])),
             "hash_seed": os.environ.get("PYTHONHASHSEED"),
             "imported": self.imported,
             "seeded": self.seeded,
@@ -548,15 +548,66 @@ def _name_version(path: str) -> tuple[str | None, str | None]:
 # A copy of repro.capture.git's rule (this file cannot import repro): tests hold them equal.
 _USERINFO_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@"
 _QUERY_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*"
+_SCP_PATTERN = r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@"
+
+
+# A copy of repro.redact's rule for argv values named like secrets (`--token X`, `--api-key=X`,
+# `PASSWORD=X`); tests/test_secrets.py holds the two equal. The hook records no hash of them.
+_SECRET_WORDS = frozenset({
+    "token", "secret", "password", "passwd", "passphrase", "pass", "pwd", "apikey", "key",
+    "credential", "credentials", "auth", "cookie", "signature",
+})
+_ARG_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]*"
+_ASSIGN_PATTERN = r"^([+~]{0,2})([A-Za-z_][A-Za-z0-9_.-]*)="
+
+
+def is_secret_name(name: str) -> bool:
+    import re
+
+    words = [w for w in re.split(r"[-_.]+", name.lower()) if w]
+    return bool(words) and words[-1] in _SECRET_WORDS
+
+
+def secret_spans(argv: Any) -> list[tuple[int, str, str]]:
+    import re
+
+    spans: list[tuple[int, str, str]] = []
+    i = 1
+    while i < len(argv):
+        word = argv[i]
+        if word.startswith("-") and word != "-" and word != "--":
+            name, sep, _value = word.lstrip("-").partition("=")
+            if re.fullmatch(_ARG_NAME_PATTERN, name) and is_secret_name(name):
+                if sep:
+                    spans.append((i, word[:word.index("=") + 1], name))
+                elif i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                    spans.append((i + 1, "", name))
+                    i += 1
+        else:
+            m = re.match(_ASSIGN_PATTERN, word)
+            if m and is_secret_name(m.group(2)):
+                spans.append((i, word[:m.end()], m.group(2)))
+        i += 1
+    return spans
+
+
+def redact_argv(argv: Any) -> list[str]:
+    out = [str(a) for a in argv]
+    for i, prefix, _name in secret_spans(out):
+        out[i] = prefix + "<secret>"
+    return out
 
 
 def strip_credentials(value: str) -> str:
-    """Drop credentials and query strings from every URL in `value`."""
+    """Drop credentials and query strings from every URL in `value`, and the password of
+    scp-style `user:password@host:path`."""
     import re
 
-    if "://" not in value:
-        return value
-    return re.sub(_QUERY_PATTERN, r"\1", re.sub(_USERINFO_PATTERN, r"\1", value))
+    if "://" in value:
+        value = re.sub(_QUERY_PATTERN, r"\1", re.sub(_USERINFO_PATTERN, r"\1", value))
+    if "@" in value:
+        value = re.sub(_SCP_PATTERN, r"\1\2@", value)
+    return value
 
 
 def _source(direct_url: dict[str, Any]) -> dict[str, Any]:
