@@ -236,7 +236,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
     redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
-    forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
+    own: dict[str, frozenset[str]] = {}  # files the recorded run added to its inputs
+    forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter, own)
     _check_environment(plan, opts.strict_env, reporter)
     clean_stale(runs.root)
     _warn_restored_env(plan, opts.extra_env, reporter)
@@ -250,7 +251,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         _make_cwd(worktree, plan.cwd)
         linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
-        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked)
+        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked, own)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
             argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
@@ -407,11 +408,14 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
 
 
 def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: bool,
-                  reporter: record.Reporter) -> tuple[list[str], dict[str, data.Entry]]:
+                  reporter: record.Reporter, own: dict[str, frozenset[str]] | None = None,
+                  ) -> tuple[list[str], dict[str, data.Entry]]:
     """Recorded inputs must still hash the same in the user's checkout; names what differs.
 
     Returns the problems (with --force) and the inputs as they are now, for the check after
-    the replay of those it reads in place.
+    the replay of those it reads in place. A directory input that differs only by files the
+    recorded run itself added (a cache beside its data; see `_added_by_run`) is as recorded
+    once they are left out: `own` gets them (input path -> relpaths), for `_place_inputs`.
     """
     if not plan.inputs:
         return [], {}
@@ -429,6 +433,13 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
             problems.append(f"{i.path} (missing)")
         elif (e.hash or e.target) != (i.entry.get("hash") or i.entry.get("target")):
             listings = loaded.listings() if listings is None else listings
+            added = _added_by_run(i, e, listings, loaded.manifest, runs.root)
+            if added and own is not None:
+                own[i.path] = added
+                shown = ", ".join(sorted(added)[:5]) + (" ..." if len(added) > 5 else "")
+                reporter.warn(f"input {i.path} has files the recorded run wrote into it "
+                              f"({shown}): the replay starts without them, as the run did")
+                continue
             problems.append(_changed_files(i, e, listings))
     if problems and not force:
         raise errors.ReplayError("inputs differ from the recorded run: " + "; ".join(problems),
@@ -437,6 +448,38 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
     for p in problems:
         reporter.warn(f"input differs from the recorded run: {p}")
     return problems, now
+
+
+def _added_by_run(i: Input, now: data.Entry,
+                  listings: Mapping[str, Mapping[str, tuple[str, int]]], m: manifest.Manifest,
+                  root: Path) -> frozenset[str]:
+    """The files of a directory input that the recorded run itself added to it: the listing
+    differs from the recorded one only by added files, each changed (ctime, which no program
+    can set back) while the run ran. Empty when anything else differs."""
+    import datetime as dt
+
+    recorded = listings.get(str(i.entry.get("listing")))
+    if (i.entry.get("kind") != "dir" or recorded is None or now.listing is None
+            or not m.run.finished_at):
+        return frozenset()
+    from repro import compare
+
+    changes = compare.diff_listing(recorded, now.listing)
+    if changes["removed"] or changes["modified"] or not changes["added"]:
+        return frozenset()
+    try:
+        window = [dt.datetime.fromisoformat(t).timestamp()
+                  for t in (m.run.started_at, m.run.finished_at)]
+    except ValueError:
+        return frozenset()
+    for rel in changes["added"]:
+        try:
+            ctime = os.lstat(root / i.path / rel).st_ctime
+        except OSError:
+            return frozenset()
+        if not window[0] - 0.05 <= ctime <= window[1]:  # (file times lag by a clock tick)
+            return frozenset()
+    return frozenset(changes["added"])
 
 
 def _changed_files(i: Input, now: data.Entry,
@@ -508,7 +551,8 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
 
 def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
                   reporter: record.Reporter,
-                  linked: dict[str, tuple[str, Any]] | None = None) -> list[Input]:
+                  linked: dict[str, tuple[str, Any]] | None = None,
+                  own: Mapping[str, frozenset[str]] | None = None) -> list[Input]:
     """Put copies of the inputs git does not track into the worktree; return those read in place.
 
     Whatever the script does to its inputs (writes, files beside them, deletes) then happens
@@ -518,7 +562,8 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
     input and a file inside it are one input: parents are placed first, children are in them.
     A link inside a copied directory stays a link (the input's hash records it so); one that
     leads out of the worktree is named now and its target goes into `linked` (worktree path
-    -> (target, stat tree)) for `_check_linked` after the replay.
+    -> (target, stat tree)) for `_check_linked` after the replay. `own`: files the recorded
+    run wrote into an input directory (see `_check_inputs`), left out of its copy.
     """
     in_place: list[Input] = []
     placed: list[tuple[str, ...]] = []
@@ -544,7 +589,11 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
         if dest.exists() and not dest.is_dir():
             continue  # tracked at this commit, or restored with the untracked files
         size = int(i.entry.get("size") or 0)
+        skip = (own or {}).get(i.path, frozenset())
         if copied + size > budget and not _can_clone(src, worktree):
+            if skip:
+                reporter.warn(f"the replay reads input {i.path} in place, with the files the "
+                              "recorded run wrote into it")
             reporter.warn(f"input {i.path} is too large to copy into the replay "
                           f"({size} bytes; replay_copy_max_bytes is {budget}): the replay "
                           "reads it in place, and repro checks afterwards that it is unchanged",
@@ -561,7 +610,7 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
         out: list[tuple[str, str]] = []
         try:
             copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else (),
-                                  worktree=worktree, links_out=out)
+                                  worktree=worktree, links_out=out, skip=skip)
         except OSError as e:
             raise errors.ReplayError(
                 f"cannot copy input {i.path} into the replay's worktree: {e.strerror or e}",
@@ -644,13 +693,14 @@ def _clone_or_copy(src: str, dst: str, clone_only: bool = False) -> bool:
 
 
 def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = (), worktree: Path | None = None,
-                links_out: list[tuple[str, str]] | None = None) -> int:
+                links_out: list[tuple[str, str]] | None = None,
+                skip: frozenset[str] = frozenset()) -> int:
     """Copy a file or a directory (merged into what the worktree has); the bytes not reflinked.
 
     A named symlink is followed (`data -> /mnt/datasets` is copied as a directory); links
     inside a directory stay links, as the input's hash records them. Those that, placed in the
     worktree, lead out of it (absolute, or up past its top) are appended to `links_out` as
-    (path relative to the worktree, real target).
+    (path relative to the worktree, real target). `skip`: relpaths (in a directory) not copied.
     """
     top = os.path.realpath(worktree) if worktree is not None else None
 
@@ -684,10 +734,17 @@ def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = (), worktree: P
         for name in list(dirnames):
             if os.path.islink(os.path.join(dirpath, name)):
                 dirnames.remove(name)
-                plain += one(os.path.join(dirpath, name), str(target / name))
+                if _rel_in(rel, name) not in skip:
+                    plain += one(os.path.join(dirpath, name), str(target / name))
         for name in filenames:
-            plain += one(os.path.join(dirpath, name), str(target / name))
+            if _rel_in(rel, name) not in skip:
+                plain += one(os.path.join(dirpath, name), str(target / name))
     return plain
+
+
+def _rel_in(rel_dir: str, name: str) -> str:
+    """A listing's relpath ('/'-separated) of `name` in `rel_dir` (relative to the input)."""
+    return name if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/" + name
 
 
 def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],

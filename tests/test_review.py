@@ -62,3 +62,44 @@ def test_a_link_inside_a_copied_input_directory_never_leads_the_replay_into_the_
     before = snapshot_tree(repo)
     assert main(["verify", "latest"]) == 0
     assert snapshot_tree(repo) == before
+
+
+# Parses its data on the first run and caches the result beside it (data/train.csv.cache).
+CACHES = """\
+import json, os, pathlib, sys
+src = sys.argv[sys.argv.index("--train") + 1]
+parsed = not os.path.exists(src + ".cache")
+if parsed:
+    pathlib.Path(src + ".cache").write_text(open(src).read())
+text = open(src + ".cache").read()
+pathlib.Path("m.json").write_text(json.dumps({"rows": len(text.splitlines()), "parsed": parsed}))
+"""
+
+
+@pytest.mark.slow
+def test_files_the_run_wrote_into_a_directory_input_do_not_block_its_verify(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`data: [data/]` (what `repro init` writes) and a script that caches beside its data on
+    its first run: the input as recorded is the directory before the run. The files the
+    recorded run itself added are no reason to refuse `verify latest`; the replay starts from
+    the directory as it was recorded (without them), so it takes the same path."""
+    commit(repo, CACHES, ".repro/\ndata/\nm.json\n")
+    (repo / "repro.yaml").write_text("data: [data/]\nmetrics: m.json\n")
+    git(repo, "add", "repro.yaml")
+    git(repo, "commit", "-qm", "config")
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("a,b\n1,2\n")
+    assert main(["run", "--", PYTHON, "train.py", "--train", "data/train.csv"]) == 0
+    assert (repo / "data" / "train.csv.cache").exists()
+    before = snapshot_tree(repo)
+    capsys.readouterr()
+    code = main(["verify", "latest"])
+    captured = capsys.readouterr()
+    assert code == 0, (captured.out, captured.err)
+    assert captured.out.startswith("bitwise"), captured.out  # `parsed` as recorded
+    assert "train.csv.cache" in captured.err  # said, not silently dropped
+    assert snapshot_tree(repo) == before
+    # A file added after the run is the user's change: still refused.
+    (repo / "data" / "extra.csv").write_text("x\n")
+    assert main(["verify", "latest"]) == 2
+    assert "extra.csv" in capsys.readouterr().err
