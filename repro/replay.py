@@ -639,12 +639,7 @@ def _check_linked(linked: Mapping[str, tuple[str, Any]], reporter: record.Report
         return
     message = ("the replay changed " + "; ".join(changed)
                + " (reached through a link in a copied input, read in place)")
-    hint = ("restore it from your backup; replace the link by the file, or keep the script "
-            "from writing into its inputs")
-    if not raise_:
-        reporter.warn(message, hint)
-        return
-    raise errors.ReplayError(message, hint=hint)
+    _changed_input(message, "replace the link by the file", reporter, raise_)
 
 
 def _through_link(worktree: Path, parts: Sequence[str]) -> bool:
@@ -768,8 +763,12 @@ def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
     if not changed:
         return
     message = "the replay changed input " + "; ".join(changed) + " (read in place, not copied)"
-    hint = ("restore it from your backup; raise `replay_copy_max_bytes` so replays copy it, or "
-            "keep the script from writing into its inputs")
+    _changed_input(message, "raise `replay_copy_max_bytes` so replays copy it", reporter, raise_)
+
+
+def _changed_input(message: str, remedy: str, reporter: record.Reporter, raise_: bool) -> None:
+    """A replay changed what the user has: an error, or a warning for an interrupted replay."""
+    hint = f"restore it from your backup; {remedy}, or keep the script from writing into its inputs"
     if not raise_:
         reporter.warn(message, hint)
         return
