@@ -437,7 +437,9 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
             if added and own is not None:
                 own[i.path] = added
                 shown = ", ".join(sorted(added)[:5]) + (" ..." if len(added) > 5 else "")
-                reporter.warn(f"input {i.path} has files the recorded run wrote into it "
+                reporter.warn(f"the recorded run appended to input {i.path}: the replay starts "
+                              "from the bytes it had, as the run did" if added == {""} else
+                              f"input {i.path} has files the recorded run wrote into it "
                               f"({shown}): the replay starts without them, as the run did")
                 continue
             problems.append(_changed_files(i, e, listings))
@@ -453,33 +455,41 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
 def _added_by_run(i: Input, now: data.Entry,
                   listings: Mapping[str, Mapping[str, tuple[str, int]]], m: manifest.Manifest,
                   root: Path) -> frozenset[str]:
-    """The files of a directory input that the recorded run itself added to it: the listing
-    differs from the recorded one only by added files, each changed (ctime, which no program
-    can set back) while the run ran. Empty when anything else differs."""
+    """What the recorded run itself added to an input: for a directory, the files it added (the
+    listing differs from the recorded one only by them); for a file, `{""}` when the run
+    appended to it (it grew and starts with the recorded bytes). Each was changed (ctime, which
+    no program can set back) while the run ran. Empty when anything else differs."""
     import datetime as dt
 
-    recorded = listings.get(str(i.entry.get("listing")))
-    if (i.entry.get("kind") != "dir" or recorded is None or now.listing is None
-            or not m.run.finished_at):
-        return frozenset()
-    from repro import compare
-
-    changes = compare.diff_listing(recorded, now.listing)
-    if changes["removed"] or changes["modified"] or not changes["added"]:
+    if not m.run.finished_at:
         return frozenset()
     try:
         window = [dt.datetime.fromisoformat(t).timestamp()
                   for t in (m.run.started_at, m.run.finished_at)]
     except ValueError:
         return frozenset()
-    for rel in changes["added"]:
+    recorded = listings.get(str(i.entry.get("listing")))
+    size, digest = i.entry.get("size"), i.entry.get("hash")
+    if (i.entry.get("kind") == "file" and now.kind == "file" and isinstance(size, int)
+            and now.size > size and isinstance(digest, str)):
+        added = [""] if data.hash_prefix(root / i.path, size) == digest else []
+    elif i.entry.get("kind") == "dir" and recorded is not None and now.listing is not None:
+        from repro import compare
+
+        changes = compare.diff_listing(recorded, now.listing)
+        added = [] if changes["removed"] or changes["modified"] else changes["added"]
+    else:
+        return frozenset()
+    if not added:
+        return frozenset()
+    for rel in added:
         try:
             ctime = os.lstat(root / i.path / rel).st_ctime
         except OSError:
             return frozenset()
         if not window[0] - 0.05 <= ctime <= window[1]:  # (file times lag by a clock tick)
             return frozenset()
-    return frozenset(changes["added"])
+    return frozenset(added)
 
 
 def _changed_files(i: Input, now: data.Entry,
@@ -592,7 +602,7 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
         skip = (own or {}).get(i.path, frozenset())
         if copied + size > budget and not _can_clone(src, worktree):
             if skip:
-                reporter.warn(f"the replay reads input {i.path} in place, with the files the "
+                reporter.warn(f"the replay reads input {i.path} in place, with what the "
                               "recorded run wrote into it")
             reporter.warn(f"input {i.path} is too large to copy into the replay "
                           f"({size} bytes; replay_copy_max_bytes is {budget}): the replay "
@@ -611,6 +621,8 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
         try:
             copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else (),
                                   worktree=worktree, links_out=out, skip=skip)
+            if skip == {""}:  # the run appended to this file: start from the recorded bytes
+                os.truncate(dest, size)
         except OSError as e:
             raise errors.ReplayError(
                 f"cannot copy input {i.path} into the replay's worktree: {e.strerror or e}",

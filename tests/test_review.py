@@ -103,3 +103,35 @@ def test_files_the_run_wrote_into_a_directory_input_do_not_block_its_verify(
     (repo / "data" / "extra.csv").write_text("x\n")
     assert main(["verify", "latest"]) == 2
     assert "extra.csv" in capsys.readouterr().err
+
+
+LOGS = """\
+import json, pathlib, sys
+log = pathlib.Path(sys.argv[sys.argv.index("--log") + 1])
+lines = len(log.read_text().splitlines())
+with log.open("a") as f:
+    f.write("run\\n")
+pathlib.Path("m.json").write_text(json.dumps({"lines_before": lines}))
+"""
+
+
+@pytest.mark.slow
+def test_a_file_named_in_argv_that_the_run_appended_to_does_not_block_its_verify(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--log runs.log` that the script reads and appends to: an input (appending keeps one),
+    recorded as it was before the run. `verify latest` replays from those bytes (the script
+    sees the same line count) instead of refusing because of the line the run added."""
+    commit(repo, LOGS, ".repro/\nruns.log\nm.json\n")
+    (repo / "runs.log").write_text("old\n")
+    assert main(["run", "--metrics", "m.json", "--", PYTHON, "train.py", "--log",
+                 "runs.log"]) == 0
+    assert (repo / "runs.log").read_text() == "old\nrun\n"
+    before = snapshot_tree(repo)
+    capsys.readouterr()
+    code = main(["verify", "latest"])
+    captured = capsys.readouterr()
+    assert (code, captured.out.split()[:1]) == (0, ["bitwise"]), (captured.out, captured.err)
+    assert "appended to input runs.log" in captured.err
+    assert snapshot_tree(repo) == before
+    (repo / "runs.log").write_text("old\nrun\nmine\n")  # the user's own line: refused
+    assert main(["verify", "latest"]) == 2
