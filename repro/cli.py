@@ -67,7 +67,8 @@ SeedOpt = Annotated[int | None, typer.Option(
 LevelOpt = Annotated[str | None, typer.Option(
     "--determinism", help="strict (default), warn, seed or off.", metavar="LEVEL")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1)]
+    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1,
+    max=4096)]
 DirtyOpt = Annotated[bool, typer.Option(
     "--allow-dirty", help="Run with uncommitted files, recording a patch and copies.")]
 UnlockedOpt = Annotated[bool, typer.Option(
@@ -418,4 +419,7 @@ def dispatch(args: list[str]) -> int:
         return int(ExitCode.INTERRUPTED)
     except typer.TyperException as e:  # click's usage errors (vendored by typer)
         e.show()  # type: ignore[attr-defined]
-        return int(getattr(e, "exit_code", ExitCode.TROUBLE))
+        code = int(getattr(e, "exit_code", ExitCode.TROUBLE))
+        # run/replay: 125, not 2, which the child itself may return (timeout(1), env(1)).
+        return int(ExitCode.REFUSED) if code == ExitCode.TROUBLE and command in (
+            "run", "replay") else code

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro import errors, manifest
+from repro import bounded, errors, manifest
 
 if TYPE_CHECKING:
     from repro.compare import Tolerance
@@ -40,16 +40,19 @@ class Config:
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
 
 
+MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
+MAX_THREADS = 4096
+
 # key -> (expected kind, description for messages)
 _KEYS: dict[str, tuple[str, str]] = {
-    "seed": ("int", "an integer"),
+    "seed": ("seed", f"an integer from 0 to {MAX_SEED}"),
     "determinism": ("level", "one of off, seed, warn, strict"),
-    "threads": ("int", "a positive integer"),
+    "threads": ("threads", f"an integer from 1 to {MAX_THREADS}"),
     "data": ("paths", "a list of paths"),
     "outputs": ("paths", "a list of paths"),
-    "metrics": ("str", "a path"),
+    "metrics": ("path", "a path"),
     "metric_patterns": ("strs", "a list of regular expressions"),
-    "lockfile": ("str", "a path"),
+    "lockfile": ("relpath", "a path relative to the repository root, without '..'"),
     "env_allow": ("strs", "a list of variable names or glob patterns"),
     "tolerance": ("tolerance", "a mapping with rtol, atol, metrics"),
     "untracked_max_bytes": ("int", "an integer number of bytes"),
@@ -74,7 +77,7 @@ def load(root: Path) -> Config:
                 hint="keep one of them",
             )
         try:
-            data = manifest.read_yaml_file(yaml_path)
+            data = manifest.read_yaml_file(yaml_path, limit=bounded.CONFIG_MAX)
         except errors.ManifestError as e:
             raise errors.ConfigError(e.message, hint=f"fix {yaml_path.name}") from e
         if data is None:
@@ -95,14 +98,21 @@ def parse(table: Mapping[str, Any], source: str) -> Config:
             known = ", ".join(sorted(_KEYS))
             raise errors.ConfigError(f"{source}: unknown key {key!r}", hint=f"known keys: {known}")
         kind, desc = _KEYS[key]
-        values[key] = _convert(raw, kind, f"{source}: {key!r} must be {desc}, got {raw!r}")
+        values[key] = _convert(raw, kind, f"{source}: {key!r} must be {desc}, got {raw!r:.100}")
     return Config(**values)
 
 
 def _convert(raw: Any, kind: str, message: str) -> Any:
     hint = "fix the value in the configuration file"
-    if kind == "int":
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+            raise errors.ConfigError(message, hint=hint)
+        return raw
+    if kind in ("path", "relpath"):
+        if not isinstance(raw, str) or not _is_path(raw):
+            raise errors.ConfigError(message, hint=hint)
+        if kind == "relpath" and (raw.startswith("/") or ".." in raw.split("/")):
             raise errors.ConfigError(message, hint=hint)
         return raw
     if kind == "level":
@@ -119,6 +129,8 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
         if isinstance(raw, str):
             raw = [raw]
         if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+            raise errors.ConfigError(message, hint=hint)
+        if kind == "paths" and not all(_is_path(x) for x in raw):
             raise errors.ConfigError(message, hint=hint)
         return tuple(raw)
     if kind == "tolerance":
@@ -137,6 +149,13 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
     raise AssertionError(kind)
 
 
+_INT_RANGES = {"int": (0, 2**63 - 1), "seed": (0, MAX_SEED), "threads": (1, MAX_THREADS)}
+
+
+def _is_path(text: str) -> bool:
+    return bool(text) and "\0" not in text and len(text) <= 4096
+
+
 def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
 
@@ -144,14 +163,24 @@ def _is_number(v: Any) -> bool:
 def _pyproject_table(path: Path) -> Mapping[str, Any] | None:
     import tomllib
 
+    text = bounded.read_text(path, bounded.CONFIG_MAX, errors.ConfigError)
     try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise errors.ConfigError(f"cannot read {path.name}: {e}", hint=f"fix {path.name}") from e
-    table = doc.get("tool", {}).get("repro")
+        doc = tomllib.loads(text)
+    except RecursionError as e:
+        raise errors.ConfigError(f"cannot read {path.name}: nested too deeply",
+                                 hint=f"fix {path.name}") from e
+    except ValueError as e:  # TOMLDecodeError (duplicate keys among others), huge integers
+        raise errors.ConfigError(f"cannot read {path.name}: {bounded.reason(e)}",
+                                 hint=f"fix {path.name}") from e
+    tool = doc.get("tool")
+    table = tool.get("repro") if isinstance(tool, dict) else None
     if table is None:
         return None
     if not isinstance(table, Mapping):
         raise errors.ConfigError(f"{path.name}: [tool.repro] must be a table")
+    try:
+        bounded.check_tree(table, f"{path.name}: [tool.repro]", errors.ConfigError)
+    except errors.ConfigError as e:
+        e.hint = f"fix {path.name}"
+        raise
     return table

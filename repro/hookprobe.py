@@ -212,11 +212,25 @@ def _load(hook_out: Path) -> tuple[list[_Process], list[dict[str, Any]]]:
     return sorted(processes, key=_Process.order), errors
 
 
+PROBE_DEPTH = 16  # a probe is ~3 deep; what it holds is copied into the manifest
+
+
 def _read_json(path: Path, errors: list[dict[str, Any]]) -> dict[str, Any] | None:
+    # Written by the run's own processes: bounded like any file repro parses (a FIFO, a huge
+    # or absurdly deep file is reported, never waited on or recursed into).
+    from repro import bounded
+    from repro import errors as errors_mod
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        errors.append({"stage": "read", "error": f"{path.name}: unreadable ({e})"})
+        text = bounded.read_text(path, bounded.PROBE_MAX, errors_mod.DataError)
+        data = json.loads(text)
+        bounded.check_tree(data, path.name, errors_mod.DataError, max_depth=PROBE_DEPTH)
+    except errors_mod.DataError as e:
+        errors.append({"stage": "read", "error": f"{path.name}: unreadable ({e.message})"})
+        return None
+    except (ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else bounded.reason(e)
+        errors.append({"stage": "read", "error": f"{path.name}: unreadable ({why})"})
         return None
     if not isinstance(data, dict):
         errors.append({"stage": "read", "error": f"{path.name}: not a JSON object"})

@@ -39,7 +39,7 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--note": ("note", "str"),
     "--kill-after": ("kill_after", "float"),
 }
-_INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, None)}
+_INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, 4096)}  # as config.MAX_SEED/MAX_THREADS
 
 
 def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
@@ -118,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _ui().error(e)
         # run/replay exit 126/127 like a shell; verify and the others keep to 0/1/2.
         return int(e.exit_code) if command in CHILD_COMMANDS else int(ExitCode.TROUBLE)
-    except errors.UsageError as e:  # the command line itself is wrong: 2, as argparse does
-        _ui().error(e)
-        return int(ExitCode.TROUBLE)
+    except errors.UsageError as e:  # the command line itself is wrong: 2, as argparse does,
+        _ui().error(e)  # but 125 for run/replay, whose child may exit 2 itself (as env(1))
+        return int(trouble)
     except errors.ReproError as e:
         _ui().error(e)
         return int(trouble)

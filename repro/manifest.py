@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from repro import errors
+from repro import bounded, errors
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
@@ -167,7 +168,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             seed=Seed(value=_req(seed, "value", int, source),
                       source=_choice(seed, "source", SEED_SOURCES, source)),
             code=Code(
-                commit=_req(code, "commit", str, source),
+                commit=_commit(_req(code, "commit", str, source), source),
                 branch=_opt(code, "branch", str, source),
                 remote=_opt(code, "remote", str, source),
                 dirty=bool(code.get("dirty", False)),
@@ -305,32 +306,142 @@ def _quote(text: str) -> str:
 
 
 def loads(text: str, source: str) -> Any:
-    """Parse YAML as plain data only (`!!python/...` tags are refused, never constructed)."""
+    """Parse YAML as plain data only: `!!python/...` tags are refused, never constructed;
+    aliases and duplicate keys are refused; depth and numbers are bounded (bounded.check_tree).
+
+    Aliases are refused before anything is constructed: a manifest never needs one (the
+    emitter above never writes one), and a few lines of them expand to gigabytes.
+    """
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _loader()
+    error = errors.ManifestError
     try:
         try:
-            return yaml.load(text, Loader=loader)
-        except yaml.YAMLError:
-            if loader is yaml.SafeLoader:
+            _refuse_aliases(text, loader, source)
+            data = yaml.load(text, Loader=loader)
+        except yaml.YAMLError as e:
+            if loader is _py_loader() or getattr(e, "problem", None) != _C_ESCAPE_PROBLEM:
                 raise
             # libyaml refuses escaped lone surrogates ("\udcff", from undecodable bytes in
             # argv or file names) that the pure-Python safe loader reads exactly.
-            return yaml.load(text, Loader=yaml.SafeLoader)
+            loader = _py_loader()
+            _refuse_aliases(text, loader, source)
+            data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise errors.ManifestError(f"{source} is not valid YAML: {first}",
-                                   hint=_CORRUPT_HINT) from e
+        raise error(f"{source} is not valid YAML: {_yaml_reason(e)}", hint=_CORRUPT_HINT) from e
+    except RecursionError as e:  # the pure-Python composer recurses once per level
+        raise error(f"{source} is nested too deeply to read", hint=_CORRUPT_HINT) from e
+    except ValueError as e:  # int() refuses more than 4,300 decimal digits
+        raise error(f"{source} holds a number with more than 4,300 digits",
+                    hint=_CORRUPT_HINT) from e
+    bounded.check_tree(data, source, error)
+    return data
 
 
-def read_yaml_file(path: Path) -> Any:
-    """Plain data from a YAML (or JSON) file: config, metrics, DVC files."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise errors.ManifestError(f"cannot read {path}: {_reason(e)}") from e
-    return loads(text, str(path))
+def _yaml_reason(e: Exception) -> str:
+    """What PyYAML found and where, on one line ("exceeded maximum nesting depth at line 3")."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if isinstance(problem, str) and problem:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{problem}{where}"[:300]
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+_DOUBLE_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_C_ESCAPE_PROBLEM = "found invalid Unicode character escape code"
+_LOADERS: dict[str, Any] = {}
+
+
+def _loader() -> Any:
+    """libyaml's safe loader when available (several times faster), made stricter."""
+    if "c" not in _LOADERS:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", None)
+        _LOADERS["c"] = _strict(base) if base is not None else _py_loader()
+    return _LOADERS["c"]
+
+
+def _py_loader() -> Any:
+    if "py" not in _LOADERS:
+        import yaml
+
+        _LOADERS["py"] = _strict(yaml.SafeLoader)
+    return _LOADERS["py"]
+
+
+def _strict(base: Any) -> Any:
+    """`base` (a safe loader) that refuses duplicate keys and merge keys, reads timestamps as
+    the strings they are written as, and refuses !!binary, !!set, !!omap, !!pairs: a manifest,
+    a configuration or a metrics file holds plain data only."""
+    import yaml
+    from yaml.constructor import ConstructorError, SafeConstructor
+
+    class Strict(base):  # type: ignore[misc]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            mapping = super().construct_mapping(node, deep=deep)
+            if len(mapping) != len(node.value):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=True)
+                    if key in seen:
+                        raise ConstructorError(None, None, f"found duplicate key {key!r:.80}",
+                                               key_node.start_mark)
+                    seen.add(key)
+            return mapping
+
+        def flatten_mapping(self, node: Any) -> None:
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise ConstructorError(None, None, "found a merge key (<<), which repro "
+                                           "does not expand", key_node.start_mark)
+
+        def refuse(self, node: Any) -> Any:
+            raise ConstructorError(None, None, f"found a {node.tag} value, which is not "
+                                   "plain data", node.start_mark)
+
+    Strict.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+    for tag in ("binary", "set", "omap", "pairs"):
+        Strict.add_constructor(f"tag:yaml.org,2002:{tag}", Strict.refuse)
+    Strict.__name__ = f"Strict{base.__name__}"
+    del yaml
+    return Strict
+
+
+def _refuse_aliases(text: str, loader: Any, source: str) -> None:
+    """An alias (`*name`) needs an anchor (`&name`): without an `&` outside double-quoted
+    strings (where the emitter puts every `&` it writes, e.g. `bash -c "a && b"`) there is
+    none, and the common case costs a scan of the text. Otherwise the events are read, not
+    composed. Should this guess ever be fooled, bounded.check_tree still refuses what an
+    alias shares, and the loader refuses merge keys: nothing is ever expanded."""
+    if "&" not in text or "*" not in text:
+        return
+    import re
+
+    if "&" not in re.sub(_DOUBLE_QUOTED, "", text):
+        return
+    import yaml
+
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise errors.ManifestError(
+                f"{source} uses a YAML alias (*{event.anchor}){where}",
+                hint="repro reads plain YAML without aliases (a few lines of them expand to "
+                     "gigabytes); write the value out")
+
+
+def read_yaml_file(path: Path, limit: int = bounded.MANIFEST_MAX) -> Any:
+    """Plain data from a YAML (or JSON) file: config, metrics, DVC files, conda-lock.
+
+    A regular file of at most `limit` bytes (never a FIFO or a device), refused otherwise.
+    """
+    text = bounded.read_text(path, limit, errors.ManifestError)
+    return loads(text, bounded.show_path(path))
 
 
 def read(path: Path) -> Manifest:
@@ -409,6 +520,14 @@ def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise errors.ManifestError(f"{source}: section {key!r} is missing or not a mapping",
                                    hint=_CORRUPT_HINT)
+    return value
+
+
+def _commit(value: str, source: str) -> str:
+    """A commit id goes to git as an argument: hex only, so a manifest cannot pass an option."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", value):
+        raise errors.ManifestError(f"{source}: 'commit' must be a hexadecimal commit id, "
+                                   f"got {value[:80]!r}")
     return value
 
 

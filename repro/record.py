@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import repro
-from repro import config, errors, manifest, preflight, runner, seeding, store, trust
+from repro import bounded, config, errors, manifest, preflight, runner, seeding, store, trust
 from repro.capture import data, environment, git
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
@@ -647,9 +647,14 @@ def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[
     """
     explicit = [_rel(_under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
     for p in explicit:
-        if not (root / p).exists() and not (root / p).is_symlink():
-            raise errors.DataError(f"input {p} does not exist",
-                                   hint="check the --data path (relative to the current directory)")
+        try:
+            os.lstat(root / p)
+        except (OSError, ValueError) as e:  # missing, or a name too long for the system
+            what = "does not exist" if isinstance(e, FileNotFoundError) else \
+                f"cannot be read: {e.strerror if isinstance(e, OSError) else e}"
+            raise errors.DataError(f"input {bounded.show_path(p)} {what}",
+                                   hint="check the --data path (relative to the current "
+                                        "directory)") from e
     results = _result_paths(req, cfg, root)
     named = [p for p in data.argv_paths(req.argv, req.cwd, root) if not _covered(p, results)]
     tracked = git.tracked(root, named)

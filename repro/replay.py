@@ -271,9 +271,10 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
         _check_linked(linked, reporter, raise_=not interrupted)
         if interrupted and (opts.started_by == "verify"
-                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP")):
+                            or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP",
+                                                                   "SIGKILL")):
             # Ctrl-C: exit 130 and no verdict; the run says interrupted. (A replay whose
-            # command SIGTERM killed exits 143, as `run` does.)
+            # command SIGTERM killed exits 143, and 137 after --kill-after, as `run` does.)
             raise KeyboardInterrupt
         unrecorded = _unrecorded_reads(outcome, plan, runs.root, worktree) \
             if outcome.exit_code != 0 else ()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from repro import errors, manifest
+from repro import bounded, errors, manifest
 
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4,}$")
 LATEST_RE = re.compile(r"^latest(?:~(\d+))?$")
@@ -71,6 +71,9 @@ class Store:
 
     def resolve(self, ref: str) -> Path:
         """RUN reference -> path of its manifest.yaml (which may not exist for a path ref)."""
+        if not ref or "\0" in ref or len(ref) > MAX_REF:
+            raise errors.RunNotFoundError(f"{_show(ref)} is not a run reference",
+                                          hint="give a run id, latest, latest~N or a path")
         latest = LATEST_RE.match(ref)
         if latest:
             back = int(latest.group(1) or 0)
@@ -89,11 +92,11 @@ class Store:
             )
         as_path = Path(ref)
         if os.sep in ref or ref.endswith((".yaml", ".yml")) or ref in (".", ".."):
-            if as_path.is_dir():
+            if _is_dir(as_path):
                 return as_path / MANIFEST
-            if as_path.exists():
+            if _exists(as_path):
                 return as_path
-            raise errors.RunNotFoundError(f"{ref}: no such file or directory")
+            raise errors.RunNotFoundError(f"{_show(ref)}: no such file or directory")
         ids = self.run_ids()
         if ref in ids:
             return self.runs_dir / ref / MANIFEST
@@ -101,12 +104,12 @@ class Store:
         if len(matches) == 1:
             return self.runs_dir / matches[0] / MANIFEST
         if not matches:
-            if as_path.is_dir() and (as_path / MANIFEST).exists():
+            if _is_dir(as_path) and _exists(as_path / MANIFEST):
                 return as_path / MANIFEST
-            raise errors.RunNotFoundError(f"no run matches {ref!r}",
+            raise errors.RunNotFoundError(f"no run matches {_show(ref)!r}",
                                           hint="list runs with `repro runs`")
         shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
-        raise errors.RunNotFoundError(f"{ref!r} is ambiguous: it matches {shown}",
+        raise errors.RunNotFoundError(f"{_show(ref)!r} is ambiguous: it matches {shown}",
                                       hint="give more characters of the run id")
 
     def load(self, ref: str) -> manifest.Manifest:
@@ -135,13 +138,34 @@ def _started_by_verify(path: Path) -> bool:
 
 def load_manifest(path: Path) -> manifest.Manifest:
     """Read a manifest; a `running` one whose repro process is gone reads as `abandoned`."""
-    if not path.exists():
-        raise errors.RunNotFoundError(f"{path} does not exist",
+    if not _exists(path):
+        raise errors.RunNotFoundError(f"{bounded.show_path(path)} does not exist",
                                       hint="the run directory has no manifest.yaml")
     m = manifest.read(path)
     if m.run.status == "running" and not _still_running(m):
         return m.with_run(status="abandoned")
     return m
+
+
+MAX_REF = 4096  # PATH_MAX: no longer reference names a file
+
+
+def _show(ref: str) -> str:
+    return bounded.show_path(ref, limit=120)
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # ENAMETOOLONG, EACCES: not a run directory we can use
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def open_here(cwd: Path | None = None) -> Store:

@@ -20,7 +20,7 @@ import yaml
 from repro import judge, seeding
 from repro.capture import data
 from repro.main import main
-from tests.conftest import PYTHON, git
+from tests.conftest import PYTHON, git, snapshot_tree
 
 # A checkpoint laid out the way Lightning's ModelCheckpoint writes one (Lightning itself is not
 # installed): the state dict, optimizer states, loops, and the callback's state, which holds
@@ -87,9 +87,10 @@ def commit(repo: Path, files: dict[str, str], ignore: str, message: str = "scrip
 
 def verify_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
     capsys.readouterr()
+    before = snapshot_tree(Path.cwd())
     code = main(["verify", "--json", *args])
-    out = capsys.readouterr().out
-    return code, json.loads(out[out.index("{"):])  # the replayed command may print first
+    assert snapshot_tree(Path.cwd()) == before  # verify never changes the user's checkout
+    return code, json.loads(capsys.readouterr().out)  # exactly one document
 
 
 def show(ref: str, capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]

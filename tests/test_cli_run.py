@@ -300,9 +300,10 @@ def test_runs_in_a_repo_without_runs(repo: Path, capfd: pytest.CaptureFixture[st
 
 
 def test_usage_errors_exit_2(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--determinism", "max", "--", PYTHON, "train.py"]) == 2
+    # run's own usage errors exit 125 (as env(1)'s do): 2 is the child's to return.
+    assert main(["run", "--determinism", "max", "--", PYTHON, "train.py"]) == 125
     assert "unknown determinism level 'max'" in capfd.readouterr().err
-    assert main(["run", "--tag", "novalue", "--", PYTHON, "train.py"]) == 2
+    assert main(["run", "--tag", "novalue", "--", PYTHON, "train.py"]) == 125
     assert "--tag 'novalue' is not K=V" in capfd.readouterr().err
     assert main(["show"]) == 2
     assert main(["frobnicate"]) == 2

@@ -35,7 +35,7 @@ def test_pyproject_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "fragment"), [
     ("sede: 3\n", "repro.yaml: unknown key 'sede'"),
-    ("seed: three\n", "repro.yaml: 'seed' must be an integer, got 'three'"),
+    ("seed: three\n", "repro.yaml: 'seed' must be an integer from 0 to 4294967295, got 'three'"),
     ("determinism: max\n", "repro.yaml: 'determinism' must be one of off, seed, warn, strict"),
     ("data: 3\n", "repro.yaml: 'data' must be a list of paths"),
     ("tolerance: {rtol: big}\n", "repro.yaml: 'tolerance' must be"),

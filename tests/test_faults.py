@@ -435,3 +435,31 @@ def test_nested_submodules_are_populated_in_replays(repo: Path, tmp_path: Path) 
     assert repro("run", "--output", "out", "--", PYTHON, "train.py").returncode == 0
     done = repro("verify", "latest")
     assert done.returncode == 0 and "bitwise" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_replay_whose_command_ignores_sigterm_exits_137_like_run(
+        repo: Path, tmp_path: Path) -> None:
+    flag, pid_file = tmp_path / "hang", tmp_path / "pid"
+    (repo / "t.py").write_text(
+        "import os, pathlib, signal, sys, time\n"
+        "if pathlib.Path(sys.argv[1]).exists():\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    pathlib.Path(sys.argv[2]).write_text(str(os.getpid()))\n"
+        "    time.sleep(120)\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "t")
+    assert repro("run", "--", PYTHON, "t.py", str(flag), str(pid_file)).returncode == 0
+    flag.write_text("now hang")
+    proc = subprocess.Popen([*REPRO, "replay", "latest", "--kill-after", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        child = int(wait_for(pid_file))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if pid_file.exists():
+            kill_quietly(int(pid_file.read_text()))
+    assert proc.returncode == 137, err  # not 130: nobody pressed Ctrl-C
+    assert gone(child)

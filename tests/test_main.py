@@ -68,7 +68,7 @@ def test_anything_unusual_goes_to_typer(args: list[str]) -> None:
 
 
 def test_typer_reports_what_the_fast_parser_declines(capfd: pytest.CaptureFixture[str]) -> None:
-    assert main.main(["run", "--seed", "three", "python"]) == 2
+    assert main.main(["run", "--seed", "three", "python"]) == 125  # run's usage errors: 125
     assert "Invalid value for '--seed'" in capfd.readouterr().err
     assert main.main(["run", "--help"]) == 0
     out = capfd.readouterr().out

@@ -146,3 +146,13 @@ def test_hook_lists_and_path_entries_are_checked() -> None:
     d["outputs"] = {"out": "blake3:00"}
     with pytest.raises(errors.ManifestError, match=r"outputs\['out'\] must be a mapping"):
         manifest.from_dict(d, "m.yaml")
+
+
+@pytest.mark.parametrize("commit", ["--output=/tmp/x", "HEAD", "abc def", "ABC"])
+def test_a_commit_id_that_is_not_hex_is_refused(tmp_path: Path, commit: str) -> None:
+    path = tmp_path / "manifest.yaml"
+    path.write_text("schema: repro/run/v1\nrun: {run_id: x, status: succeeded, started_at: t}\n"
+                    "command: {argv: [python]}\nseed: {value: 1, source: flag}\n"
+                    f"code: {{commit: {commit!r}}}\n")
+    with pytest.raises(errors.ManifestError, match="hexadecimal commit id"):
+        manifest.read(path)

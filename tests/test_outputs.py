@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from repro.main import main
-from tests.conftest import PYTHON, git
+from tests.conftest import PYTHON, git, snapshot_tree
 
 
 def commit(repo: Path, files: dict[str, str], ignore: str = "") -> None:
@@ -72,7 +72,9 @@ def test_a_file_output_the_run_did_not_write_is_stale_and_not_compared(
     assert "result.txt  stale: not written by this run" in capsys.readouterr().out
     (repo / "result.txt").write_text("changed since\n")  # stale: what it holds does not matter
     capsys.readouterr()
+    before = snapshot_tree(repo)
     code = main(["verify", "--json", "latest"])
+    assert snapshot_tree(repo) == before  # verify never changes the user's checkout
     report = json.loads(capsys.readouterr().out)
     assert (code, report["verdict"]) == (0, "bitwise"), report
 
@@ -133,7 +135,9 @@ def test_a_path_in_argv_the_run_wrote_is_an_output_not_an_input(
     assert first["fingerprint"] == second["fingerprint"]  # the old model is not in the recipe
     (repo / "model.pt").write_text("the user's own file\n")
     capsys.readouterr()
+    before = snapshot_tree(repo)
     code = main(["verify", "--json", "latest"])
+    assert snapshot_tree(repo) == before  # verify never changes the user's checkout
     report = json.loads(capsys.readouterr().out)
     assert (code, report["verdict"]) == (0, "bitwise"), report
     assert "model.pt" in [c["name"] for c in report["checks"]]

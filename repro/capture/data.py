@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from repro import errors, manifest
+from repro import bounded, errors, manifest
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -1156,15 +1156,19 @@ def _write_listing(path: Path, dir_path: str, listing: Mapping[str, tuple[str, i
 def read_listing(path: Path) -> dict[str, tuple[str, int]]:
     """relpath -> (hash, size) from a listing file; DataError naming it when it is not one."""
     hint = "the run directory is damaged; the listing cannot be trusted"
+    # Bounded (a listing may come with a run from another machine); its fixed shape is
+    # checked below, entry by entry, so no depth walk over a million files is needed.
+    text = bounded.read_text(path, bounded.LISTING_MAX, errors.DataError, "listing")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise errors.DataError(f"cannot read listing {path}: {e}", hint=hint) from e
-    except json.JSONDecodeError as e:
-        raise errors.DataError(f"listing {path} is not valid JSON: {e}", hint=hint) from e
+        doc = json.loads(text)
+    except RecursionError as e:
+        raise errors.DataError(f"listing {path} is nested too deeply", hint=hint) from e
+    except ValueError as e:
+        raise errors.DataError(f"listing {path} is not valid JSON: {bounded.reason(e)}",
+                               hint=hint) from e
     if not isinstance(doc, dict) or doc.get("schema") != LISTING_SCHEMA:
         got = doc.get("schema") if isinstance(doc, dict) else None
-        raise errors.DataError(f"listing {path} has unknown schema {got!r} "
+        raise errors.DataError(f"listing {path} has unknown schema {got!r:.100} "
                                f"(expected {LISTING_SCHEMA!r})", hint=hint)
     files = doc.get("files")
     if not isinstance(files, dict):
@@ -1174,7 +1178,7 @@ def read_listing(path: Path) -> dict[str, tuple[str, int]]:
         if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str)
                 or not isinstance(value[1], int) or isinstance(value[1], bool)):
             raise errors.DataError(f"listing {path}: entry {rel!r} must be [hash, size], "
-                                   f"got {value!r}", hint=hint)
+                                   f"got {value!r:.100}", hint=hint)
         out[rel] = (value[0], value[1])
     return out
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import errors, manifest
+from repro import bounded, errors, manifest
 
 _PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
 
@@ -245,83 +245,172 @@ def find_lockfile(root: Path, configured: str | None) -> Path | None:
 
 def _all_pinned(path: Path) -> bool:
     try:
-        reqs = list(_requirement_lines(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError):
+        reqs = list(_requirement_lines(
+            bounded.read_text(path, bounded.LOCK_MAX, errors.LockfileError)))
+    except errors.LockfileError:
         return False
     return bool(reqs) and all(_pin_of(r) is not None for r in reqs)
 
 
 def read_lock(root: Path, path: Path) -> Lock:
-    rel = path.relative_to(root).as_posix()
+    """The pins of a lockfile; LockfileError naming it when it is unreadable, malformed, of an
+    unknown version, or pins nothing (bounded: bounded.LOCK_MAX bytes, MAX_DEPTH levels)."""
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError as e:
+        raise errors.LockfileError(f"the lockfile {bounded.show_path(path)} is outside the "
+                                   f"repository", hint="lock files must be committed") from e
     name = path.name
+    text = bounded.read_text(path, bounded.LOCK_MAX, errors.LockfileError, "lockfile")
     try:
         if name in ("uv.lock", "poetry.lock", "pdm.lock"):
-            return _toml_lock(path, rel, name.split(".")[0])
-        if name == "Pipfile.lock":
-            return _pipfile_lock(path, rel)
-        if name == "conda-lock.yml":
-            return _conda_lock(path, rel)
-        return _requirements_lock(path, rel)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            lock = _toml_lock(text, rel, name.split(".")[0])
+        elif name == "Pipfile.lock":
+            lock = _pipfile_lock(text, rel)
+        elif name == "conda-lock.yml":
+            lock = _conda_lock(text, rel)
+        else:
+            lock = _requirements_lock(text, rel)
+    except _Malformed as e:
         raise errors.LockfileError(f"cannot read lockfile {rel}: {e}",
                                    hint="regenerate it with your package manager") from e
+    return lock
 
 
-def _toml_lock(path: Path, rel: str, kind: str) -> Lock:
+class _Malformed(Exception):
+    """A lockfile that parses but does not have the shape of its kind."""
+
+
+# Lock format versions this reader understands; a newer one may move the pins elsewhere.
+# (poetry and pdm keep theirs under [metadata] and have changed it compatibly so far)
+_TOML_VERSIONS: dict[str, tuple[str, set[int] | None]] = {
+    "uv": ("version", {1}), "poetry": ("lock-version", None), "pdm": ("lock_version", None)}
+
+
+def _toml_lock(text: str, rel: str, kind: str) -> Lock:
     import tomllib
 
-    with path.open("rb") as f:
-        doc = tomllib.load(f)
+    try:
+        doc = tomllib.loads(text)
+    except RecursionError as e:
+        raise _Malformed("nested too deeply") from e
+    except ValueError as e:  # TOMLDecodeError, or an integer of more than 4,300 digits
+        raise _Malformed(bounded.reason(e)) from e
+    _check_shape(doc, rel)
+    key, known = _TOML_VERSIONS[kind]
+    version = doc.get(key)
+    if known is not None and version is not None and version not in known:
+        raise _Malformed(f"{key} = {version!r:.40} is not a version repro understands "
+                         f"(known: {', '.join(map(str, sorted(known)))})")
+    packages = doc.get("package", [])
+    if not isinstance(packages, list):
+        raise _Malformed(f"'package' must be an array of tables, got {_kind(packages)}")
     pins: dict[str, set[str]] = {}
-    for pkg in doc.get("package", []):
+    for i, pkg in enumerate(packages):
+        if not isinstance(pkg, dict):
+            raise _Malformed(f"package {i + 1} must be a table, got {_kind(pkg)}")
         source = pkg.get("source", {})
         if isinstance(source, dict) and ({"editable", "virtual"} & set(source)):
             continue  # the project itself
         if "version" in pkg:
-            pins.setdefault(normalize(pkg["name"]), set()).add(str(pkg["version"]))
+            pname, version = pkg.get("name"), pkg["version"]
+            if not isinstance(pname, str) or not isinstance(version, str):
+                raise _Malformed(f"package {i + 1} needs a string name and version")
+            pins.setdefault(normalize(pname), set()).add(version)
+    if not packages:
+        raise _Malformed("it lists no packages")
     return Lock(rel, kind, {k: frozenset(v) for k, v in pins.items()}, frozenset())
 
 
-def _pipfile_lock(path: Path, rel: str) -> Lock:
-    doc = json.loads(path.read_text(encoding="utf-8"))
+def _pipfile_lock(text: str, rel: str) -> Lock:
+    try:
+        doc = bounded.loads_json(text, rel, errors.LockfileError)
+    except errors.LockfileError as e:
+        raise _Malformed(_after(rel, e.message)) from e
+    if not isinstance(doc, dict):
+        raise _Malformed(f"the top level must be an object, got {_kind(doc)}")
     pins: dict[str, frozenset[str]] = {}
+    entries = 0
     for group in ("default", "develop"):
-        for pname, spec in doc.get(group, {}).items():
-            version = str(spec.get("version", ""))
-            if version.startswith("=="):
+        section = doc.get(group, {})
+        if not isinstance(section, dict):
+            raise _Malformed(f"{group!r} must be an object of packages, got {_kind(section)}")
+        for pname, spec in section.items():
+            if not isinstance(spec, dict):
+                raise _Malformed(f"{group}.{pname} must be an object, got {_kind(spec)}")
+            entries += 1
+            version = spec.get("version", "")
+            if isinstance(version, str) and version.startswith("=="):
                 pins[normalize(pname)] = frozenset([version[2:]])
+    if not entries:
+        raise _Malformed("it lists no packages")
     return Lock(rel, "pipenv", pins, frozenset())
 
 
-def _conda_lock(path: Path, rel: str) -> Lock:
+def _conda_lock(text: str, rel: str) -> Lock:
     try:
-        doc = manifest.read_yaml_file(path)
+        doc = manifest.loads(text, rel)
     except errors.ManifestError as e:
-        raise ValueError(e.message) from e
+        raise _Malformed(_after(rel, e.message)) from e
+    if not isinstance(doc, dict):
+        raise _Malformed(f"the top level must be a mapping, got {_kind(doc)}")
+    packages = doc.get("package")
+    if not isinstance(packages, list):
+        raise _Malformed(f"'package' must be a list, got {_kind(packages)}")
+    if not packages:
+        raise _Malformed("it lists no packages")
     pins: dict[str, set[str]] = {}
-    for pkg in doc.get("package", []):
+    for i, pkg in enumerate(packages):
+        if not isinstance(pkg, dict):
+            raise _Malformed(f"package {i + 1} must be a mapping, got {_kind(pkg)}")
         # conda package names differ from Python distribution names (pytorch vs torch), so
         # only pip-managed entries are held to the lock; conda's own are recorded by hash.
         if pkg.get("manager") == "pip":
-            pins.setdefault(normalize(pkg["name"]), set()).add(str(pkg["version"]))
+            pname, version = pkg.get("name"), pkg.get("version")
+            if not isinstance(pname, str) or isinstance(version, (dict, list)) or version is None:
+                raise _Malformed(f"package {i + 1} needs a name and a version")
+            pins.setdefault(normalize(pname), set()).add(str(version))
     return Lock(rel, "conda-lock", {k: frozenset(v) for k, v in pins.items()}, frozenset())
 
 
-def _requirements_lock(path: Path, rel: str) -> Lock:
+def _requirements_lock(text: str, rel: str) -> Lock:
     pins: dict[str, frozenset[str]] = {}
     must: set[str] = set()
-    for req in _requirement_lines(path.read_text(encoding="utf-8")):
+    for req in _requirement_lines(text):
         pin = _pin_of(req)
         if pin is None:
             raise errors.LockfileError(
-                f"{rel} is not a lockfile: {req!r} is not pinned with ==",
+                f"{rel} is not a lockfile: {req!r:.200} is not pinned with ==",
                 hint="pin every requirement (pip-compile, `uv pip compile`, `pip freeze`)",
             )
         pname, version, has_marker = pin
         pins[pname] = frozenset([version])
         if not has_marker:
             must.add(pname)  # a marker may exclude this platform: then absence is fine
+    if not pins:
+        raise errors.LockfileError(
+            f"the lockfile {rel} pins no packages",
+            hint="write your pinned requirements into it (e.g. `pip freeze > requirements.lock`)"
+                 ", or remove it and pass --allow-unlocked")
     return Lock(rel, "requirements", pins, frozenset(must))
+
+
+def _check_shape(doc: Any, rel: str) -> None:
+    try:
+        bounded.check_tree(doc, rel, errors.LockfileError)
+    except errors.LockfileError as e:
+        raise _Malformed(_after(rel, e.message)) from e
+
+
+def _after(rel: str, message: str) -> str:
+    """`Pipfile.lock is nested too deeply` -> `nested too deeply` (the caller names the file)."""
+    return message.removeprefix(f"{rel} ").removeprefix("is ")
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+             float: "a number", bool: "a boolean", type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _requirement_lines(text: str) -> Any:

@@ -230,22 +230,41 @@ def is_tracked(root: Path, path: str) -> bool:
 
 
 def changed_files(root: Path, a: str, b: str) -> list[tuple[str, str]]:
-    """(status letter, path) for each file that differs between commits a and b."""
+    """(status letter, path) for each file that differs between commits a and b.
+
+    The git binary with NUL-separated names, not GitPython: a tracked file name that is not
+    UTF-8 made GitPython fail in a reader thread and list nothing. Such a name is listed
+    with its undecodable bytes escaped (`caf\\xe9.txt`), as are control characters.
+    """
     if a == b:
         return []
-    repo = _repo(root)
-    import git
-
-    try:
-        diffs = repo.commit(a).diff(repo.commit(b))
-    except (git.BadName, ValueError, git.GitCommandError) as e:
-        raise errors.GitError(f"cannot compare commits {a[:12]} and {b[:12]}: {e}",
-                              hint="the commit may be missing from this clone: `git fetch`") from e
+    if a.startswith("-") or b.startswith("-"):  # from a manifest: never an option to git
+        raise errors.GitError(f"cannot compare commits {a[:12]!r} and {b[:12]!r}: not commit ids")
+    done = _git(root, "diff-tree", "-r", "-z", "--name-status", "-M", a, b, "--",
+                check=False, text=False)
+    if done.returncode != 0:
+        err = done.stderr.decode(errors="replace").strip().splitlines() or ["(no message)"]
+        raise errors.GitError(f"cannot compare commits {a[:12]} and {b[:12]}: {err[-1]}",
+                              hint="the commit may be missing from this clone: `git fetch`")
+    fields = done.stdout.split(b"\0")
     out = []
-    for d in diffs:
-        path = d.b_path or d.a_path or ""
-        out.append((d.change_type[0] if d.change_type else "M", path))
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i].decode("ascii", "replace")
+        # Renames and copies (R100, C75) name the old and the new path; the new one is shown.
+        width = 2 if status[:1] in ("R", "C") else 1
+        names = fields[i + 1:i + 1 + width]
+        i += 1 + width
+        if not names:
+            break
+        out.append((status[:1] or "M", _display_name(names[-1])))
     return sorted(out, key=lambda x: x[1])
+
+
+def _display_name(raw: bytes) -> str:
+    from repro import bounded
+
+    return bounded.escape(raw.decode("utf-8", "surrogateescape"))
 
 
 def has_commit(root: Path, sha: str) -> bool:

@@ -18,14 +18,13 @@ declares final) beats the series (the last value it logged), which beats stdout 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from repro import errors, manifest
+from repro import bounded, errors, manifest
 
 Scalar = int | float | bool | str
 
@@ -45,19 +44,20 @@ def read_metrics_file(path: Path) -> dict[str, Scalar]:
                                hint="check that the command writes it, and the --metrics path")
     try:
         if path.suffix.lower() == ".json":
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            raw = bounded.read_text(path, bounded.METRICS_MAX, errors.DataError, "metrics file")
+            doc = bounded.loads_json(raw, f"metrics file {bounded.show_path(path)}",
+                                     errors.DataError)
         else:
-            doc = manifest.read_yaml_file(path)
-    except (OSError, UnicodeDecodeError) as e:
-        raise errors.DataError(f"cannot read metrics file {path}: {_reason(e)}",
-                               hint="check the file's permissions and encoding (UTF-8)") from e
-    except ValueError as e:  # json.JSONDecodeError
-        raise errors.DataError(f"metrics file {path} is not valid JSON: {e}", hint=hint) from e
+            doc = manifest.read_yaml_file(path, limit=bounded.METRICS_MAX)
     except errors.ManifestError as e:  # its message names the file
         message = e.message
         message = (f"cannot read metrics file {message.removeprefix('cannot read ')}"
                    if message.startswith("cannot read ") else f"metrics file {message}")
         raise errors.DataError(message, hint=hint) from e
+    except errors.DataError as e:
+        if e.hint is None or "damaged" in e.hint:
+            e.hint = hint
+        raise
     if not isinstance(doc, Mapping):
         raise errors.DataError(f"metrics file {path} holds a {type(doc).__name__}, not a "
                                f"mapping of names to values", hint=hint)
@@ -83,15 +83,14 @@ def _read_series(path: Path) -> tuple[dict[str, Scalar], int, list[int]]:
     count = 0
     bad: list[int] = []
     try:
-        with path.open("rb") as f:
+        with bounded.open_regular(path, errors.DataError, "metrics series") as f:
             for number, line, state in _lines(f):
                 text = line.strip()
                 if not text:
                     continue
                 record = None
                 if state != _OVERLONG:
-                    with contextlib.suppress(ValueError):
-                        record = json.loads(text)
+                    record = _json_line(text)
                 if not isinstance(record, Mapping):
                     if state != _CUT:  # a cut last line is a write cut short: expected
                         bad.append(number)
@@ -102,6 +101,16 @@ def _read_series(path: Path) -> tuple[dict[str, Scalar], int, list[int]]:
         raise errors.DataError(f"cannot read metrics series {path}: {_reason(e)}",
                                hint="check the file's permissions") from e
     return last, count, bad
+
+
+def _json_line(text: bytes) -> Any:
+    """One series record, or None when the line is not JSON (or is nested absurdly deep)."""
+    try:
+        record = json.loads(text)
+        bounded.check_tree(record, "", errors.DataError)
+    except (ValueError, RecursionError, errors.DataError):
+        return None
+    return record
 
 
 def compile_patterns(patterns: Sequence[str]) -> list[re.Pattern[str]]:
@@ -132,7 +141,7 @@ def scan_log(path: Path, patterns: Sequence[str]) -> dict[str, Scalar]:
     if not compiled:
         return found
     try:
-        with path.open("rb") as f:
+        with bounded.open_regular(path, errors.DataError, "log") as f:
             for _, raw, _ in _lines(f):
                 line = raw.decode("utf-8", errors="replace")
                 for rx in compiled:
@@ -152,7 +161,10 @@ def to_scalar(text: str) -> Scalar:
     """``"3"`` -> 3, ``"0.5"``/``"1e-3"``/``"nan"`` -> float, anything else unchanged."""
     s = text.strip()
     if _INT_RE.fullmatch(s):
-        return int(s)
+        try:
+            return int(s)
+        except ValueError:  # over 4,300 digits: Python would refuse to print it again
+            return text
     if _FLOAT_RE.fullmatch(s):
         return float(s)
     return text
