@@ -135,3 +135,16 @@ def test_a_file_named_in_argv_that_the_run_appended_to_does_not_block_its_verify
     assert snapshot_tree(repo) == before
     (repo / "runs.log").write_text("old\nrun\nmine\n")  # the user's own line: refused
     assert main(["verify", "latest"]) == 2
+
+
+def test_a_checkout_root_is_not_recognised_inside_a_longer_path() -> None:
+    """`/home/me/proj` is the checkout, `/mnt/backup/home/me/proj` is not: two different
+    backup paths must not both read as `<checkout>` (that would call them one embedded path)."""
+    from repro.probes import tensorcmp
+
+    roots = tensorcmp.Roots(["/home/me/proj", "/tmp/r/worktree"])
+    assert roots.norm("/mnt/backup/home/me/proj/x") != roots.norm("/mnt/backup/tmp/r/worktree/x")
+    assert roots.norm("/mnt/backup/home/me/proj/x") == "/mnt/backup/home/me/proj/x"
+    assert roots.norm("dirpath=/home/me/proj/ckpt") == "dirpath=<checkout>/ckpt"
+    assert roots.norm("file:///home/me/proj/a") == "file://<checkout>/a"
+    assert roots.norm("PosixPath('/tmp/r/worktree')") == "PosixPath('<checkout>')"
