@@ -112,9 +112,12 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     kept = baseline.run_dir / record.KEPT
     # Outputs kept in the run directory still are the recorded files; the checkout's copies
     # may have been overwritten since (judge checks their hashes either way).
-    # The recorded run ran in the checkout (a run recorded by a replay ran in a worktree that
-    # is gone: its embedded paths are not recognised).
-    base = _Side(baseline, kept if kept.is_dir() else runs.root, checkout_root=runs.root)
+    # The recorded run ran in the checkout, or (a run a replay recorded) in a worktree that is
+    # gone, which its manifest names: paths under it that checkpoints embed are the checkout.
+    ran_in = baseline.manifest.run.worktree
+    base = _Side(baseline, kept if kept.is_dir() else runs.root,
+                 checkout_root=Path(ran_in) if ran_in and Path(ran_in).is_absolute()
+                 else runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
     conditions: dict[str, str] = {}

@@ -148,3 +148,31 @@ def test_a_checkout_root_is_not_recognised_inside_a_longer_path() -> None:
     assert roots.norm("dirpath=/home/me/proj/ckpt") == "dirpath=<checkout>/ckpt"
     assert roots.norm("file:///home/me/proj/a") == "file://<checkout>/a"
     assert roots.norm("PosixPath('/tmp/r/worktree')") == "PosixPath('<checkout>')"
+
+
+EMBEDS = """\
+import os, torch
+os.makedirs("ck", exist_ok=True)
+torch.save({"w": torch.arange(4.0), "dirpath": os.path.abspath("ck")}, "ck/m.pt")
+"""
+
+
+@pytest.mark.slow
+def test_verify_of_a_replay_knows_where_the_replay_ran(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`repro replay latest`, then `repro verify latest`: the baseline is the replay, whose
+    checkpoint embeds its (removed) worktree. That path is the checkout, as for a run recorded
+    in the checkout: within tolerance, not `not-reproduced`."""
+    from importlib import metadata
+
+    commit(repo, EMBEDS, ".repro/\nck/\n")
+    with (repo / "requirements.lock").open("a") as f:
+        f.write(f"torch=={metadata.version('torch')}\n")
+    git(repo, "commit", "-qam", "lock torch")
+    assert main(["run", "--output", "ck", "--", PYTHON, "train.py"]) == 0
+    assert main(["replay", "latest"]) == 0
+    capsys.readouterr()
+    code = main(["verify", "latest"])
+    out = capsys.readouterr().out
+    assert (code, out.split()[:1]) == (0, ["within-tolerance"]), out
+    assert "embedded" in out or "path" in out, out
