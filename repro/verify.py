@@ -128,7 +128,9 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
                                  name=f"verify {i + 1}", new_ids=new_ids))
             opts = dataclasses.replace(opts, yes=True)  # consent once, not per replay
         # The recorded files are trusted when the replays say the manifest is this clone's.
-        base = dataclasses.replace(base, trusted=fresh[0].trusted)
+        base = dataclasses.replace(base, trusted=fresh[0].trusted,
+                                   checkout_root=base.checkout_root if fresh[0].trusted
+                                   else runs.root)  # a foreign manifest's worktree: not taken
         label = "replay" if len(fresh) == 1 else "run 1"
         checks += judge_pair(base, fresh[0], opts.tolerance,
                              None if len(fresh) == 1 and not opts.vary else label)
