@@ -485,7 +485,8 @@ def _added_by_run(i: Input, now: data.Entry,
         return frozenset()
     for rel in added:
         try:
-            ctime = os.lstat(root / i.path / rel).st_ctime
+            # A named file is followed (as it was hashed); links inside a directory are not.
+            ctime = (os.lstat(root / i.path / rel) if rel else os.stat(root / i.path)).st_ctime
         except OSError:
             return frozenset()
         if not window[0] - 0.05 <= ctime <= window[1]:  # (file times lag by a clock tick)

@@ -116,22 +116,25 @@ pathlib.Path("m.json").write_text(json.dumps({"lines_before": lines}))
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("named", ["runs.log", "link.log"])
 def test_a_file_named_in_argv_that_the_run_appended_to_does_not_block_its_verify(
-        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        repo: Path, capsys: pytest.CaptureFixture[str], named: str) -> None:
     """`--log runs.log` that the script reads and appends to: an input (appending keeps one),
     recorded as it was before the run. `verify latest` replays from those bytes (the script
-    sees the same line count) instead of refusing because of the line the run added."""
-    commit(repo, LOGS, ".repro/\nruns.log\nm.json\n")
+    sees the same line count) instead of refusing because of the line the run added. Also
+    when the named path is a link to the log (followed, as it was hashed)."""
+    commit(repo, LOGS, ".repro/\nruns.log\nlink.log\nm.json\n")
     (repo / "runs.log").write_text("old\n")
+    (repo / "link.log").symlink_to("runs.log")
     assert main(["run", "--metrics", "m.json", "--", PYTHON, "train.py", "--log",
-                 "runs.log"]) == 0
+                 named]) == 0
     assert (repo / "runs.log").read_text() == "old\nrun\n"
     before = snapshot_tree(repo)
     capsys.readouterr()
     code = main(["verify", "latest"])
     captured = capsys.readouterr()
     assert (code, captured.out.split()[:1]) == (0, ["bitwise"]), (captured.out, captured.err)
-    assert "appended to input runs.log" in captured.err
+    assert f"appended to input {named}" in captured.err
     assert snapshot_tree(repo) == before
     (repo / "runs.log").write_text("old\nrun\nmine\n")  # the user's own line: refused
     assert main(["verify", "latest"]) == 2
