@@ -10,7 +10,7 @@ The top-level process (depth 0) also lists installed distributions at exit, once
     python benchmarks/hook_overhead.py --depth 1 --repeat 100
     python benchmarks/hook_overhead.py --code "import numpy"
 
-Target (design §3): under 30 ms added to `python -c pass`. Measured on the 2-core development
+Target: at most 10 ms added (design §3 allows 30) to `python -c pass`. Measured on the 2-core development
 VM (CPython 3.11, repro installed editable): about 4 ms (depth 1) and 8 ms (depth 0, with the
 package listing) when the hook's .pyc exists (`--bytecode`, or any pip install); 15-20 ms when
 PYTHONDONTWRITEBYTECODE keeps Python compiling the hook in every process (about 10 ms of it).
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from repro import seeding
 
-TARGET_MS = 30.0
+TARGET_MS = 10.0
 TIMEOUT_S = 60
 
 
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         added[label] = hook - base
         print(f"{label:4}  without hook: median {base:7.2f} ms   with hook: median "
               f"{hook:7.2f} ms   added: {hook - base:6.2f} ms")
-    print(f"target: added wall time < {TARGET_MS:.0f} ms")
-    return 0 if added["wall"] < TARGET_MS else 1
+    print(f"target: added wall time <= {TARGET_MS:.0f} ms")
+    return 0 if added["wall"] <= TARGET_MS else 1
 
 
 if __name__ == "__main__":

@@ -1,3 +1,36 @@
-"""repro: make ML training runs reproducible by prefixing their command."""
+"""repro: make ML training runs reproducible by prefixing their command.
+
+The Python API (docs/api.md): `repro.runs()`, `repro.load(ref)`, `repro.diff(a, b)`,
+`repro.verify(ref)`, `repro.Run`, `repro.SilentReporter`; they live in repro.api and load on
+first use, so `import repro` stays cheap (no typer, rich, PyYAML or GitPython).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from repro.api import Run, SilentReporter, diff, load, runs
+
+# `verify` is also the name of the module repro/verify.py; that module is callable as the API's
+# verify (see its end), so `repro.verify(...)` works whichever of the two the name holds.
+_API = frozenset({"Run", "SilentReporter", "diff", "load", "runs", "verify"})
+__all__ = ["Run", "SilentReporter", "__version__", "diff", "load", "runs", "verify"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "verify":
+        import importlib
+
+        return importlib.import_module("repro.verify")
+    if name in _API:
+        from repro import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'repro' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

@@ -16,7 +16,7 @@ from repro import errors, ui
 from repro.errors import ExitCode
 
 if TYPE_CHECKING:
-    from repro import store
+    from repro import manifest, store
 
 app = typer.Typer(
     name="repro",
@@ -104,6 +104,8 @@ def run(
         help="K=V label (repeatable).", metavar="K=V")] = None,
     note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
     kill_after: KillAfterOpt = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", help="No summary line on stderr when the run ends.")] = False,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -114,7 +116,7 @@ def run(
 
     Example:
 
-        repro run --seed 3 -- python train.py --lr 0.01 --output checkpoints/
+        repro run --seed 3 --output checkpoints/ -- python train.py --lr 0.01
 
     Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
 
@@ -125,7 +127,7 @@ def run(
     raise typer.Exit(record.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
 
 
 @app.command("runs")
@@ -141,20 +143,8 @@ def runs_cmd(
     """
     from repro import store
 
-    rows: list[dict[str, object]] = []
     runs = store.open_here()
-    for run_id, m in runs.iter_manifests(limit):
-        if isinstance(m, errors.ReproError):
-            rows.append({"run_id": run_id, "status": "unreadable", "started_at": None,
-                         "command": [], "seed": None, "commit": None, "dirty": None,
-                         "metrics": {}, "error": m.message})
-            continue
-        rows.append({"run_id": run_id, "status": m.run.status, "started_at": m.run.started_at,
-                     "duration_s": m.run.duration_s, "command": list(m.command.argv),
-                     "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
-                     "name": m.run.name, "exit_code": m.run.exit_code,
-                     "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict((m.metrics or {}).get("final") or {})})
+    rows = store.run_rows(runs, limit)
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:
@@ -181,7 +171,24 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
     if as_json:
         ui.print_json(manifest.to_dict(m))
     else:
-        ui.show_run(m, str(path.parent))
+        ui.show_run(m, str(path.parent), _series_of(m, path.parent))
+
+
+def _series_of(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
+    """The run's metric series (its JSON-lines file in the run directory), for a curve."""
+    from repro.capture import metrics
+
+    name = (m.metrics or {}).get("series")
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        return {}
+    return metrics.series_values(run_dir / name)
+
+
+def _series(runs: store.Store, ref: str) -> dict[str, list[float]]:
+    from repro import store
+
+    path = runs.resolve(ref)
+    return _series_of(store.load_manifest(path), path.parent)
 
 
 Rtol = Annotated[float | None, typer.Option(
@@ -227,7 +234,9 @@ def diff(
     elif as_markdown:
         sys.stdout.write(diffview.markdown(report, show_all=show_all, sections=names))
     else:
-        diffview.render(report, ui.out_console(), show_all=show_all, sections=names)
+        curves = (_series(runs, left), _series(runs, right))
+        diffview.render(report, ui.out_console(), show_all=show_all, sections=names,
+                        curves=curves)
     # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
     changed = any(report.sections[n].changed for n in names)
     raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
@@ -255,6 +264,9 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
 def doctor(as_json: JsonFlag = False) -> None:
     """Report determinism hazards of this project and machine. Exit 0 none, 1 hazards, 2 trouble.
 
+    Notes (hazards that `repro run` neutralises itself, such as unpinned threads) are listed
+    but do not make it exit 1.
+
     Example:
 
         repro doctor --json | jq -r '.hazards[].code'
@@ -266,7 +278,7 @@ def doctor(as_json: JsonFlag = False) -> None:
         ui.print_json({"schema": "repro/doctor/v1", "hazards": [h.to_dict() for h in hazards]})
     else:
         ui.hazards(hazards)
-    raise typer.Exit(ExitCode.DIFFERENT if hazards else ExitCode.OK)
+    raise typer.Exit(ExitCode.DIFFERENT if doctor_mod.failing(hazards) else ExitCode.OK)
 
 
 @app.command()

@@ -10,7 +10,7 @@ import dataclasses
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,17 @@ class Hazard:
     code: str  # stable identifier for scripts: "no-lockfile", "dirty-tree", ...
     message: str
     hint: str
+    # "hazard": `repro run` would record a run that may not reproduce; "note": a hazard for
+    # commands run without repro, which `repro run` neutralises itself (unpinned threads).
+    severity: str = "hazard"
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+
+def failing(found: Sequence[Hazard]) -> bool:
+    """Whether `repro doctor` exits 1: notes alone do not fail it."""
+    return any(h.severity != "note" for h in found)
 
 
 def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> list[Hazard]:
@@ -76,7 +84,8 @@ def _environment_hazards(env: Mapping[str, str]) -> list[Hazard]:
         found.append(Hazard(
             "threads-unpinned", f"{', '.join(unpinned)} not set: outside repro, the thread "
                                 "count (and so float reduction order on CPU) follows the machine",
-            "`repro run` pins them (--threads N); set them in scripts that run without repro"))
+            "`repro run` pins them (--threads N); set them in scripts that run without repro",
+            severity="note"))
     if env.get("NVIDIA_TF32_OVERRIDE") == "1" or env.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") == "1":
         found.append(Hazard(
             "tf32-forced", "TF32 is forced on (NVIDIA_TF32_OVERRIDE=1 or "

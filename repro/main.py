@@ -38,6 +38,7 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--tag": ("tag", "list"),
     "--note": ("note", "str"),
     "--kill-after": ("kill_after", "float"),
+    "--quiet": ("quiet", "flag"),
 }
 _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, 4096)}  # as config.MAX_SEED/MAX_THREADS
 

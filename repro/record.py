@@ -88,14 +88,18 @@ def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
-                     kill_after: float | None = None) -> int:
+                     kill_after: float | None = None, quiet: bool = False) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
         note=note, kill_after=kill_after)
-    return execute(request, reporter).exit_code
+    outcome = execute(request, reporter)
+    finished = None if quiet else getattr(reporter, "finished", None)
+    if finished is not None:  # the CLI's reporter ends the run with a summary line
+        finished(outcome)
+    return outcome.exit_code
 
 
 def parse_tags(items: Sequence[str]) -> dict[str, str]:
@@ -140,6 +144,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
     _check_results_inside(req, cfg, root)
+    _explicit_inputs(req, cfg, root)
     if cfg.metric_patterns:  # a bad pattern refuses the run now, not after hours of training
         from repro.capture import metrics
 
@@ -639,12 +644,10 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     return dataclasses.replace(code, patch=patch_section, untracked=tuple(untracked))
 
 
-def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[str], list[str]]:
-    """(every input path, the ones found in argv alone): relative to the root.
+def _explicit_inputs(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    """`--data` and the configuration's inputs; DataError for one that does not exist.
 
-    A path named in argv that is a declared output or the metrics file (or inside one) is a
-    result, not an input. The argv-only ones are watched while the command runs: one it
-    writes is recorded as an output instead (see _after_child).
+    Also checked before the run directory is created: a refused run is not a run.
     """
     explicit = [_rel(_under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
     for p in explicit:
@@ -656,6 +659,17 @@ def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[
             raise errors.DataError(f"input {bounded.show_path(p)} {what}",
                                    hint="check the --data path (relative to the current "
                                         "directory)") from e
+    return explicit
+
+
+def _input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[str], list[str]]:
+    """(every input path, the ones found in argv alone): relative to the root.
+
+    A path named in argv that is a declared output or the metrics file (or inside one) is a
+    result, not an input. The argv-only ones are watched while the command runs: one it
+    writes is recorded as an output instead (see _after_child).
+    """
+    explicit = _explicit_inputs(req, cfg, root)
     results = _result_paths(req, cfg, root)
     named = [p for p in data.argv_paths(req.argv, req.cwd, root) if not _covered(p, results)]
     tracked = git.tracked(root, named)

@@ -46,7 +46,7 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     else:
         lines.append("# lockfile: requirements.lock   # none found: `pip freeze > requirements.lock`")
     lines.append("determinism: strict   # off | seed | warn | strict")
-    lines.append("# seed: 1234           # default: a fresh random seed per run, recorded")
+    lines.append("seed: 42              # every run's seed, so runs repeat; --seed N varies it")
     for key, values in (("data", data), ("outputs", outputs)):
         if values:
             found[key] = values

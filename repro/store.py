@@ -224,3 +224,24 @@ def _still_running(m: manifest.Manifest) -> bool:
         pass  # exists, owned by someone else
     # A pid can be reused after a reboot or a long time: the start time must match too.
     return m.run.pid_start is None or process_start_ticks(pid) == m.run.pid_start
+
+
+def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
+    """One summary row per run, newest first: the rows of `repro runs --json` (design §3).
+
+    A run whose manifest cannot be read is a row with status `unreadable` and the error.
+    """
+    rows: list[dict[str, object]] = []
+    for run_id, m in runs.iter_manifests(limit):
+        if isinstance(m, errors.ReproError):
+            rows.append({"run_id": run_id, "status": "unreadable", "started_at": None,
+                         "command": [], "seed": None, "commit": None, "dirty": None,
+                         "metrics": {}, "error": m.message})
+            continue
+        rows.append({"run_id": run_id, "status": m.run.status, "started_at": m.run.started_at,
+                     "duration_s": m.run.duration_s, "command": list(m.command.argv),
+                     "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
+                     "name": m.run.name, "exit_code": m.run.exit_code,
+                     "replay_of": m.run.replay_of, "started_by": m.run.started_by,
+                     "metrics": dict((m.metrics or {}).get("final") or {})})
+    return rows

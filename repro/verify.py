@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,15 @@ def junit(report: Report) -> str:
     return judge.junit_xml(run_id=report.run, verdict=report.verdict, checks=report.checks,
                            duration_s=report.duration_s)
 
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: `repro.verify(ref, ...)` is the Python API's verify (repro.api)."""
+
+    def __call__(self, ref: Any, root: Any = ".", **options: Any) -> Report:
+        from repro import api
+
+        return api.verify(ref, root, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -217,6 +217,7 @@ def test_sigkill_of_the_group_leaves_an_abandoned_run(repo: Path,
     assert [r["status"] for r in runs] == ["abandoned"]
 
 
+@pytest.mark.slow
 def test_concurrent_runs_get_distinct_valid_manifests(repo: Path) -> None:
     procs = [repro_proc(repo, "run", "--seed", str(i), "--", PYTHON, "train.py")
              for i in range(8)]
@@ -325,6 +326,7 @@ def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyP
     assert len(saved) == 1 and "ZeroDivisionError" in saved[0].read_text()
 
 
+@pytest.mark.slow
 def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     """torch/numpy must never load in repro; GitPython would cost ~110 ms on the hot path."""
     probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--', sys.executable, "
@@ -343,6 +345,7 @@ def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixtu
     assert hook["ran"] is False and "-I" in hook["reason"]
 
 
+@pytest.mark.slow
 def test_script_seeds_and_determinism_off_land_in_the_manifest(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "t.py").write_text(
@@ -364,6 +367,7 @@ def test_script_seeds_and_determinism_off_land_in_the_manifest(
     assert "torch.manual_seed(42)" in shown and "overrides repro's seed" in shown
 
 
+@pytest.mark.slow
 def test_unseeded_torch_script_reproduces_through_repro_run(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "t.py").write_text("import torch\nprint(torch.randn(3).tolist())\n")
@@ -490,3 +494,70 @@ def test_results_outside_the_repository_are_refused_before_the_run(
     assert main(["run", flag, str(tmp_path / "elsewhere"), "--", PYTHON, "-c", "pass"]) == 125
     assert "is outside the repository" in capfd.readouterr().err
     assert not (repo / ".repro" / "runs").exists()
+
+
+def test_run_ends_with_one_summary_line_unless_quiet(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--seed", "7", "--", PYTHON, "-c", "import sys; sys.exit(4)"]) == 4
+    err = capfd.readouterr().err
+    run_id = only_run(repo).name
+    assert err.splitlines() == [
+        f"repro: run {run_id} failed (exit 4) in {err.split(' in ')[1].split(',')[0]}, "
+        f"seed 7; details: repro show {run_id}"]
+    assert err.split(" in ")[1].split(",")[0].endswith("s")  # the duration, e.g. 0.3s
+    assert main(["run", "--quiet", "--seed", "7", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr() == ("hello\n", "")
+    # The typer command (for anything the fast parser leaves to it) prints it and takes --quiet.
+    from repro import cli
+
+    assert cli.dispatch(["run", "--seed", "7", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr().err.startswith("repro: run ")
+    assert cli.dispatch(["run", "--quiet", "--", PYTHON, "train.py"]) == 0
+    assert capfd.readouterr() == ("hello\n", "")
+
+
+def test_listings_piped_keep_each_row_on_one_line(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("COLUMNS")  # piped, as `repro runs | grep`: no terminal width to fit
+    long_arg = "loss=0.00160008 " + "x" * 100
+    assert main(["run", "--quiet", "--", PYTHON, "-c", "pass", long_arg]) == 0
+    capfd.readouterr()
+    assert main(["runs"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    assert len(out) == 2 and long_arg in out[1], out
+    assert main(["show", "latest"]) == 0
+    assert any(long_arg in line for line in capfd.readouterr().out.splitlines())
+
+
+def test_a_run_refused_before_it_starts_is_not_listed(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--data", "missing/", "--", PYTHON, "train.py"]) == 125
+    err = capfd.readouterr().err
+    assert "error: input missing does not exist" in err and "repro: run" not in err
+    assert main(["runs"]) == 0
+    assert "no runs yet" in capfd.readouterr().err
+
+
+def test_show_draws_a_curve_of_the_metric_series(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "log.py").write_text(
+        "import json, os, sys\n"
+        "with open(os.environ['REPRO_METRICS_FILE'], 'a') as f:\n"
+        "    for step in range(8):\n"
+        "        f.write(json.dumps({'step': step, 'loss': float(sys.argv[1]) / (step + 1)})"
+        " + '\\n')\n")
+    git(repo, "add", "log.py")
+    git(repo, "commit", "-qm", "log")
+    assert main(["run", "--quiet", "--", PYTHON, "log.py", "1"]) == 0
+    capfd.readouterr()
+    assert main(["show", "latest"]) == 0
+    curve = [line.rstrip() for line in capfd.readouterr().out.splitlines()
+             if line.startswith("curve")]
+    assert curve == ["curve        loss  █▄▃▂▂▁▁▁  1 → 0.125"], curve
+    # Two runs: both curves on one scale, under the metrics that differ.
+    assert main(["run", "--quiet", "--", PYTHON, "log.py", "0.5"]) == 0
+    capfd.readouterr()
+    assert main(["diff", "latest~1", "latest"]) == 1
+    out = [line.rstrip() for line in capfd.readouterr().out.splitlines()]
+    at = out.index("curves  a over b, one scale per metric")
+    assert out[at + 1:at + 3] == ["loss  a █▄▃▂▂▂▂▁", "      b ▄▂▂▁▁▁▁▁"], out

@@ -33,6 +33,20 @@ def test_doctor_clean_project_exits_0(repo: Path, pinned: None,
     assert "no determinism hazards found" in capsys.readouterr().out
 
 
+def test_doctor_unpinned_threads_are_a_note_not_a_failure(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for key in PINNED:  # a fresh shell: `repro run` pins these itself
+        monkeypatch.delenv(key, raising=False)
+    assert main(["doctor", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(h["code"], h["severity"]) for h in doc["hazards"]] == [("threads-unpinned", "note")]
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("note (threads-unpinned) ")
+    assert text.splitlines()[-1] == (
+        "no determinism hazards found (1 note on what `repro run` takes care of)")
+
+
 def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (repo / "requirements.lock").write_text("pyyaml==0.0.1\n")
@@ -58,7 +72,7 @@ def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
     assert str(site / "sitecustomize.py") in found["sitecustomize"]
     assert main(["doctor"]) == 1
     text = capsys.readouterr().out
-    assert "hint:" in text and "hazards found" in text
+    assert "hint:" in text and text.splitlines()[-1] == "9 hazards found, 1 note"
 
 
 def test_doctor_missing_lockfile(repo: Path, pinned: None,
@@ -96,6 +110,7 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
 
     cfg = config.load(repo)  # the starter file is valid configuration
     assert cfg.data == ("data/",) and cfg.lockfile == "requirements.lock"
+    assert cfg.seed == 42  # a fixed seed: two plain runs are the same run
     assert main(["init"]) == 2
     assert "repro.yaml already exists" in capfd.readouterr().err
     assert main(["init", "--force"]) == 0

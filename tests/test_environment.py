@@ -138,3 +138,15 @@ def test_allowed_env_drops_secrets_and_unlisted() -> None:
     out = envmod.allowed_env(env, extra=["MY*"])
     assert out == {"CUDA_VISIBLE_DEVICES": "0", "TORCH_HOME": "/x",
                    "HF_ENDPOINT": "https://hf.co/x", "MYVAR": "1"}
+
+
+@pytest.mark.parametrize("pattern", ["TORCH_*", "RANK", "MY*VAR", "A?C", "[AB]C", "X*", "*"])
+@pytest.mark.parametrize("name", ["TORCH_HOME", "RANK", "LOCAL_RANK", "MY_VAR", "ABC", "BC",
+                                  "X", "torch_home", "TORCH_"])
+def test_glob_match_is_fnmatchcase(pattern: str, name: str) -> None:
+    import fnmatch
+
+    assert envmod._glob_matcher([pattern])(name) == fnmatch.fnmatchcase(name, pattern)
+    patterns = ["RANK", "TORCH_*", "A?C", pattern]
+    assert envmod._glob_matcher(patterns)(name) == any(
+        fnmatch.fnmatchcase(name, p) for p in patterns)

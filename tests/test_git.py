@@ -122,3 +122,20 @@ def test_tracked_filters_paths(repo: Path) -> None:
     (repo / "data").mkdir()
     (repo / "data" / "big.csv").write_text("1")
     assert git.tracked(repo, ["train.py", "data/big.csv", "data"]) == {"train.py"}
+
+
+def test_in_index_reads_gits_index_and_leaves_the_rest_to_git(repo: Path) -> None:
+    (repo / "sub").mkdir()
+    (repo / "sub" / "requirements.lock").write_text("x==1\n")
+    (repo / "ignored.lock").write_text("")
+    (repo / ".gitignore").write_text(".repro/\nignored.lock\n")
+    run_git(repo, "add", "sub", ".gitignore")
+    run_git(repo, "commit", "-qm", "sub")
+    assert git._in_index(repo, "requirements.lock")
+    assert git._in_index(repo, "sub/requirements.lock")
+    for path in ("ignored.lock", "lock", "sub", "requirements", "sub/requirements.loc"):
+        assert not git._in_index(repo, path), path
+        assert git.is_tracked(repo, path) is (path == "sub"), path  # git: a dir with files
+    run_git(repo, "update-index", "--index-version", "4")  # prefix-compressed names: ask git
+    assert not git._in_index(repo, "requirements.lock")
+    assert git.is_tracked(repo, "sub/requirements.lock")

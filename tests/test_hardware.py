@@ -30,63 +30,98 @@ class NVMLError(Exception):
 
 
 class FakeNVML:
-    """Stands in for the pynvml module: three GPUs, the last one split into MIG instances."""
+    """Stands in for the pynvml module: three GPUs, the last one split into MIG instances.
+
+    Stricter than NVML about threads: one nvmlShutdown ends every session (no reference
+    count) and a query outside a session raises, so threads whose init..shutdown sessions
+    overlap break each other, as with a library that is not thread-safe. `pause` widens each
+    query so that overlapping sessions really interleave; `max_sessions` counts the most open
+    at once.
+    """
 
     NVMLError = NVMLError
 
-    def __init__(self, *, fail_init: bool = False, broken_name: int | None = None) -> None:
+    def __init__(self, *, fail_init: bool = False, broken_name: int | None = None,
+                 pause: float = 0.0) -> None:
         self.fail_init = fail_init
         self.broken_name = broken_name
+        self.pause = pause
         self.calls = {"init": 0, "shutdown": 0}
         self.lock = threading.Lock()
+        self.initialized = False
+        self.sessions = 0
+        self.max_sessions = 0
+
+    def _query(self) -> None:
+        if self.pause:
+            time.sleep(self.pause)
+        if not self.initialized:
+            raise NVMLError("Uninitialized")
 
     def nvmlInit(self) -> None:
         if self.fail_init:
             raise NVMLError("Driver Not Loaded")
         with self.lock:
             self.calls["init"] += 1
+            self.initialized = True
+            self.sessions += 1
+            self.max_sessions = max(self.max_sessions, self.sessions)
 
     def nvmlShutdown(self) -> None:
         with self.lock:
             self.calls["shutdown"] += 1
+            self.initialized = False
+            self.sessions -= 1
 
     def nvmlSystemGetDriverVersion(self) -> bytes:
+        self._query()
         return b"550.54.15"  # older nvidia-ml-py versions return bytes
 
     def nvmlSystemGetCudaDriverVersion(self) -> int:
+        self._query()
         return 12040
 
     def nvmlDeviceGetCount(self) -> int:
+        self._query()
         return 3
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
+        self._query()
         return ("gpu", index)
 
     def nvmlDeviceGetName(self, handle: Any) -> str:
+        self._query()
         if handle[1] == self.broken_name:
             raise NVMLError("Not Supported")
         names = ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"]
         return names[int(handle[1])]
 
     def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        self._query()
         return MIG_UUID if handle[0] == "mig" else UUIDS[handle[1]]
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any) -> Any:
+        self._query()
         return SimpleNamespace(total=[85899345920, 85899345920, 42949672960][handle[1]])
 
     def nvmlDeviceGetCudaComputeCapability(self, handle: Any) -> tuple[int, int]:
+        self._query()
         return (9, 0) if handle[1] < 2 else (8, 0)
 
     def nvmlDeviceGetPciInfo(self, handle: Any) -> Any:
+        self._query()
         return SimpleNamespace(busId=f"00000000:{0x17 + handle[1]:02X}:00.0".encode())
 
     def nvmlDeviceGetMigMode(self, handle: Any) -> tuple[int, int]:
+        self._query()
         return (1, 1) if handle[1] == 2 else (0, 0)
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> int:
+        self._query()
         return 2
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Any, index: int) -> Any:
+        self._query()
         if index == 1:
             raise NVMLError("Not Found")  # an empty MIG slot
         return ("mig", handle[1], index)
@@ -207,20 +242,30 @@ def test_collect_tolerates_one_failing_query(monkeypatch: pytest.MonkeyPatch) ->
     assert gpus[1]["uuid"] == UUIDS[1]
 
 
-def test_collect_is_thread_safe(fake_nvml: FakeNVML) -> None:
+def test_collect_is_thread_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Eight threads enter collect 10 ms apart; each query pauses, so sessions that are not
+    # serialised overlap for real, and one thread's shutdown breaks another's queries.
+    fake = FakeNVML(pause=0.002)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    alone = hardware.collect({"CUDA_VISIBLE_DEVICES": "1"})
+    assert alone["nvml_error"] is None and all(g["name"] for g in alone["gpus"])
     results: list[dict[str, Any]] = []
+    start = threading.Barrier(8)
 
-    def work() -> None:
+    def work(index: int) -> None:
+        start.wait(timeout=60)
+        time.sleep(index * 0.01)
         results.append(hardware.collect({"CUDA_VISIBLE_DEVICES": "1"}))
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert len(results) == 8
-    assert all(r["gpus"] == results[0]["gpus"] for r in results)
-    assert fake_nvml.calls == {"init": 8, "shutdown": 8}
+    assert all(r["gpus"] == alone["gpus"] and r["nvml_error"] is None for r in results)
+    assert fake.calls == {"init": 9, "shutdown": 9}
+    assert fake.max_sessions == 1
 
 
 @pytest.mark.gpu

@@ -227,6 +227,36 @@ def test_hook_strict_training_is_bitwise_identical(tmp_path: Path) -> None:
     print(f"seed level, two runs bitwise equal: {seed_a.out == seed_b.out}")  # pytest -rP
 
 
+INDUCTOR_SCRIPT = """\
+import sys
+import torch
+print("enabled", torch.are_deterministic_algorithms_enabled())
+print("warn_only", torch.is_deterministic_algorithms_warn_only_enabled())
+print("compiler loaded at start", "torch._inductor.config" in sys.modules)
+import torch._inductor.config
+print("inductor", torch._inductor.config.deterministic)
+"""
+
+
+@pytest.mark.slow
+@needs_torch
+@pytest.mark.parametrize("level", ["strict", "warn"])
+def test_hook_deterministic_without_loading_the_compiler(tmp_path: Path, level: str) -> None:
+    # The hook turns deterministic algorithms on without `import torch._inductor.config`
+    # (over a second); inductor gets its flag once the program loads it, from the hook and
+    # not only from TORCHINDUCTOR_DETERMINISTIC, which the user may have set to 0.
+    argv = [PY, str(script(tmp_path, "inductor.py", INDUCTOR_SCRIPT))]
+    ran = ok(run(tmp_path, argv, level=level, extra={"TORCHINDUCTOR_DETERMINISTIC": "0"}))
+    assert ran.out.splitlines() == [
+        "enabled True", f"warn_only {level == 'warn'}", "compiler loaded at start False",
+        "inductor True"]
+    assert ran.top()["torch_settings"]["inductor.deterministic"] is True
+    assert ran.summary()["overridden"] == []
+    plain = ok(run_plain(tmp_path, argv, {"TORCHINDUCTOR_DETERMINISTIC": "0"}))
+    assert plain.out.splitlines()[0] == "enabled False"
+    assert plain.out.splitlines()[-1] == "inductor False"
+
+
 PUT_SCRIPT = """\
 import torch
 values = torch.zeros(8)
@@ -294,7 +324,9 @@ def test_hook_flags_script_that_turns_determinism_off(tmp_path: Path) -> None:
     assert summary["script_seeds"] == [
         {"call": "torch.manual_seed", "value": 42, "caller": "__main__"}]
     assert summary["deterministic_algorithms"] is False
-    assert summary["overridden"] == ["cudnn.benchmark", "deterministic_algorithms"]
+    # use_deterministic_algorithms(False) also loads torch's compiler and turns its flag off.
+    assert summary["overridden"] == ["cudnn.benchmark", "deterministic_algorithms",
+                                     "inductor.deterministic"]
 
 
 LIGHTNING_PACKAGE = {
@@ -488,8 +520,10 @@ def test_hook_lists_packages_as_importlib_metadata_does(tmp_path: Path) -> None:
     body = """\
         import json, re
         from importlib import metadata
-        print(json.dumps({re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
-                          for d in metadata.distributions()}))
+        found = {}  # the first of two copies on sys.path wins, as in metadata.version()
+        for d in metadata.distributions():
+            found.setdefault(re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(), d.version)
+        print(json.dumps(found))
         """
     ran = ok(run(tmp_path, [PY, str(script(tmp_path, "meta.py", body))]))
     assert ran.top()["packages"] == json.loads(ran.out)

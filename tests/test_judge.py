@@ -407,6 +407,7 @@ def test_outputs_npz_with_different_keys_is_different(runs: tuple[Run, Run]) -> 
                         "only in the replay's: c, s")
 
 
+@pytest.mark.slow
 def test_outputs_torch_state_dicts_saved_under_other_names(runs: tuple[Run, Run]) -> None:
     import torch
 

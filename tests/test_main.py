@@ -36,6 +36,7 @@ def test_fast_parser_knows_exactly_the_typer_options() -> None:
      "--metrics", "m.json", "--name", "n", "--tag", "a=1", "--tag", "b=2", "--note", "hi",
      "./train.sh"],
     ["run", "--seed", "4294967295", "x"],
+    ["run", "--quiet", "--", "python", "t.py"],
     ["run", "--kill-after", "2.5", "--", "python", "t.py"],
     ["run", "--kill-after=0.5", "x"],
 ])
@@ -82,3 +83,19 @@ def test_every_command_has_help_with_an_example(command: str,
     assert main.main([command, "--help"]) == 0
     out = capfd.readouterr().out
     assert "Example" in out, out
+
+
+def test_run_help_example_gives_repro_its_own_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["run", "--help"]) == 0
+    examples = [line.strip() for line in capsys.readouterr().out.splitlines()
+                if line.strip().startswith("repro run ")]
+    assert examples
+    parsed_all = []
+    for example in examples:
+        parsed = main.parse_run(example.split()[1:])
+        assert parsed is not None, example
+        # Options repro declares are repro's, not the script's: none of them after the command.
+        assert not set(parsed["cmd"]) & set(main.RUN_OPTIONS), example
+        parsed_all.append(parsed)
+    assert any(p.get("output") == ["checkpoints/"] for p in parsed_all), examples

@@ -255,3 +255,31 @@ def test_collect_metrics_file_outside_root_is_named_absolutely(run: Path,
                               patterns=[], root=run)
     assert section["source"] == str(outside)
     assert section["final"] == {"score": 3}
+
+
+def test_collect_warns_about_a_pattern_that_never_matched(run: Path) -> None:
+    section = metrics.collect(metrics_file=None, series_file=None,
+                              log_file=run / ".repro" / "runs" / "r1" / "stdout.log",
+                              patterns=[r"loss=(?P<loss>\S+)", r"acuracy=(?P<acc>\S+)"],
+                              root=run)
+    assert section["final"] == {"loss": 0.9}
+    assert section["warnings"] == [
+        "metric pattern 'acuracy=(?P<acc>\\\\S+)' matched nothing the command printed"]
+
+
+def test_series_values_thins_long_series_keeping_both_ends(tmp_path: Path) -> None:
+    lines = "".join(f'{{"step": {i}, "loss": {i}, "tag": "x"}}\n' for i in range(1000))
+    series = metrics.series_values(write(tmp_path / "m.jsonl", lines + "garbage\n"), points=50)
+    assert list(series) == ["loss"]  # numbers only; the step is the x axis
+    values = series["loss"]
+    assert len(values) == 50 and values[0] == 0.0 and values[-1] >= 990
+    assert values == sorted(values)
+    assert metrics.series_values(tmp_path / "missing.jsonl") == {}
+
+
+def test_sparkline() -> None:
+    from repro import ui
+
+    assert ui.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+    assert ui.sparkline([2.0, 2.0]) == "▁▁"
+    assert ui.sparkline([1.0, float("nan"), 3.0]) == "▁·█"

@@ -36,11 +36,36 @@ def test_run_ids_sort_by_time_and_never_collide() -> None:
     assert all(later > i for i in ids)
 
 
-def test_create_run_dir_retries_on_collision(tmp_path: Path) -> None:
+def test_create_run_dir_makes_distinct_directories_at_one_instant(tmp_path: Path) -> None:
     s = store.Store(root=tmp_path, home=tmp_path / ".repro")
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     made = {s.create_run_dir(now)[0] for _ in range(50)}
     assert len(made) == 50
+
+
+def test_create_run_dir_retries_on_collision(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first id drawn is one another run already holds: a real mkdir collision, so the
+    # retry branch runs; the other run's directory is left exactly as it was.
+    s = store.Store(root=tmp_path, home=tmp_path / ".repro")
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    taken = store.new_run_id(now)
+    (s.runs_dir / taken).mkdir(parents=True)
+    (s.runs_dir / taken / "manifest.yaml").write_text("theirs\n")
+    draws: list[dt.datetime | None] = []
+    real_new_run_id = store.new_run_id
+
+    def first_draw_collides(when: dt.datetime | None = None) -> str:
+        draws.append(when)
+        return taken if len(draws) == 1 else real_new_run_id(when)
+
+    monkeypatch.setattr(store, "new_run_id", first_draw_collides)
+    run_id, path = s.create_run_dir(now)
+    assert len(draws) == 2 and draws[0] == now  # drew again after the collision
+    assert run_id != taken and store.RUN_ID_RE.match(run_id)
+    assert path == s.runs_dir / run_id and path.is_dir() and not any(path.iterdir())
+    assert [p.name for p in (s.runs_dir / taken).iterdir()] == ["manifest.yaml"]
+    assert (s.runs_dir / taken / "manifest.yaml").read_text() == "theirs\n"
 
 
 @pytest.mark.parametrize(("ref", "expected"), [

@@ -65,7 +65,11 @@ def test_render_same_runs_verdict_only() -> None:
     text = rendered(SAME)
     assert lines(text)[0] == "same recipe, same results"
     assert row(text, "id", "20261123T142501.123456Z-3f2a", "20261124T090000.000001Z-9c1d")
-    assert row(text, "host", "gpu-box-3", "gpu-box-4")  # shown, never counted
+    # Per-run noise (times, host, pid) only with --all: every two runs differ there.
+    assert len(lines(text)) == 4 and "host" not in text and "pid" not in text
+    assert row(rendered(SAME, show_all=True), "host", "gpu-box-3", "gpu-box-4")
+    assert "host" not in ui_diff.markdown(SAME)
+    assert "host" in ui_diff.markdown(SAME, show_all=True)
     for name in compare.SECTIONS:
         assert f"{name}  " not in text
 
@@ -179,6 +183,7 @@ def test_render_many_packages_are_capped() -> None:
     ({"kind": "file", "hash": "blake3:aa", "size": 2048}, "blake3:aa  2.0 KiB"),
     ({"kind": "dir", "hash": "blake3:aa", "size": 10, "files": 1200},
      "dir  blake3:aa  1,200 files  10 B"),
+    ({"kind": "dir", "hash": "blake3:aa", "size": 10, "files": 1}, "dir  blake3:aa  1 file  10 B"),
     ({"kind": "symlink", "target": "../x"}, "symlink → ../x"),
     ({"kind": "missing"}, "missing"),
     ([], "(none)"),
@@ -199,7 +204,8 @@ def test_markdown_same() -> None:
     md = ui_diff.markdown(SAME)
     assert md.startswith("**repro diff**: same recipe, same results\n")
     assert "| run | a | b |" in md
-    assert "| host _(not counted)_ | `gpu-box-3` | `gpu-box-4` |" in md
+    assert "| host _(not counted)_ | `gpu-box-3` | `gpu-box-4` |" in ui_diff.markdown(
+        SAME, show_all=True)
     assert "####" not in md
 
 
@@ -246,3 +252,22 @@ def test_markdown_every_table_row_has_its_header_width() -> None:
         width = width or cells
         assert cells == width, line
 
+
+
+def test_counts_take_the_right_number() -> None:
+    from repro import ui
+
+    assert [ui.plural(n, "new run") for n in (0, 1, 2)] == ["0 new runs", "1 new run",
+                                                             "2 new runs"]
+    assert ui._entry_text({"kind": "dir", "hash": "blake3:aa", "files": 1, "size": 3}) == (
+        "blake3:aa (1 file, 3 B)")
+
+
+def test_relative_change_from_near_zero_is_not_a_percentage() -> None:
+    a = run(metrics={"final": {"grad_norm": 1e-9, "loss": 0.5}})
+    b = run(run={"run_id": "B-run"}, metrics={"final": {"grad_norm": 0.6119, "loss": 0.25}})
+    report = compare.diff_runs(a, b)
+    text = rendered(report)
+    assert row(text, "grad_norm", "1e-09", "0.6119", "+0.6119", "n/a")
+    assert row(text, "loss", "0.5", "0.25", "-0.25", "-50.000%")
+    assert "61189999" not in text and "n/a" in ui_diff.markdown(report)

@@ -226,7 +226,43 @@ def tracked(root: Path, paths: Sequence[str]) -> set[str]:
 
 
 def is_tracked(root: Path, path: str) -> bool:
+    if _in_index(root, path):  # the common case, without starting git (before every run)
+        return True
     return bool(_git(root, "ls-files", "--error-unmatch", "--", path, check=False).returncode == 0)
+
+
+INDEX_READ_MAX = 8 * 1024 * 1024  # a larger index is left to git
+
+
+def _in_index(root: Path, path: str) -> bool:
+    """True when git's index (version 2 or 3) has a stage-0 entry named `path`.
+
+    False means "not known here" (another index version, a split index, a worktree's
+    `.git` file, a large index): the caller asks git. An entry is its flags (whose low 12
+    bits hold the name's length; v3 may add 2 bytes of extended flags) then the name and a NUL.
+    """
+    index = root / ".git" / "index"
+    try:
+        if index.stat().st_size > INDEX_READ_MAX:
+            return False
+        data = index.read_bytes()
+    except OSError:
+        return False
+    if data[:4] != b"DIRC" or int.from_bytes(data[4:8], "big") not in (2, 3):
+        return False
+    name = path.encode("utf-8", "surrogateescape") + b"\0"
+    length = min(len(name) - 1, 0xFFF)
+    at = data.find(name, 12)
+    while at >= 0:
+        for flags_at, extended in ((at - 2, False), (at - 4, True)):
+            if flags_at < 12:
+                continue
+            flags = int.from_bytes(data[flags_at:flags_at + 2], "big")
+            if (flags & 0xFFF == length and bool(flags & 0x4000) == extended
+                    and flags & 0x3000 == 0):
+                return True
+        at = data.find(name, at + 1)
+    return False
 
 
 def changed_files(root: Path, a: str, b: str) -> list[tuple[str, str]]:

@@ -190,9 +190,15 @@ def collect(*, metrics_file: Path | None, series_file: Path | None, log_file: Pa
     steps = 0
     if log_file is not None and patterns:
         try:
-            final.update(scan_log(log_file, patterns))
+            scanned = scan_log(log_file, patterns)
         except errors.DataError as e:
             warnings.append(e.message)
+        else:
+            final.update(scanned)
+            for pattern, rx in zip(patterns, compile_patterns(patterns), strict=True):
+                if not set(rx.groupindex) & set(scanned):  # a typo records nothing, silently
+                    warnings.append(f"metric pattern {pattern!r} matched nothing the command "
+                                    "printed")
     if series_file is not None and series_file.exists():
         try:
             values, steps, bad = _read_series(series_file)
@@ -273,3 +279,43 @@ def _rel(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except (ValueError, OSError):
         return str(path)
+
+
+def series_values(path: Path, points: int = 60) -> dict[str, list[float]]:
+    """Each numeric name's values in a JSON-lines series, thinned to at most `points`.
+
+    For the curve `repro show` draws: a long series keeps every k-th record (k doubling as it
+    grows), so memory stays bounded however long the run logged. Unreadable lines are
+    skipped; a missing or unreadable file gives nothing.
+    """
+    kept: dict[str, list[float]] = {}
+    stride, seen = 1, 0
+    try:
+        with bounded.open_regular(path, errors.DataError, "metrics series") as f:
+            for _, line, state in _lines(f):
+                text = line.strip()
+                record = _json_line(text) if text and state != _OVERLONG else None
+                if not isinstance(record, Mapping):
+                    continue
+                seen += 1
+                if (seen - 1) % stride:
+                    continue
+                flat: dict[str, Scalar] = {}
+                _flatten({k: v for k, v in record.items() if k != "step"}, "", flat)
+                for name, value in flat.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        kept.setdefault(name, []).append(float(value))
+                if any(len(v) > 2 * points for v in kept.values()):
+                    stride *= 2
+                    kept = {k: v[::2] for k, v in kept.items()}
+    except (OSError, errors.DataError):
+        return {}
+    return {k: _thin(v, points) for k, v in kept.items()}
+
+
+def _thin(values: list[float], points: int) -> list[float]:
+    """At most `points` of `values`, evenly spaced, first and last kept."""
+    if len(values) <= points or points < 2:
+        return values[:max(points, 1)] if points < 2 else values
+    last = len(values) - 1
+    return [values[round(i * last / (points - 1))] for i in range(points)]

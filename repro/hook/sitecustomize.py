@@ -58,6 +58,8 @@ LIBRARY_PACKAGES = frozenset(
 LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")
 # Modules the hook must see imported to seed them; one imported behind its back is reported.
 WATCHED_SEEDABLE = ("random", "numpy", "torch", "tensorflow")
+# Where torch's compiler keeps its deterministic flag (`deterministic`, torch >= 2.1).
+INDUCTOR_CONFIG = "torch._inductor.config"
 # torch's message for an op without a deterministic implementation (torch >= 1.8):
 # "<op> does not have a deterministic implementation, but you set
 #  'torch.use_deterministic_algorithms(True)'. ..."
@@ -272,14 +274,25 @@ class Hook:
             self.seeded.append("torch")
         if self.deterministic:
             warn_only = self.level == "warn"
+            # torch.use_deterministic_algorithms(True) is this C call plus
+            # `torch._inductor.config.deterministic = True`, and importing that config costs
+            # over a second. TORCHINDUCTOR_DETERMINISTIC=1 (injected) makes inductor start
+            # deterministic, and on_inductor_config sets the flag if the program loads it.
             if self.attempt("torch deterministic algorithms", lambda: (
-                    torch.use_deterministic_algorithms(True, warn_only=warn_only))):
+                    torch._C._set_deterministic_algorithms(True, warn_only=warn_only))):
                 self.expected["deterministic_algorithms"] = True
                 self.expected["deterministic_warn_only"] = warn_only
+                FINDER.watch(INDUCTOR_CONFIG, self.on_inductor_config)
             for name, value in TORCH_SETTINGS.items():
                 if self.attempt(f"torch {name}", _set_dotted, torch, f"backends.{name}", value):
                     self.expected[name] = value
         self.attempt("wrap torch", lambda: self.wrap_torch(torch))
+
+    def on_inductor_config(self, config: ModuleType) -> None:
+        """The program loaded torch's compiler: its deterministic mode, as torch's own call."""
+        if self.attempt("torch inductor deterministic",
+                        lambda: setattr(config, "deterministic", True)):
+            self.expected["inductor.deterministic"] = True
 
     def wrap_torch(self, torch: Any) -> None:
         self.wrap_attribute(torch, "manual_seed", "torch.manual_seed")
@@ -451,6 +464,9 @@ class Hook:
             for part in name.split("."):
                 owner = getattr(owner, part, None)
             actual[name] = owner if owner is None else bool(owner)
+        inductor = sys.modules.get(INDUCTOR_CONFIG)  # only when the program loaded it
+        if inductor is not None:
+            actual["inductor.deterministic"] = bool(getattr(inductor, "deterministic", False))
         state["deterministic_algorithms"] = actual["deterministic_algorithms"]
         state["torch_settings"] = actual
         # A setting the hook made that the program changed back: the run is less

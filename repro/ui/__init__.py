@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # rich is imported inside the functions that draw: a `repro run` that has nothing to say
 # never pays its ~40 ms import.
 
+PIPE_WIDTH = 10_000  # the console width when output is not a terminal (see _console)
 PROGRESS_AFTER_S = 1.0  # only work that takes longer than this gets a progress bar
 
 
@@ -37,9 +38,19 @@ def _console(stderr: bool) -> Console:
 
     stream = sys.stderr if stderr else sys.stdout
     no_color = bool(os.environ.get("NO_COLOR"))
+    # Piped or redirected, with no COLUMNS to follow: no width to fit, so a table row stays
+    # one line (rich would assume 80 columns and wrap `loss=0.0016` mid-number).
+    width = None if "COLUMNS" in os.environ or _isatty(stream) else PIPE_WIDTH
     # soft_wrap: an `error:` line stays one line however narrow the terminal (grep-able).
     return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True,
-                   force_terminal=None if not no_color else False)
+                   force_terminal=None if not no_color else False, width=width)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def err_console() -> Console:
@@ -85,6 +96,10 @@ class CliReporter:
     def warn(self, message: str, hint: str | None = None) -> None:
         warn(message, hint)
 
+    def finished(self, outcome: Any) -> None:
+        sys.stderr.write(run_summary(outcome.manifest) + "\n")
+        sys.stderr.flush()
+
     @contextlib.contextmanager
     def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:
         console = err_console()
@@ -123,15 +138,36 @@ class CliReporter:
                 bar["p"].stop()
 
 
+def run_summary(m: manifest.Manifest) -> str:
+    """The line `repro run` ends with: plain text, since rich costs ~40 ms to import."""
+    r = m.run
+    status = r.status
+    if r.status == "failed" and r.exit_code is not None:
+        status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
+    return (f"repro: run {r.run_id} {status} in {_duration(r.duration_s)}, seed {m.seed.value};"
+            f" details: repro show {r.run_id}")
+
+
 def hazards(found: Sequence[Any]) -> None:
     c = out_console()
-    if not found:
-        c.print("[green]no determinism hazards found[/]")
-        return
+    real = [h for h in found if getattr(h, "severity", "hazard") != "note"]
     for h in found:
-        c.print(f"[bold yellow]hazard[/] [dim]({escape(h.code)})[/] {escape(h.message)}")
+        label = "[bold yellow]hazard[/]" if h in real else "[cyan]note[/]"
+        c.print(f"{label} [dim]({escape(h.code)})[/] {escape(h.message)}")
         c.print(f"  [yellow]hint:[/] {escape(h.hint)}")
-    c.print(f"{len(found)} hazard{'s' if len(found) != 1 else ''} found")
+    notes = len(found) - len(real)
+    if not real:
+        c.print("[green]no determinism hazards found[/]"
+                + (f" ({plural(notes, 'note')} on what `repro run` takes care of)"
+                   if notes else ""))
+        return
+    c.print(f"{plural(len(real), 'hazard')} found" + (f", {plural(notes, 'note')}"
+                                                     if notes else ""))
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`: the count and the noun in the right number."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
 def confirm_command(command: str) -> bool:
@@ -160,7 +196,7 @@ def verify_report(report: Any) -> None:
     c = out_console()
     style = _VERDICT_STYLE.get(report.verdict, "bold")
     c.print(f"[{style}]{escape(report.verdict)}[/]  run {escape(report.run)}"
-            + (f"  ({len(report.runs)} new runs: {escape(', '.join(report.runs))})"
+            + (f"  ({plural(len(report.runs), 'new run')}: {escape(', '.join(report.runs))})"
                if report.runs else ""))
     t = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("status", "kind", "name", "detail"):
@@ -215,7 +251,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
     c.print(t)
 
 
-def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
+def show_run(m: manifest.Manifest, run_dir: str | None,
+             series: Mapping[str, Sequence[float]] | None = None) -> None:
     from rich.table import Table
 
     c = out_console()
@@ -264,6 +301,10 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
     final = (m.metrics or {}).get("final") or {}
     for k, v in final.items():
         rows.append(("metric", f"{k} = {v}"))
+    for k, values in (series or {}).items():
+        if len(values) > 1:
+            rows.append(("curve", f"{k}  {sparkline(values)}  {_num(values[0])} → "
+                                  f"{_num(values[-1])}"))
     if r.tags:
         rows.append(("tags", ", ".join(f"{k}={v}" for k, v in r.tags.items())))
     if r.note:
@@ -276,6 +317,28 @@ def show_run(m: manifest.Manifest, run_dir: str | None) -> None:
     for k, v in rows:
         t.add_row(escape(k), escape(v))
     c.print(t)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], low: float | None = None,
+              high: float | None = None) -> str:
+    """One character per value, from ▁ (`low`, default the lowest) to █ (`high`, default the
+    highest); · for nan/inf."""
+    finite = [v for v in values if v == v and abs(v) != float("inf")]
+    if not finite:
+        return "·" * len(values)
+    low = min(finite) if low is None else low
+    high = max(finite) if high is None else high
+    span = high - low
+    out = []
+    for v in values:
+        if v != v or abs(v) == float("inf"):
+            out.append("·")
+        else:
+            out.append(_BARS[0 if span == 0 else round((v - low) / span * (len(_BARS) - 1))])
+    return "".join(out)
 
 
 def _determinism_text(d: Mapping[str, Any]) -> str:
@@ -304,9 +367,11 @@ def _entry_text(e: Any) -> str:
         return str(e)
     kind = e.get("kind")
     if kind == "dir":
+        files = e.get("files")
+        count = plural(files, "file") if isinstance(files, int) else f"{files} files"
         stale = e.get("stale")
         extra = f"; {stale} stale, not this run's" if isinstance(stale, int) and stale else ""
-        return f"{e.get('hash')} ({e.get('files')} files, {_size(e.get('size'))}{extra})"
+        return f"{e.get('hash')} ({count}, {_size(e.get('size'))}{extra})"
     if kind == "symlink":
         return f"-> {e.get('target')}"
     if kind == "missing":

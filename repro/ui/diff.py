@@ -22,6 +22,7 @@ from repro import compare
 VALUE_WIDTH = 60  # a cell longer than this is cut to a window around the first difference
 LIST_LIMIT = 10  # paths listed per changed directory or commit before "… and N more"
 PACKAGE_LIMIT = 40  # package rows before "… and N more packages"
+RELATIVE_MAX = 100.0  # a relative change of 10,000% or more is from a value near zero: n/a
 
 _A, _B = "red", "green"
 _HASH_HEX = 12  # blake3:9fceb02d0ae5… is enough to tell hashes apart by eye
@@ -80,7 +81,7 @@ def _mapping(m: Mapping[str, Any]) -> str:
         if kind == "dir":
             parts.insert(0, "dir")
             if isinstance(m.get("files"), int):
-                parts.append(f"{m['files']:,} files")
+                parts.append(f"{m['files']:,} file{'s' * (m['files'] != 1)}")
         if isinstance(m.get("size"), int):
             parts.append(size_text(m["size"]))
         return "  ".join(parts)
@@ -119,6 +120,8 @@ def _delta(v: Any, relative: bool = False) -> str:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "—"
     if relative:
+        if math.isfinite(v) and abs(v) >= RELATIVE_MAX:
+            return "n/a"  # from a value near zero: +61191386.536% says nothing
         return f"{v:+.3%}" if math.isfinite(v) else _float(v)
     return f"{v:+.6g}" if math.isfinite(v) else _float(v)
 
@@ -172,12 +175,16 @@ def _split_packages(s: compare.Section) -> tuple[list[compare.Change], list[comp
 _HEADER_ORDER = ("name", "started_at", "finished_at", "duration_s", "host", "pid")
 
 
-def _header_info(report: compare.DiffReport) -> list[compare.Change]:
-    """Run-level facts that differ (never counted), with the host, in reading order."""
+def _header_info(report: compare.DiffReport, show_all: bool = True) -> list[compare.Change]:
+    """Run-level facts that differ (never counted), with the host, in reading order.
+
+    Without `show_all` only the name: times, host and pid differ between any two runs.
+    """
     hardware = report.sections.get("hardware")
     host = [c for c in hardware.info if c.key == "host"] if hardware else []
     rank = {k: i for i, k in enumerate(_HEADER_ORDER)}
-    rows = [c for c in [*report.info, *host] if c.key != "run_id"]
+    rows = [c for c in [*report.info, *host] if c.key != "run_id"
+            and (show_all or c.key == "name")]
     return sorted(rows, key=lambda c: rank.get(c.key, len(rank)))
 
 
@@ -186,24 +193,30 @@ def _header_info(report: compare.DiffReport) -> list[compare.Change]:
 
 
 def render(report: compare.DiffReport, console: Console, *, show_all: bool = False,
-           sections: Sequence[str] = ()) -> None:
+           sections: Sequence[str] = (),
+           curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]]
+           | None = None) -> None:
     """The verdict, the two runs, then a table per section that differs (every one with show_all).
 
     `sections` limits the output to the named sections (errors.UsageError for unknown names).
+    `curves`: each run's metric series (see metrics.series_values), drawn on one scale under
+    the metrics section.
     """
     visible = _visible(report, show_all, sections)
     style = "bold red" if report.changed else "bold green"
     console.print(Text(report.verdict, style=style))
-    console.print(_runs_table(report))
+    console.print(_runs_table(report, show_all))
     for s in visible:
         console.print()
         _render_section(s, console)
+    if curves and any(s.name == "metrics" for s in visible):
+        _render_curves(curves, console)
 
 
-def _runs_table(report: compare.DiffReport) -> Table:
+def _runs_table(report: compare.DiffReport, show_all: bool) -> Table:
     t = _table("run")
     t.add_row(Text("id"), Text(report.a or "—", style=_A), Text(report.b or "—", style=_B))
-    for c in _header_info(report):
+    for c in _header_info(report, show_all):
         a, b = pair_text(c.a, c.b, c.key)
         t.add_row(Text(c.key, style="dim"), Text(a, style="dim"), Text(b, style="dim"))
     return t
@@ -270,6 +283,26 @@ def _render_files(c: compare.Change, console: Console) -> None:
             console.print(Text(f"    … and {len(paths) - limit:,} more {label}", style="dim"))
 
 
+def _render_curves(curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]],
+                   console: Console) -> None:
+    """Each metric both series logged, a over b on one scale (▁ the lowest of both)."""
+    from repro.ui import sparkline
+
+    a, b = curves
+    names = [n for n in a if n in b and len(a[n]) > 1 and len(b[n]) > 1]
+    if not names:
+        return
+    console.print()
+    console.print(Text.assemble(("curves", "bold"), "  ", ("a over b, one scale per metric",
+                                                           "dim")))
+    width = max(len(n) for n in names)
+    for n in names:
+        both = [v for v in (*a[n], *b[n]) if v == v and abs(v) != float("inf")]
+        low, high = (min(both), max(both)) if both else (0.0, 0.0)
+        console.print(Text.assemble(f"{n:<{width}}  a ", (sparkline(a[n], low, high), _A)))
+        console.print(Text.assemble(f"{'':<{width}}  b ", (sparkline(b[n], low, high), _B)))
+
+
 def _render_metrics(s: compare.Section, console: Console) -> None:
     t = _table("metric", "delta", "rel delta", "")
     for c in s.changes:
@@ -294,7 +327,7 @@ def markdown(report: compare.DiffReport, *, show_all: bool = False,
     out: list[str] = [f"**repro diff**: {_md_text(report.verdict)}", ""]
     rows = [["id", _md_code(report.a or "—"), _md_code(report.b or "—")]]
     rows += [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
-             for c in _header_info(report)]
+             for c in _header_info(report, show_all)]
     out += _md_table(["run", "a", "b"], rows)
     for s in visible:
         out.append("")

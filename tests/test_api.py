@@ -1,0 +1,123 @@
+"""The Python API (repro.api, docs/api.md): cheap to import, the CLI's errors, the docs' example."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repro import api, errors, manifest
+from repro.main import main
+from tests.conftest import GIT_ENV, PYTHON, git
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI_LIBRARIES = ("typer", "click", "rich")
+HEAVY = (*CLI_LIBRARIES, "yaml", "git")
+
+
+def fresh(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([PYTHON, "-c", code], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **GIT_ENV})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def loaded(names: tuple[str, ...]) -> str:
+    return f"sorted({{m.split('.')[0] for m in sys.modules}} & {set(names)!r})"
+
+
+def record(repo: Path, *argv: str) -> None:
+    assert main(["run", "--seed", "3", "--", PYTHON, "-c", *argv]) == 0
+
+
+def test_import_repro_loads_no_cli_yaml_or_git_library(repo: Path) -> None:
+    record(repo, "print(1)")
+    done = fresh(f"import sys, repro\nprint({loaded(HEAVY)})\n"
+                 f"rows = repro.runs(); run = repro.load('latest')\n"
+                 f"d = repro.diff(run, 'latest')\nprint({loaded(CLI_LIBRARIES)}, d.changed)\n",
+                 repo)
+    assert done.stdout.split("\n")[:2] == ["[]", "[] False"]
+
+
+def test_repro_verify_is_the_api_function_and_still_the_module(repo: Path) -> None:
+    # repro/verify.py shares the name: whichever was imported first, both uses work.
+    for first in ("import repro.verify", "from repro import cli", "import repro.api", "pass"):
+        done = fresh(f"{first}\nimport repro\nfrom repro import verify as module\n"
+                     "print(callable(repro.verify), module.Options.__name__, "
+                     "repro.verify is module)\n", repo)
+        assert done.stdout.split() == ["True", "Options", "True"], first
+
+
+def test_runs_are_the_rows_of_runs_json(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record(repo, "print(1)")
+    record(repo, "print(2)")
+    capsys.readouterr()
+    assert main(["runs", "--json"]) == 0
+    assert api.runs() == json.loads(capsys.readouterr().out)["runs"]
+    assert [r["command"][-1] for r in api.runs(limit=1)] == ["print(2)"]
+
+
+def test_load_gives_the_sections_and_the_run_dir(repo: Path) -> None:
+    record(repo, "print(1)")
+    run = api.load("latest", root=repo / ".repro")
+    path = run.run_dir / "manifest.yaml"
+    assert run.run_id == path.parent.name and run.seed.value == 3
+    assert run.to_dict() == manifest.to_dict(manifest.read(path))
+    assert run.manifest == manifest.read(path)
+    assert api.load(run) is run and api.load(str(path)) == run
+
+
+def test_errors_are_the_clis(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    with pytest.raises(errors.RunNotFoundError) as e:
+        api.load("latest")
+    assert e.value.hint and "no runs yet" in e.value.message
+    with pytest.raises(errors.NotAGitRepoError):
+        api.runs(root=tmp_path_factory.mktemp("not-a-repo"))
+    with pytest.raises(errors.UsageError):
+        api.verify("latest", vary=["moon-phase"])
+
+
+def test_verify_asks_for_yes_instead_of_prompting_and_prints_nothing(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").write_text(".repro/\nout.txt\n")
+    git(repo, "commit", "-qam", "out.txt is an output")
+    (repo / "baseline").mkdir()
+    assert main(["run", "--output", "out.txt", "--", PYTHON, "-c",
+                 "open('out.txt', 'w').write('x'); print('hi')"]) == 0
+    capfd.readouterr()
+    foreign = repo / "baseline" / "manifest.yaml"
+    foreign.write_bytes(api.load("latest").run_dir.joinpath("manifest.yaml").read_bytes())
+    git(repo, "add", "baseline")
+    git(repo, "commit", "-qm", "baseline")
+    with pytest.raises(errors.ReplayError) as e:
+        api.verify(str(foreign))
+    assert "--yes" in str(e.value.hint)
+    reporter = api.SilentReporter()
+    report = api.verify(str(foreign), yes=True, reporter=reporter)
+    assert report.verdict == "bitwise" and report.reproduced and len(report.runs) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and err == "hi\n"  # only the replayed command's own output, on stderr
+
+
+def api_doc_code() -> str:
+    text = (ROOT / "docs" / "api.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.M | re.S)
+    assert len(blocks) >= 5
+    return "\n".join(blocks)
+
+
+@pytest.mark.slow  # records two runs and replays one, each a real child process
+def test_the_api_docs_example_runs(tmp_path: Path) -> None:
+    # In a fresh interpreter, as a notebook would; the example makes its own scratch repo.
+    done = subprocess.run([PYTHON, "-c", api_doc_code()], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, **GIT_ENV, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "there are only 2 runs" in done.stdout
+    assert "exit_code True" in done.stdout and "metric" in done.stdout
+    scratch = next(tmp_path.glob("*/project"))
+    assert len(list((scratch / ".repro" / "runs").iterdir())) == 3  # two runs and a replay

@@ -1,0 +1,48 @@
+"""The test commands: CI and README run everything (slow tests too); a plain pytest does not."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW_TEST = "tests/test_hook.py::test_hook_strict_training_is_bitwise_identical"
+QUICK_TEST = "tests/test_hook.py::test_hook_counts_nested_processes"
+
+
+def pytest_args(text: str) -> list[str]:
+    """The arguments of the one `python -m pytest` command in a shell text."""
+    joined = text.replace("\\\n", " ")
+    commands = re.findall(r"^(?:.* && *|\s*)\.venv/bin/python -m pytest(.*)$", joined, re.M)
+    assert len(commands) == 1, commands
+    return shlex.split(commands[0])
+
+
+def collected(*args: str, where: str = "tests/test_hook.py") -> set[str]:
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", *args, where],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_ci_and_readme_give_the_same_test_command() -> None:
+    ci = pytest_args((ROOT / ".ci" / "run").read_text())
+    readme = pytest_args((ROOT / "README.md").read_text())
+    assert ci == readme
+
+
+@pytest.mark.slow  # two collections in child processes
+def test_the_full_command_runs_slow_tests_and_a_plain_pytest_does_not() -> None:
+    ci = pytest_args((ROOT / ".ci" / "run").read_text())
+    without_workers = re.sub(r"-n \S+ ?", "", shlex.join(ci))  # collection is the same
+    everything = collected(*shlex.split(without_workers))
+    assert {SLOW_TEST, QUICK_TEST} <= everything
+    default = collected()
+    assert QUICK_TEST in default and SLOW_TEST not in default
+    assert collected(where=SLOW_TEST) == {SLOW_TEST}  # named by its id, it runs
