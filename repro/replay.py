@@ -921,6 +921,14 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
                      f"cp -RH --reflink=auto {src} {p} 2>/dev/null || {{ rm -rf {p}; "
                      f"cp -RH {src} {p}; }}; elif [ -d {p} ] && [ ! -L {p} ] && [ -d {src} ]; "
                      f"then cp -RHn {src}/. {p}/; fi")
+        if (root / i.path).is_dir():
+            # A link inside the copy that leads out of the worktree (to the user's file) is
+            # replaced by a copy of that file; one to a directory is named.
+            lines.append(
+                f'find {p} -type l | while IFS= read -r l; do t="$(readlink -f -- "$l")" || '
+                'continue; case "$t" in "$(cd "$work" && pwd -P)"/*) ;; *) if [ -f "$t" ]; then '
+                'cp -- "$t" "$l.repro-copy" && mv -f -- "$l.repro-copy" "$l"; else echo "warning: '
+                '$l leads to $t, outside the replay" >&2; fi;; esac; done')
     lines += [
         "# The seeding hook repro injects (standard library only), so an unmodified script",
         "# gets the same seeds and deterministic settings.",

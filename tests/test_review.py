@@ -179,3 +179,32 @@ def test_verify_of_a_replay_knows_where_the_replay_ran(
     out = capsys.readouterr().out
     assert (code, out.split()[:1]) == (0, ["within-tolerance"]), out
     assert "embedded" in out or "path" in out, out
+
+
+@pytest.mark.slow
+def test_script_replaces_links_out_of_a_copied_input_by_copies(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`replay --script` copies inputs too; a link inside a copied directory that leads to the
+    user's file becomes a copy of it there, so the command cannot append to the user's file."""
+    import os
+    import subprocess
+
+    commit(repo, APPENDS, ".repro/\nout/\ndata/\nraw/\n")
+    (repo / "raw").mkdir()
+    (repo / "data").mkdir()
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    (repo / "data" / "train.csv").symlink_to(repo / "raw" / "train.csv")
+    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
+                 "--train", "data/train.csv"]) == 0
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    capfd.readouterr()
+    assert main(["replay", "latest", "--script"]) == 0
+    script = capfd.readouterr().out
+    before = snapshot_tree(repo)
+    done = subprocess.run(["bash", "-s", str(repo)], input=script, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("REPRO_")})
+    assert done.returncode == 0, done.stderr
+    after = snapshot_tree(repo)
+    assert {k: v for k, v in after.items() if k != ":worktrees"} == \
+        {k: v for k, v in before.items() if k != ":worktrees"}
