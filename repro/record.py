@@ -163,6 +163,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
         tags=dict(req.tags), note=req.note, replay_of=req.replay_of, started_by=req.started_by,
+        worktree=str(root) if req.replay_of and req.root else None,
         repro_version=repro.__version__, host=os.uname().nodename, pid=os.getpid(),
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
