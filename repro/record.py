@@ -199,6 +199,9 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
+        # A directory named in argv with many files (a dataset) is an input, never watched:
+        # two stat walks of a large tree would cost more than the run's whole overhead.
+        named = [p for p in named if not _too_big_to_watch(m.data.get(p))]
         watch = _Watch.before(req, cfg, root, named)
         hook_out = run_dir / "hook"
         hook_out.mkdir()
@@ -377,6 +380,14 @@ class _Watch:
 
             trees = written.snapshot(root, watched)
         return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+
+
+WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
+
+
+def _too_big_to_watch(entry: Any) -> bool:
+    return isinstance(entry, Mapping) and entry.get("kind") == "dir" \
+        and int(entry.get("files") or 0) > WATCH_MAX_FILES
 
 
 def _covered(path: str, by: Sequence[str]) -> bool:
