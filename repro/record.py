@@ -318,7 +318,15 @@ class _Reserve:
             except OSError:
                 return
         try:
-            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            for size in (RESERVE_BYTES, RESERVE_BYTES // 4, RESERVE_BYTES // 16):
+                try:  # a store nearly full already: a smaller reserve still saves the manifest
+                    os.posix_fallocate(fd, 0, size)
+                    break
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+            else:
+                self._unlink()
         except OSError:
             self._unlink()
         finally:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import config, errors, history, manifest, record, redact, seeding, store, trust
+from repro import bounded, config, errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -398,6 +398,9 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
     shown_env = {**plan.restored_env, **plan.user_env}
     if shown_env:
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
+    # Shown as it will run: a control character (ESC[1A, ESC[2K...) in a foreign argv must
+    # not redraw the terminal to hide the real command behind a harmless-looking one.
+    command = bounded.escape(command)
     if confirm is None:
         raise errors.ReplayError(
             f"run {plan.run_id} was not recorded in this clone (or was changed since); "
@@ -873,11 +876,30 @@ def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
 
 # ---------------------------------------------------------------------------- --script
 
+def _shell_quote(word: str) -> str:
+    """shlex.quote, but a word with control characters (ESC, CR...) as bash's `$'...'` with
+    them escaped: the same word for bash, and `cat script` cannot redraw the terminal."""
+    if word.isprintable():
+        return shlex.quote(word)
+    return "$'" + "".join(_ansi_c(c) for c in word) + "'"
+
+
+def _ansi_c(c: str) -> str:
+    n = ord(c)
+    if c in "\\'":
+        return "\\" + c
+    if c.isprintable():
+        return c
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): that byte
+        return f"\\x{n - 0xDC00:02x}"
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
     injected = replayable_env(m.determinism.get("env"), "determinism.env")
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
-    q = shlex.quote
+    q = _shell_quote
     lines = [
         "#!/usr/bin/env bash",
         f"# Reproduces repro run {plan.run_id} without repro installed.",

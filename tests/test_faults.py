@@ -124,6 +124,28 @@ def test_disk_full_during_a_run_keeps_the_child_and_its_result(
         assert not list((home / "runs").glob("*/.reserve"))
 
 
+@pytest.mark.slow
+def test_a_store_with_less_room_than_the_reserve_still_gets_the_final_manifest(
+        repo: Path, tmp_path: Path) -> None:
+    """~100 KiB free (less than the 256 KiB reserve, more than a manifest): the log fills
+    the disk, yet the manifest is finished with the child's exit code, not left `running`."""
+    (repo / "noisy.py").write_text(NOISY)
+    git(repo, "add", "noisy.py")
+    git(repo, "commit", "-qm", "noisy")
+    pid_file = tmp_path / "pid"
+    with tmpfs(tmp_path / "small", "2m") as home:
+        st = os.statvfs(home)
+        (home / "fill").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 100 * 1024))
+        done = repro("run", "--", PYTHON, "noisy.py", str(pid_file),
+                     env={**os.environ, "REPRO_HOME": str(home)})
+        assert done.returncode == 7, done.stderr
+        assert gone(int(pid_file.read_text()))
+        [m] = manifests(home)
+        assert (m["run"]["status"], m["run"]["exit_code"]) == ("failed", 7), done.stderr
+        assert "stdout.log stops after" in m["run"]["note"]
+        assert "final manifest" not in done.stderr
+
+
 def test_a_full_store_is_refused_before_the_child_starts(repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with tmpfs(tmp_path / "small", "1m") as home:
