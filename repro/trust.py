@@ -65,7 +65,12 @@ def key(root: Path, create: bool = True) -> bytes | None:
 
 def _read_key(path: Path) -> bytes | None:
     value = _read_small(path, 65)
-    return value if value is not None and len(value) == 32 else None
+    if value is None or len(value) != 32:
+        return None
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o077:  # readable by others: they could forge tags
+            os.chmod(path, 0o600)
+    return value
 
 
 def _read_small(path: Path, limit: int) -> bytes | None:

@@ -231,3 +231,13 @@ def test_a_foreign_argv_cannot_redraw_the_terminal_to_hide_itself(
     err = capfd.readouterr().err
     assert "\x1b" not in err and f"touch {marker}\\x1b[2K" in err
     assert not marker.exists()
+
+
+def test_a_key_readable_by_others_is_made_private_again(repo: Path) -> None:
+    setup(repo)
+    assert main(RUN) == 0
+    key_file = repo / ".git" / trust.KEY_FILE
+    key_file.chmod(0o644)  # e.g. a careless copy of the clone
+    trust._keys.clear()  # a fresh process: nothing cached
+    assert trust.key(repo) == key_file.read_bytes()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
