@@ -485,3 +485,30 @@ def test_a_replay_whose_command_ignores_sigterm_exits_137_like_run(
             kill_quietly(int(pid_file.read_text()))
     assert proc.returncode == 137, err  # not 130: nobody pressed Ctrl-C
     assert gone(child)
+
+
+def test_a_third_signal_kills_a_child_that_ignores_them_without_waiting(
+        repo: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = ("import os, pathlib, signal, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+              "time.sleep(120)")
+    proc = subprocess.Popen([*REPRO, "run", "--", PYTHON, "-c", script],  # default grace: 30 s
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        child = int(wait_for(pid_file))
+        started = time.monotonic()
+        for _ in range(3):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if pid_file.exists():
+            kill_quietly(int(pid_file.read_text()))
+    assert proc.returncode == 137, err
+    assert waited < 15, waited  # not the 30 s grace period
+    assert gone(child)
