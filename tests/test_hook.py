@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from repro import hookprobe, seeding
+from repro.capture import git
 
 PY = sys.executable
 TIMEOUT_S = 180
@@ -797,6 +798,12 @@ def test_hook_exit_imports_neither_re_nor_json_for_a_plain_command(tmp_path: Pat
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
                    check=True, timeout=TIMEOUT_S)
     python = str(tmp_path / "venv" / "bin" / "python")
+    # A package installed from a directory, as `pip install -e .` leaves one.
+    (dist,) = (tmp_path / "venv").glob("lib/python*/site-packages")
+    (dist / "demo-1.0.dist-info").mkdir()
+    (dist / "demo-1.0.dist-info" / "METADATA").write_text("Name: demo\nVersion: 1.0\n")
+    (dist / "demo-1.0.dist-info" / "direct_url.json").write_text(
+        '{"url": "file:///src/demo", "dir_info": {"editable": true}}\n')
 
     def imports(env: Mapping[str, str]) -> set[str]:
         done = subprocess.run([python, "-X", "importtime", "-c", "pass"], env=dict(env),
@@ -811,6 +818,8 @@ def test_hook_exit_imports_neither_re_nor_json_for_a_plain_command(tmp_path: Pat
     (probe_file,) = hook_out.glob("*.probe.json")
     probe = json.loads(probe_file.read_text())
     assert probe["seed"] == SEED and probe["errors"] == []
+    assert probe["packages"] == {"demo": "1.0"}
+    assert probe["package_sources"]["demo"]["url"] == "file:///src/demo"
 
 
 def test_hook_json_and_names_match_the_json_and_re_they_replace() -> None:
@@ -820,6 +829,14 @@ def test_hook_json_and_names_match_the_json_and_re_they_replace() -> None:
     value = {"b": [1, 2.5, float("nan"), float("-inf"), True, None, "é\n\"\\\x01\U0001f600"],
              "a": {"z": object, "3": "x", "y": (1, 2)}, "c": -0.0, "d": {}}
     assert hook._json_text(value) == json.dumps(value, default=repr, sort_keys=True)
+    for text in ['{"url": "file:///x", "dir_info": {"editable": true}}', ' [1, 2.5e3, "\\u00e9"]\n',
+                 '{"a": NaN, "b": -Infinity, "c": null, "d": false}', '"x"', '7']:
+        assert json.dumps(hook._json_value(text)) == json.dumps(json.loads(text))
+    for bad in ['{"a": 1} x', '{"a": }', '\ufeff{}', '']:
+        with pytest.raises(json.JSONDecodeError):
+            hook._json_value(bad)
+    for url in ["file:///src/demo", "https://u:p@h/x?t=1#f", "git@host:o/r.git", "a:b@c:d"]:
+        assert hook.strip_credentials(url) == git.strip_credentials(url)
     for name in ["torch", "Typing_Extensions", "zope.interface", "a--b__c..d", "_x_", "-", ""]:
         assert hook._normalized(name) == re.sub(r"[-_.]+", "-", name).lower()
 

@@ -487,9 +487,7 @@ class Hook:
             packages[name] = version
             try:
                 with open(os.path.join(meta_dir, "direct_url.json"), encoding="utf-8") as f:
-                    import json
-
-                    sources[name] = _source(json.load(f))
+                    sources[name] = _source(_json_value(f.read()))
             except FileNotFoundError:
                 pass
             except Exception as e:
@@ -665,9 +663,41 @@ def _json_text(value: Any) -> str:
     return "".join(encode(value, 0))
 
 
+class _JsonContext:
+    """What json's C scanner reads from a JSONDecoder: json.loads' defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+def _json_value(text: str) -> Any:
+    """json.loads(text), through the C scanner json.loads itself uses (the json package
+    imports re: ~5 ms at exit for each package installed from a directory or a URL); any
+    error is json.loads' own."""
+    try:
+        from _json import make_scanner
+
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        value, end = make_scanner(_JsonContext())(text, start)
+        if not text[end:].strip(" \t\n\r"):
+            return value
+    except Exception:
+        pass
+    import json
+
+    return json.loads(text)
+
+
 def strip_credentials(value: str) -> str:
     """Drop credentials and query strings from every URL in `value`, and the password of
     scp-style `user:password@host:path`."""
+    if "@" not in value and "?" not in value and "#" not in value:
+        return value  # no pattern below can match (a plain file:// URL): no `re` import
     import re
 
     if "://" in value:
