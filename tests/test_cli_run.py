@@ -343,6 +343,15 @@ def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixtu
     assert "warning: the seed could not be applied" in err
     hook = load(only_run(repo))["determinism"]["hook"]
     assert hook["ran"] is False and "-I" in hook["reason"]
+    assert "run Python without -I, -E or -S" in err
+
+
+def test_a_command_without_python_is_not_told_to_fix_its_python(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--quiet", "--", "sh", "-c", "echo plain"]) == 0
+    err = capfd.readouterr().err
+    assert "warning: the seed could not be applied" in err  # said, since a script may hide one
+    assert "hint: a command that runs no Python has nothing to seed" in err
 
 
 @pytest.mark.slow
