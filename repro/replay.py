@@ -822,6 +822,9 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked
                        else redact.shell_word(w, q) for i, w in enumerate(plan.argv))
     lines += [f"cd {q(plan.cwd)}", command,
+              # The worktree stays registered in the clone until removed: say how.
+              'echo "when done: git -C \\"$repo\\" worktree remove --force \\"$work/tree\\""'
+              ' "&& rm -rf \\"$work\\"" >&2',
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"
 
