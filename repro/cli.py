@@ -319,8 +319,10 @@ def replay(
     opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
                               kill_after=kill_after)
     confirm = ui.confirm_command if replay_mod.interactive() else None
-    with replay_mod.session(runs, loaded, opts, ui.CliReporter(), confirm) as done:
+    reporter = ui.CliReporter()
+    with replay_mod.session(runs, loaded, opts, reporter, confirm) as done:
         code = done.outcome.exit_code
+    reporter.finished(done.outcome)  # the new run's id, as `repro run` ends
     raise typer.Exit(code)
 
 

@@ -103,6 +103,18 @@ def test_replay_after_head_moved_reproduces_bitwise_and_touches_nothing(
                 if (p / "worktree").exists() and str(p).endswith(recorded["run"]["run_id"])]
 
 
+def test_replay_ends_with_the_new_runs_line(repo: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", "--quiet", *RUN]) == 0
+    old = manifest_of(repo, "latest", capsys)["run"]["run_id"]
+    assert main(["replay", "latest"]) == 0
+    err = capsys.readouterr().err
+    new = manifest_of(repo, "latest", capsys)["run"]["run_id"]
+    assert f"repro: run {new} (replay of {old}) succeeded in " in err
+    assert f"details: repro show {new}" in err
+
+
 def test_replay_of_a_dirty_run_restores_patch_and_untracked(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit_script(repo, DETERMINISTIC)

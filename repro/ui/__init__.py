@@ -144,7 +144,9 @@ def run_summary(m: manifest.Manifest) -> str:
     status = r.status
     if r.status == "failed" and r.exit_code is not None:
         status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
-    return (f"repro: run {r.run_id} {status} in {_duration(r.duration_s)}, seed {m.seed.value};"
+    of = f" (replay of {r.replay_of})" if r.replay_of else ""
+    return (f"repro: run {r.run_id}{of} {status} in {_duration(r.duration_s)}, "
+            f"seed {m.seed.value};"
             f" details: repro show {r.run_id}")
 
 
