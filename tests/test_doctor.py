@@ -54,6 +54,7 @@ def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
     git(repo, "commit", "-qam", "bad pin")
     (repo / "Makefile").write_text("train:\n\trepro run -- python -I train.py\n")
     (repo / ".gitignore").write_text("")
+    (repo / ".repro" / "runs").mkdir(parents=True)  # a store from before stores ignored themselves
     monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "1")
     monkeypatch.setenv("PYTHONHASHSEED", "random")
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
@@ -89,6 +90,17 @@ def test_doctor_outside_a_repo_exits_2(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     assert main(["doctor"]) == 2
     assert "error:" in capfd.readouterr().err
+
+
+def test_doctor_does_not_flag_a_store_that_ignores_itself(
+        repo: Path, pinned: None, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").unlink()
+    git(repo, "commit", "-qam", "no .gitignore")
+    assert "repro-not-ignored" not in hazards(capsys)[1]  # the first run will ignore it
+    assert main(["run", "--quiet", "--", sys.executable, "-c", "pass"]) == 0
+    code, found = hazards(capsys)
+    assert code == 0
+    assert "repro-not-ignored" not in found and "dirty-tree" not in found
 
 
 def test_init_writes_config_from_what_it_finds(repo: Path,
