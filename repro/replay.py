@@ -466,12 +466,20 @@ def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> N
             diffs.append(f"{name} {a or '(none)'} -> {b or '(none)'}")
     if not diffs:
         return
+    # Most often the cause is another interpreter (`python` found elsewhere on PATH than the
+    # venv the run used): say so first, not after ten package names.
+    recorded = plan.python.get("executable")
+    moved = isinstance(recorded, str) and recorded != interp.executable
+    if moved:
+        diffs.insert(0, f"interpreter {recorded} -> {interp.executable}")
     shown = ", ".join(diffs[:10]) + (f" and {len(diffs) - 10} more" if len(diffs) > 10 else "")
+    where = f"the run used {recorded}: activate its environment; " if moved else ""
     if strict:
-        raise errors.ReplayError(f"the environment differs from the recorded run: {shown}",
-                                 hint="install the recorded versions, or drop --strict-env")
+        raise errors.ReplayError(
+            f"the environment differs from the recorded run: {shown}",
+            hint=f"{where}install the recorded versions, or drop --strict-env")
     reporter.warn(f"the environment differs from the recorded run: {shown}",
-                  hint="results may differ; --strict-env refuses instead")
+                  hint=f"{where}results may differ; --strict-env refuses instead")
 
 
 def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,

@@ -115,6 +115,23 @@ def test_replay_ends_with_the_new_runs_line(repo: Path,
     assert f"details: repro show {new}" in err
 
 
+def test_replay_under_another_interpreter_names_it_first(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    monkeypatch.setenv("PATH", str(Path(PYTHON).parent) + os.pathsep + os.environ["PATH"])
+    assert main(["run", "--quiet", "--output", "out", "--", "python", "train.py"]) == 0
+    bare = tmp_path / "bare"  # `python` now finds another venv, without the run's packages
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    monkeypatch.setenv("PATH", str(bare / "bin") + os.pathsep + os.environ["PATH"])
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 0
+    err = capfd.readouterr().err
+    assert (f"the environment differs from the recorded run: interpreter {Path(PYTHON).parent}"
+            in err), err
+    assert f"hint: the run used {Path(PYTHON).parent}" in err and "activate its environment" in err
+
+
 def test_replay_of_a_dirty_run_restores_patch_and_untracked(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit_script(repo, DETERMINISTIC)
