@@ -164,6 +164,9 @@ def _pyproject_table(path: Path) -> Mapping[str, Any] | None:
     import tomllib
 
     text = bounded.read_text(path, bounded.CONFIG_MAX, errors.ConfigError)
+    if bounded.toml_too_deep(text):
+        raise errors.ConfigError(f"cannot read {path.name}: nested too deeply",
+                                 hint=f"fix {path.name}")
     try:
         doc = tomllib.loads(text)
     except RecursionError as e:

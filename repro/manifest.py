@@ -39,6 +39,9 @@ class RunInfo:
     # Who started the run: None for the user (`run`, `replay`), "verify" for verify's own
     # replays, which are recorded but never count as `latest` (design §1).
     started_by: str | None = None
+    # A replay's worktree (absolute), where its command ran: verify takes paths under it that
+    # the run's checkpoints embed for the checkout. None: it ran in the checkout.
+    worktree: str | None = None
     repro_version: str | None = None
     host: str | None = None
     pid: int | None = None
@@ -147,6 +150,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             duration_s=_opt_float(run, "duration_s", source),
             replay_of=_opt(run, "replay_of", str, source),
             started_by=_opt(run, "started_by", str, source),
+            worktree=_opt(run, "worktree", str, source),
             repro_version=_opt(run, "repro_version", str, source),
             host=_opt(run, "host", str, source),
             pid=_opt(run, "pid", int, source),

@@ -163,6 +163,7 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
         tags=dict(req.tags), note=req.note, replay_of=req.replay_of, started_by=req.started_by,
+        worktree=str(root) if req.replay_of and req.root else None,
         repro_version=repro.__version__, host=os.uname().nodename, pid=os.getpid(),
         pid_start=store.process_start_ticks(os.getpid()))
     m = manifest.Manifest(
@@ -198,6 +199,9 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
+        # A directory named in argv with many files (a dataset) is an input, never watched:
+        # two stat walks of a large tree would cost more than the run's whole overhead.
+        named = [p for p in named if not _too_big_to_watch(m.data.get(p))]
         watch = _Watch.before(req, cfg, root, named)
         hook_out = run_dir / "hook"
         hook_out.mkdir()
@@ -314,7 +318,15 @@ class _Reserve:
             except OSError:
                 return
         try:
-            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            for size in (RESERVE_BYTES, RESERVE_BYTES // 4, RESERVE_BYTES // 16):
+                try:  # a store nearly full already: a smaller reserve still saves the manifest
+                    os.posix_fallocate(fd, 0, size)
+                    break
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+            else:
+                self._unlink()
         except OSError:
             self._unlink()
         finally:
@@ -376,6 +388,14 @@ class _Watch:
 
             trees = written.snapshot(root, watched)
         return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+
+
+WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
+
+
+def _too_big_to_watch(entry: Any) -> bool:
+    return isinstance(entry, Mapping) and entry.get("kind") == "dir" \
+        and int(entry.get("files") or 0) > WATCH_MAX_FILES
 
 
 def _covered(path: str, by: Sequence[str]) -> bool:

@@ -22,12 +22,14 @@ from repro import errors
 # The last word of an argument's name (split at -, _ and .) that makes its value a secret.
 SECRET_WORDS = frozenset({
     "token", "secret", "password", "passwd", "passphrase", "pass", "pwd", "apikey", "key",
-    "credential", "credentials", "auth", "cookie", "signature",
+    "credential", "credentials", "auth", "cookie", "signature", "pw",
 })
 # Compiled on first use: `repro run` reads this module on every run (start-up is critical).
 _NAME = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _ASSIGN = r"^([+~]{0,2})([A-Za-z_][A-Za-z0-9_.-]*)="
 _PLACEHOLDER = r"<secret:\$([A-Z_][A-Z0-9_]*):pbkdf2-sha256:([0-9a-f]{32}):([0-9a-f]{32})>"
+# The password of a URL in an argv word (`https://user:PW@host/x`): group 2.
+_URL_PASSWORD = r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*:)([^/?#@\s]+)@"
 ENV_PREFIX = "REPRO_SECRET_"
 _ITERATIONS = 100_000
 
@@ -90,17 +92,31 @@ def placeholder(var: str, value: str, salt: bytes) -> str:
     return f"<secret:${var}:pbkdf2-sha256:{salt.hex()}:{digest(value, salt)}>"
 
 
+def url_password_spans(argv: Sequence[str],
+                       skip: set[int]) -> list[tuple[int, str, str, str]]:
+    """(index, text before, text after, "url-password") of each argv word (but those in
+    `skip`) holding a URL with a password: `https://user:PW@host/x`."""
+    spans: list[tuple[int, str, str, str]] = []
+    for i, word in enumerate(argv):
+        if i and i not in skip and "://" in word and "@" in word:
+            m = re.search(_URL_PASSWORD, word)
+            if m and not placeholder_re().fullmatch(m.group(2)):
+                spans.append((i, word[:m.start(2)], word[m.end(2):], "url-password"))
+    return spans
+
+
 def redact_argv(argv: Sequence[str], salt: Callable[[], bytes]) -> tuple[str, ...]:
     """argv with each secret value replaced by its placeholder (`salt` is asked only when
     there is one); a value that already is a placeholder (a replay's argv) is kept."""
-    spans = secret_spans(argv)
+    spans = [(i, prefix, "", name) for i, prefix, name in secret_spans(argv)]
+    spans += url_password_spans(argv, {span[0] for span in spans})
     if not spans:
         return tuple(argv)
     out = list(argv)
     the_salt: bytes | None = None
     used: set[str] = set()  # `--password X PASSWORD=Y`: the second is REPRO_SECRET_PASSWORD_2
-    for i, prefix, name in spans:
-        value = out[i][len(prefix):]
+    for i, prefix, suffix, name in spans:
+        value = out[i][len(prefix):len(out[i]) - len(suffix)]
         if placeholder_re().fullmatch(value):
             continue
         var, n = env_name(name), 1
@@ -109,7 +125,7 @@ def redact_argv(argv: Sequence[str], salt: Callable[[], bytes]) -> tuple[str, ..
             var = f"{env_name(name)}_{n}"
         used.add(var)
         the_salt = the_salt if the_salt is not None else salt()
-        out[i] = prefix + placeholder(var, value, the_salt)
+        out[i] = prefix + placeholder(var, value, the_salt) + suffix
     return tuple(out)
 
 

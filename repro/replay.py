@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import config, errors, history, manifest, record, redact, seeding, store, trust
+from repro import bounded, config, errors, history, manifest, record, redact, seeding, store, trust
 from repro.capture import data, environment, git
 
 
@@ -236,7 +236,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         reporter.warn(f"run {plan.run_id} had uncommitted changes; --at {opts.at} runs the "
                       "committed code at that revision without them")
     redact.restore_argv(plan.argv, os.environ)  # secret arguments: refuse now, not later
-    forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter)
+    own: dict[str, frozenset[str]] = {}  # files the recorded run added to its inputs
+    forced, before = _check_inputs(plan, loaded, runs, opts.force, reporter, own)
     _check_environment(plan, opts.strict_env, reporter)
     clean_stale(runs.root)
     _warn_restored_env(plan, opts.extra_env, reporter)
@@ -249,7 +250,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         git.populate_submodules(runs.root, worktree, plan.submodules)
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         _make_cwd(worktree, plan.cwd)
-        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter)
+        linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
+        in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked, own)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = record.RunRequest(
             argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
@@ -267,6 +269,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         outcome = record.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
+        _check_linked(linked, reporter, raise_=not interrupted)
         if interrupted and (opts.started_by == "verify"
                             or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP",
                                                                    "SIGKILL")):
@@ -395,6 +398,9 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
     shown_env = {**plan.restored_env, **plan.user_env}
     if shown_env:
         command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown_env.items()) + " " + command
+    # Shown as it will run: a control character (ESC[1A, ESC[2K...) in a foreign argv must
+    # not redraw the terminal to hide the real command behind a harmless-looking one.
+    command = bounded.escape(command)
     if confirm is None:
         raise errors.ReplayError(
             f"run {plan.run_id} was not recorded in this clone (or was changed since); "
@@ -406,11 +412,14 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
 
 
 def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: bool,
-                  reporter: record.Reporter) -> tuple[list[str], dict[str, data.Entry]]:
+                  reporter: record.Reporter, own: dict[str, frozenset[str]] | None = None,
+                  ) -> tuple[list[str], dict[str, data.Entry]]:
     """Recorded inputs must still hash the same in the user's checkout; names what differs.
 
     Returns the problems (with --force) and the inputs as they are now, for the check after
-    the replay of those it reads in place.
+    the replay of those it reads in place. A directory input that differs only by files the
+    recorded run itself added (a cache beside its data; see `_added_by_run`) is as recorded
+    once they are left out: `own` gets them (input path -> relpaths), for `_place_inputs`.
     """
     if not plan.inputs:
         return [], {}
@@ -428,6 +437,15 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
             problems.append(f"{i.path} (missing)")
         elif (e.hash or e.target) != (i.entry.get("hash") or i.entry.get("target")):
             listings = loaded.listings() if listings is None else listings
+            added = _added_by_run(i, e, listings, loaded.manifest, runs.root)
+            if added and own is not None:
+                own[i.path] = added
+                shown = ", ".join(sorted(added)[:5]) + (" ..." if len(added) > 5 else "")
+                reporter.warn(f"the recorded run appended to input {i.path}: the replay starts "
+                              "from the bytes it had, as the run did" if added == {""} else
+                              f"input {i.path} has files the recorded run wrote into it "
+                              f"({shown}): the replay starts without them, as the run did")
+                continue
             problems.append(_changed_files(i, e, listings))
     if problems and not force:
         raise errors.ReplayError("inputs differ from the recorded run: " + "; ".join(problems),
@@ -436,6 +454,47 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
     for p in problems:
         reporter.warn(f"input differs from the recorded run: {p}")
     return problems, now
+
+
+def _added_by_run(i: Input, now: data.Entry,
+                  listings: Mapping[str, Mapping[str, tuple[str, int]]], m: manifest.Manifest,
+                  root: Path) -> frozenset[str]:
+    """What the recorded run itself added to an input: for a directory, the files it added (the
+    listing differs from the recorded one only by them); for a file, `{""}` when the run
+    appended to it (it grew and starts with the recorded bytes). Each was changed (ctime, which
+    no program can set back) while the run ran. Empty when anything else differs."""
+    import datetime as dt
+
+    if not m.run.finished_at:
+        return frozenset()
+    try:
+        window = [dt.datetime.fromisoformat(t).timestamp()
+                  for t in (m.run.started_at, m.run.finished_at)]
+    except ValueError:
+        return frozenset()
+    recorded = listings.get(str(i.entry.get("listing")))
+    size, digest = i.entry.get("size"), i.entry.get("hash")
+    if (i.entry.get("kind") == "file" and now.kind == "file" and isinstance(size, int)
+            and now.size > size and isinstance(digest, str)):
+        added = [""] if data.hash_prefix(root / i.path, size) == digest else []
+    elif i.entry.get("kind") == "dir" and recorded is not None and now.listing is not None:
+        from repro import compare
+
+        changes = compare.diff_listing(recorded, now.listing)
+        added = [] if changes["removed"] or changes["modified"] else changes["added"]
+    else:
+        return frozenset()
+    if not added:
+        return frozenset()
+    for rel in added:
+        try:
+            # A named file is followed (as it was hashed); links inside a directory are not.
+            ctime = (os.lstat(root / i.path / rel) if rel else os.stat(root / i.path)).st_ctime
+        except OSError:
+            return frozenset()
+        if not window[0] - 0.05 <= ctime <= window[1]:  # (file times lag by a clock tick)
+            return frozenset()
+    return frozenset(added)
 
 
 def _changed_files(i: Input, now: data.Entry,
@@ -514,7 +573,9 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
 
 
 def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
-                  reporter: record.Reporter) -> list[Input]:
+                  reporter: record.Reporter,
+                  linked: dict[str, tuple[str, Any]] | None = None,
+                  own: Mapping[str, frozenset[str]] | None = None) -> list[Input]:
     """Put copies of the inputs git does not track into the worktree; return those read in place.
 
     Whatever the script does to its inputs (writes, files beside them, deletes) then happens
@@ -522,6 +583,10 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
     input over it is linked, named now, and checked after the replay, as are inputs outside
     the repository and inputs reached through a symlink the commit itself has. A directory
     input and a file inside it are one input: parents are placed first, children are in them.
+    A link inside a copied directory stays a link (the input's hash records it so); one that
+    leads out of the worktree is named now and its target goes into `linked` (worktree path
+    -> (target, stat tree)) for `_check_linked` after the replay. `own`: files the recorded
+    run wrote into an input directory (see `_check_inputs`), left out of its copy.
     """
     in_place: list[Input] = []
     placed: list[tuple[str, ...]] = []
@@ -547,7 +612,11 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
         if dest.exists() and not dest.is_dir():
             continue  # tracked at this commit, or restored with the untracked files
         size = int(i.entry.get("size") or 0)
+        skip = (own or {}).get(i.path, frozenset())
         if copied + size > budget and not _can_clone(src, worktree):
+            if skip:
+                reporter.warn(f"the replay reads input {i.path} in place, with what the "
+                              "recorded run wrote into it")
             reporter.warn(f"input {i.path} is too large to copy into the replay "
                           f"({size} bytes; replay_copy_max_bytes is {budget}): the replay "
                           "reads it in place, and repro checks afterwards that it is unchanged",
@@ -561,13 +630,41 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
                 dest.symlink_to(src)
             in_place.append(i)
             continue
+        out: list[tuple[str, str]] = []
         try:
-            copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else ())
+            copied += _copy_input(src, dest, skip_top=(".git", ".repro") if not parts else (),
+                                  worktree=worktree, links_out=out, skip=skip)
+            if skip == {""}:  # the run appended to this file: start from the recorded bytes
+                os.truncate(dest, size)
         except OSError as e:
             raise errors.ReplayError(
                 f"cannot copy input {i.path} into the replay's worktree: {e.strerror or e}",
                 hint="check free space in the temporary directory ($TMPDIR)") from e
+        if out:
+            from repro.capture import written
+
+            shown = ", ".join(f"{rel} -> {target}" for rel, target in out[:5])
+            reporter.warn(f"input {i.path} has links out of the replay ({shown}"
+                          f"{' ...' if len(out) > 5 else ''}): the replay reads them in place, "
+                          "and repro checks afterwards that what they lead to is unchanged")
+            for rel, target in out:
+                if linked is not None:
+                    linked[rel] = (target, written.stat_tree(Path(target)))
     return in_place
+
+
+def _check_linked(linked: Mapping[str, tuple[str, Any]], reporter: record.Reporter,
+                  raise_: bool) -> None:
+    """What links out of the replay lead to must be as it was before it (one stat per file)."""
+    from repro.capture import written
+
+    changed = [f"{rel} -> {target}" for rel, (target, tree) in linked.items()
+               if written.stat_tree(Path(target)) != tree]
+    if not changed:
+        return
+    message = ("the replay changed " + "; ".join(changed)
+               + " (reached through a link in a copied input, read in place)")
+    _changed_input(message, "replace the link by the file", reporter, raise_)
 
 
 def _through_link(worktree: Path, parts: Sequence[str]) -> bool:
@@ -615,18 +712,28 @@ def _clone_or_copy(src: str, dst: str, clone_only: bool = False) -> bool:
     return cloned
 
 
-def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = ()) -> int:
+def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = (), worktree: Path | None = None,
+                links_out: list[tuple[str, str]] | None = None,
+                skip: frozenset[str] = frozenset()) -> int:
     """Copy a file or a directory (merged into what the worktree has); the bytes not reflinked.
 
     A named symlink is followed (`data -> /mnt/datasets` is copied as a directory); links
-    inside a directory stay links, as the input's hash records them.
+    inside a directory stay links, as the input's hash records them. Those that, placed in the
+    worktree, lead out of it (absolute, or up past its top) are appended to `links_out` as
+    (path relative to the worktree, real target). `skip`: relpaths (in a directory) not copied.
     """
+    top = os.path.realpath(worktree) if worktree is not None else None
+
     def one(s: str, d: str) -> int:
         if os.path.lexists(d):
             return 0  # tracked at this commit: the worktree's version is the recipe's
         st = os.lstat(s)
         if os.path.islink(s):
             os.symlink(os.readlink(s), d)
+            if top is not None and links_out is not None:
+                target = os.path.realpath(d)
+                if not (target + os.sep).startswith(top + os.sep):  # dangling ones too
+                    links_out.append((os.path.relpath(d, worktree), target))
             return 0
         if not os.path.isfile(s):
             return 0  # a FIFO or socket: nothing to copy
@@ -647,10 +754,17 @@ def _copy_input(src: Path, dest: Path, skip_top: Sequence[str] = ()) -> int:
         for name in list(dirnames):
             if os.path.islink(os.path.join(dirpath, name)):
                 dirnames.remove(name)
-                plain += one(os.path.join(dirpath, name), str(target / name))
+                if _rel_in(rel, name) not in skip:
+                    plain += one(os.path.join(dirpath, name), str(target / name))
         for name in filenames:
-            plain += one(os.path.join(dirpath, name), str(target / name))
+            if _rel_in(rel, name) not in skip:
+                plain += one(os.path.join(dirpath, name), str(target / name))
     return plain
+
+
+def _rel_in(rel_dir: str, name: str) -> str:
+    """A listing's relpath ('/'-separated) of `name` in `rel_dir` (relative to the input)."""
+    return name if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/" + name
 
 
 def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
@@ -674,8 +788,12 @@ def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
     if not changed:
         return
     message = "the replay changed input " + "; ".join(changed) + " (read in place, not copied)"
-    hint = ("restore it from your backup; raise `replay_copy_max_bytes` so replays copy it, or "
-            "keep the script from writing into its inputs")
+    _changed_input(message, "raise `replay_copy_max_bytes` so replays copy it", reporter, raise_)
+
+
+def _changed_input(message: str, remedy: str, reporter: record.Reporter, raise_: bool) -> None:
+    """A replay changed what the user has: an error, or a warning for an interrupted replay."""
+    hint = f"restore it from your backup; {remedy}, or keep the script from writing into its inputs"
     if not raise_:
         reporter.warn(message, hint)
         return
@@ -766,11 +884,30 @@ def _inside(worktree: Path, rel: str, existing_ok: bool = False) -> Path:
 
 # ---------------------------------------------------------------------------- --script
 
+def _shell_quote(word: str) -> str:
+    """shlex.quote, but a word with control characters (ESC, CR...) as bash's `$'...'` with
+    them escaped: the same word for bash, and `cat script` cannot redraw the terminal."""
+    if word.isprintable():
+        return shlex.quote(word)
+    return "$'" + "".join(_ansi_c(c) for c in word) + "'"
+
+
+def _ansi_c(c: str) -> str:
+    n = ord(c)
+    if c in "\\'":
+        return "\\" + c
+    if c.isprintable():
+        return c
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): that byte
+        return f"\\x{n - 0xDC00:02x}"
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
 def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
     injected = replayable_env(m.determinism.get("env"), "determinism.env")
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
-    q = shlex.quote
+    q = _shell_quote
     lines = [
         "#!/usr/bin/env bash",
         f"# Reproduces repro run {plan.run_id} without repro installed.",
@@ -814,6 +951,14 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
                      f"cp -RH --reflink=auto {src} {p} 2>/dev/null || {{ rm -rf {p}; "
                      f"cp -RH {src} {p}; }}; elif [ -d {p} ] && [ ! -L {p} ] && [ -d {src} ]; "
                      f"then cp -RHn {src}/. {p}/; fi")
+        if (root / i.path).is_dir():
+            # A link inside the copy that leads out of the worktree (to the user's file) is
+            # replaced by a copy of that file; one to a directory is named.
+            lines.append(
+                f'find {p} -type l | while IFS= read -r l; do t="$(readlink -f -- "$l")" || '
+                'continue; case "$t" in "$(cd "$work" && pwd -P)"/*) ;; *) if [ -f "$t" ]; then '
+                'cp -- "$t" "$l.repro-copy" && mv -f -- "$l.repro-copy" "$l"; else echo "warning: '
+                '$l leads to $t, outside the replay" >&2; fi;; esac; done')
     lines += [
         "# The seeding hook repro injects (standard library only), so an unmodified script",
         "# gets the same seeds and deterministic settings.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import math
 import os
 import select
 import selectors
@@ -30,6 +31,7 @@ DRAIN_MAX_S = 2.0
 # After SIGTERM/SIGINT/SIGHUP reached repro, a child still alive this much later is killed
 # (SIGKILL), as `timeout -k` does; `--kill-after` overrides it, 0 never escalates.
 KILL_AFTER_S = 30.0
+FORCE_AFTER_SIGNALS = 3  # this many SIGINT/SIGTERM/SIGHUP: SIGKILL without waiting
 FORWARDED = (signal.SIGTERM, signal.SIGHUP)
 
 
@@ -49,7 +51,8 @@ class SignalGuard:
     Ctrl-C at a terminal reaches the whole foreground process group, child included, so SIGINT
     is not forwarded again (a second KeyboardInterrupt would land in the child's cleanup).
     SIGTERM and SIGHUP are usually aimed at repro alone, so they are passed on to the child.
-    A child still running `kill_after` seconds after the first signal is killed (SIGKILL).
+    A child still running `kill_after` seconds after the first signal is killed (SIGKILL),
+    or at once at the third signal (unless `kill_after` is 0: never).
     """
 
     def __init__(self, kill_after: float | None = None) -> None:
@@ -69,6 +72,8 @@ class SignalGuard:
             raise KeyboardInterrupt
         if self.first_at is None:
             self.first_at = time.monotonic()
+        if len(self.received) >= FORCE_AFTER_SIGNALS:
+            self.first_at = -math.inf  # the user insists (Ctrl-C three times): kill it now
         child = self.child
         if child is not None and signum in FORWARDED and child.poll() is None:
             with contextlib.suppress(ProcessLookupError):

@@ -8,8 +8,8 @@ created on first use with mode 0600); every manifest repro writes gets a tag bes
 (`manifest.yaml.tag`): keyed BLAKE3 over the manifest's bytes. Without the key a tag cannot be
 made, so a committed or edited manifest is foreign.
 
-The same key salts the hashes of secret argv values (see repro.redact). Standard library only;
-never prints.
+The same key salts the hashes of secret argv values (see repro.redact). Reads only regular
+files, bounded (a FIFO never blocks); never prints.
 """
 
 from __future__ import annotations
@@ -64,12 +64,39 @@ def key(root: Path, create: bool = True) -> bytes | None:
 
 
 def _read_key(path: Path) -> bytes | None:
+    value = _read_small(path, 65)
+    if value is None or len(value) != 32:
+        return None
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o077:  # readable by others: they could forge tags
+            os.chmod(path, 0o600)
+    return value
+
+
+def _read_small(path: Path, limit: int) -> bytes | None:
+    """The first `limit` bytes of the regular file `path`; None for anything else (a FIFO
+    must not block the open, a device must not be read)."""
+    import stat
+
     try:
-        with open(path, "rb") as f:
-            value = f.read(65)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, total = [], 0
+        while total < limit:
+            chunk = os.read(fd, limit - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
     except OSError:
         return None
-    return value if len(value) == 32 else None
+    finally:
+        os.close(fd)
 
 
 def _create_key(path: Path) -> bytes | None:
@@ -114,9 +141,9 @@ def tag_text(secret: bytes, text: bytes, manifest_path: Path) -> str:
     """
     lines = [tag(secret, text)]
     try:
-        with open(tag_path(manifest_path), encoding="utf-8") as f:
-            previous = f.readline().strip()
-    except (OSError, UnicodeDecodeError):
+        previous = (_read_small(tag_path(manifest_path), 1024) or b"").decode()
+        previous = previous.partition("\n")[0].strip()
+    except UnicodeDecodeError:
         previous = ""
     if previous and previous != lines[0]:
         lines.append(previous)
@@ -130,12 +157,12 @@ def produced_here(manifest_path: Path, root: Path) -> bool:
     secret = key(root, create=False)
     if secret is None:
         return False
+    from repro import bounded, errors
+
     try:
-        with open(manifest_path, "rb") as f:
-            text = f.read()
-        with open(tag_path(manifest_path), encoding="utf-8") as f:
-            tags = f.read(1024).split()
-    except (OSError, UnicodeDecodeError):
+        text = bounded.read_bytes(manifest_path, bounded.MANIFEST_MAX, errors.ManifestError)
+        tags = (_read_small(tag_path(manifest_path), 1024) or b"").decode().split()
+    except (errors.ManifestError, UnicodeDecodeError):
         return False
     expected = tag(secret, text)
     return any(hmac.compare_digest(expected.encode(), t.encode()) for t in tags)

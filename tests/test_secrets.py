@@ -39,16 +39,22 @@ CANARIES = {  # where each is planted -> its value
     "argv --password X": "canary-password-3333",
     "argv PASSWORD=X": "canary-assign-4444",
     "argv db.password=X": "canary-hydra-5555",
+    "argv URL password": "canary-urlpw-6666",
+    "argv --pw X": "canary-pw-7777",
 }
 ARGS = ["--api-key", CANARIES["argv --api-key X"], "--token=" + CANARIES["argv --token=X"],
         "--password", CANARIES["argv --password X"], "PASSWORD=" + CANARIES["argv PASSWORD=X"],
-        "db.password=" + CANARIES["argv db.password=X"], "--max-tokens", "64"]
+        "db.password=" + CANARIES["argv db.password=X"],
+        f"https://me:{CANARIES['argv URL password']}@hub.example/x",
+        "--pw", CANARIES["argv --pw X"], "--max-tokens", "64"]
 REPLAY_ENV = {
     "REPRO_SECRET_API_KEY": CANARIES["argv --api-key X"],
     "REPRO_SECRET_TOKEN": CANARIES["argv --token=X"],
     "REPRO_SECRET_PASSWORD": CANARIES["argv --password X"],
     "REPRO_SECRET_PASSWORD_2": CANARIES["argv PASSWORD=X"],
     "REPRO_SECRET_DB_PASSWORD": CANARIES["argv db.password=X"],
+    "REPRO_SECRET_URL_PASSWORD": CANARIES["argv URL password"],
+    "REPRO_SECRET_PW": CANARIES["argv --pw X"],
 }
 
 
@@ -217,6 +223,7 @@ def _hook_module() -> object:
     (["env", "PASSWORD=x", "python", "t.py"], [(1, "PASSWORD=", "PASSWORD")]),
     (["TOKEN=x"], []),  # the program itself is never a secret
     (["python", "t.py", "--", "--secret", "S"], [(4, "", "secret")]),
+    (["python", "t.py", "--pw", "S", "--db-pw=T"], [(3, "", "pw"), (4, "--db-pw=", "db-pw")]),
 ])
 def test_secret_argument_rule_and_the_hooks_copy_agree(
         argv: list[str], spans: list[tuple[int, str, str]]) -> None:
@@ -246,6 +253,24 @@ def test_likely_secret_file_names(name: str, secret: bool) -> None:
 ])
 def test_environment_allow_list_and_secret_names(name: str, kept: bool) -> None:
     assert (name in environment.allowed_env({name: "v"})) is kept
+
+
+def test_a_url_password_in_argv_is_a_secret_for_repro_and_the_hook() -> None:
+    argv = ("python", "t.py", "--src", "https://me:pw1@host/x?y=1", "git+ssh://u:pw2@h/r.git",
+            "https://host/no-password", "https://user@host/no-password")
+    redacted = redact.redact_argv(argv, lambda: bytes(16))
+    assert "pw1" not in redacted[3] and "pw2" not in redacted[4]
+    assert redacted[3].startswith("https://me:<secret:$REPRO_SECRET_URL_PASSWORD:")
+    assert redacted[3].endswith(">@host/x?y=1") and "$REPRO_SECRET_URL_PASSWORD_2:" in redacted[4]
+    assert redacted[5:] == argv[5:]
+    assert redact.redact_argv(redacted, lambda: bytes(16)) == redacted  # a replay's: kept
+    env = {"REPRO_SECRET_URL_PASSWORD": "pw1", "REPRO_SECRET_URL_PASSWORD_2": "pw2"}
+    assert redact.restore_argv(redacted, env) == argv
+    script = redact.shell_word(redacted[3], lambda s: f"'{s}'")
+    assert script.startswith("'https://me:'\"${REPRO_SECRET_URL_PASSWORD:?") and "pw1" not in script
+    hook = _hook_module()
+    assert hook.redact_argv(argv)[3:5] == [  # type: ignore[attr-defined]
+        "https://me:<secret>@host/x?y=1", "git+ssh://u:<secret>@h/r.git"]
 
 
 def test_placeholders_hash_with_the_recorded_salt() -> None:

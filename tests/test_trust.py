@@ -196,3 +196,48 @@ def test_a_damaged_key_is_reported_and_its_runs_are_foreign(
     assert main(RUN) == 0
     assert "cannot read or create this clone's key" in capfd.readouterr().err
     assert main(["replay", "latest"]) == 125
+
+
+@pytest.mark.slow
+def test_a_tag_or_key_that_is_a_fifo_never_blocks(repo: Path) -> None:
+    setup(repo)
+    assert main(RUN) == 0
+    tag = trust.tag_path(run_dirs(repo)[-1] / "manifest.yaml")
+    tag.unlink()
+    os.mkfifo(tag)  # no writer ever comes: an open without O_NONBLOCK waits for good
+    done = subprocess.run([PYTHON, "-m", "repro", "replay", "latest"], cwd=repo, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 125 and "was not recorded in this clone" in done.stderr
+    key = repo / ".git" / trust.KEY_FILE
+    key.unlink()
+    os.mkfifo(key)
+    done = subprocess.run([PYTHON, "-m", "repro", *RUN], cwd=repo, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 0 and "cannot read or create this clone's key" in done.stderr
+
+
+def test_a_foreign_argv_cannot_redraw_the_terminal_to_hide_itself(
+        repo: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    setup(repo)
+    assert main(RUN) == 0
+    path = run_dirs(repo)[-1] / "manifest.yaml"
+    doc = yaml.safe_load(path.read_text())
+    marker = tmp_path / "pwned"
+    # Erase the line and move up: on a terminal only "python train.py" would be seen.
+    doc["command"]["argv"] = ["sh", "-c", f"touch {marker}\x1b[2K\x1b[1G\x1b[1Apython train.py"]
+    path.write_text(yaml.safe_dump(doc))
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 125
+    err = capfd.readouterr().err
+    assert "\x1b" not in err and f"touch {marker}\\x1b[2K" in err
+    assert not marker.exists()
+
+
+def test_a_key_readable_by_others_is_made_private_again(repo: Path) -> None:
+    setup(repo)
+    assert main(RUN) == 0
+    key_file = repo / ".git" / trust.KEY_FILE
+    key_file.chmod(0o644)  # e.g. a careless copy of the clone
+    trust._keys.clear()  # a fresh process: nothing cached
+    assert trust.key(repo) == key_file.read_bytes()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

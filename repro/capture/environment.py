@@ -290,6 +290,8 @@ _TOML_VERSIONS: dict[str, tuple[str, set[int] | None]] = {
 def _toml_lock(text: str, rel: str, kind: str) -> Lock:
     import tomllib
 
+    if bounded.toml_too_deep(text):
+        raise _Malformed("nested too deeply")
     try:
         doc = tomllib.loads(text)
     except RecursionError as e:

@@ -571,7 +571,7 @@ _SCP_PATTERN = r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@"
 # `PASSWORD=X`); tests/test_secrets.py holds the two equal. The hook records no hash of them.
 _SECRET_WORDS = frozenset({
     "token", "secret", "password", "passwd", "passphrase", "pass", "pwd", "apikey", "key",
-    "credential", "credentials", "auth", "cookie", "signature",
+    "credential", "credentials", "auth", "cookie", "signature", "pw",
 })
 _ARG_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.-]*"
 _ASSIGN_PATTERN = r"^([+~]{0,2})([A-Za-z_][A-Za-z0-9_.-]*)="
@@ -607,10 +607,18 @@ def secret_spans(argv: Any) -> list[tuple[int, str, str]]:
     return spans
 
 
+_URL_PASSWORD_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*:)([^/?#@\s]+)@"
+
+
 def redact_argv(argv: Any) -> list[str]:
+    import re
+
     out = [str(a) for a in argv]
     for i, prefix, _name in secret_spans(out):
         out[i] = prefix + "<secret>"
+    for i, word in enumerate(out):
+        if i and "://" in word and "@" in word:
+            out[i] = re.sub(_URL_PASSWORD_PATTERN, r"\1<secret>@", word)
     return out
 
 

@@ -126,8 +126,10 @@ class Roots:
             forms.add(r)
             forms.add(os.path.realpath(r))
         ordered = sorted(forms, key=len, reverse=True)  # the longest (innermost) root first
-        self._pattern = re.compile("|".join(re.escape(r) + r"(?![^/\\\s'\",;:|<>)\]}])"
-                                            for r in ordered)) if ordered else None
+        # Not inside a longer path either: `/a/b` is no root of `/mnt/a/b` (`file://` is fine).
+        self._pattern = re.compile(r"(?:(?<![\w.~/-])|(?<=://))(?:" + "|".join(
+            re.escape(r) + r"(?![^/\\\s'\",;:|<>)\]}])" for r in ordered) + ")"
+        ) if ordered else None
 
     def norm(self, text: str) -> str:
         if self._pattern is None or "/" not in text:

@@ -413,9 +413,13 @@ def _short_program(argv: Sequence[str]) -> list[str]:
 
 
 def _argv_text(argv: Sequence[str]) -> str:
+    """Shell-quoted, control characters escaped: a manifest from elsewhere must not move the
+    cursor or erase lines of `runs`/`show` (ESC sequences in an argv word)."""
     import shlex
 
-    return " ".join(shlex.quote(a) for a in argv)
+    from repro import bounded
+
+    return bounded.escape(" ".join(shlex.quote(a) for a in argv))
 
 
 def _duration(s: Any) -> str:

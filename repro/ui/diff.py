@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from repro import compare
+from repro import bounded, compare
 
 VALUE_WIDTH = 60  # a cell longer than this is cut to a window around the first difference
 LIST_LIMIT = 10  # paths listed per changed directory or commit before "… and N more"
@@ -40,13 +40,13 @@ def format_value(value: Any, key: str = "") -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return _float(value)
-    if isinstance(value, str):
-        return _short_hash(value).replace("\n", " ")
+    if isinstance(value, str):  # control characters escaped: no ESC from a manifest
+        return bounded.escape(_short_hash(value).replace("\n", " "))
     if isinstance(value, Mapping):
         return _mapping(value)
     if isinstance(value, (list, tuple)):
         if key == "argv" and all(isinstance(v, str) for v in value):
-            return shlex.join(value)
+            return bounded.escape(shlex.join(value))
         return ", ".join(format_value(v) for v in value) if value else "(none)"
     return str(value)
 
