@@ -132,6 +132,18 @@ def test_replay_under_another_interpreter_names_it_first(
     assert f"hint: the run used {Path(PYTHON).parent}" in err and "activate its environment" in err
 
 
+def test_verify_says_a_repeated_warning_once(repo: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / "repro.yaml").write_text("metric_patterns: ['never=(?P<never>[0-9]+)']\n")
+    git(repo, "add", "repro.yaml")
+    git(repo, "commit", "-qm", "a pattern that matches nothing")
+    capfd.readouterr()
+    assert main(["verify", "--runs", "3", "--output", "out", "--", PYTHON, "train.py"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("matched nothing the command printed") == 1, err
+
+
 def test_replay_of_a_dirty_run_restores_patch_and_untracked(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit_script(repo, DETERMINISTIC)

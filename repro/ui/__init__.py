@@ -93,8 +93,14 @@ def print_json(doc: Mapping[str, Any]) -> None:
 class CliReporter:
     """record.Reporter for the terminal: warnings on stderr, delayed progress bars."""
 
+    def __init__(self) -> None:
+        self._said: set[tuple[str, str | None]] = set()
+
     def warn(self, message: str, hint: str | None = None) -> None:
-        warn(message, hint)
+        # verify records several runs of one recipe: each would repeat the same warning
+        if (message, hint) not in self._said:
+            self._said.add((message, hint))
+            warn(message, hint)
 
     def finished(self, outcome: Any) -> None:
         sys.stderr.write(run_summary(outcome.manifest) + "\n")
