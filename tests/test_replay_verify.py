@@ -518,3 +518,15 @@ def test_verify_of_a_command_with_nothing_declared_refuses_before_running_it(
     err = capfd.readouterr().err
     assert code == 2 and "nothing to compare" in err and "--output" in err
     assert not marker.exists() and not (repo / ".repro" / "runs").exists()
+
+
+@pytest.mark.parametrize("command", [["verify", "nope", "--json"], ["show", "nope", "--json"],
+                                     ["diff", "nope", "latest", "--json"]])
+def test_json_commands_print_one_document_on_trouble_too(
+        repo: Path, capfd: pytest.CaptureFixture[str], command: list[str]) -> None:
+    assert main(command) == 2
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert doc["schema"] == "repro/error/v1" and doc["exit_code"] == 2
+    assert doc["error"] in err and "error:" in err
+    assert ("verdict" in doc) == (command[0] == "verify") and doc.get("verdict") is None
