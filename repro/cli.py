@@ -63,12 +63,12 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 # Options shared by `run` and `verify -- CMD`, defined once.
 SeedOpt = Annotated[int | None, typer.Option(
-    help="Seed to inject (default: config, else random).", min=0, max=2**32 - 1)]
+    help="Seed to inject (default: config, else random).", metavar="N", min=0, max=2**32 - 1)]
 LevelOpt = Annotated[str | None, typer.Option(
     "--determinism", help="strict (default), warn, seed or off.", metavar="LEVEL")]
 ThreadsOpt = Annotated[int | None, typer.Option(
-    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).", min=1,
-    max=4096)]
+    help="Pin OMP/MKL/OpenBLAS threads to N (default: config, else the core count).",
+    metavar="N", min=1, max=4096)]
 DirtyOpt = Annotated[bool, typer.Option(
     "--allow-dirty", help="Run with uncommitted files, recording a patch and copies.")]
 UnlockedOpt = Annotated[bool, typer.Option(
@@ -79,7 +79,7 @@ OutputOpt = Annotated[list[str] | None, typer.Option(
     "--output", help="Output to hash after the run (repeatable).", metavar="PATH")]
 MetricsOpt = Annotated[str | None, typer.Option(
     help="JSON/YAML file of final metrics the command writes.", metavar="PATH")]
-NameOpt = Annotated[str | None, typer.Option(help="A name for the run.")]
+NameOpt = Annotated[str | None, typer.Option(help="A name for the run.", metavar="TEXT")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
 KillAfterOpt = Annotated[float | None, typer.Option(
@@ -102,7 +102,8 @@ def run(
     name: NameOpt = None,
     tag: Annotated[list[str] | None, typer.Option(
         help="K=V label (repeatable).", metavar="K=V")] = None,
-    note: Annotated[str | None, typer.Option(help="Free text stored with the run.")] = None,
+    note: Annotated[str | None, typer.Option(
+        help="Free text stored with the run.", metavar="TEXT")] = None,
     kill_after: KillAfterOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No summary line on stderr when the run ends.")] = False,
@@ -132,7 +133,8 @@ def run(
 
 @app.command("runs")
 def runs_cmd(
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", min=1)] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", metavar="N",
+                                       min=1)] = 20,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
@@ -192,9 +194,11 @@ def _series(runs: store.Store, ref: str) -> dict[str, list[float]]:
 
 
 Rtol = Annotated[float | None, typer.Option(
-    "--rtol", help="Relative tolerance for metrics (default: config, else 0).", min=0.0)]
+    "--rtol", help="Relative tolerance for metrics (default: config, else 0).", metavar="TOL",
+    min=0.0)]
 Atol = Annotated[float | None, typer.Option(
-    "--atol", help="Absolute tolerance for metrics (default: config, else 0).", min=0.0)]
+    "--atol", help="Absolute tolerance for metrics (default: config, else 0).", metavar="TOL",
+    min=0.0)]
 MetricTol = Annotated[list[str] | None, typer.Option(
     "--metric", metavar="NAME=TOL", help="Absolute tolerance for one metric (repeatable).")]
 
@@ -319,8 +323,10 @@ def replay(
     opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
                               kill_after=kill_after)
     confirm = ui.confirm_command if replay_mod.interactive() else None
-    with replay_mod.session(runs, loaded, opts, ui.CliReporter(), confirm) as done:
+    reporter = ui.CliReporter()
+    with replay_mod.session(runs, loaded, opts, reporter, confirm) as done:
         code = done.outcome.exit_code
+    reporter.finished(done.outcome)  # the new run's id, as `repro run` ends
     raise typer.Exit(code)
 
 
@@ -332,7 +338,7 @@ def verify(
     at: Annotated[str | None, typer.Option(
         "--at", metavar="REV", help="Run the recorded recipe on REV (e.g. HEAD).")] = None,
     runs_n: Annotated[int, typer.Option("--runs", help="Fresh executions to compare.",
-                                        min=1)] = 1,
+                                        metavar="N", min=1)] = 1,
     rtol: Rtol = None,
     atol: Atol = None,
     metric: MetricTol = None,

@@ -51,7 +51,9 @@ def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> lis
             "dirty-tree", f"uncommitted or untracked files: {paths}"
                           + (f" and {more} more" if more > 0 else ""),
             "commit them or add them to .gitignore; `repro run` refuses a dirty tree"))
-    if not _ignored(root, ".repro/runs/x/manifest.yaml"):
+    # A new store ignores itself (store.ignore_store); one made before that, with runs in it,
+    # is dirt unless .gitignore names it.
+    if (root / ".repro" / "runs").is_dir() and not _ignored(root, ".repro/runs/x/manifest.yaml"):
         found.append(Hazard(
             "repro-not-ignored", ".repro/ is not in .gitignore: recorded runs make the tree dirty",
             "run `repro init`, or add `.repro/` to .gitignore"))

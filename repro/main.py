@@ -127,13 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.ChildStartError as e:
         _ui().error(e)
         # run/replay exit 126/127 like a shell; verify and the others keep to 0/1/2.
-        return int(e.exit_code) if command in CHILD_COMMANDS else int(ExitCode.TROUBLE)
+        code = int(e.exit_code) if command in CHILD_COMMANDS else int(ExitCode.TROUBLE)
+        return _json_error(args, e, code)
     except errors.UsageError as e:  # the command line itself is wrong: 2, as argparse does,
         _ui().error(e)  # but 125 for run/replay, whose child may exit 2 itself (as env(1))
-        return int(trouble)
+        return _json_error(args, e, int(trouble))
     except errors.ReproError as e:
         _ui().error(e)
-        return int(trouble)
+        return _json_error(args, e, int(trouble))
     except KeyboardInterrupt:
         _ui().err_console().print("interrupted")
         return int(ExitCode.INTERRUPTED)
@@ -174,6 +175,22 @@ def _exit_now(code: int) -> None:
     except (OSError, ValueError):
         return
     os._exit(code)
+
+
+def _json_error(args: Sequence[str], e: errors.ReproError, code: int) -> int:
+    """With --json, stdout still carries one JSON document when the command fails, so
+    `repro verify latest --json | jq .verdict` reads `null` and the error, not nothing."""
+    options = args[:args.index("--")] if "--" in args else args
+    if "--json" in options:
+        import json
+
+        with contextlib.suppress(OSError, ValueError):
+            doc = {"schema": "repro/error/v1", "error": e.message, "hint": e.hint,
+                   "exit_code": code}
+            if "verify" in options:
+                doc["verdict"] = None  # no verdict: trouble, not "not-reproduced"
+            print(json.dumps(doc), flush=True)
+    return code
 
 
 def _ui() -> Any:

@@ -417,8 +417,12 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
 
     hook = hookprobe.summarize(run_dir / "hook", req.argv)
     if not hook.get("ran"):
+        hint = "run Python without -I, -E or -S so repro's start-up hook can load"
+        if hook.get("reason") == hookprobe.NO_PYTHON:  # `repro run -- make`, `-- yes`
+            hint = ("a command that runs no Python has nothing to seed: nothing to do; for one "
+                    "that does, keep PYTHONPATH and run Python without -I, -E or -S")
         reporter.warn(f"the seed could not be applied inside the command: {hook.get('reason')}",
-                      hint="run Python without -I, -E or -S so repro's start-up hook can load")
+                      hint=hint)
     elif hook.get("deterministic_algorithms") is False and m.determinism.get("level") in (
             "strict", "warn"):
         reporter.warn("the script turned deterministic algorithms off "

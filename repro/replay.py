@@ -525,12 +525,20 @@ def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> N
             diffs.append(f"{name} {a or '(none)'} -> {b or '(none)'}")
     if not diffs:
         return
+    # Most often the cause is another interpreter (`python` found elsewhere on PATH than the
+    # venv the run used): say so first, not after ten package names.
+    recorded = plan.python.get("executable")
+    moved = isinstance(recorded, str) and recorded != interp.executable
+    if moved:
+        diffs.insert(0, f"interpreter {recorded} -> {interp.executable}")
     shown = ", ".join(diffs[:10]) + (f" and {len(diffs) - 10} more" if len(diffs) > 10 else "")
+    where = f"the run used {recorded}: activate its environment; " if moved else ""
     if strict:
-        raise errors.ReplayError(f"the environment differs from the recorded run: {shown}",
-                                 hint="install the recorded versions, or drop --strict-env")
+        raise errors.ReplayError(
+            f"the environment differs from the recorded run: {shown}",
+            hint=f"{where}install the recorded versions, or drop --strict-env")
     reporter.warn(f"the environment differs from the recorded run: {shown}",
-                  hint="results may differ; --strict-env refuses instead")
+                  hint=f"{where}results may differ; --strict-env refuses instead")
 
 
 def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
@@ -967,6 +975,9 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     command = " ".join(f'"$repo"/{q(str(Path(plan.cwd, w)))}' if i in picked
                        else redact.shell_word(w, q) for i, w in enumerate(plan.argv))
     lines += [f"cd {q(plan.cwd)}", command,
+              # The worktree stays registered in the clone until removed: say how.
+              'echo "when done: git -C \\"$repo\\" worktree remove --force \\"$work/tree\\""'
+              ' "&& rm -rf \\"$work\\"" >&2',
               'echo "outputs are in $work/tree" >&2']
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
-"""`repro init`: a starter repro.yaml from what the project has; `.repro/` and the results
-(outputs, metrics file) in .gitignore.
+"""`repro init`: a starter repro.yaml from what the project has; `.repro/`, the results
+(outputs, metrics file) and the data directories git does not track in .gitignore.
 
 Writes only those two files; never prints.
 """
@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from repro import errors, manifest, store
-from repro.capture import environment
+from repro.capture import environment, git
 
 DATA_DIRS = ("data", "datasets")
 OUTPUT_DIRS = ("outputs", "checkpoints", "models", "results")
@@ -38,7 +38,8 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     outputs = [d + "/" for d in OUTPUT_DIRS if (root / d).is_dir()]
     metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)
     lines = ["# repro configuration (keys: seed, determinism, threads, data, outputs, metrics,",
-             "# metric_patterns, lockfile, env_allow, tolerance, untracked_max_bytes).",
+             "# metric_patterns, lockfile, env_allow, tolerance, untracked_max_bytes,",
+             "# keep_outputs_max_bytes, replay_copy_max_bytes).",
              "# Command-line flags override these settings.", ""]
     if lock is not None:
         found["lockfile"] = lock.relative_to(root).as_posix()
@@ -67,7 +68,10 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     # Results are produced by runs, never committed: the outputs and metrics file found, or
     # the ones suggested above, so that a run's results are not the next run's dirt.
     results = [*(outputs or ["checkpoints/"]), metrics or "metrics.json"]
-    added = _ignore(root, [".repro/", *results])
+    # A data directory git tracks nothing of is hashed as an input on every run; left
+    # untracked and not ignored, its files would make the first run refuse a dirty tree.
+    untracked_data = [d for d in data if not git.is_tracked(root, d.rstrip("/"))]
+    added = _ignore(root, [".repro/", *results, *untracked_data])
     return InitResult(target, text, bool(added), found, tuple(added))
 
 

@@ -50,7 +50,9 @@ class Store:
 
     def create_run_dir(self, now: dt.datetime | None = None) -> tuple[str, Path]:
         """A new, empty run directory with a time-sortable id that never collides."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        if not self.runs_dir.is_dir():
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            ignore_store(self.home)
         while True:
             run_id = new_run_id(now)
             path = self.runs_dir / run_id
@@ -166,6 +168,15 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except (OSError, ValueError):
         return False
+
+
+def ignore_store(home: Path) -> None:
+    """A new store ignores itself (`*` in its own .gitignore, as pytest's and mypy's caches do),
+    so that the runs it records never make the tree dirty, with or without `repro init`. A
+    store that already had runs is left as it is: its owner may track it on purpose."""
+    path = home / ".gitignore"
+    if not path.exists():
+        path.write_text("# repro's run store: not code. Written by repro.\n*\n", encoding="utf-8")
 
 
 def open_here(cwd: Path | None = None) -> Store:

@@ -355,6 +355,15 @@ def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixtu
     assert "warning: the seed could not be applied" in err
     hook = load(only_run(repo))["determinism"]["hook"]
     assert hook["ran"] is False and "-I" in hook["reason"]
+    assert "run Python without -I, -E or -S" in err
+
+
+def test_a_command_without_python_is_not_told_to_fix_its_python(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--quiet", "--", "sh", "-c", "echo plain"]) == 0
+    err = capfd.readouterr().err
+    assert "warning: the seed could not be applied" in err  # said, since a script may hide one
+    assert "hint: a command that runs no Python has nothing to seed" in err
 
 
 @pytest.mark.slow
@@ -583,3 +592,17 @@ def test_a_refused_run_leaves_no_stale_status_for_the_next(
     (repo / "train.py").write_text("print('changed')\n")
     assert main(["run", "--", PYTHON, "-c", "pass"]) == 125
     assert "uncommitted" in capfd.readouterr().err.lower()
+
+
+def test_the_store_ignores_itself_without_repro_init(repo: Path) -> None:
+    (repo / ".gitignore").unlink()  # no `repro init`, no `.repro/` line anywhere
+    git(repo, "commit", "-qam", "no .gitignore")
+    assert main(["run", "--quiet", "--", PYTHON, "-c", "pass"]) == 0
+    assert git(repo, "status", "--porcelain") == ""  # the first run's record is not dirt
+    assert main(["run", "--quiet", "--", PYTHON, "-c", "pass"]) == 0  # so no refusal
+
+
+def test_a_store_that_already_has_runs_is_not_made_to_ignore_itself(repo: Path) -> None:
+    (repo / ".repro" / "runs").mkdir(parents=True)  # an existing store, perhaps tracked
+    assert main(["run", "--quiet", "--", PYTHON, "-c", "pass"]) == 0
+    assert not (repo / ".repro" / ".gitignore").exists()

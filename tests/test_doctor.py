@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
     git(repo, "commit", "-qam", "bad pin")
     (repo / "Makefile").write_text("train:\n\trepro run -- python -I train.py\n")
     (repo / ".gitignore").write_text("")
+    (repo / ".repro" / "runs").mkdir(parents=True)  # a store from before stores ignored themselves
     monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "1")
     monkeypatch.setenv("PYTHONHASHSEED", "random")
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0")
@@ -90,6 +92,17 @@ def test_doctor_outside_a_repo_exits_2(tmp_path: Path, monkeypatch: pytest.Monke
     assert "error:" in capfd.readouterr().err
 
 
+def test_doctor_does_not_flag_a_store_that_ignores_itself(
+        repo: Path, pinned: None, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").unlink()
+    git(repo, "commit", "-qam", "no .gitignore")
+    assert "repro-not-ignored" not in hazards(capsys)[1]  # the first run will ignore it
+    assert main(["run", "--quiet", "--", sys.executable, "-c", "pass"]) == 0
+    code, found = hazards(capsys)
+    assert code == 0
+    assert "repro-not-ignored" not in found and "dirty-tree" not in found
+
+
 def test_init_writes_config_from_what_it_finds(repo: Path,
                                                capfd: pytest.CaptureFixture[str]) -> None:
     (repo / "data").mkdir()
@@ -103,9 +116,10 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
     assert "lockfile: requirements.lock\n" in text
     assert "data: [data/]\n" in text and "outputs: [checkpoints/]\n" in text
     assert "metrics: metrics.json\n" in text
-    ignored = "*.pyc\n.repro/\ncheckpoints/\nmetrics.json\n"  # results are never dirt
+    # results are never dirt, nor is a data directory git tracks nothing of
+    ignored = "*.pyc\n.repro/\ncheckpoints/\nmetrics.json\ndata/\n"
     assert (repo / ".gitignore").read_text() == ignored
-    assert "added .repro/, checkpoints/, metrics.json to .gitignore" in err
+    assert "added .repro/, checkpoints/, metrics.json, data/ to .gitignore" in err
     from repro import config
 
     cfg = config.load(repo)  # the starter file is valid configuration
@@ -115,6 +129,34 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
     assert "repro.yaml already exists" in capfd.readouterr().err
     assert main(["init", "--force"]) == 0
     assert (repo / ".gitignore").read_text() == ignored  # not added twice
+
+
+def test_init_ignores_an_untracked_data_dir_so_the_first_run_is_not_refused(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "train.csv").write_text("x,y\n1,2\n")
+    (repo / "t.py").write_text("print(open('data/train.csv').read())\n")
+    git(repo, "add", "t.py")
+    git(repo, "commit", "-qm", "script")
+    assert main(["init"]) == 0
+    assert "data: [data/]\n" in (repo / "repro.yaml").read_text()
+    assert "data/\n" in (repo / ".gitignore").read_text().splitlines(keepends=True)
+    git(repo, "add", "repro.yaml", ".gitignore")
+    git(repo, "commit", "-qm", "Configure repro")
+    capfd.readouterr()
+    assert main(["run", "--quiet", "--", sys.executable, "t.py"]) == 0  # not a dirty tree
+    assert "x,y" in capfd.readouterr().out
+
+
+def test_init_leaves_a_tracked_data_dir_tracked(repo: Path) -> None:
+    (repo / "data").mkdir()
+    (repo / "data" / "small.csv").write_text("x\n1\n")
+    git(repo, "add", "data")
+    git(repo, "commit", "-qm", "data")
+    assert main(["init"]) == 0
+    assert "data: [data/]\n" in (repo / "repro.yaml").read_text()
+    assert "data" not in [line.strip("/") for line in
+                          (repo / ".gitignore").read_text().splitlines()]
 
 
 def test_init_in_a_bare_project_comments_the_examples(repo: Path,

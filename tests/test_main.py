@@ -86,6 +86,9 @@ def test_every_command_has_help_with_an_example(command: str,
     assert main.main([command, "--help"]) == 0
     out = capfd.readouterr().out
     assert "Example" in out, out
+    # Options name their value (N, TOL, TEXT), not typer's type placeholder (<int range>).
+    options = [line for line in out.splitlines() if line.lstrip().startswith("-")]
+    assert not [line for line in options if "<" in line.strip().split("  ")[0]], out
 
 
 def test_run_help_example_gives_repro_its_own_options(

@@ -103,6 +103,47 @@ def test_replay_after_head_moved_reproduces_bitwise_and_touches_nothing(
                 if (p / "worktree").exists() and str(p).endswith(recorded["run"]["run_id"])]
 
 
+def test_replay_ends_with_the_new_runs_line(repo: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", "--quiet", *RUN]) == 0
+    old = manifest_of(repo, "latest", capsys)["run"]["run_id"]
+    assert main(["replay", "latest"]) == 0
+    err = capsys.readouterr().err
+    new = manifest_of(repo, "latest", capsys)["run"]["run_id"]
+    assert f"repro: run {new} (replay of {old}) succeeded in " in err
+    assert f"details: repro show {new}" in err
+
+
+def test_replay_under_another_interpreter_names_it_first(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    monkeypatch.setenv("PATH", str(Path(PYTHON).parent) + os.pathsep + os.environ["PATH"])
+    assert main(["run", "--quiet", "--output", "out", "--", "python", "train.py"]) == 0
+    bare = tmp_path / "bare"  # `python` now finds another venv, without the run's packages
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    monkeypatch.setenv("PATH", str(bare / "bin") + os.pathsep + os.environ["PATH"])
+    capfd.readouterr()
+    assert main(["replay", "latest"]) == 0
+    err = capfd.readouterr().err
+    assert (f"the environment differs from the recorded run: interpreter {Path(PYTHON).parent}"
+            in err), err
+    assert f"hint: the run used {Path(PYTHON).parent}" in err and "activate its environment" in err
+
+
+def test_verify_says_a_repeated_warning_once(repo: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    commit_script(repo, DETERMINISTIC)
+    (repo / "repro.yaml").write_text("metric_patterns: ['never=(?P<never>[0-9]+)']\n")
+    git(repo, "add", "repro.yaml")
+    git(repo, "commit", "-qm", "a pattern that matches nothing")
+    capfd.readouterr()
+    assert main(["verify", "--runs", "3", "--output", "out", "--", PYTHON, "train.py"]) == 0
+    err = capfd.readouterr().err
+    assert err.count("matched nothing the command printed") == 1, err
+
+
 def test_replay_of_a_dirty_run_restores_patch_and_untracked(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit_script(repo, DETERMINISTIC)
@@ -198,6 +239,10 @@ def test_script_reproduces_the_outputs_in_a_fresh_clone(
     entry = data.hash_paths(["out"], root=tree, cache_dir=None)[0]
     assert entry.hash == recorded["outputs"]["out"]["hash"]
     assert (tree / "notes.txt").read_text() == "untracked\n"
+    cleanup = done.stderr.strip().splitlines()[-2].removeprefix("when done: ")
+    assert str(tree) in git(fresh, "worktree", "list")
+    subprocess.run(["bash", "-c", cleanup], check=True, timeout=60)
+    assert str(tree) not in git(fresh, "worktree", "list") and not tree.parent.exists()
 
 
 # ---------------------------------------------------------------------------- verify
@@ -473,3 +518,15 @@ def test_verify_of_a_command_with_nothing_declared_refuses_before_running_it(
     err = capfd.readouterr().err
     assert code == 2 and "nothing to compare" in err and "--output" in err
     assert not marker.exists() and not (repo / ".repro" / "runs").exists()
+
+
+@pytest.mark.parametrize("command", [["verify", "nope", "--json"], ["show", "nope", "--json"],
+                                     ["diff", "nope", "latest", "--json"]])
+def test_json_commands_print_one_document_on_trouble_too(
+        repo: Path, capfd: pytest.CaptureFixture[str], command: list[str]) -> None:
+    assert main(command) == 2
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert doc["schema"] == "repro/error/v1" and doc["exit_code"] == 2
+    assert doc["error"] in err and "error:" in err
+    assert ("verdict" in doc) == (command[0] == "verify") and doc.get("verdict") is None

@@ -93,8 +93,14 @@ def print_json(doc: Mapping[str, Any]) -> None:
 class CliReporter:
     """record.Reporter for the terminal: warnings on stderr, delayed progress bars."""
 
+    def __init__(self) -> None:
+        self._said: set[tuple[str, str | None]] = set()
+
     def warn(self, message: str, hint: str | None = None) -> None:
-        warn(message, hint)
+        # verify records several runs of one recipe: each would repeat the same warning
+        if (message, hint) not in self._said:
+            self._said.add((message, hint))
+            warn(message, hint)
 
     def finished(self, outcome: Any) -> None:
         sys.stderr.write(run_summary(outcome.manifest) + "\n")
@@ -144,7 +150,9 @@ def run_summary(m: manifest.Manifest) -> str:
     status = r.status
     if r.status == "failed" and r.exit_code is not None:
         status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
-    return (f"repro: run {r.run_id} {status} in {_duration(r.duration_s)}, seed {m.seed.value};"
+    of = f" (replay of {r.replay_of})" if r.replay_of else ""
+    return (f"repro: run {r.run_id}{of} {status} in {_duration(r.duration_s)}, "
+            f"seed {m.seed.value};"
             f" details: repro show {r.run_id}")
 
 
