@@ -6,9 +6,9 @@ The only PyYAML user. Never prints; never executes anything found in a manifest.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -453,8 +453,11 @@ def read(path: Path) -> Manifest:
     return from_dict(data, str(path))
 
 
-def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
-    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust)."""
+def write(path: Path, m: Manifest, key: bytes | None = None, durable: bool = True) -> None:
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust).
+
+    `durable=False` skips the fsync (still atomic): `repro run` writes its `running` manifests
+    so and flushes the last of them while the child runs (see sync)."""
     text = dumps(to_dict(m))
     if key is not None:
         from repro import trust
@@ -463,12 +466,21 @@ def write(path: Path, m: Manifest, key: bytes | None = None) -> None:
         # a power cut only makes the run ask before a replay, like a foreign one.
         write_text_atomic(trust.tag_path(path), trust.tag_text(key, text.encode(), path),
                           durable=False)
-    write_text_atomic(path, text)
+    write_text_atomic(path, text, durable)
+
+
+def sync(path: Path) -> None:
+    """fsync a file written with `durable=False` (its rename is already done)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
     """Temp file in the same directory, flush, fsync, rename: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -480,6 +492,19 @@ def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
         with _suppress_oserror():
             os.unlink(tmp)
         raise
+
+
+def _mkstemp(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """tempfile.mkstemp's file (new, mode 0600, not inherited) without importing tempfile
+    and random on `repro run`'s hot path (~1 ms)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        name = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no usable temporary file name found", str(folder))
 
 
 class _suppress_oserror:

@@ -184,7 +184,9 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
     try:
-        manifest.write(path, m, key)
+        # No fsync for the `running` manifests (one costs 5-20 ms before the child starts):
+        # atomic all the same, and the second is flushed while the child runs (in_background).
+        manifest.write(path, m, key, durable=False)
     except OSError as e:
         reserve.release()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -217,9 +219,11 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
             "hook": {"ran": None},
         })
         m = m.replace(fingerprint=fingerprint(m))
-        manifest.write(path, m, key)
+        manifest.write(path, m, key, durable=False)
 
         def in_background() -> Mapping[str, Any]:
+            with contextlib.suppress(OSError):
+                manifest.sync(path)
             reserve.allocate()
             return _while_child_runs(child_env)
 

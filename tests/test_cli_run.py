@@ -337,6 +337,18 @@ def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     assert "HEAVY [] 0" in done.stderr, done.stderr
 
 
+def test_run_hot_path_leaves_out_modules_it_does_not_need(repo: Path) -> None:
+    """tempfile (with random) and queue cost ~1.5 ms of every run's start-up: the manifest's
+    temporary file and the large-file hashing pipeline do without them on this path."""
+    probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--quiet', '--', "
+             "sys.executable, '-c', 'pass'])\nextra = sorted({m.split('.')[0] for m in "
+             "sys.modules} & {'tempfile', 'random', 'queue'})\n"
+             "print('EXTRA', extra, code, file=sys.stderr)\n")
+    done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert "EXTRA [] 0" in done.stderr, done.stderr
+
+
 def test_python_isolated_mode_is_reported(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--", PYTHON, "-I", "-c", "print('isolated')"]) == 0
     err = capfd.readouterr().err
@@ -570,6 +582,16 @@ def test_show_draws_a_curve_of_the_metric_series(
     out = [line.rstrip() for line in capfd.readouterr().out.splitlines()]
     at = out.index("curves  a over b, one scale per metric")
     assert out[at + 1:at + 3] == ["loss  a █▄▃▂▂▂▂▁", "      b ▄▂▂▁▁▁▁▁"], out
+
+
+def test_a_refused_run_leaves_no_stale_status_for_the_next(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`repro run` starts `git status` before its imports: a run refused before its pre-flight
+    must not hand that status to a later run in the same process."""
+    assert main(["run", "--determinism", "bogus", "--", PYTHON, "-c", "pass"]) == 125
+    (repo / "train.py").write_text("print('changed')\n")
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 125
+    assert "uncommitted" in capfd.readouterr().err.lower()
 
 
 def test_the_store_ignores_itself_without_repro_init(repo: Path) -> None:

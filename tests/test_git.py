@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -139,3 +140,112 @@ def test_in_index_reads_gits_index_and_leaves_the_rest_to_git(repo: Path) -> Non
     run_git(repo, "update-index", "--index-version", "4")  # prefix-compressed names: ask git
     assert not git._in_index(repo, "requirements.lock")
     assert git.is_tracked(repo, "sub/requirements.lock")
+
+
+# -- remote URLs and HEAD's commit time read without a process, held to git's own answers
+
+
+def _git_remote(repo: Path) -> str | None:
+    done = subprocess.run(["git", "config", "--get-regexp", r"^remote\..*\.url$"], cwd=repo,
+                          capture_output=True, text=True)
+    urls: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, url = line.partition(" ")
+        urls[key[len("remote."):-len(".url")]] = url.strip()
+    if not urls:
+        return None
+    return git.strip_credentials(urls.get("origin") or next(iter(urls.values())))
+
+
+def _git_time(repo: Path) -> int:
+    return int(run_git(repo, "show", "-s", "--format=%ct", "HEAD", "--").strip())
+
+
+def test_plain_config_and_loose_head_need_no_process(repo: Path) -> None:
+    run_git(repo, "remote", "add", "origin", "https://bob:canary@example.com/o/r.git")
+    remote, when = git.start_remote(repo), git.start_commit_time(repo)
+    assert not isinstance(remote, subprocess.Popen)
+    assert not isinstance(when, subprocess.Popen)
+    assert git.finish_remote(remote) == "https://example.com/o/r.git"
+    assert git.finish_commit_time(when) == _git_time(repo)
+
+
+@pytest.mark.parametrize("config", [
+    # several remotes, no origin: the first one git lists
+    '[remote "upstream"]\n\turl = git@host:u/r.git\n[remote "fork"]\n\turl = https://f/r\n',
+    # origin after another, comments, odd spacing and case, a URL given twice
+    '[remote "a"]\n url=https://a/x ; comment\n[Remote "origin"] # c\n  URL = https://o/1\n'
+    '  url = https://o/2\n[core]\n\turl = not-a-remote\n',
+    # what the small reader leaves to git: quotes, escapes, continued lines, old syntax
+    '[remote "origin"]\n\turl = "https://q/r.git" ; quoted\n',
+    '[remote "origin"]\n\turl = https://e/r\\\n.git\n',
+    '[remote.origin]\n\turl = https://old/style\n',
+    '[remote "o\\"x"]\n\turl = https://esc/aped\n',
+    '[remote "origin"] url = https://same/line\n',
+])
+def test_remote_read_from_files_is_what_git_says(repo: Path, config: str) -> None:
+    with (repo / ".git" / "config").open("a") as f:
+        f.write(config)
+    assert git.finish_remote(git.start_remote(repo)) == _git_remote(repo)
+
+
+def test_remote_in_an_included_or_global_file_is_found(repo: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "extra.cfg"
+    extra.write_text('[remote "origin"]\n\turl = https://included/r.git\n')
+    with (repo / ".git" / "config").open("a") as f:
+        f.write(f"[include]\n\tpath = {extra}\n")
+    assert git.finish_remote(git.start_remote(repo)) == "https://included/r.git"
+    (repo / ".git" / "config").write_text(
+        (repo / ".git" / "config").read_text().replace(f"[include]\n\tpath = {extra}\n", ""))
+    home = Path(os.environ["HOME"])
+    (home / ".gitconfig").write_text('[remote "global"]\n\turl = https://global/r.git\n')
+    assert git.finish_remote(git.start_remote(repo)) == "https://global/r.git" == \
+        _git_remote(repo)
+
+
+def test_remote_and_time_from_a_linked_worktree(repo: Path, tmp_path: Path) -> None:
+    run_git(repo, "remote", "add", "origin", "https://w/r.git")
+    run_git(repo, "worktree", "add", "-q", "--detach", str(tmp_path / "wt"))
+    wt = tmp_path / "wt"
+    assert (wt / ".git").is_file()
+    assert git.finish_remote(git.start_remote(wt)) == "https://w/r.git"
+    assert git.finish_commit_time(git.start_commit_time(wt)) == _git_time(wt)
+
+
+def test_commit_time_of_packed_objects_and_refs_comes_from_git(repo: Path) -> None:
+    run_git(repo, "commit", "-q", "--allow-empty", "-m", "later",
+            "--date", "2001-02-03T04:05:06Z")
+    run_git(repo, "gc", "-q", "--prune=now")
+    assert not (repo / ".git" / "refs" / "heads" / "main").exists()  # packed
+    assert git.finish_commit_time(git.start_commit_time(repo)) == _git_time(repo)
+
+
+def test_commit_time_follows_replace_refs_as_git_does(repo: Path) -> None:
+    old, before = run_git(repo, "rev-parse", "HEAD").strip(), _git_time(repo)
+    env = {**os.environ, "GIT_COMMITTER_DATE": "2002-03-04T05:06:07Z"}
+    subprocess.run(["git", "commit", "-q", "--amend", "-m", "other"], cwd=repo, check=True,
+                   env=env)
+    new = run_git(repo, "rev-parse", "HEAD").strip()
+    run_git(repo, "reset", "-q", "--hard", old)
+    run_git(repo, "replace", old, new)
+    assert git.finish_commit_time(git.start_commit_time(repo)) == _git_time(repo) != before
+
+
+def test_status_started_early_is_taken_over_once(repo: Path) -> None:
+    (repo / "sub").mkdir()
+    os.chdir(repo / "sub")
+    git.prestart_status()
+    early = git._EARLY[repo.resolve()]
+    assert git.start_status(repo.resolve()) is early
+    assert git.finish_status(early, repo).dirty is False
+    second = git.start_status(repo.resolve())
+    assert second is not early
+    second.communicate()
+
+
+def test_status_started_early_and_not_taken_is_dropped(repo: Path) -> None:
+    git.prestart_status()
+    git._EARLY[repo.resolve()].wait()  # it has looked at the tree
+    git.discard_early()
+    (repo / "train.py").write_text("print('changed after the early status')\n")
+    assert git.status(repo.resolve()).dirty is True

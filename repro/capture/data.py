@@ -52,7 +52,6 @@ import itertools
 import json
 import operator
 import os
-import queue
 import re
 import shutil
 import stat
@@ -283,6 +282,8 @@ def _hash_pipelined(fd: int, hasher: Any, size: int, counter: _Counter,
     little faster (0.34/0.42 s), but a file truncated while mapped kills the process with
     SIGBUS, so it is not used.
     """
+    import queue  # only for large files: not on `repro run`'s hot path
+
     free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[bytearray, int] | OSError] = queue.SimpleQueue()
     for _ in range(3):

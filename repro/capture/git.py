@@ -8,9 +8,11 @@ shell out to the same binary anyway. GitPython serves the off-hot-path work (com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,8 +59,36 @@ def _git(root: Path, *args: str, check: bool = True, text: bool = True) -> Any:
     return done
 
 
+# `git status` started by repro.main before the run's imports (see prestart_status).
+_EARLY: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+def prestart_status() -> None:
+    """Start `git status` for the work tree around the current directory now: `repro run` then imports its
+    modules (~40 ms on one core) while git works on the other. The run's start_status takes
+    it over; discard_early drops one no run took. Never raises (start_status reports)."""
+    with contextlib.suppress(OSError, errors.GitError):
+        here = Path.cwd().resolve()
+        root = next((c for c in (here, *here.parents) if (c / ".git").exists()), None)
+        if root is not None and root not in _EARLY:
+            _EARLY[root] = start_status(root)
+
+
+def discard_early() -> None:
+    """Drop a pre-started `git status` no run took (a run refused before its pre-flight): a
+    later run in this process must see the tree as it is then."""
+    while _EARLY:
+        _, proc = _EARLY.popitem()
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
 def start_status(root: Path) -> subprocess.Popen[bytes]:
     """Begin `git status` in the background so other pre-flight work can overlap with it."""
+    early = _EARLY.pop(root, None)
+    if early is not None:
+        return early
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
         return subprocess.Popen(
@@ -130,32 +160,200 @@ def _xy_state(xy: str) -> str:
     return "staged" if staged in "MTARC" else _STATES.get(staged, "modified")
 
 
-def start_remote(root: Path) -> subprocess.Popen[str]:
-    """Begin reading the remote URLs in the background (see finish_remote)."""
+class _Read:
+    """A value read from the repository's files, where a git process would have said the same."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+# GIT_* variables that change neither where the repository is nor what its config says: with
+# any other one set (GIT_DIR, GIT_CONFIG_*, GIT_NAMESPACE, ...), git itself is asked.
+_HARMLESS_GIT_ENV = frozenset({
+    "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE", "GIT_CONFIG_NOSYSTEM", "GIT_OPTIONAL_LOCKS",
+    "GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_EDITOR", "GIT_PAGER", "GIT_SSH",
+    "GIT_SSH_COMMAND", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_SSL_NO_VERIFY"})
+
+
+def _git_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(git dir, common dir) of the work tree at `root`, read from `.git` without a process;
+    None when git's own answer could differ (variables, an unusual layout)."""
+    if any(k.startswith("GIT_") and k not in _HARMLESS_GIT_ENV for k in os.environ):
+        return None
+    dot = root / ".git"
+    try:
+        if dot.is_dir():
+            gitdir = dot
+        else:
+            line = dot.read_text(encoding="utf-8").strip()
+            if not line.startswith("gitdir: ") or "\n" in line:
+                return None
+            gitdir = root / line[len("gitdir: "):]
+        common = gitdir
+        if (gitdir / "commondir").exists():
+            common = gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError):
+        return None
+    return gitdir, common
+
+
+_SECTION_RE = re.compile(r'\[\s*([A-Za-z0-9.-]+)\s*(?:"([^"\\]*)")?\s*\]\s*(?:[#;].*)?')
+
+
+def _config_urls(text: str) -> list[tuple[str, str]] | None:
+    """`remote.<name>.url` entries of one config file, as `git config --get-regexp` prints
+    them; None for anything this small reader does not fully understand (includes, quoted
+    or escaped values, continued lines): git is asked then."""
+    found: list[tuple[str, str]] = []
+    section = subsection = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.endswith("\\"):
+            return None
+        if line.startswith("["):
+            m = _SECTION_RE.fullmatch(line)
+            if m is None or "." in m.group(1):
+                return None
+            section, subsection = m.group(1).lower(), m.group(2)
+            if section in ("include", "includeif"):
+                return None
+            continue
+        if section != "remote":
+            continue
+        key, eq, value = line.partition("=")
+        if key.strip().lower() != "url":
+            continue
+        if not eq or subsection is None or '"' in value or "\\" in value:
+            return None
+        value = value.split("#", 1)[0].split(";", 1)[0].strip()
+        found.append((f"remote.{subsection}.url", value))
+    return found
+
+
+def _read_remotes(root: Path) -> list[tuple[str, str]] | None:
+    """Every `remote.*.url` in the files `git config` reads, in its order; None: ask git."""
+    dirs = _git_dirs(root)
+    home = os.environ.get("HOME")
+    git_bin = shutil.which("git")
+    # git's system file is /etc/gitconfig for a git installed in /usr; another prefix has
+    # its own, so ask that git.
+    if dirs is None or not home or git_bin is None or os.path.dirname(git_bin) not in (
+            "/usr/bin", "/bin"):
+        return None
+    gitdir, common = dirs
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [Path(xdg) / "git" / "config", Path(home) / ".gitconfig", common / "config"]
+    if os.environ.get("GIT_CONFIG_NOSYSTEM", "").lower() in ("", "0", "false", "no", "off"):
+        files.insert(0, Path("/etc/gitconfig"))
+    if (gitdir / "config.worktree").exists():
+        return None
+    found: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeError):
+            return None
+        urls = _config_urls(text)
+        if urls is None:
+            return None
+        found += urls
+    return found
+
+
+def start_remote(root: Path) -> subprocess.Popen[str] | _Read:
+    """Begin reading the remote URLs in the background (see finish_remote).
+
+    Read from the config files when they are plain (no process: each one costs a fork and
+    an exec on `repro run`'s critical path), else from `git config`.
+    """
+    urls = _read_remotes(root)
+    if urls is not None:
+        return _Read(urls)
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     return subprocess.Popen(["git", "config", "--get-regexp", r"^remote\..*\.url$"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
 
 
-def finish_remote(proc: subprocess.Popen[str]) -> str | None:
+def finish_remote(proc: subprocess.Popen[str] | _Read) -> str | None:
     """The URL of `origin` (else the first remote), credentials stripped; None without one."""
-    out, _ = proc.communicate(timeout=60)
+    if isinstance(proc, _Read):
+        pairs: list[tuple[str, str]] = proc.value
+    else:
+        out, _ = proc.communicate(timeout=60)
+        pairs = [(key, url) for key, _, url in (line.partition(" ") for line in out.splitlines())]
     urls: dict[str, str] = {}
-    for line in out.splitlines():
-        key, _, url = line.partition(" ")
+    for key, url in pairs:
         urls[key[len("remote."):-len(".url")]] = url.strip()
     if not urls:
         return None
     return strip_credentials(urls.get("origin") or next(iter(urls.values())))
 
 
-def start_commit_time(root: Path) -> subprocess.Popen[str] | None:
+def _read_commit_time(root: Path) -> int | None:
+    """HEAD's committer time from its loose commit object; None: ask git (packed objects,
+    packed or symbolic refs it cannot follow, replace refs, grafts, a reftable)."""
+    import zlib
+
+    dirs = _git_dirs(root)
+    if dirs is None:
+        return None
+    gitdir, common = dirs
+    try:
+        replace = common / "refs" / "replace"
+        if ((replace.is_dir() and any(replace.iterdir())) or (common / "info" / "grafts").exists()
+                or (common / "reftable").exists()):
+            return None
+        if (common / "packed-refs").exists() and \
+                b"refs/replace/" in (common / "packed-refs").read_bytes():
+            return None
+        head = (gitdir / "HEAD").read_text(encoding="ascii").strip()
+        if head.startswith("ref: "):
+            ref = head[len("ref: "):]
+            if not ref.startswith("refs/heads/") or ".." in ref:
+                return None
+            try:
+                sha = (common / ref).read_text(encoding="ascii").strip()
+            except FileNotFoundError:
+                return None  # packed, or an unborn branch: git knows
+        else:
+            sha = head
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+            return None
+        try:
+            raw = (common / "objects" / sha[:2] / sha[2:]).read_bytes()
+        except FileNotFoundError:
+            return None  # packed
+        body = zlib.decompress(raw)
+    except (OSError, UnicodeError, zlib.error):
+        return None
+    header, _, body = body.partition(b"\0")
+    if not header.startswith(b"commit "):
+        return None
+    for line in body.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"committer "):
+            m = re.search(rb"> (\d+) [+-]\d{4}$", line)
+            return int(m.group(1)) if m else None
+    return None
+
+
+def start_commit_time(root: Path) -> subprocess.Popen[str] | _Read | None:
     """Begin reading HEAD's committer timestamp in the background (see finish_commit_time).
 
-    One more process overlapped with `git status`, not a GitPython call: `repro run` start-up
-    is performance critical. None when git cannot start (finish_status reports that).
+    Read from HEAD's loose commit object when it is one (no process), else one more process
+    overlapped with `git status`, not a GitPython call: `repro run` start-up is performance
+    critical. None when git cannot start (finish_status reports that).
     """
+    known = _read_commit_time(root)
+    if known is not None:
+        return _Read(known)
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
     try:
         return subprocess.Popen(["git", "show", "-s", "--no-show-signature", "--format=%ct",
@@ -165,11 +363,14 @@ def start_commit_time(root: Path) -> subprocess.Popen[str] | None:
         return None
 
 
-def finish_commit_time(proc: subprocess.Popen[str] | None) -> int | None:
+def finish_commit_time(proc: subprocess.Popen[str] | _Read | None) -> int | None:
     """HEAD's commit time in seconds since the epoch (`git show -s --format=%ct`); None when
     unknown (no commit yet, git failed). Never raises: the time is a convenience."""
     if proc is None:
         return None
+    if isinstance(proc, _Read):
+        value: int = proc.value
+        return value
     try:
         out, _ = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

@@ -348,13 +348,12 @@ class Hook:
                            "hook loaded it first): not seeded, settings not applied")
         if self.out is None:
             return
-        import json
-
         probe = self.probe(exc, nondeterministic)
         path = os.path.join(self.out, self.stem + ".probe.json")
         tmp = path + ".tmp"
+        text = _json_text(probe)
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(probe, f, default=repr, sort_keys=True)
+            f.write(text)
             f.write("\n")
         os.replace(tmp, path)
 
@@ -476,22 +475,19 @@ class Hook:
         return state
 
     def packages(self) -> dict[str, Any]:
-        import json
-        import re
-
         packages: dict[str, str] = {}
         sources: dict[str, dict[str, Any]] = {}
         for meta_dir, metadata_file in _distributions(self.sys_path):
             name, version = _name_version(os.path.join(meta_dir, metadata_file))
             if not name or not version:
                 continue
-            name = re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+            name = _normalized(name)  # PEP 503
             if name in packages:  # an earlier path entry shadows this one, as for imports
                 continue
             packages[name] = version
             try:
                 with open(os.path.join(meta_dir, "direct_url.json"), encoding="utf-8") as f:
-                    sources[name] = _source(json.load(f))
+                    sources[name] = _source(_json_value(f.read()))
             except FileNotFoundError:
                 pass
             except Exception as e:
@@ -610,10 +606,24 @@ def secret_spans(argv: Any) -> list[tuple[int, str, str]]:
 _URL_PASSWORD_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*:)([^/?#@\s]+)@"
 
 
+def _maybe_secret(word: str) -> bool:
+    """Whether `word` could be redacted by redact_argv: True for every word that can (a name
+    ending in a secret word, a URL with a password), so the others skip `re`, whose import
+    (~4 ms with enum and functools) would otherwise be paid at every process's exit."""
+    if "://" in word and "@" in word:
+        return True
+    name = word.lstrip("-").partition("=")[0] if word.startswith("-") else \
+        word.partition("=")[0] if "=" in word else ""
+    low = name.lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
 def redact_argv(argv: Any) -> list[str]:
+    out = [str(a) for a in argv]
+    if not any(_maybe_secret(w) for w in out[1:]):
+        return out
     import re
 
-    out = [str(a) for a in argv]
     for i, prefix, _name in secret_spans(out):
         out[i] = prefix + "<secret>"
     for i, word in enumerate(out):
@@ -622,9 +632,72 @@ def redact_argv(argv: Any) -> list[str]:
     return out
 
 
+def _normalized(name: str) -> str:
+    """PEP 503: runs of `-`, `_` and `.` as one `-`, lower case (re.sub(r"[-_.]+", "-", name)
+    without importing re at exit)."""
+    out: list[str] = []
+    run = False  # inside a run of separators
+    for ch in name:
+        if ch in "-_.":
+            run = True
+            continue
+        if run:
+            out.append("-")
+            run = False
+        out.append(ch)
+    if run:
+        out.append("-")
+    return "".join(out).lower()
+
+
+def _json_text(value: Any) -> str:
+    """json.dumps(value, default=repr, sort_keys=True), through the C encoder where there is
+    one: the json package imports re (~5 ms with what re needs), at every process's exit."""
+    try:
+        from _json import encode_basestring_ascii, make_encoder
+    except ImportError:
+        import json
+
+        return json.dumps(value, default=repr, sort_keys=True)
+    encode = make_encoder({}, repr, encode_basestring_ascii, None, ": ", ", ", True, False, True)
+    return "".join(encode(value, 0))
+
+
+class _JsonContext:
+    """What json's C scanner reads from a JSONDecoder: json.loads' defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+def _json_value(text: str) -> Any:
+    """json.loads(text), through the C scanner json.loads itself uses (the json package
+    imports re: ~5 ms at exit for each package installed from a directory or a URL); any
+    error is json.loads' own."""
+    try:
+        from _json import make_scanner
+
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        value, end = make_scanner(_JsonContext())(text, start)
+        if not text[end:].strip(" \t\n\r"):
+            return value
+    except Exception:
+        pass
+    import json
+
+    return json.loads(text)
+
+
 def strip_credentials(value: str) -> str:
     """Drop credentials and query strings from every URL in `value`, and the password of
     scp-style `user:password@host:path`."""
+    if "@" not in value and "?" not in value and "#" not in value:
+        return value  # no pattern below can match (a plain file:// URL): no `re` import
     import re
 
     if "://" in value:
