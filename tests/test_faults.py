@@ -247,6 +247,27 @@ def test_a_closed_stdout_ends_the_child_as_without_repro(repo: Path) -> None:
     assert (run_dir / "stdout.log").stat().st_size < 16 * 1024 * 1024
 
 
+def signal_repro(argv: list[str], pid_file: Path, times: int = 1) -> tuple[int, str, int, float]:
+    """Start repro with argv, wait for its child to write its pid, send repro SIGTERM `times`
+    times; -> (repro's exit code, its stderr, the child's pid, seconds from the first signal
+    to repro's exit). Every process is reaped whatever happens."""
+    proc = subprocess.Popen([*REPRO, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        child = int(wait_for(pid_file))
+        started = time.monotonic()
+        for _ in range(times):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err, child, time.monotonic() - started
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if pid_file.exists():
+            kill_quietly(int(pid_file.read_text()))
+
+
 @pytest.mark.slow
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(
         repo: Path, tmp_path: Path) -> None:
@@ -255,18 +276,9 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(
               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
               f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
               "time.sleep(120)")
-    proc = subprocess.Popen([*REPRO, "run", "--kill-after", "1", "--", PYTHON, "-c", script],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        child = int(wait_for(pid_file))
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        if pid_file.exists():
-            kill_quietly(int(pid_file.read_text()))
-    assert proc.returncode == 137, err
+    code, err, child, _ = signal_repro(["run", "--kill-after", "1", "--", PYTHON, "-c", script],
+                                       pid_file)
+    assert code == 137, err
     assert gone(child)
     assert "repro killed it (SIGKILL)" in err
     [m] = manifests(repo / ".repro")
@@ -472,18 +484,8 @@ def test_a_replay_whose_command_ignores_sigterm_exits_137_like_run(
     git(repo, "commit", "-qm", "t")
     assert repro("run", "--", PYTHON, "t.py", str(flag), str(pid_file)).returncode == 0
     flag.write_text("now hang")
-    proc = subprocess.Popen([*REPRO, "replay", "latest", "--kill-after", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        child = int(wait_for(pid_file))
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        if pid_file.exists():
-            kill_quietly(int(pid_file.read_text()))
-    assert proc.returncode == 137, err  # not 130: nobody pressed Ctrl-C
+    code, err, child, _ = signal_repro(["replay", "latest", "--kill-after", "1"], pid_file)
+    assert code == 137, err  # not 130: nobody pressed Ctrl-C
     assert gone(child)
 
 
@@ -494,21 +496,8 @@ def test_a_third_signal_kills_a_child_that_ignores_them_without_waiting(
               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
               f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
               "time.sleep(120)")
-    proc = subprocess.Popen([*REPRO, "run", "--", PYTHON, "-c", script],  # default grace: 30 s
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        child = int(wait_for(pid_file))
-        started = time.monotonic()
-        for _ in range(3):
-            proc.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
-        _, err = proc.communicate(timeout=60)
-        waited = time.monotonic() - started
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        if pid_file.exists():
-            kill_quietly(int(pid_file.read_text()))
-    assert proc.returncode == 137, err
+    code, err, child, waited = signal_repro(["run", "--", PYTHON, "-c", script],  # grace: 30 s
+                                            pid_file, times=3)
+    assert code == 137, err
     assert waited < 15, waited  # not the 30 s grace period
     assert gone(child)
