@@ -43,8 +43,12 @@ def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> lis
     root = store.find_root(cwd)
     cfg = config.load(root)
     found: list[Hazard] = []
-    state = git.status(root)
-    if state.dirty:
+    try:
+        state: git.TreeState | None = git.status(root)
+    except errors.NotAGitRepoError as e:  # no commits yet: still report the machine's hazards
+        state = None
+        found.append(Hazard("no-commits", e.message, e.hint or ""))
+    if state is not None and state.dirty:
         paths = ", ".join(d.path for d in state.dirt[:preflight.SHOWN])
         more = len(state.dirt) - preflight.SHOWN
         found.append(Hazard(
@@ -62,7 +66,8 @@ def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> lis
                                         interp_path, "repro")
     installed = environment.installed_packages(interp.sys_path)
     try:
-        preflight.check_lock(root, state, cfg.lockfile, installed, False, data.hash_file)
+        if state is not None:
+            preflight.check_lock(root, state, cfg.lockfile, installed, False, data.hash_file)
     except errors.LockfileError as e:
         found.append(Hazard("lockfile", e.message, e.hint or ""))
     found.extend(_environment_hazards(env))

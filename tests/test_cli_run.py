@@ -547,7 +547,9 @@ def test_listings_piped_keep_each_row_on_one_line(
     out = capfd.readouterr().out.splitlines()
     assert len(out) == 2 and long_arg in out[1], out
     assert main(["show", "latest"]) == 0
-    assert any(long_arg in line for line in capfd.readouterr().out.splitlines())
+    shown = capfd.readouterr().out.splitlines()
+    assert any(long_arg in line for line in shown)
+    assert [line for line in [*out, *shown] if line.endswith(" ")] == []  # no table padding
 
 
 def test_a_run_refused_before_it_starts_is_not_listed(

@@ -92,6 +92,17 @@ def test_doctor_outside_a_repo_exits_2(tmp_path: Path, monkeypatch: pytest.Monke
     assert "error:" in capfd.readouterr().err
 
 
+def test_doctor_in_a_repository_without_commits_still_reports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pinned: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    git(tmp_path, "init", "-q")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "1")  # a machine hazard it must still name
+    code, found = hazards(capsys)
+    assert code == 1 and "no commits yet" in found["no-commits"]
+    assert any("TF32" in message for message in found.values())
+
+
 def test_doctor_does_not_flag_a_store_that_ignores_itself(
         repo: Path, pinned: None, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / ".gitignore").unlink()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from repro import errors, manifest
 
@@ -40,10 +40,40 @@ def _console(stderr: bool) -> Console:
     no_color = bool(os.environ.get("NO_COLOR"))
     # Piped or redirected, with no COLUMNS to follow: no width to fit, so a table row stays
     # one line (rich would assume 80 columns and wrap `loss=0.0016` mid-number).
-    width = None if "COLUMNS" in os.environ or _isatty(stream) else PIPE_WIDTH
+    tty = _isatty(stream)
+    width = None if "COLUMNS" in os.environ or tty else PIPE_WIDTH
     # soft_wrap: an `error:` line stays one line however narrow the terminal (grep-able).
-    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True,
-                   force_terminal=None if not no_color else False, width=width)
+    out = stream if tty else cast("IO[str]", _Rstrip(stream))
+    return Console(file=out, no_color=no_color, highlight=False,
+                   soft_wrap=True, force_terminal=None if not no_color else False, width=width)
+
+
+class _Rstrip:
+    """A text stream that drops the spaces rich pads table rows with at the end of each line,
+    for output read by programs and diffs (`repro runs | cut`, `repro show > a.txt`)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        if lines:
+            self._stream.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._stream.write(self._pending)
+            self._pending = ""
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... of the real stream
+        return getattr(self._stream, name)
 
 
 def _isatty(stream: Any) -> bool:
