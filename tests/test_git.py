@@ -189,6 +189,26 @@ def test_remote_read_from_files_is_what_git_says(repo: Path, config: str) -> Non
     assert git.finish_remote(git.start_remote(repo)) == _git_remote(repo)
 
 
+@pytest.mark.parametrize("config", [
+    # a UTF-8 byte order mark (some Windows editors write one): git skips it
+    '\ufeff[remote "origin"]\n\turl = https://bom/r.git\n',
+    '\ufeff[include]\n\tpath = {extra}\n',
+    # whitespace inside a value: git makes each tab or lone CR one space, and ends a line
+    # only at \n (or \r\n)
+    '[remote "origin"]\n\turl = https://tab/a\tb.git\n',
+    '[remote "origin"]\n\turl = https://cr/a\rb.git\n',
+    '[remote "origin"]\r\n\turl = https://crlf/r.git\r\n',
+])
+def test_remote_read_from_unusual_files_is_what_git_says(repo: Path, tmp_path: Path,
+                                                          config: str) -> None:
+    extra = tmp_path / "extra.cfg"
+    extra.write_text('[remote "origin"]\n\turl = https://included/r.git\n')
+    path = repo / ".git" / "config"
+    path.write_text(config.format(extra=extra) + path.read_text(), encoding="utf-8")
+    assert _git_remote(repo) is not None
+    assert git.finish_remote(git.start_remote(repo)) == _git_remote(repo)
+
+
 def test_remote_in_an_included_or_global_file_is_found(repo: Path, tmp_path: Path) -> None:
     extra = tmp_path / "extra.cfg"
     extra.write_text('[remote "origin"]\n\turl = https://included/r.git\n')

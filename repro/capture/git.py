@@ -207,8 +207,12 @@ def _config_urls(text: str) -> list[tuple[str, str]] | None:
     or escaped values, continued lines): git is asked then."""
     found: list[tuple[str, str]] = []
     section = subsection = None
-    for raw in text.splitlines():
-        line = raw.strip()
+    # git skips a UTF-8 byte order mark and ends lines at \n only (\r\n as one).
+    for raw in text.removeprefix("\ufeff").split("\n"):
+        raw = raw.removesuffix("\r")
+        if any(c.isspace() and c not in " \t" for c in raw):
+            return None  # a lone CR, a form feed, a Unicode space: git's own reading
+        line = raw.strip(" \t")
         if not line or line[0] in "#;":
             continue
         if line.endswith("\\"):
@@ -228,7 +232,8 @@ def _config_urls(text: str) -> list[tuple[str, str]] | None:
             continue
         if not eq or subsection is None or '"' in value or "\\" in value:
             return None
-        value = value.split("#", 1)[0].split(";", 1)[0].strip()
+        # Inside a value git makes each tab one space.
+        value = value.split("#", 1)[0].split(";", 1)[0].strip(" \t").replace("\t", " ")
         found.append((f"remote.{subsection}.url", value))
     return found
 
@@ -253,7 +258,7 @@ def _read_remotes(root: Path) -> list[tuple[str, str]] | None:
     found: list[tuple[str, str]] = []
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
+            text = f.read_bytes().decode("utf-8")  # as written: no newline translation
         except FileNotFoundError:
             continue
         except (OSError, UnicodeError):
