@@ -103,6 +103,8 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `repro` program: `argv` None reads sys.argv and, after a plain `repro run`, may end
+    the process at once (`_exit_now`). Callers inside a process pass `argv` and get the code."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in args if not a.startswith("-")), None)
     trouble = ExitCode.REFUSED if command in CHILD_COMMANDS else ExitCode.TROUBLE
