@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-import shlex
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from repro.capture import cmdline
 
 MARKER_SUFFIX = ".marker.json"
 PROBE_SUFFIX = ".probe.json"
@@ -33,10 +32,6 @@ NO_PYTHON = (
     "no Python process ran the hook: the command started no Python interpreter, one that "
     "ignored PYTHONPATH, or one that could not write to the probe directory"
 )
-_PYTHON_NAME = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[a-z]?(\.exe)?$")
-# Options of the python command line whose value is the next word (or the rest of the word).
-_VALUE_OPTIONS = "WX"
-_LONG_VALUE_OPTIONS = ("--check-hash-based-pycs",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,69 +121,11 @@ def interpreter_flags(argv: Sequence[str]) -> frozenset[str]:
     Finds `python...` in argv (after wrappers such as `env`, `uv run` or `sh -c '...'`), or in
     the shebang line of the script argv[0] names.
     """
-    words = list(argv)
-    index = _python_index(words)
-    if index is None:
-        for word in words:  # `sh -c "python -I x.py"`
-            if any(c.isspace() for c in word):
-                try:
-                    inner = shlex.split(word)
-                except ValueError:
-                    continue
-                found = _python_index(inner)
-                if found is not None:
-                    words, index = inner, found
-                    break
-    if index is None and words:
-        words = _shebang(words[0])
-        index = _python_index(words)
-    if index is None:
+    located = cmdline.python_words(argv)
+    if located is None:
         return frozenset()
-    return _short_options(words[index + 1:])
-
-
-def _python_index(words: Sequence[str]) -> int | None:
-    for i, word in enumerate(words):
-        if _PYTHON_NAME.match(os.path.basename(word)):
-            return i
-    return None
-
-
-def _short_options(words: Sequence[str]) -> frozenset[str]:
-    flags: set[str] = set()
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-            continue
-        if word == "--" or word == "-" or not word.startswith("-"):
-            break  # the script, or stdin: what follows belongs to the program
-        if word.startswith("--"):
-            skip = word in _LONG_VALUE_OPTIONS
-            continue
-        body = word[1:]
-        for position, char in enumerate(body):
-            if char in "cm":  # -c CODE / -m MODULE: the rest goes to the program
-                return frozenset(flags)
-            if char in _VALUE_OPTIONS:
-                skip = position == len(body) - 1
-                break
-            flags.add(char)
-    return frozenset(flags)
-
-
-def _shebang(program: str) -> list[str]:
-    path = program if os.sep in program else shutil.which(program)
-    if not path:
-        return []
-    try:
-        with open(path, "rb") as f:
-            head = f.readline(512)
-    except OSError:
-        return []
-    if not head.startswith(b"#!"):
-        return []
-    return head[2:].decode("utf-8", "replace").split()
+    words, index, _ = located
+    return cmdline.python_args(words[index + 1:]).flags
 
 
 def _load(hook_out: Path) -> tuple[list[_Process], list[dict[str, Any]]]:

@@ -52,7 +52,6 @@ import itertools
 import json
 import operator
 import os
-import re
 import shutil
 import stat
 import struct
@@ -66,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from repro import bounded, errors, manifest
+from repro.capture import cmdline
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -1265,10 +1265,6 @@ def _md5s_from_lock(doc: Any) -> dict[str, str]:
 # --- candidate inputs from argv -------------------------------------------------------------
 
 
-_PYTHON_RE = re.compile(r"^(python|pypy)(\d+(\.\d+)*)?[mtd]?(\.exe)?$")
-_PYTHON_OPTS_WITH_ARG = frozenset({"-W", "-X", "-Q"})
-
-
 def argv_paths(argv: Sequence[str], cwd: Path, root: Path, *, missing: bool = False
                ) -> list[str]:
     """Existing paths inside `root` named in `argv`, relative to `root`, deduplicated in order.
@@ -1280,8 +1276,8 @@ def argv_paths(argv: Sequence[str], cwd: Path, root: Path, *, missing: bool = Fa
     creates one wrote an output (``--save model.pt``).
     """
     words = list(argv[1:])
-    if argv and _PYTHON_RE.match(os.path.basename(argv[0])):
-        words = _after_python_script(words)
+    if argv and cmdline.is_python(argv[0]):
+        words = list(cmdline.python_args(words).args)
     root_real = os.path.realpath(root)
     base = os.path.abspath(cwd)
     seen: set[str] = set()
@@ -1294,22 +1290,6 @@ def argv_paths(argv: Sequence[str], cwd: Path, root: Path, *, missing: bool = Fa
                 out.append(rel)
                 break
     return out
-
-
-def _after_python_script(words: list[str]) -> list[str]:
-    i = 0
-    while i < len(words):
-        w = words[i]
-        if w in ("-c", "-m"):
-            return words[i + 2:]  # code or module name: neither is a data path
-        if w in _PYTHON_OPTS_WITH_ARG:
-            i += 2
-            continue
-        if w.startswith("-") and w != "-":
-            i += 1
-            continue
-        return words[i + 1:]  # words[i] is the script
-    return []
 
 
 def _candidates(word: str) -> list[str]:

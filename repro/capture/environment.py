@@ -11,7 +11,6 @@ import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import bounded, errors, manifest
-
-_PYTHON_RE = re.compile(r"^python(\d+(\.\d+)?)?$")
+from repro.capture import cmdline
 
 
 def normalize(name: str) -> str:
@@ -45,60 +43,14 @@ class Interpreter:
 
 
 def is_python_word(word: str) -> bool:
-    """`python`, `python3.11`, `/venv/bin/python3`: a word that names a Python interpreter."""
-    return bool(_PYTHON_RE.match(os.path.basename(word)))
+    """`python`, `python3.11.4`, `pypy3`, `/venv/bin/python3`: a word that names a Python
+    interpreter (the rule lives in capture/cmdline.py)."""
+    return cmdline.is_python(word)
 
 
 def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
-    """(path, how) of the Python the command will run.
-
-    A `python…` word in argv resolved on PATH; else the script's `#!` line; else the python
-    beside the resolved executable (`torchrun` in a venv's bin); else repro's own.
-    """
-    path = env.get("PATH", os.defpath)
-    for word in argv:
-        if _PYTHON_RE.match(os.path.basename(word)):
-            found = shutil.which(word, path=path) if os.sep not in word else str(cwd / word)
-            if found and os.access(found, os.X_OK):
-                return str(Path(found).absolute()), "argv"
-    if argv:
-        exe = shutil.which(argv[0], path=path) if os.sep not in argv[0] else str(cwd / argv[0])
-        if exe and os.path.isfile(exe):
-            shebang = _shebang_python(Path(exe), path)
-            if shebang:
-                return shebang, "shebang"
-            bindir = Path(exe).parent
-            # Only inside a virtual or conda environment: /usr/bin has a python beside `true`.
-            if (bindir.parent / "pyvenv.cfg").is_file() or (bindir.parent / "conda-meta").is_dir():
-                for name in ("python", "python3"):
-                    beside = bindir / name
-                    if beside.is_file() and os.access(beside, os.X_OK):
-                        return str(beside), "beside"
-    return sys.executable, "repro"
-
-
-def _shebang_python(exe: Path, path: str) -> str | None:
-    try:
-        with exe.open("rb") as f:
-            first = f.readline(256)
-    except OSError:
-        return None
-    if not first.startswith(b"#!"):
-        return None
-    words = first[2:].decode(errors="replace").split()
-    if not words:
-        return None
-    if os.path.basename(words[0]) == "env":
-        words = [w for w in words[1:] if not w.startswith("-")]
-        if not words:
-            return None
-        found = shutil.which(words[0], path=path)
-        candidate = found or ""
-    else:
-        candidate = words[0]
-    if candidate and _PYTHON_RE.match(os.path.basename(candidate)) and os.path.isfile(candidate):
-        return candidate
-    return None
+    """(path, how) of the Python the command will run: see cmdline.find_interpreter."""
+    return cmdline.find_interpreter(argv, cwd, env)
 
 
 _PROBE = ("import sys, json, platform; print(json.dumps({'version': platform.python_version(), "
