@@ -683,7 +683,8 @@ def _json_value(text: str) -> Any:
         from _json import make_scanner
 
         start = len(text) - len(text.lstrip(" \t\n\r"))
-        value, end = make_scanner(_JsonContext())(text, start)
+        # The C scanner reads only these attributes of a decoder: a duck type is enough.
+        value, end = make_scanner(_JsonContext())(text, start)  # type: ignore[arg-type]
         if not text[end:].strip(" \t\n\r"):
             return value
     except Exception:
