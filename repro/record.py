@@ -245,9 +245,13 @@ def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
                 reporter.warn(f"the command was still running {guard.kill_after:g} s after "
                               "the signal; repro killed it (SIGKILL)",
                               hint="--kill-after SECONDS sets the grace period")
+            # Which files the run left that nobody records: git looks while outputs hash.
+            after_proc = None if req.replay_of else _start_quietly(root)
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
+                _warn_unrecorded(after_proc, root, state, _result_paths(req, cfg, root), m,
+                                 reporter)
             except OSError as e:
                 if e.errno not in _DISK_ERRNOS:
                     raise
@@ -392,6 +396,35 @@ class _Watch:
 
             trees = written.snapshot(root, watched)
         return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+
+
+def _start_quietly(root: Path) -> Any:
+    try:
+        return git.start_status(root)
+    except errors.ReproError:
+        return None
+
+
+def _warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Sequence[str],
+                     m: manifest.Manifest, reporter: Reporter) -> None:
+    """Name the files the run created that git does not ignore and repro does not record
+    (`mnist_cnn.pt` written beside the script): verify could not compare them, and the next
+    run would be refused for them. Replays skip this: their recorded run already said it."""
+    if proc is None:
+        return
+    try:
+        after = preflight.without_results(git.finish_status(proc, root), results)
+    except errors.ReproError:
+        return
+    known = {d.path for d in before.dirt}
+    recorded = [*m.outputs, *m.data]
+    new = [d.path for d in after.dirt if d.state == "untracked" and d.path not in known
+           and not _covered(d.path, recorded)]
+    if new:
+        shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+        reporter.warn(f"the run wrote files that are not recorded as outputs: {shown}",
+                      hint="declare them with --output PATH (or `outputs:` in repro.yaml) so "
+                           "verify compares them, or add them to .gitignore")
 
 
 WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched

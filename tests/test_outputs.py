@@ -242,3 +242,21 @@ def test_verify_refuses_a_run_whose_only_outputs_are_stale(
     capsys.readouterr()
     assert main(["verify", "--yes", "latest"]) == 2  # the exit code alone would prove nothing
     assert "only outputs an earlier run left (stale)" in capsys.readouterr().err
+
+
+def test_files_the_run_wrote_but_nobody_records_are_named(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"w.py": "import pathlib\n"
+                          "pathlib.Path('mnist_cnn.pt').write_text('weights')\n"
+                          "pathlib.Path('out').mkdir(exist_ok=True)\n"
+                          "pathlib.Path('out/declared.txt').write_text('x')\n"
+                          "pathlib.Path('logs').mkdir(exist_ok=True)\n"
+                          "pathlib.Path('logs/ignored.txt').write_text('x')\n"}, "logs/\n")
+    assert main(["run", "--output", "out", "--", PYTHON, "w.py"]) == 0
+    err = capfd.readouterr().err
+    assert "the run wrote files that are not recorded as outputs: mnist_cnn.pt" in err
+    assert "declared.txt" not in err and "ignored.txt" not in err and "--output PATH" in err
+    (repo / "mnist_cnn.pt").unlink()
+    capfd.readouterr()
+    assert main(["run", "--output", "out", "--output", "mnist_cnn.pt", "--", PYTHON, "w.py"]) == 0
+    assert "not recorded as outputs" not in capfd.readouterr().err
