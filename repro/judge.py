@@ -75,6 +75,7 @@ import struct
 import subprocess
 import xml.etree.ElementTree as ET
 import zipfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -416,8 +417,10 @@ def _compare_dir(roots: _Roots, path: str, e: Mapping[str, Any], a: Mapping[str,
         return [Check("output", path, "different",
                       f"directory hash differs (no file listing for the {side} to say which "
                       f"files)", info)]
-    changes = compare.diff_listing(le, la)
     out: list[Check | _TensorJob] = []
+    le, la, logs = _without_event_logs(path, le, la, info)
+    out += logs
+    changes = compare.diff_listing(le, la)
     for rel in changes["removed"]:
         name = _inside(path, rel)
         out.append(Check("output", name, "missing", "recorded file missing from the replay",
@@ -445,6 +448,38 @@ def _compare_dir(roots: _Roots, path: str, e: Mapping[str, Any], a: Mapping[str,
                          "directory hash differs but its listings agree (damaged listing?)",
                          info))
     return sorted(out, key=lambda c: c.name)
+
+
+def _is_event_log(rel: str) -> bool:
+    """A TensorBoard event file (`events.out.tfevents.<time>.<host>.<pid>...`): its name and
+    its records hold wall-clock times, so no two runs write the same one."""
+    return posixpath.basename(rel).startswith("events.out.tfevents.")
+
+
+def _without_event_logs(path: str, le: Mapping[str, tuple[str, int]],
+                        la: Mapping[str, tuple[str, int]], info: Mapping[str, Any],
+                        ) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[str, int]],
+                                   list[Check | _TensorJob]]:
+    """The listings without TensorBoard event files, and one check for those: the same number
+    in each folder is `within-tolerance` (they are logs, not results: what they hold is
+    judged through the metrics), a different number is `different`."""
+    de = Counter(posixpath.dirname(r) for r in le if _is_event_log(r))
+    da = Counter(posixpath.dirname(r) for r in la if _is_event_log(r))
+    if not de and not da:
+        return dict(le), dict(la), []
+    rest_e = {r: v for r, v in le.items() if not _is_event_log(r)}
+    rest_a = {r: v for r, v in la.items() if not _is_event_log(r)}
+    n = sum(de.values())
+    if de == da:
+        check = Check("output", path, "within-tolerance",
+                      f"{_count(n, 'TensorBoard event file')} not compared byte for byte: "
+                      "their names and records hold wall-clock times (compare the metrics)",
+                      info)
+    else:
+        check = Check("output", path, "different",
+                      f"TensorBoard event files: {n} recorded, {sum(da.values())} in the "
+                      "replay", info)
+    return rest_e, rest_a, [check]
 
 
 def _inside(path: str, rel: str) -> str:

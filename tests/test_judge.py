@@ -341,6 +341,25 @@ def test_outputs_directory_listing_added_removed_modified(runs: tuple[Run, Run])
     assert judge.verdict(checks) == "not-reproduced"
 
 
+def test_tensorboard_event_files_are_logs_not_results(runs: tuple[Run, Run]) -> None:
+    exp, act = runs
+    for run, stamp in ((exp, "1733040000.host.111.0"), (act, "1733040099.host.222.0")):
+        run.write("tb/model.txt", "same weights\n")
+        run.write(f"tb/version_0/events.out.tfevents.{stamp}", f"wall time {stamp}")
+    checks = judge_outputs(exp, act, "tb")
+    got = [(c.name, c.status) for c in checks]
+    assert got == [("tb", "within-tolerance")], checks
+    assert "1 TensorBoard event file not compared" in checks[0].detail
+    assert judge.verdict(checks) == "within-tolerance"
+    act.write("tb/model.txt", "other weights\n")  # a real result still counts
+    assert judge.verdict(judge_outputs(exp, act, "tb")) == "not-reproduced"
+    (act.root / "tb" / "version_0" / "events.out.tfevents.1733040099.host.222.0").unlink()
+    act.write("tb/model.txt", "same weights\n")
+    lost = judge_outputs(exp, act, "tb")
+    assert [(c.status, c.detail) for c in lost] == [
+        ("different", "TensorBoard event files: 1 recorded, 0 in the replay")]
+
+
 def test_outputs_directory_without_listings_is_one_check(runs: tuple[Run, Run]) -> None:
     exp, act = runs
     exp.write("out/a.txt", "1")
