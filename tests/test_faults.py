@@ -247,6 +247,14 @@ def test_a_closed_stdout_ends_the_child_as_without_repro(repo: Path) -> None:
     assert (run_dir / "stdout.log").stat().st_size < 16 * 1024 * 1024
 
 
+def ignores_sigterm(pid_file: Path) -> str:
+    """`python -c` code that ignores SIGTERM, writes its pid to `pid_file` and sleeps."""
+    return ("import os, pathlib, signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+            "time.sleep(120)")
+
+
 def signal_repro(argv: list[str], pid_file: Path, times: int = 1) -> tuple[int, str, int, float]:
     """Start repro with argv, wait for its child to write its pid, send repro SIGTERM `times`
     times; -> (repro's exit code, its stderr, the child's pid, seconds from the first signal
@@ -272,10 +280,7 @@ def signal_repro(argv: list[str], pid_file: Path, times: int = 1) -> tuple[int, 
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(
         repo: Path, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    script = ("import os, pathlib, signal, time\n"
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-              f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
-              "time.sleep(120)")
+    script = ignores_sigterm(pid_file)
     code, err, child, _ = signal_repro(["run", "--kill-after", "1", "--", PYTHON, "-c", script],
                                        pid_file)
     assert code == 137, err
@@ -492,10 +497,7 @@ def test_a_replay_whose_command_ignores_sigterm_exits_137_like_run(
 def test_a_third_signal_kills_a_child_that_ignores_them_without_waiting(
         repo: Path, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    script = ("import os, pathlib, signal, time\n"
-              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-              f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
-              "time.sleep(120)")
+    script = ignores_sigterm(pid_file)
     code, err, child, waited = signal_repro(["run", "--", PYTHON, "-c", script],  # grace: 30 s
                                             pid_file, times=3)
     assert code == 137, err

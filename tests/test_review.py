@@ -27,6 +27,19 @@ def commit(repo: Path, script: str, ignore: str) -> None:
     git(repo, "commit", "-qm", "script")
 
 
+def run_with_a_linked_input(repo: Path) -> None:
+    """A run of APPENDS whose input `data/train.csv` links to `raw/train.csv` in the checkout;
+    the user then restores the line the run appended."""
+    commit(repo, APPENDS, ".repro/\nout/\ndata/\nraw/\n")
+    (repo / "raw").mkdir()
+    (repo / "data").mkdir()
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    (repo / "data" / "train.csv").symlink_to(repo / "raw" / "train.csv")
+    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
+                 "--train", "data/train.csv"]) == 0
+    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+
+
 @pytest.mark.slow
 def test_a_link_inside_a_copied_input_directory_never_leads_the_replay_into_the_checkout(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,14 +48,7 @@ def test_a_link_inside_a_copied_input_directory_never_leads_the_replay_into_the_
     input would append to the user's raw/train.csv. Such a link cannot be copied without
     changing the recipe, so like an input over the copy budget it is named before the replay
     and checked after it: never `bitwise` over a changed user file."""
-    commit(repo, APPENDS, ".repro/\nout/\ndata/\nraw/\n")
-    (repo / "raw").mkdir()
-    (repo / "data").mkdir()
-    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
-    (repo / "data" / "train.csv").symlink_to(repo / "raw" / "train.csv")
-    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
-                 "--train", "data/train.csv"]) == 0
-    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")  # the user restores their data
+    run_with_a_linked_input(repo)  # the user restores their data
     before = snapshot_tree(repo)
     capsys.readouterr()
     code = main(["verify", "latest"])
@@ -189,14 +195,7 @@ def test_script_replaces_links_out_of_a_copied_input_by_copies(
     import os
     import subprocess
 
-    commit(repo, APPENDS, ".repro/\nout/\ndata/\nraw/\n")
-    (repo / "raw").mkdir()
-    (repo / "data").mkdir()
-    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
-    (repo / "data" / "train.csv").symlink_to(repo / "raw" / "train.csv")
-    assert main(["run", "--data", "data", "--output", "out", "--", PYTHON, "train.py",
-                 "--train", "data/train.csv"]) == 0
-    (repo / "raw" / "train.csv").write_text("a,b\n1,2\n")
+    run_with_a_linked_input(repo)
     capfd.readouterr()
     assert main(["replay", "latest", "--script"]) == 0
     script = capfd.readouterr().out
