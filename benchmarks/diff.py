@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro import compare
+from repro.judge import compare
 
 
 def make_manifest(run_id: str, packages: dict[str, str], listing: str) -> dict[str, Any]:

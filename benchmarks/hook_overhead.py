@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from repro import seeding
+from repro.child import seeding
 
 TARGET_MS = 10.0
 TIMEOUT_S = 60

@@ -12,19 +12,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from repro.api import Run, SilentReporter, diff, load, runs
+    from repro.api import Run, SilentReporter, diff, load, runs, verify
 
-# `verify` is also the name of the module repro/verify.py; that module is callable as the API's
-# verify (see its end), so `repro.verify(...)` works whichever of the two the name holds.
 _API = frozenset({"Run", "SilentReporter", "diff", "load", "runs", "verify"})
 __all__ = ["Run", "SilentReporter", "__version__", "diff", "load", "runs", "verify"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "verify":
-        import importlib
-
-        return importlib.import_module("repro.verify")
     if name in _API:
         from repro import api
 

@@ -22,11 +22,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from repro import manifest, store
+from repro.record import manifest, store
 
 if TYPE_CHECKING:
-    from repro import compare, history, record
-    from repro import verify as verify_mod
+    from repro import report
+    from repro.commands import history
+    from repro.commands import verify as verify_mod
+    from repro.judge import compare
 
 __all__ = ["Run", "SilentReporter", "diff", "load", "runs", "verify"]
 
@@ -103,7 +105,7 @@ def diff(a: RunRef, b: RunRef, root: str | os.PathLike[str] = ".", *,
     changes, `.verdict` the one-line summary, `.to_dict()` the `repro diff --json` document.
     Tolerances default to the repository's configuration, as on the command line.
     """
-    from repro import history
+    from repro.commands import history
 
     where = _store(root)
     tolerance = _tolerance(where, rtol, atol, metric)
@@ -114,7 +116,7 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
            at: str | None = None, runs: int = 1, rtol: float | None = None,
            atol: float | None = None, metric: Mapping[str, float] | None = None,
            vary: Sequence[str] = (), force: bool = False, strict_env: bool = False,
-           reporter: record.Reporter | None = None) -> verify_mod.Report:
+           reporter: report.Reporter | None = None) -> verify_mod.Report:
     """Replay run `ref` and judge it, as `repro verify RUN` does (same options, same errors).
 
     `.verdict` is bitwise, within-tolerance or not-reproduced (`.reproduced` is a bool),
@@ -122,7 +124,7 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
     `yes=True` runs a manifest recorded elsewhere without asking (there is no prompt here:
     without it such a run raises `ReplayError`).
     """
-    from repro import verify as verify_mod
+    from repro.commands import verify as verify_mod
 
     where = _store(root)
     opts = verify_mod.Options(
@@ -134,7 +136,7 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
 
 
 def _loaded(ref: RunRef, where: store.Store) -> history.Loaded:
-    from repro import history
+    from repro.commands import history
 
     run = load(ref, where.root) if not isinstance(ref, Run) else ref
     return history.Loaded(run.manifest, run.run_dir)
@@ -142,7 +144,8 @@ def _loaded(ref: RunRef, where: store.Store) -> history.Loaded:
 
 def _tolerance(where: store.Store, rtol: float | None, atol: float | None,
                metric: Mapping[str, float] | None) -> compare.Tolerance:
-    from repro import config, history
+    from repro.commands import history
+    from repro.record import config
 
     specs = [f"{name}={tol!r}" for name, tol in (metric or {}).items()]
     return history.tolerance_from(config.load(where.root).tolerance, rtol, atol, specs)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import judge, seeding
 from repro.capture import data
-from repro.main import main
+from repro.child import seeding
+from repro.cli.main import main
+from repro.judge import checks as judge
 from tests.conftest import PYTHON, git, snapshot_tree
 
 # A checkpoint laid out the way Lightning's ModelCheckpoint writes one (Lightning itself is not
@@ -172,7 +173,7 @@ def test_a_foreign_manifest_s_checkpoint_is_never_unpickled(
 
 
 def test_probe_normalises_roots_only_as_whole_path_prefixes() -> None:
-    from repro.probes import tensorcmp
+    from repro.child import tensorcmp
 
     roots = tensorcmp.Roots(["/home/me/proj", "/tmp/r/worktree/"])
     assert roots.norm("/home/me/proj/checkpoints") == "<checkout>/checkpoints"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import manifest
-from repro.main import main
+from repro.cli.main import main
+from repro.commands import run as runflow
+from repro.record import manifest
 from tests.conftest import PYTHON, git
 
 
@@ -313,7 +314,7 @@ def test_usage_errors_exit_2(repo: Path, capfd: pytest.CaptureFixture[str]) -> N
 
 def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyPatch,
                                          capfd: pytest.CaptureFixture[str]) -> None:
-    from repro import store
+    from repro.record import store
 
     def boom(self: object, limit: int | None = None) -> None:
         raise ZeroDivisionError("synthetic")
@@ -329,7 +330,7 @@ def test_bug_exits_3_and_saves_traceback(repo: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.slow
 def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
     """torch/numpy must never load in repro; GitPython would cost ~110 ms on the hot path."""
-    probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--', sys.executable, "
+    probe = ("import sys\nfrom repro.cli.main import main\ncode = main(['run', '--', sys.executable, "
              "'-c', 'import torch'])\nheavy = sorted({m.split('.')[0] for m in sys.modules} & "
              "{'torch', 'numpy', 'git', 'pynvml'})\nprint('HEAVY', heavy, code, file=sys.stderr)\n")
     done = subprocess.run([PYTHON, "-c", probe], cwd=repo, capture_output=True, text=True,
@@ -340,7 +341,7 @@ def test_run_never_imports_heavy_modules_in_repros_process(repo: Path) -> None:
 def test_run_hot_path_leaves_out_modules_it_does_not_need(repo: Path) -> None:
     """tempfile (with random) and queue cost ~1.5 ms of every run's start-up: the manifest's
     temporary file and the large-file hashing pipeline do without them on this path."""
-    probe = ("import sys\nfrom repro.main import main\ncode = main(['run', '--quiet', '--', "
+    probe = ("import sys\nfrom repro.cli.main import main\ncode = main(['run', '--quiet', '--', "
              "sys.executable, '-c', 'pass'])\nextra = sorted({m.split('.')[0] for m in "
              "sys.modules} & {'tempfile', 'random', 'queue'})\n"
              "print('EXTRA', extra, code, file=sys.stderr)\n")
@@ -466,12 +467,11 @@ def test_values_the_user_set_are_part_of_the_fingerprint(
 
 def test_interrupted_before_the_child_starts_is_recorded_as_interrupted(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro import record
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # stands in for Ctrl-C while hashing a large input
 
-    monkeypatch.setattr(record, "_hash", interrupted)
+    monkeypatch.setattr(runflow, "_hash", interrupted)
     assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 130
     m = load(only_run(repo))
     assert (m["run"]["status"], m["run"]["exit_code"]) == ("interrupted", 130)
@@ -479,12 +479,11 @@ def test_interrupted_before_the_child_starts_is_recorded_as_interrupted(
 
 def test_a_crash_before_the_child_leaves_a_readable_manifest(
         repo: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    from repro import record
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("synthetic")
 
-    monkeypatch.setattr(record, "_hash", boom)
+    monkeypatch.setattr(runflow, "_hash", boom)
     assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 3
     m = load(only_run(repo))
     assert m["run"]["status"] == "failed"
@@ -529,7 +528,7 @@ def test_run_ends_with_one_summary_line_unless_quiet(
     assert main(["run", "--quiet", "--seed", "7", "--", PYTHON, "train.py"]) == 0
     assert capfd.readouterr() == ("hello\n", "")
     # The typer command (for anything the fast parser leaves to it) prints it and takes --quiet.
-    from repro import cli
+    from repro.cli import app as cli
 
     assert cli.dispatch(["run", "--seed", "7", "--", PYTHON, "train.py"]) == 0
     assert capfd.readouterr().err.startswith("repro: run ")

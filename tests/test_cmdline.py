@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import hookprobe
 from repro.capture import cmdline, data
 from repro.capture import environment as envmod
+from repro.child import hookprobe
 
 PYTHON_WORDS = ["python", "python3", "python3.11", "python3.11.4", "python3.13t", "pypy3",
                 "pypy", "python3.8m", "python.exe", ".venv/bin/python", "/venv/bin/python3",

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import compare, errors, manifest
+from repro import errors
+from repro.judge import compare
+from repro.record import manifest
 
 COMMIT_A = "9fceb02d0ae598e95dc970b74767f19372d61af8"
 COMMIT_B = "1a2b3c4d5e6f7a8b9c0d1a2b3c4d5e6f7a8b9c0d"
@@ -582,7 +584,7 @@ def test_select_sections_unknown_name() -> None:
 
 
 def test_compare_imports_nothing_heavy() -> None:
-    code = ("import sys, repro.compare; "
+    code = ("import sys, repro.judge.compare; "
             "bad = [m for m in ('rich', 'yaml', 'git', 'typer') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

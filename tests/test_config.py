@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import config, errors
-from repro.compare import Tolerance
+from repro import errors
+from repro.judge.compare import Tolerance
+from repro.record import config
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

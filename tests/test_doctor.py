@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.main import main
+from repro.cli.main import main
 from tests.conftest import git
 
 PINNED = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
@@ -131,7 +131,7 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
     ignored = "*.pyc\n.repro/\ncheckpoints/\nmetrics.json\ndata/\n"
     assert (repo / ".gitignore").read_text() == ignored
     assert "added .repro/, checkpoints/, metrics.json, data/ to .gitignore" in err
-    from repro import config
+    from repro.record import config
 
     cfg = config.load(repo)  # the starter file is valid configuration
     assert cfg.data == ("data/",) and cfg.lockfile == "requirements.lock"
@@ -176,6 +176,6 @@ def test_init_in_a_bare_project_comments_the_examples(repo: Path,
     assert main(["init"]) == 0
     text = (repo / "repro.yaml").read_text()
     assert "# lockfile:" in text and "# data: [data/]" in text
-    from repro import config
+    from repro.record import config
 
     assert config.load(repo).data == ()

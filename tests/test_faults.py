@@ -183,7 +183,7 @@ def test_a_read_only_store_is_refused_before_the_child_starts(repo: Path,
 
 def test_a_bug_report_is_never_an_empty_file(repo: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from repro import main
+    from repro.cli import main
 
     with tmpfs(tmp_path / "small", "64k") as home:
         (home / "fill").write_bytes(b"\0" * (64 * 1024))
@@ -430,7 +430,8 @@ def test_stale_cleanup_spares_live_kept_and_foreign_replays(
         repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
-    from repro import replay, store
+    from repro.commands import replay
+    from repro.record import store
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     host = os.uname().nodename

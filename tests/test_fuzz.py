@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repro import config, errors, manifest, store
+from repro import errors
 from repro.capture import environment, metrics
+from repro.record import config, manifest, store
 from tests.conftest import PYTHON
 
 settings.register_profile("default", max_examples=60, deadline=None,
@@ -161,7 +162,8 @@ def test_real_manifest_round_trips() -> None:
 BOMB_SCRIPT = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1024**3, 1024**3))
-from repro import errors, manifest
+from repro import errors
+from repro.record import manifest
 text = sys.stdin.read()
 try:
     manifest.loads(text, "bomb.yaml")

@@ -78,7 +78,7 @@ def test_strip_credentials(url: str, clean: str) -> None:
 def hook_strip(value: str) -> str:
     import importlib.util
 
-    from repro import seeding
+    from repro.child import seeding
 
     spec = importlib.util.spec_from_file_location(
         "repro_hook_copy", seeding.hook_dir() / "sitecustomize.py")

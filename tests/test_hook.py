@@ -1,7 +1,7 @@
 """The hook in real child interpreters, with the environment seeding.plan gives them.
 
 Each test starts `sys.executable` children (torch ones are marked slow) and checks what they
-print and what the hook wrote, read back through repro/hookprobe.py. The last tests check
+print and what the hook wrote, read back through repro/child/hookprobe.py. The last tests check
 hookprobe itself on literal probe files.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from repro import hookprobe, seeding
 from repro.capture import git
+from repro.child import hookprobe, seeding
 
 PY = sys.executable
 TIMEOUT_S = 180

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import config, errors, store
-from repro.main import main
+from repro import errors
+from repro.cli.main import main
+from repro.record import config, store
 from tests.conftest import PYTHON, git
 
 BAD_ID = "20200101T000000.000000Z-dead"
@@ -279,7 +280,7 @@ def test_cli_process_handles_a_deep_manifest_path_ref(one_run: Path) -> None:
 def test_hook_probes_a_run_planted_are_bounded(tmp_path: Path) -> None:
     """The hook's JSON files are written by the run's processes: a FIFO, a 100,000-deep or
     over-deep probe is a recorded read error, never a hang or a RecursionError."""
-    from repro import hookprobe
+    from repro.child import hookprobe
 
     os.mkfifo(tmp_path / "hook-1-1.probe.json")
     (tmp_path / "hook-2-1.probe.json").write_text("[" * 100_000 + "]" * 100_000)

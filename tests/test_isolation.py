@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.main import main
+from repro.cli.main import main
 from tests.conftest import PYTHON, git, snapshot_tree
 
 IGNORE = ".repro/\nout/\nmetrics.json\ndata/\nmodel.pt\n"

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from repro import compare, errors, judge
+from repro import errors
 from repro.capture import data
+from repro.judge import checks as judge
+from repro.judge import compare
 
 PY = sys.executable
 NO_TOL = compare.Tolerance()

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import typer
 
-from repro import cli, main
+from repro.cli import app as cli
+from repro.cli import main
 
 
 def typer_run_params() -> dict[str, Any]:
@@ -111,7 +112,7 @@ def _probe(repo: Path, before: str) -> subprocess.CompletedProcess[str]:
     script = (f"import sys\n{before}\n"
               "sys.argv = ['repro', 'run', '--', sys.executable, '-c', "
               "'import sys; sys.stdout.write(\"y\" * 100000); sys.exit(3)']\n"
-              "from repro.main import main\ncode = main()\n"
+              "from repro.cli.main import main\ncode = main()\n"
               "print('returned', code, file=sys.stderr)\n")
     return subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
                           text=True, timeout=120)

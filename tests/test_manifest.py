@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repro import errors, manifest
+from repro import errors
+from repro.record import manifest
 
 # Every code point, lone surrogates included: argv and file names carry them for bytes that
 # are not UTF-8 (hypothesis leaves surrogates out of st.characters() unless asked).

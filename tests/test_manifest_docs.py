@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from repro.main import main
+from repro.cli.main import main
 from tests.conftest import PYTHON
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "manifest.md"

@@ -278,7 +278,7 @@ def test_series_values_thins_long_series_keeping_both_ends(tmp_path: Path) -> No
 
 
 def test_sparkline() -> None:
-    from repro import ui
+    from repro.cli import ui
 
     assert ui.sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert ui.sparkline([2.0, 2.0]) == "▁▁"

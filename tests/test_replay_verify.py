@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from repro.capture import data
-from repro.main import main
+from repro.cli.main import main
 from tests.conftest import PYTHON, git
 
 DETERMINISTIC = """\

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.main import main
+from repro.cli.main import main
 from tests.conftest import PYTHON, git, snapshot_tree
 
 # Appends a line to the file named by --train (through whatever links lead to it).
@@ -149,7 +149,7 @@ def test_a_file_named_in_argv_that_the_run_appended_to_does_not_block_its_verify
 def test_a_checkout_root_is_not_recognised_inside_a_longer_path() -> None:
     """`/home/me/proj` is the checkout, `/mnt/backup/home/me/proj` is not: two different
     backup paths must not both read as `<checkout>` (that would call them one embedded path)."""
-    from repro.probes import tensorcmp
+    from repro.child import tensorcmp
 
     roots = tensorcmp.Roots(["/home/me/proj", "/tmp/r/worktree"])
     assert roots.norm("/mnt/backup/home/me/proj/x") != roots.norm("/mnt/backup/tmp/r/worktree/x")

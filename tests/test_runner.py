@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import errors, runner
+from repro import errors
+from repro.commands import runner
 
 PY = sys.executable
 
@@ -44,7 +45,7 @@ def test_output_is_teed_exactly(tmp_path: Path, capfd: pytest.CaptureFixture[str
 TEE_IN_A_FRESH_PROCESS = """\
 import os, sys
 from pathlib import Path
-from repro import runner
+from repro.commands import runner
 
 def status_kib(field):
     with open("/proc/self/status") as f:
@@ -122,7 +123,7 @@ def test_child_sees_a_terminal_when_repro_has_one(tmp_path: Path) -> None:
     driver.write_text(
         "import os, sys, fcntl, termios, struct\n"
         "fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 123, 0, 0))\n"
-        "from pathlib import Path\nfrom repro import runner\n"
+        "from pathlib import Path\nfrom repro.commands import runner\n"
         "with runner.SignalGuard() as g:\n"
         f"    r = runner.run_child([sys.executable, {str(probe)!r}], cwd=Path('.'), env=dict(os.environ),"
         f" stdout_log=Path({str(tmp_path / 'o.log')!r}), stderr_log=Path({str(tmp_path / 'e.log')!r}),"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import redact, seeding
 from repro.capture import environment
+from repro.child import seeding
+from repro.record import redact
 from tests.conftest import PYTHON, git
 
 # The child proves it got the real values (a hash of its argv, never the values themselves).

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from repro import errors, manifest, seeding
+from repro import errors
+from repro.child import seeding
+from repro.record import manifest
 
 HOOK_OUT = Path("/runs/r1/hook")
 HOOK_DIR = Path("/opt/repro/hook")

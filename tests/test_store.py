@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import errors, manifest, store
+from repro import errors
+from repro.record import manifest, store
 from tests.test_manifest import sample
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro import store, trust
-from repro.main import main
+from repro.cli.main import main
+from repro.record import store, trust
 from tests.conftest import PYTHON, git
 
 # Leaves a marker when it runs: the proof that a foreign manifest's argv was (not) executed.
@@ -135,7 +135,7 @@ def test_runs_in_a_store_outside_the_repository_and_verify_replays_are_produced_
 
 def test_concurrent_first_use_creates_one_key(repo: Path) -> None:
     procs = [subprocess.Popen([PYTHON, "-c", "import sys; from pathlib import Path; "
-                               "from repro import trust; "
+                               "from repro.record import trust; "
                                "sys.stdout.write(trust.key(Path('.')).hex())"],
                               cwd=repo, stdout=subprocess.PIPE, text=True) for _ in range(6)]
     keys = {p.communicate(timeout=60)[0] for p in procs}

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from repro import compare, errors
-from repro.ui import diff as ui_diff
+from repro import errors
+from repro.cli import diffview as ui_diff
+from repro.judge import compare
 from tests.test_compare import COMMIT_B, LISTING, run
 
 
@@ -255,7 +256,7 @@ def test_markdown_every_table_row_has_its_header_width() -> None:
 
 
 def test_counts_take_the_right_number() -> None:
-    from repro import ui
+    from repro.cli import ui
 
     assert [ui.plural(n, "new run") for n in (0, 1, 2)] == ["0 new runs", "1 new run",
                                                              "2 new runs"]

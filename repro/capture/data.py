@@ -64,8 +64,9 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from repro import bounded, errors, manifest
+from repro import errors
 from repro.capture import cmdline
+from repro.record import bounded, manifest
 
 if TYPE_CHECKING:
     import concurrent.futures

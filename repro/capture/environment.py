@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import bounded, errors, manifest
+from repro import errors
 from repro.capture import cmdline
+from repro.record import bounded, manifest
 
 
 def normalize(name: str) -> str:

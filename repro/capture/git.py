@@ -59,7 +59,7 @@ def _git(root: Path, *args: str, check: bool = True, text: bool = True) -> Any:
     return done
 
 
-# `git status` started by repro.main before the run's imports (see prestart_status).
+# `git status` started by repro.cli.main before the run's imports (see prestart_status).
 _EARLY: dict[Path, subprocess.Popen[bytes]] = {}
 
 
@@ -388,7 +388,7 @@ def finish_commit_time(proc: subprocess.Popen[str] | _Read | None) -> int | None
 
 # Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
 # spaces): its `user:password@` and its query string and fragment (signed URLs carry tokens
-# there) are dropped. The hook (repro/hook/sitecustomize.py, standard library only) carries a
+# there) are dropped. The hook (repro/child/hook/sitecustomize.py, standard library only) carries a
 # copy of these two patterns; tests/test_git.py holds the two to the same results.
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
@@ -504,7 +504,7 @@ def changed_files(root: Path, a: str, b: str) -> list[tuple[str, str]]:
 
 
 def _display_name(raw: bytes) -> str:
-    from repro import bounded
+    from repro.record import bounded
 
     return bounded.escape(raw.decode("utf-8", "surrogateescape"))
 

@@ -24,7 +24,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from repro import bounded, errors, manifest
+from repro import errors
+from repro.record import bounded, manifest
 
 Scalar = int | float | bool | str
 

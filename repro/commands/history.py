@@ -9,8 +9,9 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from repro import compare, manifest, store
 from repro.capture import data, git
+from repro.judge import compare
+from repro.record import manifest, store
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from repro import errors, manifest, store
+from repro import errors
 from repro.capture import environment, git
+from repro.record import manifest, store
 
 DATA_DIRS = ("data", "datasets")
 OUTPUT_DIRS = ("outputs", "checkpoints", "models", "results")

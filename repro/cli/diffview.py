@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from repro import bounded, compare
+from repro.judge import compare
+from repro.record import bounded
 
 VALUE_WIDTH = 60  # a cell longer than this is cut to a window around the first difference
 LIST_LIMIT = 10  # paths listed per changed directory or commit before "… and N more"
@@ -286,7 +287,7 @@ def _render_files(c: compare.Change, console: Console) -> None:
 def _render_curves(curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Sequence[float]]],
                    console: Console) -> None:
     """Each metric both series logged, a over b on one scale (▁ the lowest of both)."""
-    from repro.ui import sparkline
+    from repro.cli.ui import sparkline
 
     a, b = curves
     names = [n for n in a if n in b and len(a[n]) > 1 and len(b[n]) > 1]

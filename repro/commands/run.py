@@ -1,7 +1,7 @@
 """The `repro run` flow: pre-flight, inject, snapshot, execute, record.
 
 Orchestrates the lower modules and owns the guarantee that every started run leaves a complete
-manifest behind, whatever happens to the child or to repro. Reports through a Reporter; never
+manifest behind, whatever happens to the child or to repro. Reports through a report.Reporter; never
 prints.
 """
 
@@ -17,27 +17,21 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import repro
-from repro import bounded, config, errors, manifest, preflight, runner, seeding, store, trust
+from repro import errors, report
 from repro.capture import data, environment, git
+from repro.child import seeding
+from repro.commands import preflight, runner
+from repro.record import bounded, config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
                           "REPRO_METRICS_FILE"})
-Progress = Callable[[int, int], None]
 # Space set aside in each run directory while the run lasts, released just before the final
 # manifest is written: a child that fills the disk cannot also take the record's last write.
 RESERVE_BYTES = 256 * 1024
-
-
-class Reporter(Protocol):
-    """How the flow talks to the user; the CLI renders it, tests collect it."""
-
-    def warn(self, message: str, hint: str | None = None) -> None: ...
-
-    def progress(self, label: str) -> contextlib.AbstractContextManager[Progress]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +76,7 @@ class RunOutcome:
     manifest: manifest.Manifest
 
 
-def run_from_options(reporter: Reporter, *, cmd: Sequence[str], seed: int | None = None,
+def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int | None = None,
                      determinism: str | None = None, threads: int | None = None,
                      allow_dirty: bool = False, allow_unlocked: bool = False,
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
@@ -112,7 +106,7 @@ def parse_tags(items: Sequence[str]) -> dict[str, str]:
     return tags
 
 
-def execute(req: RunRequest, reporter: Reporter) -> RunOutcome:
+def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     if not req.argv:
         raise errors.UsageError("no command given", hint="repro run -- python train.py")
     if req.determinism is not None and req.determinism not in manifest.LEVELS:
@@ -406,7 +400,7 @@ def _start_quietly(root: Path) -> Any:
 
 
 def _warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Sequence[str],
-                     m: manifest.Manifest, reporter: Reporter) -> None:
+                     m: manifest.Manifest, reporter: report.Reporter) -> None:
     """Name the files the run created that git does not ignore and repro does not record
     (`mnist_cnn.pt` written beside the script): verify could not compare them, and the next
     run would be refused for them. Replays skip this: their recorded run already said it."""
@@ -442,11 +436,11 @@ def _covered(path: str, by: Sequence[str]) -> bool:
 
 def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
                  runs: store.Store, run_dir: Path, result: runner.ChildResult,
-                 hw: Mapping[str, Any] | None, reporter: Reporter,
+                 hw: Mapping[str, Any] | None, reporter: report.Reporter,
                  watch: _Watch) -> manifest.Manifest:
     """Read what the child left: the hook's probes, outputs, metrics."""
-    from repro import hookprobe
     from repro.capture import metrics
+    from repro.child import hookprobe
 
     hook = hookprobe.summarize(run_dir / "hook", req.argv)
     if not hook.get("ran"):
@@ -530,8 +524,8 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
 def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     """Work for the second core while the child starts: hardware facts, and the imports the
     post-run steps need (they would otherwise add to every run's overhead)."""
-    from repro import hookprobe  # noqa: F401
     from repro.capture import hardware, metrics, written  # noqa: F401
+    from repro.child import hookprobe  # noqa: F401
 
     return hardware.collect(child_env)
 
@@ -604,7 +598,7 @@ def fingerprint(m: manifest.Manifest) -> str:
 
 def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
     """The argv as recorded: values of secret-named arguments as salted-hash placeholders."""
-    from repro import redact
+    from repro.record import redact
 
     def salt() -> bytes:
         return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
@@ -638,7 +632,7 @@ def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
 
 
 def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manifest.Code,
-                   max_bytes: int, reporter: Reporter,
+                   max_bytes: int, reporter: report.Reporter,
                    subs: Sequence[git.Submodule] = ()) -> manifest.Code:
     """code.patch (staged + unstaged vs HEAD), each modified submodule's patch, and copies of
     untracked files (a submodule's included)."""
@@ -647,7 +641,7 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
         patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
-    from repro import redact
+    from repro.record import redact
 
     sub_entries = []
     sub_untracked: list[str] = []
@@ -745,7 +739,7 @@ def _result_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
 
 
 def _hash(paths: Sequence[str], root: Path, runs: store.Store, run_dir: Path, subdir: str,
-          reporter: Reporter, label: str, cwd: Path | None = None) -> dict[str, Any]:
+          reporter: report.Reporter, label: str, cwd: Path | None = None) -> dict[str, Any]:
     rel = [_rel(_under(root, cwd, p), root) if cwd else p for p in paths]
     with reporter.progress(label) as progress:
         entries = data.hash_paths(rel, root=root, cache_dir=runs.cache_dir, progress=progress)

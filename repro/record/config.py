@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro import bounded, errors, manifest
+from repro import errors
+from repro.record import bounded, manifest
 
 if TYPE_CHECKING:
-    from repro.compare import Tolerance
+    from repro.judge.compare import Tolerance
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
@@ -142,7 +143,7 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
         for k in ("rtol", "atol"):
             if k in raw and not _is_number(raw[k]):
                 raise errors.ConfigError(message, hint=hint)
-        from repro.compare import Tolerance
+        from repro.judge.compare import Tolerance
 
         return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
                          per_metric={str(k): float(v) for k, v in per.items()})

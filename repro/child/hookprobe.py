@@ -1,7 +1,7 @@
 """Reads what the hook wrote into a run's probe directory: the manifest's `determinism.hook`.
 
 Owns the reading side of the hook's files (marker and probe JSON; the format is described in
-repro/hook/sitecustomize.py) and the explanation when no process ran the hook. Pure reading of
+repro/child/hook/sitecustomize.py) and the explanation when no process ran the hook. Pure reading of
 files: it must not print, spawn processes, import the hook, or raise for a damaged probe (a
 probe that cannot be read is reported in `errors`, so the manifest can still be written).
 """
@@ -155,8 +155,8 @@ PROBE_DEPTH = 16  # a probe is ~3 deep; what it holds is copied into the manifes
 def _read_json(path: Path, errors: list[dict[str, Any]]) -> dict[str, Any] | None:
     # Written by the run's own processes: bounded like any file repro parses (a FIFO, a huge
     # or absurdly deep file is reported, never waited on or recursed into).
-    from repro import bounded
     from repro import errors as errors_mod
+    from repro.record import bounded
 
     try:
         text = bounded.read_text(path, bounded.PROBE_MAX, errors_mod.DataError)

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from repro import errors, ui
+from repro import errors
+from repro.cli import ui
 from repro.errors import ExitCode
 
 if TYPE_CHECKING:
-    from repro import manifest, store
+    from repro.record import manifest, store
 
 app = typer.Typer(
     name="repro",
@@ -32,7 +33,7 @@ app = typer.Typer(
 
 def complete_run(incomplete: str) -> list[str]:
     """Shell completion for RUN arguments: run ids (newest first) and latest."""
-    from repro import store
+    from repro.record import store
 
     try:
         ids = store.open_here().run_ids()
@@ -43,7 +44,7 @@ def complete_run(incomplete: str) -> list[str]:
 
 def warn_future(runs: store.Store, *refs: str) -> None:
     """`latest` skips runs dated in the future (they would pin it for good): say so."""
-    from repro import store
+    from repro.record import store
 
     if not any(store.LATEST_RE.match(r) for r in refs):
         return
@@ -123,9 +124,9 @@ def run(
 
         repro run --kill-after 120 -- python train.py
     """
-    from repro import record
+    from repro.commands import run as runflow
 
-    raise typer.Exit(record.run_from_options(
+    raise typer.Exit(runflow.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
         metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
@@ -143,7 +144,7 @@ def runs_cmd(
 
         repro runs --limit 5
     """
-    from repro import store
+    from repro.record import store
 
     runs = store.open_here()
     rows = store.run_rows(runs, limit)
@@ -164,7 +165,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
 
         repro show latest --json | jq .environment.packages
     """
-    from repro import manifest, store
+    from repro.record import manifest, store
 
     runs = store.open_here()
     warn_future(runs, ref)
@@ -187,7 +188,7 @@ def _series_of(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
 
 
 def _series(runs: store.Store, ref: str) -> dict[str, list[float]]:
-    from repro import store
+    from repro.record import store
 
     path = runs.resolve(ref)
     return _series_of(store.load_manifest(path), path.parent)
@@ -225,8 +226,10 @@ def diff(
 
         repro diff latest~1 latest --section code --section metrics
     """
-    from repro import compare, config, history, store
-    from repro.ui import diff as diffview
+    from repro.cli import diffview
+    from repro.commands import history
+    from repro.judge import compare
+    from repro.record import config, store
 
     runs = store.open_here()
     warn_future(runs, left, right)
@@ -255,7 +258,7 @@ def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.ya
 
         repro init && git add repro.yaml .gitignore && git commit -m "Configure repro"
     """
-    from repro import scaffold
+    from repro.commands import init as scaffold
 
     result = scaffold.init(Path.cwd(), force=force)
     sys.stdout.write(result.config_text)
@@ -275,7 +278,7 @@ def doctor(as_json: JsonFlag = False) -> None:
 
         repro doctor --json | jq -r '.hazards[].code'
     """
-    from repro import doctor as doctor_mod
+    from repro.commands import doctor as doctor_mod
 
     hazards = doctor_mod.examine(Path.cwd(), dict(os.environ))
     if as_json:
@@ -307,8 +310,9 @@ def replay(
 
         repro replay latest~1
     """
-    from repro import history, store
-    from repro import replay as replay_mod
+    from repro.commands import history
+    from repro.commands import replay as replay_mod
+    from repro.record import store
 
     runs = store.open_here()
     warn_future(runs, ref)
@@ -372,9 +376,11 @@ def verify(
 
         repro verify --runs 2 --output out/ -- python train.py
     """
-    from repro import config, history, record, store
-    from repro import replay as replay_mod
-    from repro import verify as verify_mod
+    from repro.commands import history
+    from repro.commands import replay as replay_mod
+    from repro.commands import run as runflow
+    from repro.commands import verify as verify_mod
+    from repro.record import config, store
 
     words = list(target or [])
     runs = store.open_here()
@@ -387,7 +393,7 @@ def verify(
     if command:
         if at:
             raise errors.UsageError("--at goes with a recorded RUN, not with -- CMD")
-        request = record.RunRequest(
+        request = runflow.RunRequest(
             argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=determinism,
             threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
             data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
@@ -404,7 +410,7 @@ def verify(
         raise errors.UsageError("nothing to verify",
                                 hint="repro verify RUN, or repro verify --runs 2 -- CMD")
     if junit is not None:
-        from repro import manifest
+        from repro.record import manifest
 
         manifest.write_text_atomic(junit, verify_mod.junit(report))
     if as_json:
@@ -417,7 +423,7 @@ def verify(
 def dispatch(args: list[str]) -> int:
     """Run the typer app on `args`; click's own outcomes (usage errors, --help) become codes.
 
-    repro's errors propagate to `repro.main.main`, the one place that translates them.
+    repro's errors propagate to `repro.cli.main.main`, the one place that translates them.
     """
     if "_REPRO_COMPLETE" in os.environ:
         # Shell completion (completions/ holds the generated scripts): typer registers its

@@ -44,7 +44,7 @@ _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, 4096)}  # as config.MAX_SEE
 
 
 def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
-    """Keyword arguments for `record.run_from_options`, or None to let typer parse `args`."""
+    """Keyword arguments for `runflow.run_from_options`, or None to let typer parse `args`."""
     if not args or args[0] != "run":
         return None
     opts: dict[str, Any] = {}
@@ -115,15 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             git.prestart_status()  # overlaps with the imports below
             try:
-                from repro import record, ui
+                from repro.cli import ui
+                from repro.commands import run as runflow
 
-                code = record.run_from_options(ui.CliReporter(), **fast)
+                code = runflow.run_from_options(ui.CliReporter(), **fast)
             finally:
                 git.discard_early()
             if argv is None:  # the program itself, not a caller in this process
                 _exit_now(code)
             return code
-        from repro import cli
+        from repro.cli import app as cli
 
         return cli.dispatch(args)
     except errors.ChildStartError as e:
@@ -196,7 +197,7 @@ def _json_error(args: Sequence[str], e: errors.ReproError, code: int) -> int:
 
 
 def _ui() -> Any:
-    from repro import ui
+    from repro.cli import ui
 
     return ui
 
@@ -209,7 +210,7 @@ def _save_traceback() -> str | None:
     text = traceback.format_exc()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     try:
-        from repro import store
+        from repro.record import store
 
         folder = store.open_here().bugs_dir
     except Exception:

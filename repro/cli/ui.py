@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from repro import errors, manifest
+from repro import errors
+from repro.record import manifest
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -121,7 +122,7 @@ def print_json(doc: Mapping[str, Any]) -> None:
 
 
 class CliReporter:
-    """record.Reporter for the terminal: warnings on stderr, delayed progress bars."""
+    """report.Reporter for the terminal: warnings on stderr, delayed progress bars."""
 
     def __init__(self) -> None:
         self._said: set[tuple[str, str | None]] = set()
@@ -453,7 +454,7 @@ def _argv_text(argv: Sequence[str]) -> str:
     cursor or erase lines of `runs`/`show` (ESC sequences in an argv word)."""
     import shlex
 
-    from repro import bounded
+    from repro.record import bounded
 
     return bounded.escape(" ".join(shlex.quote(a) for a in argv))
 

@@ -6,7 +6,7 @@ program first imports each (for `random` that is the same as seeding at start-up
 can come before its import, without its milliseconds of import for programs that never use
 it); turning on deterministic kernels at `warn`/`strict`; recording the
 seeds the program sets itself and what the hook did, as JSON files in REPRO_HOOK_OUT (read by
-repro/hookprobe.py); then loading the `sitecustomize` it shadows. It must: use the standard
+repro/child/hookprobe.py); then loading the `sitecustomize` it shadows. It must: use the standard
 library only; never import torch, numpy or TensorFlow itself (it reacts to the program importing
 them); never raise into the program (failures are recorded in the probe); print nothing except
 `repro:` lines on stderr; stay cheap at start-up (json, importlib.metadata and the package scan
@@ -563,7 +563,7 @@ _QUERY_PATTERN = r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*"
 _SCP_PATTERN = r"(^|[\s=,;'\"(])([^\s:@/=,;'\"(]+):(?!//)[^\s]*@"
 
 
-# A copy of repro.redact's rule for argv values named like secrets (`--token X`, `--api-key=X`,
+# A copy of repro.record.redact's rule for argv values named like secrets (`--token X`, `--api-key=X`,
 # `PASSWORD=X`); tests/test_secrets.py holds the two equal. The hook records no hash of them.
 _SECRET_WORDS = frozenset({
     "token", "secret", "password", "passwd", "passphrase", "pass", "pwd", "apikey", "key",

@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from repro import bounded, errors, manifest
+from repro import errors
+from repro.record import bounded, manifest
 
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4,}$")
 LATEST_RE = re.compile(r"^latest(?:~(\d+))?$")

@@ -20,8 +20,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from repro import bounded, config, errors, history, manifest, record, redact, seeding, store, trust
+from repro import errors, report
 from repro.capture import data, environment, git
+from repro.child import seeding
+from repro.commands import history
+from repro.commands import run as runflow
+from repro.record import bounded, config, manifest, redact, store, trust
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,14 +220,14 @@ def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Replayed:
-    outcome: record.RunOutcome
+    outcome: runflow.RunOutcome
     worktree: Path
     plan: Plan
     unrecorded: tuple[str, ...] = ()  # files the failed replay missed that the checkout has
 
 
 @contextlib.contextmanager
-def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: record.Reporter,
+def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: report.Reporter,
             confirm: Callable[[str], bool] | None) -> Iterator[Replayed]:
     """Replay the run; the worktree lives until the block ends (verify judges files in it)."""
     plan = make_plan(loaded, runs, opts.at)
@@ -253,7 +257,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
         in_place = _place_inputs(plan, runs.root, worktree, budget, reporter, linked, own)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
-        request = record.RunRequest(
+        request = runflow.RunRequest(
             argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
             recorded_argv=plan.argv,
             cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
@@ -266,7 +270,7 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             env=_replay_env(plan, opts), source_date_epoch=plan.source_date_epoch,
             store=runs, root=worktree, started_by=opts.started_by,
             stdout_to_stderr=opts.stdout_to_stderr, kill_after=opts.kill_after)
-        outcome = record.execute(request, reporter)
+        outcome = runflow.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
         _check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
         _check_linked(linked, reporter, raise_=not interrupted)
@@ -412,7 +416,7 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
 
 
 def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: bool,
-                  reporter: record.Reporter, own: dict[str, frozenset[str]] | None = None,
+                  reporter: report.Reporter, own: dict[str, frozenset[str]] | None = None,
                   ) -> tuple[list[str], dict[str, data.Entry]]:
     """Recorded inputs must still hash the same in the user's checkout; names what differs.
 
@@ -478,7 +482,7 @@ def _added_by_run(i: Input, now: data.Entry,
             and now.size > size and isinstance(digest, str)):
         added = [""] if data.hash_prefix(root / i.path, size) == digest else []
     elif i.entry.get("kind") == "dir" and recorded is not None and now.listing is not None:
-        from repro import compare
+        from repro.judge import compare
 
         changes = compare.diff_listing(recorded, now.listing)
         added = [] if changes["removed"] or changes["modified"] else changes["added"]
@@ -503,7 +507,7 @@ def _changed_files(i: Input, now: data.Entry,
     recorded = listings.get(str(i.entry.get("listing")))
     if i.entry.get("kind") != "dir" or recorded is None or now.listing is None:
         return f"{i.path} (hash changed)"
-    from repro import compare
+    from repro.judge import compare
 
     changes = compare.diff_listing(recorded, now.listing)
     parts = [f"{kind} {', '.join(files[:5])}" + (" ..." if len(files) > 5 else "")
@@ -511,7 +515,7 @@ def _changed_files(i: Input, now: data.Entry,
     return f"{i.path} ({'; '.join(parts)})"
 
 
-def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> None:
+def _check_environment(plan: Plan, strict: bool, reporter: report.Reporter) -> None:
     """The interpreter the command will run vs the recorded one: versions and packages."""
     python, how = environment.find_interpreter(plan.argv, Path.cwd(), os.environ)
     interp = environment.finish_inspect(environment.start_inspect(python, os.environ), python, how)
@@ -542,7 +546,7 @@ def _check_environment(plan: Plan, strict: bool, reporter: record.Reporter) -> N
 
 
 def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
-             reporter: record.Reporter) -> None:
+             reporter: report.Reporter) -> None:
     """Apply the patch and restore untracked files (inputs: `_place_inputs`)."""
     if plan.patch is not None:
         git.apply_patch(worktree, plan.patch)
@@ -573,7 +577,7 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
 
 
 def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
-                  reporter: record.Reporter,
+                  reporter: report.Reporter,
                   linked: dict[str, tuple[str, Any]] | None = None,
                   own: Mapping[str, frozenset[str]] | None = None) -> list[Input]:
     """Put copies of the inputs git does not track into the worktree; return those read in place.
@@ -653,7 +657,7 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
     return in_place
 
 
-def _check_linked(linked: Mapping[str, tuple[str, Any]], reporter: record.Reporter,
+def _check_linked(linked: Mapping[str, tuple[str, Any]], reporter: report.Reporter,
                   raise_: bool) -> None:
     """What links out of the replay lead to must be as it was before it (one stat per file)."""
     from repro.capture import written
@@ -768,7 +772,7 @@ def _rel_in(rel_dir: str, name: str) -> str:
 
 
 def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
-                    loaded: history.Loaded, runs: store.Store, reporter: record.Reporter,
+                    loaded: history.Loaded, runs: store.Store, reporter: report.Reporter,
                     raise_: bool) -> None:
     """Inputs the replay read in place must be as they were before it (one stat per file)."""
     paths = [i.path for i in inputs if i.path in before]
@@ -791,7 +795,7 @@ def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
     _changed_input(message, "raise `replay_copy_max_bytes` so replays copy it", reporter, raise_)
 
 
-def _changed_input(message: str, remedy: str, reporter: record.Reporter, raise_: bool) -> None:
+def _changed_input(message: str, remedy: str, reporter: report.Reporter, raise_: bool) -> None:
     """A replay changed what the user has: an error, or a warning for an interrupted replay."""
     hint = f"restore it from your backup; {remedy}, or keep the script from writing into its inputs"
     if not raise_:
@@ -806,7 +810,7 @@ _MISSING_RES = (re.compile(r"No such file or directory: (?:'([^'\n]+)'|\"([^\"\n
                            r"No such file or directory"))
 
 
-def _unrecorded_reads(outcome: record.RunOutcome, plan: Plan, root: Path,
+def _unrecorded_reads(outcome: runflow.RunOutcome, plan: Plan, root: Path,
                       worktree: Path) -> tuple[str, ...]:
     """Files the failed replay could not find that exist in the checkout: inputs not recorded."""
     try:
@@ -849,7 +853,7 @@ def _with_credentials(restored: Mapping[str, str]) -> dict[str, str]:
             if k not in os.environ or strip_credentials(os.environ[k]) != v}
 
 
-def _warn_restored_env(plan: Plan, extra: Mapping[str, str], reporter: record.Reporter) -> None:
+def _warn_restored_env(plan: Plan, extra: Mapping[str, str], reporter: report.Reporter) -> None:
     from repro.capture.git import strip_credentials
 
     for name, value in _with_credentials(plan.restored_env).items():
@@ -968,7 +972,7 @@ def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
         'export REPRO_HOOK_OUT="$work/probe"',
     ]
     for k, v in sorted({**plan.restored_env, **injected, **plan.user_env}.items()):
-        if k in record.RUN_SPECIFIC:
+        if k in runflow.RUN_SPECIFIC:
             continue
         lines.append(f"export {k}={q(v)}")
     picked = from_checkout(plan, root, None)

@@ -35,7 +35,7 @@ loses only the pairs not yet compared. Non-finite numbers are written as "nan"/"
 Rules:
 - `same`: every tensor has the same dtype, shape and bytes (NaN payloads and -0.0 included).
 - floating/complex values are within tolerance when `|a - b| <= atol + rtol * max(|a|, |b|)`
-  elementwise (symmetric, as `repro.compare.within`); NaN equals NaN at the same position, an
+  elementwise (symmetric, as `repro.judge.compare.within`); NaN equals NaN at the same position, an
   infinity only the same infinity. Integer, bool and non-numeric leaves (strings, None in a
   checkpoint) compare exactly.
 - a name present in one file only, or a dtype/shape mismatch, is `different`.

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from repro import bounded, errors
+from repro import errors
+from repro.record import bounded
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
@@ -454,13 +455,13 @@ def read(path: Path) -> Manifest:
 
 
 def write(path: Path, m: Manifest, key: bytes | None = None, durable: bool = True) -> None:
-    """Write the manifest atomically; with this clone's `key`, its tag first (repro.trust).
+    """Write the manifest atomically; with this clone's `key`, its tag first (repro.record.trust).
 
     `durable=False` skips the fsync (still atomic): `repro run` writes its `running` manifests
     so and flushes the last of them while the child runs (see sync)."""
     text = dumps(to_dict(m))
     if key is not None:
-        from repro import trust
+        from repro.record import trust
 
         # No fsync for the tag (one per manifest write is the manifest's own): a tag lost to
         # a power cut only makes the run ask before a replay, like a foreign one.

@@ -2,7 +2,7 @@
 
 Owns: `Check` (one judged output file, metric or exit code), the verdict over a list of checks,
 the closer look at an output whose hash differs (tensor files numerically through
-`repro/probes/tensorcmp.py`, run by the run's own interpreter; text files by their first
+`repro/child/tensorcmp.py`, run by the run's own interpreter; text files by their first
 differing line; other files by their first differing byte), and the JUnit XML report.
 Must not: print, import torch or numpy (tensors are loaded only in the probe's process), yaml
 or rich, modify a file, or raise anything but `errors.ReproError` subclasses. Paths from a
@@ -80,14 +80,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import compare, errors, manifest
+from repro import errors
 from repro.capture import data
+from repro.judge import compare
+from repro.record import manifest
 
 VERDICTS = ("bitwise", "within-tolerance", "not-reproduced")
 STATUSES = ("same", "within-tolerance", "different", "missing")
 KINDS = ("output", "metric", "exit")
 
-TENSORCMP = Path(__file__).resolve().parent / "probes" / "tensorcmp.py"
+TENSORCMP = Path(__file__).resolve().parent.parent / "child" / "tensorcmp.py"
 TENSOR_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
 # Checkpoints and pickles that may hold tensors: compared structurally when the probe can load
 # them, else by their bytes (a `.bin` or `.pkl` is often something else entirely).

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import time
-import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from repro import compare, errors, history, judge, record, replay, store
+from repro import errors, report
+from repro.commands import history, replay
+from repro.commands import run as runflow
+from repro.judge import checks as judge
+from repro.judge import compare
+from repro.record import store
 
 VARY = ("threads", "hashseed", "cwd", "tz", "locale")
 
@@ -105,13 +108,13 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
     return checks
 
 
-def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Reporter,
+def verify_run(runs: store.Store, ref: str, opts: Options, reporter: report.Reporter,
                confirm: Callable[[str], bool] | None) -> Report:
     """Replay RUN (opts.runs times, plus one per --vary condition) and judge against it."""
     started = time.monotonic()
     baseline = history.load(runs, ref)
     _require_results(baseline)
-    kept = baseline.run_dir / record.KEPT
+    kept = baseline.run_dir / runflow.KEPT
     # Outputs kept in the run directory still are the recorded files; the checkout's copies
     # may have been overwritten since (judge checks their hashes either way).
     # The recorded run ran in the checkout, or (a run a replay recorded) in a worktree that is
@@ -149,15 +152,15 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: record.Repo
                   tuple(new_ids), conditions, time.monotonic() - started)
 
 
-def verify_command(request: record.RunRequest, opts: Options,
-                   reporter: record.Reporter) -> Report:
+def verify_command(request: runflow.RunRequest, opts: Options,
+                   reporter: report.Reporter) -> Report:
     """`verify --runs N -- CMD`: run CMD once as a recorded run, then N-1 replays of it."""
     if opts.runs < 2 and not opts.vary:
         raise errors.UsageError("verifying a command needs --runs N (N >= 2) or --vary",
                                 hint="e.g. repro verify --runs 2 -- python train.py")
     _require_declared_results(request)
     started = time.monotonic()
-    first = record.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
+    first = runflow.execute(dataclasses.replace(request, stdout_to_stderr=True), reporter)
     if first.manifest.run.status == "interrupted":
         raise KeyboardInterrupt  # Ctrl-C: exit 130 and no verdict
     runs = request.store or store.open_here(request.cwd)
@@ -167,10 +170,10 @@ def verify_command(request: record.RunRequest, opts: Options,
                                duration_s=time.monotonic() - started)
 
 
-def _require_declared_results(request: record.RunRequest) -> None:
+def _require_declared_results(request: runflow.RunRequest) -> None:
     """Before running anything: a command with no outputs, metrics file or metric pattern
     declared (flags or configuration) could only be judged on its exit code."""
-    from repro import config
+    from repro.record import config
 
     if request.outputs or request.metrics:
         return
@@ -204,7 +207,7 @@ def _written(entry: Any) -> bool:
 
 
 def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,
-            opts: Options, reporter: record.Reporter, confirm: Callable[[str], bool] | None,
+            opts: Options, reporter: report.Reporter, confirm: Callable[[str], bool] | None,
             extra_env: Mapping[str, str], threads: int | None, *, name: str,
             new_ids: list[str], workdir: str = "worktree") -> _Side:
     ropts = replay.Options(at=opts.at, keep=opts.keep, force=opts.force,
@@ -239,16 +242,3 @@ def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | 
 def junit(report: Report) -> str:
     return judge.junit_xml(run_id=report.run, verdict=report.verdict, checks=report.checks,
                            duration_s=report.duration_s)
-
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable: `repro.verify(ref, ...)` is the Python API's verify (repro.api)."""
-
-    def __call__(self, ref: Any, root: Any = ".", **options: Any) -> Report:
-        from repro import api
-
-        return api.verify(ref, root, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -8,7 +8,7 @@ created on first use with mode 0600); every manifest repro writes gets a tag bes
 (`manifest.yaml.tag`): keyed BLAKE3 over the manifest's bytes. Without the key a tag cannot be
 made, so a committed or edited manifest is foreign.
 
-The same key salts the hashes of secret argv values (see repro.redact). Reads only regular
+The same key salts the hashes of secret argv values (see repro.record.redact). Reads only regular
 files, bounded (a FIFO never blocks); never prints.
 """
 
@@ -157,7 +157,8 @@ def produced_here(manifest_path: Path, root: Path) -> bool:
     secret = key(root, create=False)
     if secret is None:
         return False
-    from repro import bounded, errors
+    from repro import errors
+    from repro.record import bounded
 
     try:
         text = bounded.read_bytes(manifest_path, bounded.MANIFEST_MAX, errors.ManifestError)

@@ -14,8 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from repro import config, errors, preflight, seeding, store
+from repro import errors
 from repro.capture import data, environment, git, hardware
+from repro.child import seeding
+from repro.commands import preflight
+from repro.record import config, store
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

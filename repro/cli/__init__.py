@@ -1,0 +1,1 @@
+"""The command line: entry point, typer app, terminal rendering (the only layer that prints)."""

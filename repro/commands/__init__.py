@@ -1,0 +1,1 @@
+"""One module per command flow (run, replay, verify, diff's history, doctor, init)."""
