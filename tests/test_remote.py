@@ -350,3 +350,17 @@ def test_two_clones_pushing_at_once_lose_nothing(
     code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
     assert code == 0 and sorted(pulled["pulled"]) == sorted(ids)  # type: ignore[arg-type]
     assert sorted(os.listdir(third / ".repro" / "runs")) == sorted(ids)
+
+
+def test_repro_run_never_loads_the_remote_code(project: Path) -> None:
+    (project / "repro.yaml").write_text("remote: s3://team-runs/repro\n")
+    git(project, "add", "repro.yaml")
+    git(project, "commit", "-qm", "remote")
+    code = ("import sys; from repro.cli.main import main; "
+            f"code = main(['run', '--', {PYTHON!r}, '-c', 'pass']); "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore') "
+            "or m.startswith('repro.remote') or m in ('repro.commands.push', "
+            "'repro.commands.pull')]; print(loaded); sys.exit(code)")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=project)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
