@@ -173,6 +173,9 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     share.mkdir()
     ids = record(2)
     (project / "repro.yaml").write_text(f"remote: {share.as_uri()}\n")
+    code, planned = json_of(["push", "--dry-run"], capsys)
+    assert code == 0 and planned["pushed"] == ids and planned["planned_bytes"]
+    assert list(share.iterdir()) == []  # a dry run writes nothing
     assert main(["push"]) == 0
     assert (share / "runs" / ids[0] / "manifest.yaml").is_file()
     blobs = list((share / "blobs" / "blake3").glob("*/*"))
