@@ -66,6 +66,7 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
         runs.runs_dir.mkdir(parents=True, exist_ok=True)
         store.ignore_store(runs.home)
     marker = json.dumps({"schema": "repro/pulled/v1", "remote": where.url}).encode() + b"\n"
+    local: dict[str, Path] = {}  # hash -> a file this pull already wrote and checked
     with reporter.progress("pulling") as progress:
         for n, run_id in enumerate(reversed(wanted), 1):
             dest = runs.runs_dir / run_id
@@ -75,7 +76,8 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
                 same = (dest / store.MANIFEST).read_bytes() == theirs
                 (result.already if same else result.conflicts).append(run_id)
             else:
-                files, size = materialize(backend, run_id, dest, {layout.PULLED: marker})
+                files, size = materialize(backend, run_id, dest, {layout.PULLED: marker},
+                                          local=local)
                 if files is None:
                     result.already.append(run_id)
                 else:
@@ -195,9 +197,15 @@ def cached(run_dir: Path, run_id: str) -> bool:
 
 
 def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[str, bytes],
-                replace: bool = False) -> tuple[int | None, int]:
-    """Download a run into `dest` (whole or not at all); (files, bytes), or (None, 0) when
-    `dest` appeared meanwhile (another pull won) and `replace` is off."""
+                replace: bool = False, local: dict[str, Path] | None = None
+                ) -> tuple[int | None, int]:
+    """Download a run into `dest` (whole or not at all); (files, bytes downloaded), or
+    (None, 0) when `dest` appeared meanwhile (another pull won) and `replace` is off.
+
+    `local` maps hashes to files already pulled (a blob shared by many runs, such as an
+    identical log, is copied from there, checked, rather than fetched again); it is updated
+    with this run's files."""
+    local = {} if local is None else local
     idx_key = layout.run_key(run_id, layout.INDEX)
     try:
         raw = backend.get_bytes(idx_key, layout.INDEX_MAX)
@@ -218,7 +226,7 @@ def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[st
             raise errors.RemoteError(f"{backend.url}: runs/{run_id} holds the manifest of "
                                      f"{got.run.run_id}", hint=_CORRUPT_HINT)
         with ThreadPoolExecutor(JOBS) as pool:
-            sizes = list(pool.map(_downloader(backend, tmp, run_id), index.files))
+            sizes = list(pool.map(_downloader(backend, tmp, run_id, local), index.files))
         (tmp / CACHE_INDEX).write_bytes(raw)
         for name, body in extra.items():
             (tmp / name).write_bytes(body)
@@ -233,7 +241,9 @@ def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[st
             if (dest / store.MANIFEST).exists():
                 return None, 0
             raise
-        return len(index.files) + 1, sum(sizes) + len(man)
+        for f in index.files:
+            local.setdefault(f.hash, dest / f.path)
+        return sum(1 for n in sizes if n is not None) + 1, sum(n or 0 for n in sizes) + len(man)
     except OSError as e:
         raise errors.StoreError(f"cannot write {bounded.show_path(dest)}: {bounded.reason(e)}",
                                 hint="check free space and permissions under .repro/") from e
@@ -241,11 +251,20 @@ def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _downloader(backend: remote.Backend, tmp: Path, run_id: str
-                ) -> Callable[[layout.FileEntry], int]:
-    def one(f: layout.FileEntry) -> int:
+def _downloader(backend: remote.Backend, tmp: Path, run_id: str, local: dict[str, Path]
+                ) -> Callable[[layout.FileEntry], int | None]:
+    """Fetch one file (its size), or copy it from a local file with its hash (None)."""
+    def one(f: layout.FileEntry) -> int | None:
         target = tmp / f.path
         target.parent.mkdir(parents=True, exist_ok=True)
+        have = local.get(f.hash)
+        if have is not None:
+            with contextlib.suppress(OSError, errors.ReproError):
+                shutil.copyfile(have, target)
+                if data.hash_file(target) == f.hash:
+                    return None
+            with contextlib.suppress(OSError):
+                target.unlink()
         key = remote.blob_key(f.hash)
         size = backend.get_file(key, target)
         _check(data.hash_file(target), f.hash, backend.url, key, f"{run_id}/{f.path}")
