@@ -126,6 +126,10 @@ def test_verify_a_teammates_run_by_remote_reference(
     assert (code, verdict["verdict"]) == (0, "bitwise")
     code, shown = json_of(["show", f"teammate:{ids[0]}"], capsys)
     assert code == 0 and shown["run"]["run_id"] == ids[0]  # type: ignore[index]
+    # Pulled into .repro/runs/, the run verifies there too (bitwise), by its plain id.
+    assert main(["pull", "--remote", "teammate", ids[1]]) == 0
+    code, verdict = json_of(["verify", ids[1], "--yes"], capsys)
+    assert (code, verdict["verdict"]) == (0, "bitwise")
     # The cache is checked by hash: a damaged cached file is fetched again, not trusted.
     log = next(cache.glob(f"*/runs/{ids[0]}")) / "stdout.log"
     log.write_text("tampered\n")
