@@ -336,7 +336,9 @@ def pull(
 
     Example:
 
-        repro pull --remote teammate latest && repro diff latest <pulled-id>
+        repro pull --all --remote teammate
+
+    (To compare with one remote run, no pull is needed: repro diff latest teammate:latest.)
     """
     from repro.cli import remoteview
     from repro.commands import pull as pull_mod
