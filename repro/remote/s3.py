@@ -183,8 +183,14 @@ class S3Backend:
             return errors.RemoteError(
                 f"the bucket {self.bucket!r} does not exist at {self._endpoint_shown()}",
                 hint=f"create it (aws s3 mb s3://{self.bucket}) or fix the remote URL")
-        if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+        if e.operation_name in ("HeadObject", "GetObject") and (
+                code in ("NoSuchKey", "404", "NotFound") or status == 404):
             return RemoteNotFound(f"{self.url}: {key} does not exist")
+        if status == 404:  # a listing: no such bucket, or not an S3 endpoint at all
+            return errors.RemoteError(
+                f"no bucket {self.bucket!r} at {self._endpoint_shown()} (HTTP 404)",
+                hint="check the bucket name and that the endpoint (AWS_ENDPOINT_URL or the "
+                     "remote's `endpoint`) is an S3 service")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                     "ExpiredToken", "TokenRefreshRequired", "InvalidSecurity"):
             return errors.RemoteError(
