@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -244,8 +245,14 @@ def test_bad_remotes_are_one_error_and_a_hint(
         assert "refused the AWS credentials" in err and "wrong" not in err
     with monkeypatch.context() as m:
         m.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing listens
-        err = _trouble(["runs", "--remote", s3], capsys)
+        err = _trouble(["runs", "--remote", s3], capsys, within=15)
         assert "cannot reach" in err
+    with socket.socket() as hung, monkeypatch.context() as m:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)  # connections are made, but nothing ever answers
+        m.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        err = _trouble(["pull", "--all", "--remote", s3], capsys, within=30)
+        assert "cannot reach" in err and "timeout" in err.lower()
     with monkeypatch.context() as m:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             m.delenv(key)

@@ -10,6 +10,7 @@ seconds. Creates are conditional (`If-None-Match: *`): the store refuses to over
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from repro import errors
 from repro.remote.store import CHUNK, Location, RemoteNotFound, Stats
 
 CONNECT_TIMEOUT_S = 3
-READ_TIMEOUT_S = 60
+META_READ_TIMEOUT_S = 5  # listings, HEADs, manifests: a silent endpoint fails in ~10 s
+META_ATTEMPTS = 2
+READ_TIMEOUT_S = 60  # blob transfers: a large upload may take a while to be acknowledged
 ATTEMPTS = 3
 INSTALL_HINT = "pip install 'repro[s3]'"
 
@@ -34,34 +37,52 @@ def _boto3() -> Any:
 
 
 class S3Backend:
+    """Two clients: `meta` (listings, HEADs, small objects) gives up on a silent endpoint in
+    seconds; `data` (blob transfers) allows a slow answer to a large upload."""
+
     def __init__(self, where: Location) -> None:
         boto3, bconfig = _boto3()
         self.url = where.url
         self.bucket = where.bucket
         self.prefix = f"{where.prefix}/" if where.prefix else ""
         self.stats = Stats()
-        session = boto3.session.Session()
-        self.endpoint = (where.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
-                         or os.environ.get("AWS_ENDPOINT_URL") or None)
-        cfg = bconfig.Config(
-            connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-            retries={"max_attempts": ATTEMPTS, "mode": "standard"},
-            max_pool_connections=32,
-            # Most S3-compatible servers want path-style addressing; AWS accepts both.
-            s3={"addressing_style": "path" if self.endpoint else "auto"},
-            # Checksums on every request (botocore >= 1.36) are not understood by every
-            # S3-compatible server; ask for them only where an operation requires one.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        try:
-            self.client = session.client(
-                "s3", endpoint_url=where.endpoint or None,
-                region_name=where.region or session.region_name or "us-east-1", config=cfg)
-        except Exception as e:  # a malformed endpoint URL, an unknown profile
-            raise errors.RemoteError(f"cannot set up S3 for {self.url}: {_first_line(e)}",
-                                     hint="check AWS_ENDPOINT_URL, AWS_PROFILE and the "
-                                          "remote's endpoint in the configuration") from e
+        self._lock = threading.Lock()
+        self._data: Any = None
+        endpoint = (where.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
+                    or os.environ.get("AWS_ENDPOINT_URL") or None)
+
+        def make(read_timeout: float, attempts: int) -> Any:
+            cfg = bconfig.Config(
+                connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout,
+                retries={"max_attempts": attempts, "mode": "standard"},
+                max_pool_connections=32,
+                # Most S3-compatible servers want path-style addressing; AWS takes both.
+                s3={"addressing_style": "path" if endpoint else "auto"},
+                # Checksums on every request (botocore >= 1.36) are not understood by every
+                # S3-compatible server; ask for them only where an operation requires one.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            try:
+                session = boto3.session.Session()
+                return session.client(
+                    "s3", endpoint_url=where.endpoint or None,
+                    region_name=where.region or session.region_name or "us-east-1", config=cfg)
+            except Exception as e:  # a malformed endpoint URL, an unknown profile
+                raise errors.RemoteError(
+                    f"cannot set up S3 for {self.url}: {_first_line(e)}",
+                    hint="check AWS_ENDPOINT_URL, AWS_PROFILE and the remote's endpoint in "
+                         "the configuration") from e
+
+        self._make = make
+        self.client = make(META_READ_TIMEOUT_S, META_ATTEMPTS)
+
+    @property
+    def data(self) -> Any:
+        with self._lock:
+            if self._data is None:
+                self._data = self._make(READ_TIMEOUT_S, ATTEMPTS)
+            return self._data
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -106,7 +127,7 @@ class S3Backend:
 
     def _put(self, key: str, body: Any) -> bool:
         try:
-            self._call(key, self.client.put_object, Bucket=self.bucket, Key=self._key(key),
+            self._call(key, self.data.put_object, Bucket=self.bucket, Key=self._key(key),
                        Body=body, IfNoneMatch="*")
         except _Exists:
             return False
@@ -128,7 +149,7 @@ class S3Backend:
         return data
 
     def get_file(self, key: str, dest: Path) -> int:
-        response = self._call(key, self.client.get_object, Bucket=self.bucket,
+        response = self._call(key, self.data.get_object, Bucket=self.bucket,
                               Key=self._key(key))
         total = 0
         body = response["Body"]
