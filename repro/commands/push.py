@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,44 +84,63 @@ def push(runs: store.Store, where: remote.Location, refs: list[str], reporter: R
         result.pushed = [p.run_id for p in plans]
         result.stats = backend.stats.to_dict()
         return result
+    pusher = _Pusher(backend)
     done_bytes = 0
-    known: set[str] = set()  # blobs this push has seen at the remote (or put there)
-    with reporter.progress("pushing") as progress, ThreadPoolExecutor(JOBS) as pool:
+    with (reporter.progress("pushing") as progress, ThreadPoolExecutor(JOBS) as blobs,
+          ThreadPoolExecutor(RUN_JOBS) as pool):
         progress(0, result.planned_bytes)
-        for plan in plans:
-            run_dir = dirs[plan.run_id]
-            todo: dict[str, layout.FileEntry] = {}
-            for f in plan.files:
-                if f.hash not in known and f.hash not in todo:
-                    todo[f.hash] = f
-            upload = functools.partial(_put_blob, backend, run_dir)
-            for created, f in zip(pool.map(upload, todo.values()), todo.values(), strict=True):
-                known.add(f.hash)
-                if created:
-                    result.uploaded_files += 1
-                    result.uploaded_bytes += f.size
-                else:
-                    result.reused_files += 1
-                done_bytes += f.size
-                progress(done_bytes, result.planned_bytes)
-            _put_index(backend, plan)
-            man = run_dir / store.MANIFEST
-            if backend.put_file(layout.run_key(plan.run_id, store.MANIFEST), man):
-                result.pushed.append(plan.run_id)
-                result.uploaded_files += 1
-                result.uploaded_bytes += plan.manifest_size
-            elif backend.get_bytes(layout.run_key(plan.run_id, store.MANIFEST),
-                                   _MANIFEST_MAX) == man.read_bytes():
-                result.already.append(plan.run_id)  # another push of the same run won
-            else:
-                result.conflicts.append(plan.run_id)
-            done_bytes += plan.manifest_size
+        # A few runs at once (each in its own order: blobs, index, manifest), so that the
+        # round trips of one run overlap with another's.
+        futures = [pool.submit(pusher.push_run, plan, dirs[plan.run_id], blobs)
+                   for plan in plans]
+        for plan, future in zip(plans, futures, strict=True):
+            outcome, uploaded, uploaded_bytes, reused = future.result()
+            {"pushed": result.pushed, "already": result.already,
+             "conflict": result.conflicts}[outcome].append(plan.run_id)
+            result.uploaded_files += uploaded
+            result.uploaded_bytes += uploaded_bytes
+            result.reused_files += reused
+            done_bytes += plan.total_bytes
             progress(done_bytes, result.planned_bytes)
     result.stats = backend.stats.to_dict()
     return result
 
 
 _MANIFEST_MAX = 16 * 1024 * 1024
+RUN_JOBS = 4
+
+
+class _Pusher:
+    """Pushes runs, several at once; remembers the blobs the remote has (thread-safe)."""
+
+    def __init__(self, backend: remote.Backend) -> None:
+        self.backend = backend
+        self.known: set[str] = set()  # blobs this push found at the remote or put there
+        self.lock = threading.Lock()
+
+    def push_run(self, plan: layout.RunIndex, run_dir: Path, blobs: ThreadPoolExecutor
+                 ) -> tuple[str, int, int, int]:
+        """(outcome, files uploaded, bytes uploaded, blobs already there) for one run:
+        its blobs, then its index, then its manifest, which makes it visible."""
+        with self.lock:
+            todo = {f.hash: f for f in plan.files if f.hash not in self.known}
+        upload = functools.partial(_put_blob, self.backend, run_dir)
+        uploaded = uploaded_bytes = reused = 0
+        for created, f in zip(blobs.map(upload, todo.values()), todo.values(), strict=True):
+            with self.lock:
+                self.known.add(f.hash)
+            if created:
+                uploaded, uploaded_bytes = uploaded + 1, uploaded_bytes + f.size
+            else:
+                reused += 1
+        _put_index(self.backend, plan)
+        man = run_dir / store.MANIFEST
+        key = layout.run_key(plan.run_id, store.MANIFEST)
+        if self.backend.put_file(key, man):
+            return "pushed", uploaded + 1, uploaded_bytes + plan.manifest_size, reused
+        if self.backend.get_bytes(key, _MANIFEST_MAX) == man.read_bytes():
+            return "already", uploaded, uploaded_bytes, reused  # a concurrent push won
+        return "conflict", uploaded, uploaded_bytes, reused
 
 
 def _local_run(runs: store.Store, ref: str) -> tuple[str, Path]:
