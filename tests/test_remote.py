@@ -378,3 +378,30 @@ def test_repro_run_never_loads_the_remote_code(project: Path) -> None:
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=project)
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+H = "blake3:" + "ab" * 32
+
+
+@pytest.mark.parametrize("doc", [
+    {"files": {"../escape": {"hash": H, "size": 1}}},
+    {"files": {"/etc/passwd": {"hash": H, "size": 1}}},
+    {"files": {"manifest.yaml.tag": {"hash": H, "size": 1}}},
+    {"files": {"ok.log": {"hash": "md5:00", "size": 1}}},
+    {"files": {"ok.log": {"hash": H, "size": -1}}},
+    {"run_id": "20260101T000000.000000Z-ffff"},
+    {"schema": "something/else"},
+])
+def test_a_hostile_run_index_is_refused(doc: dict[str, object]) -> None:
+    from repro import errors
+    from repro.remote import layout
+
+    run_id = "20260101T000000.000000Z-abcd"
+    base = {"schema": layout.SCHEMA, "run_id": run_id, "manifest": {"hash": H, "size": 3},
+            "files": {}}
+    raw = json.dumps({**base, **doc}).encode()
+    with pytest.raises(errors.RemoteError):
+        layout.parse_index(raw, run_id, "files.json")
+    assert layout.parse_index(json.dumps(base).encode(), run_id, "x").manifest_size == 3
+    with pytest.raises(errors.RemoteError, match="BLAKE3"):
+        remote.blob_key("blake3:../../x")
