@@ -300,6 +300,10 @@ def test_remote_urls() -> None:
     cfg = config.parse({"remote": {"origin": "s3://aa-bb/p", "mine": "file:///tmp/x"}}, "r")
     assert remote.locate(None, cfg).name == "origin"
     assert remote.locate("mine", cfg).scheme == "file"
+    with pytest.raises(Exception, match="no remote configured"):
+        remote.locate(None, config.Config())
+    with pytest.raises(Exception, match="no remote named 'theirs'"):
+        remote.locate("theirs", cfg)
 
 
 @pytest.mark.slow

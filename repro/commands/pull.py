@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from repro import errors
@@ -141,7 +140,7 @@ def remote_rows(runs: store.Store, where: remote.Location, limit: int
     home = cache_home(runs, where)
     shown = ids[:limit]
     missing = [i for i in shown if not (home / "runs" / i / store.MANIFEST).is_file()]
-    with ThreadPoolExecutor(JOBS) as pool:
+    with remote.workers(JOBS) as pool:
         for _ in pool.map(lambda i: _manifest_of(backend, home, i), missing):
             pass
     keep = set(shown)
@@ -225,7 +224,7 @@ def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[st
         if got.run.run_id != run_id:
             raise errors.RemoteError(f"{backend.url}: runs/{run_id} holds the manifest of "
                                      f"{got.run.run_id}", hint=_CORRUPT_HINT)
-        with ThreadPoolExecutor(JOBS) as pool:
+        with remote.workers(JOBS) as pool:
             sizes = list(pool.map(_downloader(backend, tmp, run_id, local), index.files))
         (tmp / CACHE_INDEX).write_bytes(raw)
         for name, body in extra.items():

@@ -86,8 +86,8 @@ def push(runs: store.Store, where: remote.Location, refs: list[str], reporter: R
         return result
     pusher = _Pusher(backend)
     done_bytes = 0
-    with (reporter.progress("pushing") as progress, ThreadPoolExecutor(JOBS) as blobs,
-          ThreadPoolExecutor(RUN_JOBS) as pool):
+    with (reporter.progress("pushing") as progress, remote.workers(JOBS) as blobs,
+          remote.workers(RUN_JOBS) as pool):
         progress(0, result.planned_bytes)
         # A few runs at once (each in its own order: blobs, index, manifest), so that the
         # round trips of one run overlap with another's.

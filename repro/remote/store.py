@@ -16,6 +16,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -175,6 +176,17 @@ def open_backend(where: Location) -> Backend:
         return s3.S3Backend(where)
     assert where.path is not None
     return FileBackend(where.url, where.path)
+
+
+@contextlib.contextmanager
+def workers(n: int) -> Iterator[ThreadPoolExecutor]:
+    """A thread pool whose queued work is dropped when the block ends early (an error, a
+    Ctrl-C): only the requests already in flight are waited for (bounded by the timeouts)."""
+    pool = ThreadPoolExecutor(n)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def blob_key(digest: str) -> str:
