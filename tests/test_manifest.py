@@ -24,7 +24,7 @@ def sample(**run: object) -> manifest.Manifest:
         command=manifest.Command(argv=("python", "train.py", "--lr", "0.01")),
         seed=manifest.Seed(value=7, source="flag"),
         code=manifest.Code(commit="a" * 40, branch="main"),
-        metrics={"final": {"loss": 0.5}},
+        metrics=manifest.Metrics(final={"loss": 0.5}),
     )
 
 

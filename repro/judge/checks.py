@@ -84,6 +84,7 @@ from repro import errors
 from repro.capture import data
 from repro.judge import compare
 from repro.record import manifest
+from repro.record.schema import FileEntry
 
 VERDICTS = ("bitwise", "within-tolerance", "not-reproduced")
 STATUSES = ("same", "within-tolerance", "different", "missing")
@@ -298,7 +299,7 @@ class Structural:
     unpickle: bool = False
 
 
-def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
+def compare_outputs(expected: Mapping[str, FileEntry], actual: Mapping[str, FileEntry], *,
                     expected_root: Path | None, actual_root: Path,
                     expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                     actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
@@ -317,39 +318,29 @@ def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], *,
     roots = _Roots(expected_root, actual_root)
     slots: list[Check | _TensorJob] = []
     for path in sorted(expected.keys() | actual.keys(), key=str):
-        e, a = _own(_entry(expected, path)), _own(_entry(actual, path))
+        e, a = _own(expected.get(path)), _own(actual.get(path))
         slots.extend(_compare_entry(roots, str(path), e, a, expected_listings, actual_listings))
     return _run_jobs(slots, python, tol, structural)
 
 
-def _entry(section: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
-    value = section.get(path)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise errors.ManifestError(f"outputs entry {path!r} is not a mapping",
-                                   hint="the manifest is damaged or was edited by hand")
-    return value
-
-
-def _own(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _own(entry: FileEntry | None) -> FileEntry | None:
     """A file the run did not write (`stale: true`, left by an earlier run) is not its output:
     compared as absent. (A directory's hash and listing already cover only the run's files.)"""
-    return None if entry is not None and entry.get("stale") is True else entry
+    return None if entry is not None and entry.stale is True else entry
 
 
-def _kind(entry: Mapping[str, Any] | None) -> str:
-    return "missing" if entry is None else str(entry.get("kind") or "missing")
+def _kind(entry: FileEntry | None) -> str:
+    return "missing" if entry is None else str(entry.kind or "missing")
 
 
-def _summary(entry: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _summary(entry: FileEntry | None) -> dict[str, Any] | None:
     if entry is None:
         return None
-    return {k: entry[k] for k in ("kind", "hash", "size", "files", "target") if k in entry}
+    recorded = entry.to_dict()
+    return {k: recorded[k] for k in ("kind", "hash", "size", "files", "target") if k in recorded}
 
 
-def _compare_entry(roots: _Roots, path: str, e: Mapping[str, Any] | None,
-                   a: Mapping[str, Any] | None,
+def _compare_entry(roots: _Roots, path: str, e: FileEntry | None, a: FileEntry | None,
                    expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                    actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                    ) -> list[Check | _TensorJob]:
@@ -366,13 +357,13 @@ def _compare_entry(roots: _Roots, path: str, e: Mapping[str, Any] | None,
     if e is None or a is None or ke != ka:  # (None only with kind "missing", handled above)
         return [Check("output", path, "different", f"was a {_noun(ke)}, now a {_noun(ka)}", info)]
     if ke == "symlink":
-        return [_symlink_check(path, e.get("target"), a.get("target"), info)]
-    he, ha = e.get("hash"), a.get("hash")
+        return [_symlink_check(path, e.target, a.target, info)]
+    he, ha = e.hash, a.hash
     if he is not None and he == ha:
         if ke == "dir":
-            files = e.get("files")
+            files = e.files
             return [Check("output", path, "same",
-                          "identical" + (f" ({_count(files, 'file')})" if isinstance(files, int)
+                          "identical" + (f" ({_count(files, 'file')})" if files is not None
                                          else ""), info)]
         return [Check("output", path, "same", "identical", info)]
     if he is None or ha is None:
@@ -401,15 +392,14 @@ def _symlink_check(name: str, te: Any, ta: Any, info: Mapping[str, Any]) -> Chec
                  f"symlink to {_clip(repr(te), 60)} vs {_clip(repr(ta), 60)}", info)
 
 
-def _listing(listings: Mapping[str, Mapping[str, tuple[str, int]]], entry: Mapping[str, Any],
+def _listing(listings: Mapping[str, Mapping[str, tuple[str, int]]], entry: FileEntry,
              path: str) -> Mapping[str, tuple[str, int]] | None:
-    name = entry.get("listing")
-    if isinstance(name, str) and name in listings:
-        return listings[name]
+    if entry.listing is not None and entry.listing in listings:
+        return listings[entry.listing]
     return listings.get(path)
 
 
-def _compare_dir(roots: _Roots, path: str, e: Mapping[str, Any], a: Mapping[str, Any],
+def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                  expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                  actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                  info: Mapping[str, Any]) -> list[Check | _TensorJob]:
