@@ -19,7 +19,7 @@ import pytest
 from repro import errors
 from repro.capture import data
 from repro.judge import checks as judge
-from repro.judge import compare
+from repro.judge import compare, tensors
 from repro.record import manifest
 
 PY = sys.executable
@@ -508,7 +508,7 @@ def test_outputs_probe_crash_timeout_or_garbage(runs: tuple[Run, Run], tmp_path:
     exp, act = runs
     save_npy(exp, "x.npy", np.zeros(2))
     save_npy(act, "x.npy", np.ones(2))
-    monkeypatch.setattr(judge, "TENSORCMP_TIMEOUT_S", timeout)
+    monkeypatch.setattr(tensors, "TENSORCMP_TIMEOUT_S", timeout)
     c = one(judge_outputs(exp, act, "x.npy", python=_fake_python(tmp_path, body)))
     assert (c.status, c.detail) == ("different",
                                     f"hash differs; tensors could not be compared: {reason}")

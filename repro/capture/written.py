@@ -16,9 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from repro.capture import data
 from repro.record.schema import FileEntry

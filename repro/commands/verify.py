@@ -86,22 +86,19 @@ class _Side:
 
 def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
                label: str | None = None) -> list[judge.Check]:
-    e, a = expected.loaded.manifest, actual.loaded.manifest
-    exit_check = judge.compare_exit(e.run.exit_code, a.run.exit_code)
-    if not exit_check.passed and actual.unrecorded:
-        message, hint = replay.unrecorded_message(actual.unrecorded[0])
-        exit_check = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
-                                                            f"(hint: {hint})")
-    checks = [exit_check]
     roots = tuple(dict.fromkeys(r for r in (expected.checkout_root, actual.checkout_root)
                                 if r is not None))
-    checks += judge.compare_outputs(
-        e.outputs, a.outputs, expected_root=expected.files_root,
+    checks = judge.compare_runs(
+        expected.loaded.manifest, actual.loaded.manifest, expected_root=expected.files_root,
         actual_root=actual.files_root or actual.loaded.run_dir,
         expected_listings=expected.loaded.listings(), actual_listings=actual.loaded.listings(),
         python=actual.python, tol=tol,
         structural=judge.Structural(roots, expected.trusted and actual.trusted))
-    checks += judge.compare_metrics(e.metrics.final, a.metrics.final, tol)
+    exit_check = checks[0]
+    if not exit_check.passed and actual.unrecorded:
+        message, hint = replay.unrecorded_message(actual.unrecorded[0])
+        checks[0] = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
+                                                           f"(hint: {hint})")
     if label:
         checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
     return checks
