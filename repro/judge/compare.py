@@ -1,9 +1,11 @@
-"""Two run manifests (plain dicts) -> a structured, section-by-section report of what differs.
+"""Two run manifests (`Manifest` objects) -> a structured, section-by-section report of what
+differs.
 
-Owns: the diff engine behind `repro diff`, the one-line verdict, which per-run facts are noise,
-and metric tolerance (`Tolerance`, `within`, `metric_status`), which `verify` reuses.
+Owns: the diff engine behind `repro diff`, the one-line verdict, and which per-run facts are
+noise. Metric tolerance (`Tolerance`, `within`, `metric_status`), which `verify` reuses, lives
+in judge/tolerance.py and is re-exported here.
 Must not: read files, run git, print, import rich or yaml. Callers load manifests, listings and
-the list of files changed between commits, and pass them in as plain data.
+the list of files changed between commits, and pass them in.
 
 Noise rules (shown as `info`, never counted as a difference):
 - run-level facts: run id, name, tags, note, timestamps, duration, pid, replay_of,
@@ -34,6 +36,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from repro import errors
+from repro.judge.tolerance import MetricStatus as MetricStatus
+from repro.judge.tolerance import Tolerance as Tolerance
+from repro.judge.tolerance import is_number as is_number
+from repro.judge.tolerance import metric_delta as metric_delta
+from repro.judge.tolerance import metric_status as metric_status
+from repro.judge.tolerance import parse_metric_tolerance as parse_metric_tolerance
+from repro.judge.tolerance import same_number as same_number
+from repro.judge.tolerance import same_value as _same
+from repro.judge.tolerance import within as within
 from repro.record.fields import Record
 from repro.record.schema import Code, FileEntry, Manifest, Metrics, Patch, Untracked
 
@@ -45,7 +56,6 @@ SECTIONS: tuple[str, ...] = (
 )
 
 ChangeKind = Literal["added", "removed", "changed"]
-MetricStatus = Literal["same", "within-tolerance", "different", "missing"]
 Listing = Mapping[str, Sequence[Any]]  # relpath -> (hash, size); JSON's lists are accepted
 
 # Per section: keys (fnmatch patterns over the dotted key) that are per-run noise.
@@ -63,100 +73,6 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
 # run.* fields that are results, reported in the `command` section (how the command ended).
 _RESULT_FIELDS = ("status", "exit_code", "signal")
 _SEED_VARS = ("REPRO_SEED", "PYTHONHASHSEED", "PL_GLOBAL_SEED")
-
-
-# ---------------------------------------------------------------------------------------------
-# Tolerance: shared with `verify`.
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """How far two numeric metrics may be apart and still count as reproduced.
-
-    `|a - b| <= atol + rtol * max(|a|, |b|)` (symmetric, like math.isclose). A per-metric entry
-    `{name: tol}` is an *absolute* tolerance that replaces rtol/atol for that metric: it is
-    what a user reads off a plot ("loss within 1e-4", "accuracy within 0.01").
-    """
-
-    rtol: float = 0.0
-    atol: float = 0.0
-    per_metric: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for label, value in (("rtol", self.rtol), ("atol", self.atol), *self.per_metric.items()):
-            _check_tol(label, value)
-        object.__setattr__(self, "per_metric", {str(k): float(v) for k, v in self.per_metric.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rtol": self.rtol, "atol": self.atol, "per_metric": dict(self.per_metric)}
-
-
-def _check_tol(label: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or value < 0:
-        raise errors.UsageError(f"tolerance {label} must be a number >= 0, got {value!r}",
-                                hint="e.g. --rtol 1e-5 --atol 1e-8 --metric loss=1e-4")
-
-
-def parse_metric_tolerance(spec: str) -> tuple[str, float]:
-    """`"loss=1e-4"` -> `("loss", 1e-4)`: an absolute tolerance for one metric."""
-    name, sep, value = spec.rpartition("=")  # the number never contains "=", a name might
-    name = name.strip()
-    hint = "write NAME=TOLERANCE, e.g. --metric loss=1e-4"
-    if not sep or not name:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: expected NAME=TOLERANCE", hint=hint)
-    try:
-        tol = float(value)
-    except ValueError:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: {value.strip()!r} is not a number",
-                                hint=hint) from None
-    if math.isnan(tol) or tol < 0:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: must be a number >= 0", hint=hint)
-    return name, tol
-
-
-def is_number(value: object) -> bool:
-    """A metric value compared numerically (bools are labels, not numbers)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def same_number(a: float, b: float) -> bool:
-    """Exactly equal, with NaN == NaN (a run that diverged twice the same way reproduced)."""
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def within(a: float, b: float, tol: Tolerance, name: str) -> bool:
-    """True when a and b are equal (NaN == NaN) or within the tolerance for metric `name`."""
-    if same_number(a, b):
-        return True
-    gap = abs(a - b)
-    if math.isnan(gap):
-        return False
-    if name in tol.per_metric:
-        return gap <= tol.per_metric[name]
-    return gap <= tol.atol + tol.rtol * max(abs(a), abs(b))
-
-
-def metric_status(a: object, b: object, tol: Tolerance, name: str) -> MetricStatus:
-    """Judge one metric: `missing` (absent on one side), `same`, `within-tolerance`, `different`.
-
-    Numbers compare with `within`; anything else (strings, bools, lists) by equality.
-    """
-    if a is None or b is None:
-        return "same" if a is None and b is None else "missing"
-    if is_number(a) and is_number(b):
-        fa, fb = float(a), float(b)  # type: ignore[arg-type]
-        if same_number(fa, fb):
-            return "same"
-        return "within-tolerance" if within(fa, fb, tol, name) else "different"
-    return "same" if _same(a, b) else "different"
-
-
-def metric_delta(a: float, b: float) -> tuple[float, float | None]:
-    """(b - a, (b - a) / |a|); the relative delta is None when a is 0 or not finite."""
-    delta = b - a
-    rel = delta / abs(a) if a != 0 and math.isfinite(a) else None
-    return delta, rel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,20 +248,6 @@ def _plain_section(m: Manifest, name: str) -> dict[str, Any]:
     return section.to_dict()
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Plain-data equality: lists == tuples, NaN == NaN, 1 == 1.0, a missing key == null."""
-    if a is b:
-        return True
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        keys = set(a) | set(b)
-        return all(_same(a.get(k), b.get(k)) for k in keys)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float):
-        return same_number(a, b)
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False  # YAML's `true` is not `1`
-    return bool(a == b)
 
 
 def _kind(a: Any, b: Any) -> ChangeKind:
