@@ -1,9 +1,11 @@
 """Judging reproduction: a recorded run's outputs, metrics and exit code against a replay's.
 
-Owns: `Check` (one judged output file, metric or exit code), the verdict over a list of checks,
-the closer look at an output whose hash differs (tensor files numerically through
-`repro/child/tensorcmp.py`, run by the run's own interpreter; text files by their first
-differing line; other files by their first differing byte), and the JUnit XML report.
+Owns: the checks of two runs (`compare_runs`, which takes the two `Manifest`s; `compare_exit`,
+`compare_metrics`, `compare_outputs`) and the closer look at an output whose hash differs,
+dispatched here and done in its own module: tensor files numerically (judge/tensors.py, through
+`repro/child/tensorcmp.py`, run by the run's own interpreter), other files by their format's
+cause or first differing line or byte (judge/filediff.py). `Check` and the verdict live in
+judge/verdict.py, the JUnit XML report in judge/junit.py; all are re-exported here.
 Must not: print, import torch or numpy (tensors are loaded only in the probe's process), yaml
 or rich, modify a file, or raise anything but `errors.ReproError` subclasses. Paths from a
 manifest are confined: an absolute path or one with `..` is a ManifestError, and a file reached
