@@ -194,6 +194,9 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert code == 1 and (diff["a"], diff["b"]) == (ids[0], ids[1])
     code, pulled = json_of(["pull", ids[1][:22]], capsys)
     assert code == 0 and pulled["pulled"] == [ids[1]]
+    import repro
+
+    assert repro.load("team:latest~1").run.run_id == ids[0]  # the Python API takes them too
 
 
 def test_a_canary_secret_appears_nowhere_repro_wrote(
