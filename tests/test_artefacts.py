@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.capture import data
+from repro.capture import data, hashing, listings
 from repro.child import seeding
 from repro.cli.main import main
 from repro.judge import checks as judge
@@ -160,7 +160,7 @@ def test_a_foreign_manifest_s_checkpoint_is_never_unpickled(
     evil = foreign / "kept" / "model.ckpt"
     subprocess.run([PYTHON, "-c", EVIL, str(evil), str(marker)], check=True, timeout=60)
     doc = yaml.safe_load((foreign / "manifest.yaml").read_text())
-    doc["outputs"]["model.ckpt"].update(hash=data.hash_file(evil), size=evil.stat().st_size)
+    doc["outputs"]["model.ckpt"].update(hash=hashing.hash_file(evil), size=evil.stat().st_size)
     (foreign / "manifest.yaml").write_text(yaml.safe_dump(doc))
     git(repo, "add", "baseline")
     git(repo, "commit", "-qm", "a manifest from elsewhere")
@@ -344,8 +344,8 @@ def test_verify_detail_names_the_png_cause(tmp_path: Path) -> None:
     for root, year in ((exp, 2025), (act, 2026)):
         root.mkdir()
         _png(root / "fig.png", b"\x01\x02", time=(year, 1, 1, 0, 0, 0))
-    se = data.to_section(data.hash_paths(["fig.png"], root=exp, cache_dir=None), tmp_path, "o")
-    sa = data.to_section(data.hash_paths(["fig.png"], root=act, cache_dir=None), tmp_path, "o")
+    se = listings.to_section(data.hash_paths(["fig.png"], root=exp, cache_dir=None), tmp_path, "o")
+    sa = listings.to_section(data.hash_paths(["fig.png"], root=act, cache_dir=None), tmp_path, "o")
     [check] = judge.compare_outputs(se, sa, expected_root=exp, actual_root=act,
                                     expected_listings={}, actual_listings={}, python=PYTHON,
                                     tol=judge.compare.Tolerance())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.capture import cmdline, data
+from repro.capture import cmdline
 from repro.capture import environment as envmod
 from repro.child import hookprobe
 
@@ -135,8 +135,8 @@ def test_argv_paths_skip_the_script_of_every_python(tmp_path: Path, python: str)
     for name in ("train.py", "data.csv"):
         (tmp_path / name).write_text("x")
     argv = [python, "-uW", "ignore", "train.py", "data.csv"]
-    assert data.argv_paths(argv, tmp_path, tmp_path) == ["data.csv"]
-    assert data.argv_paths([python, "-c", "print(1)", "data.csv"], tmp_path, tmp_path) == [
+    assert cmdline.argv_paths(argv, tmp_path, tmp_path) == ["data.csv"]
+    assert cmdline.argv_paths([python, "-c", "print(1)", "data.csv"], tmp_path, tmp_path) == [
         "data.csv"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.capture import data
+from repro.capture import data, hashing
 from repro.cli.main import main
 from tests.conftest import PYTHON, git
 
@@ -408,7 +408,7 @@ def test_replay_never_writes_through_a_symlink_from_the_manifest(
     doc["code"]["untracked"] = [
         {"path": "lnk", "size": 0, "hash": None, "target": str(outside), "copied": False},
         {"path": "lnk/pwned.txt", "size": 5, "copied": True,
-         "hash": data.hash_file(run_dir / "untracked" / "lnk" / "pwned.txt")}]
+         "hash": hashing.hash_file(run_dir / "untracked" / "lnk" / "pwned.txt")}]
     (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
     capfd.readouterr()
     assert main(["replay", "latest", "--yes"]) == 125  # an edited manifest is foreign

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import data, environment, git, hardware
+from repro.capture import environment, git, hardware, hashing
 from repro.child import seeding
 from repro.commands import preflight
 from repro.record import config, store
@@ -70,7 +70,7 @@ def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> lis
     installed = environment.installed_packages(interp.sys_path)
     try:
         if state is not None:
-            preflight.check_lock(root, state, cfg.lockfile, installed, False, data.hash_file)
+            preflight.check_lock(root, state, cfg.lockfile, installed, False, hashing.hash_file)
     except errors.LockfileError as e:
         found.append(Hazard("lockfile", e.message, e.hint or ""))
     found.extend(_environment_hazards(env))
