@@ -12,6 +12,7 @@ import pytest
 
 from repro import errors
 from repro.capture import environment as envmod
+from repro.capture import lockfiles
 
 
 @pytest.mark.parametrize(("name", "text", "pins", "must"), [
@@ -35,15 +36,15 @@ from repro.capture import environment as envmod
 def test_read_lock_every_kind(tmp_path: Path, name: str, text: str, pins: dict[str, set[str]],
                               must: set[str]) -> None:
     (tmp_path / name).write_text(text)
-    assert envmod.find_lockfile(tmp_path, None) == tmp_path / name
-    lock = envmod.read_lock(tmp_path, tmp_path / name)
+    assert lockfiles.find_lockfile(tmp_path, None) == tmp_path / name
+    lock = lockfiles.read_lock(tmp_path, tmp_path / name)
     assert {k: set(v) for k, v in lock.pins.items()} == pins
     assert set(lock.exhaustive) == must
 
 
 def test_unpinned_requirements_txt_is_not_a_lockfile(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("numpy>=1.0\ntorch==2.13.0\n")
-    assert envmod.find_lockfile(tmp_path, None) is None
+    assert lockfiles.find_lockfile(tmp_path, None) is None
 
 
 @pytest.mark.parametrize(("installed", "matches", "mismatches"), [
@@ -55,8 +56,8 @@ def test_unpinned_requirements_txt_is_not_a_lockfile(tmp_path: Path) -> None:
 def test_check_lock(tmp_path: Path, installed: dict[str, str], matches: bool,
                     mismatches: list[dict[str, str | None]]) -> None:
     (tmp_path / "requirements.lock").write_text("numpy==2.4.6\ntorch==2.13.0\n")
-    lock = envmod.read_lock(tmp_path, tmp_path / "requirements.lock")
-    result = envmod.check_lock(lock, installed)
+    lock = lockfiles.read_lock(tmp_path, tmp_path / "requirements.lock")
+    result = lockfiles.check_lock(lock, installed)
     assert result["matches"] is matches
     assert result["mismatches"] == mismatches
     if matches:
