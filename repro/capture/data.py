@@ -65,7 +65,6 @@ class Entry:
     dvc_md5: str | None = None
 
 
-
 # --- walking --------------------------------------------------------------------------------
 
 
@@ -378,7 +377,6 @@ def _hash_paths(paths: Sequence[str | Path], root: Path, cache_dir: Path | None,
     return [built[rel] for rel in order]
 
 
-
 def _finish(item: _Item, results: Sequence[tuple[str, os.stat_result]],
             started_ns: int) -> Entry:
     """The Entry for one requested path; stores what the stat cache may trust."""
@@ -431,7 +429,6 @@ def _finish(item: _Item, results: Sequence[tuple[str, os.stat_result]],
     size = sum(map(_second, listing.values()))
     return Entry(path=item.rel, kind="dir", hash=digest, size=size, files=len(listing),
                  listing=listing)
-
 
 
 # Until commands/run.py and commands/replay.py are split (after the typed record lands), they

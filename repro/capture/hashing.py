@@ -121,7 +121,6 @@ def sorted_paths(paths: Iterable[str]) -> list[str]:
     return keys
 
 
-
 def listing_digest(keys: Sequence[str], values: Sequence[str]) -> str:
     text = "\0".join(itertools.chain.from_iterable(zip(keys, values, strict=True)))
     data = (text + "\0").encode("utf-8", "surrogateescape") if keys else b""
@@ -300,7 +299,6 @@ def not_regular(display: str, mode: int) -> errors.DataError:
                                  "leave it out of --data/--output")
 
 
-
 def raw_digest(data: bytes | memoryview) -> bytes:
     """The 32 raw bytes of BLAKE3 of `data` (checksums and cache keys, not recorded hashes)."""
     return bytes(blake3.blake3(data).digest())
@@ -311,7 +309,6 @@ def display(top: str, rel: str) -> str:
     if not rel:
         return top
     return rel if top == "." else top + "/" + rel
-
 
 
 # --- many files at once ---------------------------------------------------------------------
