@@ -184,6 +184,19 @@ def test_probe_normalises_roots_only_as_whole_path_prefixes() -> None:
     assert tensorcmp.Roots(["/"]).norm("/etc/passwd") == "/etc/passwd"
 
 
+@pytest.mark.parametrize("flags", [[], ["-I"], ["-P"]])
+def test_probe_run_by_path_finds_its_helper_whatever_sys_path_holds(
+        tmp_path: Path, flags: list[str]) -> None:
+    # -I and -P (PYTHONSAFEPATH) leave the script's directory off sys.path; the probe loads
+    # its sibling _tensorcmp_load.py all the same.
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.arange(4.0))
+    done = subprocess.run([PYTHON, *flags, str(judge.TENSORCMP), str(tmp_path / "a.npy"),
+                           str(tmp_path / "a.npy")], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["status"] == "same", done.stdout + done.stderr
+
+
 # ---------------------------------------------------------------------------- SOURCE_DATE_EPOCH
 
 
