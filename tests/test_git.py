@@ -81,10 +81,10 @@ def hook_strip(value: str) -> str:
     from repro.child import seeding
 
     spec = importlib.util.spec_from_file_location(
-        "repro_hook_copy", seeding.hook_dir() / "sitecustomize.py")
+        "repro_hook_copy", seeding.hook_dir() / "_repro_hook_probe.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    spec.loader.exec_module(module)  # the hook's exit-time helper: defines, runs nothing
     return str(module.strip_credentials(value))
 
 

@@ -237,8 +237,8 @@ def finish_commit_time(proc: subprocess.Popen[str] | _Read | None) -> int | None
 
 # Every `scheme://` URL anywhere in a value (PIP_EXTRA_INDEX_URL holds several, separated by
 # spaces): its `user:password@` and its query string and fragment (signed URLs carry tokens
-# there) are dropped. The hook (repro/child/hook/sitecustomize.py, standard library only) carries a
-# copy of these two patterns; tests/test_git.py holds the two to the same results.
+# there) are dropped. The hook (repro/child/hook/_repro_hook_probe.py, standard library only)
+# carries a copy of these two patterns; tests/test_git.py holds the two to the same results.
 _USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 _QUERY_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^?#\s]*)[?#]\S*")
 # Scheme-less `user:password@host[:path]` (scp-style, DSNs): the password goes, the user stays.
