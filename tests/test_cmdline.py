@@ -10,7 +10,6 @@ import pytest
 
 from repro.capture import cmdline
 from repro.capture import environment as envmod
-from repro.child import hookprobe
 
 PYTHON_WORDS = ["python", "python3", "python3.11", "python3.11.4", "python3.13t", "pypy3",
                 "pypy", "python3.8m", "python.exe", ".venv/bin/python", "/venv/bin/python3",
@@ -120,14 +119,14 @@ def test_interpreter_table(venv: Path, monkeypatch: pytest.MonkeyPatch, argv: li
     monkeypatch.setenv("PATH", env["PATH"])
     found = envmod.find_interpreter(argv, root, env)
     assert found == (str(venv / name), how)
-    assert hookprobe.interpreter_flags(argv) == flags
+    assert cmdline.interpreter_flags(argv) == flags
 
 
 def test_no_python_is_repro_own(venv: Path) -> None:
     assert envmod.find_interpreter(["true"], venv, {"PATH": "/usr/bin:/bin"}) == (
         sys.executable, "repro")
     assert cmdline.python_words(["bash", "train.sh"]) is None
-    assert hookprobe.interpreter_flags(["make", "train"]) == frozenset()
+    assert cmdline.interpreter_flags(["make", "train"]) == frozenset()
 
 
 @pytest.mark.parametrize("python", ["python3.11.4", "python3.13t", "pypy3", "venv/bin/pypy3"])

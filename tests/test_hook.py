@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from repro.capture import git
+from repro.capture import cmdline, git
 from repro.child import hookprobe, seeding
 
 PY = sys.executable
@@ -686,12 +686,12 @@ def test_hook_seeds_cuda_without_initialising_it(tmp_path: Path) -> None:
     ],
 )
 def test_interpreter_flags(argv: list[str], flags: set[str]) -> None:
-    assert hookprobe.interpreter_flags(argv) == flags
+    assert cmdline.interpreter_flags(argv) == flags
 
 
 def test_interpreter_flags_reads_shebang(tmp_path: Path) -> None:
     tool = script(tmp_path, "tool", "#!/usr/bin/env -S python3 -I\nprint(1)\n")
-    assert hookprobe.interpreter_flags([str(tool), "--lr", "1"]) == {"I"}
+    assert cmdline.interpreter_flags([str(tool), "--lr", "1"]) == {"I"}
 
 
 def write_json(directory: Path, name: str, data: object) -> None:

@@ -5,7 +5,7 @@ The one place that decides whether a word names a Python interpreter (`python`, 
 script's `#!` line, and walks the interpreter's own options (`-u`, `-uB`, `-W arg`, `-X opt`,
 `-I/-E/-S`, `-c code`, `-m module`), and picks out the paths the words name (``argv_paths``:
 candidate data inputs, and outputs a run will create). Used by the pre-run interpreter lookup
-(find_interpreter), data capture (argv_paths), the probe reader (hookprobe.interpreter_flags)
+(find_interpreter), data capture (argv_paths), the probe reader and doctor (interpreter_flags)
 and replay. Standard library only at import; reads at most a script's first line and the
 metadata of the paths the words name, never runs anything.
 """
@@ -135,6 +135,19 @@ def python_words(argv: Sequence[str], cwd: Path | None = None, path: str | None 
         if index is not None:
             return line + words[1:], index, "shebang"
     return None
+
+
+def interpreter_flags(argv: Sequence[str], cwd: Path | None = None) -> frozenset[str]:
+    """The single-letter options given to the Python interpreter the command runs, if any.
+
+    Finds `python...` in argv (after wrappers such as `env`, `uv run` or `sh -c '...'`), or in
+    the shebang line of the script argv[0] names.
+    """
+    located = python_words(argv, cwd)
+    if located is None:
+        return frozenset()
+    words, index, _ = located
+    return python_args(words[index + 1:]).flags
 
 
 def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
