@@ -239,6 +239,8 @@ def test_script_reproduces_the_outputs_in_a_fresh_clone(
     entry = data.hash_paths(["out"], root=tree, cache_dir=None)[0]
     assert entry.hash == recorded["outputs"]["out"]["hash"]
     assert (tree / "notes.txt").read_text() == "untracked\n"
+    # The script's copy of the hook ran to the end: its probe (written at exit) is there.
+    assert list((tree.parent / "probe").glob("*.probe.json"))
     cleanup = done.stderr.strip().splitlines()[-2].removeprefix("when done: ")
     assert str(tree) in git(fresh, "worktree", "list")
     subprocess.run(["bash", "-c", cleanup], check=True, timeout=60)
