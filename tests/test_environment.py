@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from repro import errors
+from repro.capture import cmdline, lockfiles
 from repro.capture import environment as envmod
-from repro.capture import lockfiles
 
 
 @pytest.mark.parametrize(("name", "text", "pins", "must"), [
@@ -105,12 +105,12 @@ def test_find_interpreter(tmp_path: Path) -> None:
     script.write_text(f"#!{py}\n")
     script.chmod(0o755)
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    assert envmod.find_interpreter(["python", "t.py"], tmp_path, env) == (str(py), "argv")
-    assert envmod.find_interpreter(["env", "A=1", "python", "t.py"], tmp_path, env) == (
+    assert cmdline.find_interpreter(["python", "t.py"], tmp_path, env) == (str(py), "argv")
+    assert cmdline.find_interpreter(["env", "A=1", "python", "t.py"], tmp_path, env) == (
         str(py), "argv")
-    assert envmod.find_interpreter(["torchrun", "t.py"], tmp_path, env) == (str(py), "beside")
-    assert envmod.find_interpreter(["./run.py"], tmp_path, env) == (str(py), "shebang")
-    assert envmod.find_interpreter(["true"], tmp_path, {"PATH": "/usr/bin:/bin"}) == (
+    assert cmdline.find_interpreter(["torchrun", "t.py"], tmp_path, env) == (str(py), "beside")
+    assert cmdline.find_interpreter(["./run.py"], tmp_path, env) == (str(py), "shebang")
+    assert cmdline.find_interpreter(["true"], tmp_path, {"PATH": "/usr/bin:/bin"}) == (
         sys.executable, "repro")
 
 

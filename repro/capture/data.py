@@ -430,12 +430,3 @@ def _finish(item: _Item, results: Sequence[tuple[str, os.stat_result]],
     return Entry(path=item.rel, kind="dir", hash=digest, size=size, files=len(listing),
                  listing=listing)
 
-
-# Until commands/run.py and commands/replay.py are split (after the typed record lands), they
-# reach these through this module; they then import them from their homes and these go.
-from repro.capture.cmdline import argv_paths as argv_paths  # noqa: E402
-from repro.capture.hashing import hash_bytes as hash_bytes  # noqa: E402
-from repro.capture.hashing import hash_file as hash_file  # noqa: E402
-from repro.capture.hashing import hash_prefix as hash_prefix  # noqa: E402
-from repro.capture.listings import to_section as to_section  # noqa: E402
-from repro.capture.statcache import forget_cached as forget_cached  # noqa: E402

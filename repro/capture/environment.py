@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import cmdline
 
 
 def normalize(name: str) -> str:
@@ -42,17 +41,6 @@ class Interpreter:
     def to_manifest(self) -> dict[str, Any]:
         return {"version": self.version, "implementation": self.implementation,
                 "executable": self.executable}
-
-
-def is_python_word(word: str) -> bool:
-    """`python`, `python3.11.4`, `pypy3`, `/venv/bin/python3`: a word that names a Python
-    interpreter (the rule lives in capture/cmdline.py)."""
-    return cmdline.is_python(word)
-
-
-def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
-    """(path, how) of the Python the command will run: see cmdline.find_interpreter."""
-    return cmdline.find_interpreter(argv, cwd, env)
 
 
 _PROBE = ("import sys, json, platform; print(json.dumps({'version': platform.python_version(), "

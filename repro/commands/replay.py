@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors, report
-from repro.capture import data, environment, git
+from repro.capture import cmdline, environment, git, hashing, statcache
 from repro.child import seeding
 from repro.commands import history, replayinputs
 from repro.commands import run as runflow
@@ -91,7 +91,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         if not patch.is_file():
             raise errors.ReplayError(f"the run's patch {patch} is missing",
                                      hint="the run directory is incomplete")
-        if data.hash_file(patch) != m.code.patch.hash:
+        if hashing.hash_file(patch) != m.code.patch.hash:
             raise errors.ReplayError(f"the run's patch {patch} does not match its recorded hash",
                                      hint="the run directory was modified")
     untracked = []
@@ -99,7 +99,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         for u in m.code.untracked:
             rel = manifest.confined(u.path or "", "untracked file")
             copy = run_dir / "untracked" / rel if u.copied else None
-            if copy is not None and copy.is_file() and data.hash_file(copy) != u.hash:
+            if copy is not None and copy.is_file() and hashing.hash_file(copy) != u.hash:
                 # A signed manifest does not vouch for files beside it: a pull can replace an
                 # ignored copy under .repro/ with a tracked one.
                 raise errors.ReplayError(
@@ -118,7 +118,7 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
             if sub.patch is not None:
                 name = manifest.confined(sub.patch.file or "", "patch file")
                 sub_patch = run_dir / name
-                if not sub_patch.is_file() or data.hash_file(sub_patch) != sub.patch.hash:
+                if not sub_patch.is_file() or hashing.hash_file(sub_patch) != sub.patch.hash:
                     raise errors.ReplayError(
                         f"the patch of submodule {rel} ({sub_patch}) is missing or does not "
                         "match its recorded hash", hint="the run directory is incomplete or was "
@@ -241,7 +241,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         _rebuild(plan, runs.root, worktree, opts.force, reporter)
         _make_cwd(worktree, plan.cwd)
         linked: dict[str, tuple[str, Any]] = {}  # links out of the replay (see _copy_input)
-        in_place = replayinputs.place_inputs(plan, runs.root, worktree, budget, reporter, linked, own)
+        in_place = replayinputs.place_inputs(plan, runs.root, worktree, budget, reporter,
+                                             linked, own)
         note = "replayed with changed inputs (--force): " + ", ".join(forced) if forced else None
         request = runflow.RunRequest(
             argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
@@ -258,7 +259,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             stdout_to_stderr=opts.stdout_to_stderr, kill_after=opts.kill_after)
         outcome = runflow.execute(request, reporter)
         interrupted = outcome.manifest.run.status == "interrupted"
-        replayinputs.check_in_place(in_place, before, loaded, runs, reporter, raise_=not interrupted)
+        replayinputs.check_in_place(in_place, before, loaded, runs, reporter,
+                                    raise_=not interrupted)
         replayinputs.check_linked(linked, reporter, raise_=not interrupted)
         if interrupted and (opts.started_by == "verify"
                             or outcome.manifest.run.signal not in ("SIGTERM", "SIGHUP",
@@ -354,7 +356,7 @@ def _forget_worktree_cache(runs: store.Store, worktree: Path, plan: Plan) -> Non
     paths = [os.path.realpath(worktree / p) for p in (*(i.path for i in plan.inputs
                                                          if not Path(i.path).is_absolute()),
                                                       *plan.outputs)]
-    data.forget_cached(runs.cache_dir, [p for p in paths if p.startswith(real + os.sep)])
+    statcache.forget_cached(runs.cache_dir, [p for p in paths if p.startswith(real + os.sep)])
 
 
 def from_checkout(plan: Plan, root: Path, worktree: Path | None) -> frozenset[int]:
@@ -366,7 +368,7 @@ def from_checkout(plan: Plan, root: Path, worktree: Path | None) -> frozenset[in
     """
     picked = set()
     for i, word in enumerate(plan.argv):
-        if i > 0 and not environment.is_python_word(word):
+        if i > 0 and not cmdline.is_python(word):
             continue
         if os.path.isabs(word) or "/" not in word:
             continue
@@ -403,7 +405,7 @@ def _consent(plan: Plan, opts: Options, confirm: Callable[[str], bool] | None) -
 
 def _check_environment(plan: Plan, strict: bool, reporter: report.Reporter) -> None:
     """The interpreter the command will run vs the recorded one: versions and packages."""
-    python, how = environment.find_interpreter(plan.argv, Path.cwd(), os.environ)
+    python, how = cmdline.find_interpreter(plan.argv, Path.cwd(), os.environ)
     interp = environment.finish_inspect(environment.start_inspect(python, os.environ), python, how)
     installed = environment.installed_packages(interp.sys_path).versions
     diffs = []
@@ -445,7 +447,7 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
             shutil.copy2(copy, dest)
         else:
             src = root / rel  # too big to copy at record time: take it from the checkout
-            if src.is_file() and data.hash_file(src) == entry.hash:
+            if src.is_file() and hashing.hash_file(src) == entry.hash:
                 shutil.copy2(src, dest)
             elif not force and entry.secret:
                 raise errors.ReplayError(

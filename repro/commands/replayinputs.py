@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from repro import errors, report
-from repro.capture import data
+from repro.capture import data, hashing
 from repro.commands import history
 from repro.record import manifest, store
 
@@ -97,7 +97,7 @@ def _added_by_run(i: Input, now: data.Entry,
     size, digest = i.entry.size, i.entry.hash
     if (i.entry.kind == "file" and now.kind == "file" and size is not None
             and now.size > size and digest is not None):
-        added = [""] if data.hash_prefix(root / i.path, size) == digest else []
+        added = [""] if hashing.hash_prefix(root / i.path, size) == digest else []
     elif i.entry.kind == "dir" and recorded is not None and now.listing is not None:
         from repro.judge import compare
 
