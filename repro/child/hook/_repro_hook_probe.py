@@ -21,6 +21,23 @@ if TYPE_CHECKING:
 
 IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "ironpython": "IronPython",
                    "jython": "Jython"}
+# torch's message for an op without a deterministic implementation (torch >= 1.8):
+# "<op> does not have a deterministic implementation, but you set
+#  'torch.use_deterministic_algorithms(True)'. ..."
+NONDETERMINISTIC_MARKERS = ("does not have a deterministic implementation",
+                            "use_deterministic_algorithms")
+
+
+def nondeterministic_message(exc: BaseException | None) -> str | None:
+    """torch's message if `exc` (or an exception it was raised from) is its determinism error."""
+    for _ in range(10):  # the program may have wrapped torch's error in its own
+        if exc is None:
+            return None
+        text = str(exc)
+        if all(marker in text for marker in NONDETERMINISTIC_MARKERS):
+            return text.strip().splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def python_info() -> dict[str, Any]:

@@ -65,11 +65,6 @@ LIGHTNING_PACKAGES = ("lightning", "pytorch_lightning", "lightning_fabric")
 WATCHED_SEEDABLE = ("random", "numpy", "torch", "tensorflow")
 # Where torch's compiler keeps its deterministic flag (`deterministic`, torch >= 2.1).
 INDUCTOR_CONFIG = "torch._inductor.config"
-# torch's message for an op without a deterministic implementation (torch >= 1.8):
-# "<op> does not have a deterministic implementation, but you set
-#  'torch.use_deterministic_algorithms(True)'. ..."
-NONDETERMINISTIC_MARKERS = ("does not have a deterministic implementation",
-                            "use_deterministic_algorithms")
 # What the hook sets under torch.backends at warn/strict (the deterministic algorithms aside).
 TORCH_SETTINGS = {
     "cudnn.deterministic": True,
@@ -334,7 +329,7 @@ class Hook:
             return
         # Set for an uncaught exception whatever sys.excepthook the program installed.
         exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-        nondeterministic = _nondeterministic_message(exc)
+        nondeterministic = None if exc is None else _exit_parts().nondeterministic_message(exc)
         strict = self.level == "strict" and self.expected.get("deterministic_algorithms")
         if nondeterministic is not None and strict:
             try:
@@ -447,18 +442,6 @@ def _exit_parts() -> ModuleType:
     finally:
         if sys.path and sys.path[0] == here:
             del sys.path[0]
-
-
-def _nondeterministic_message(exc: BaseException | None) -> str | None:
-    """torch's message if `exc` (or an exception it was raised from) is its determinism error."""
-    for _ in range(10):  # the program may have wrapped torch's error in its own
-        if exc is None:
-            return None
-        text = str(exc)
-        if all(marker in text for marker in NONDETERMINISTIC_MARKERS):
-            return text.strip().splitlines()[0]
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 
