@@ -222,11 +222,14 @@ def test_compare_directions_and_holm() -> None:
     assert undirected.verdict == judge.DIFFERENT
 
 
-def test_compare_three_runs_a_side_cannot_alarm() -> None:
-    result = judge.compare({"m": [0.0, 0.1, 0.2]}, {"m": [5.0, 5.1, 5.2]})
-    (m,) = result.metrics
-    assert m.verdict == judge.SAME and m.detectable_effect is None
-    assert m.note is not None and "cannot reach significance" in m.note
+def test_compare_permutation_confirms_welch_where_it_can_resolve() -> None:
+    # 3 vs 3: no split is rarer than 2/20, so Welch's test decides alone
+    (small,) = judge.compare({"m": [0.0, 0.1, 0.2]}, {"m": [5.0, 5.1, 5.2]}).metrics
+    assert small.verdict == judge.DIFFERENT and small.p_value == small.p_welch
+    # 6 vs 6: both must agree, the larger p-value counts
+    (big,) = judge.compare({"m": _gauss(1, 6, 0.0)}, {"m": _gauss(2, 6, 1.0)}).metrics
+    assert big.p_welch is not None and big.p_permutation is not None
+    assert big.p_value == max(big.p_welch, big.p_permutation)
 
 
 def test_compare_single_runs_warn() -> None:

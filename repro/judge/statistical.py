@@ -4,8 +4,9 @@ Pure: metric values in, frozen results out (no I/O, no printing). The procedure:
 
 - compare (group A vs group B, per metric): Welch's t-test and an exact (or seeded
   Monte-Carlo) permutation test of the difference of means; the metric's p-value is the larger
-  of the two (both must agree, so neither normality nor a small n can make a false alarm),
-  Holm-corrected over the metrics compared. A single run on one side is tested as one more
+  of the two (both must agree, so non-normal noise cannot make a false alarm), Holm-corrected
+  over the metrics compared. Where the permutation test cannot resolve the level at all (4 vs
+  4 runs can give no p below 2/70), Welch's test decides alone. A single run on one side is tested as one more
   draw from the other side's distribution (prediction interval); one run on each side cannot
   be judged at all.
 - verify against one recorded run: the recorded value must lie inside the new runs' 95%
@@ -96,19 +97,23 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
             directions: Mapping[str, str | None] | None = None, *, alpha: float = ALPHA,
             seed: int = stats.DEFAULT_SEED,
             permutation_resamples: int = stats.PERMUTATION_RESAMPLES,
-            bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES) -> Comparison:
+            bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES,
+            full: bool = True) -> Comparison:
     """Compare every metric named in both `a` and `b` (name -> values of each run).
 
     `directions` names which way is better for a metric ("higher"/"lower"); without one a
-    difference is `different`. Metrics with no value on a side are left out.
+    difference is `different`. Metrics with no value on a side are left out. `full=False`
+    (simulations) skips what cannot change a verdict: the permutation test where Welch's
+    p-value is already above the level, and the bootstrap interval of P(B > A).
     """
     directions = directions or {}
     names = [n for n in a if n in b and a[n] and b[n]]
     warnings: list[str] = []
     raw: list[tuple[str, float | None, dict[str, Any]]] = []
+    level = alpha / max(1, sum(1 for n in names if len(a[n]) > 1 or len(b[n]) > 1))
     for name in names:
         xs, ys = list(a[name]), list(b[name])
-        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples)))
+        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples, level, full)))
     p_values = [p for _, p, _ in raw if p is not None]
     adjusted = iter(stats.holm(p_values))
     m = max(1, len(p_values))
@@ -119,7 +124,8 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
         p_adj = next(adjusted) if p is not None else None
         prob = stats.prob_greater(xs, ys)
         prob_ci = stats.bootstrap_ci(xs, ys, stats.prob_greater, resamples=bootstrap_resamples,
-                                     seed=seed) if len(xs) > 1 or len(ys) > 1 else (prob, prob)
+                                     seed=seed) if full and (len(xs) > 1 or len(ys) > 1) \
+            else (prob, prob)
         diff = stats.mean(ys) - stats.mean(xs)
         note = parts.get("note")
         if p_adj is not None and p_adj < alpha:
@@ -143,9 +149,10 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
     return Comparison(tuple(results), overall(r.verdict for r in results), alpha, tuple(warnings))
 
 
-def _test_pair(xs: list[float], ys: list[float], seed: int,
-               resamples: int) -> tuple[float | None, dict[str, Any]]:
-    """The p-value a metric's verdict uses, and the parts shown beside it."""
+def _test_pair(xs: list[float], ys: list[float], seed: int, resamples: int,
+               level: float, full: bool = True) -> tuple[float | None, dict[str, Any]]:
+    """The p-value a metric's verdict uses, and the parts shown beside it. `level`: the
+    smallest significance level the verdict may need (alpha over the number of metrics)."""
     if len(xs) == 1 and len(ys) == 1:
         return None, {"note": "one run on each side: no estimate of noise"}
     if len(xs) == 1 or len(ys) == 1:
@@ -156,8 +163,13 @@ def _test_pair(xs: list[float], ys: list[float], seed: int,
     if w.se == 0.0:  # two constants: equal, or a difference no noise explains
         return w.p_value, {"p_welch": w.p_value, "ci_low": w.ci_low, "ci_high": w.ci_high,
                            "note": "no run-to-run variation on either side"}
+    # The permutation test confirms Welch's where it can resolve the level; below that (too
+    # few runs for any split to be rare enough) it could only ever say "no".
+    resolves = stats.min_permutation_p(len(xs), len(ys)) < level
+    if not full and (not resolves or w.p_value >= level):
+        return w.p_value, {"p_welch": w.p_value, "ci_low": w.ci_low, "ci_high": w.ci_high}
     perm = stats.permutation_test(xs, ys, seed=seed, resamples=resamples)
-    return max(w.p_value, perm.p_value), {
+    return max(w.p_value, perm.p_value) if resolves else w.p_value, {
         "p_welch": w.p_value, "p_permutation": perm.p_value, "exact": perm.exact,
         "ci_low": w.ci_low, "ci_high": w.ci_high}
 
@@ -174,9 +186,6 @@ def _detectable(xs: list[float], ys: list[float], alpha: float) -> tuple[float |
     na, nb = len(xs), len(ys)
     if na < 2 and nb < 2:
         return None, "one run on each side: no estimate of noise"
-    if na >= 2 and nb >= 2 and stats.min_permutation_p(na, nb) >= alpha:
-        return None, (f"{na} vs {nb} runs cannot reach significance at {alpha:.3g}: "
-                      "record more runs")
     spread = stats.pooled_sd(xs, ys) if na >= 2 and nb >= 2 else stats.sd(xs if na >= 2 else ys)
     return stats.detectable_effect(na, nb, spread, alpha=alpha, power=POWER), None
 
@@ -279,7 +288,8 @@ def verify_run(recorded: Mapping[str, float], new: Mapping[str, Sequence[float]]
 def verify_group(recorded: Mapping[str, Sequence[float]], new: Mapping[str, Sequence[float]],
                  margins: Mapping[str, float] | None = None, *, alpha: float = ALPHA,
                  seed: int = stats.DEFAULT_SEED,
-                 permutation_resamples: int = stats.PERMUTATION_RESAMPLES) -> Verification:
+                 permutation_resamples: int = stats.PERMUTATION_RESAMPLES,
+                 full: bool = True) -> Verification:
     """A recorded group's metrics against N new runs: equivalent within the margin (TOST)?
 
     Every metric must be shown equivalent at alpha (an intersection-union test needs no
@@ -288,8 +298,9 @@ def verify_group(recorded: Mapping[str, Sequence[float]], new: Mapping[str, Sequ
     margins = margins or {}
     names = [n for n in recorded if len(recorded[n]) >= 2]
     testable = [n for n in names if len(new.get(n, ())) >= 2]
-    p_diff = {n: _test_pair(list(recorded[n]), list(new[n]), seed, permutation_resamples)[0]
-              for n in testable}
+    level = alpha / max(1, len(testable))
+    p_diff = {n: _test_pair(list(recorded[n]), list(new[n]), seed, permutation_resamples,
+                            level, full)[0] for n in testable}
     adjusted = dict(zip(p_diff, stats.holm([1.0 if p is None else p for p in p_diff.values()]), strict=True))
     checks = []
     for n in (n for n in recorded if recorded[n]):

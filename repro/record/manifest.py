@@ -18,7 +18,7 @@ from repro.record import bounded
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-SEED_SOURCES = ("flag", "config", "replayed", "generated")
+SEED_SOURCES = ("flag", "config", "replayed", "generated", "group")
 LEVELS = ("off", "seed", "warn", "strict")
 # Sections whose contents other modules define (hook probe, hashing, metrics): kept as mappings.
 FREE_SECTIONS = ("determinism", "environment", "hardware", "data", "outputs", "metrics")
@@ -73,6 +73,35 @@ class Code:
 
 
 @dataclasses.dataclass(frozen=True)
+class Group:
+    """The run is member `index` (0-based) of a group of `size` runs of one recipe (`repro run
+    --repeat N`), whose member seeds derive from the group's `seed`."""
+
+    id: str
+    index: int
+    size: int
+    seed: int
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "index": self.index, "size": self.size, "seed": self.seed,
+                "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str) -> Group:
+        group = cls(id=_req(d, "id", str, source), index=_req(d, "index", int, source),
+                    size=_req(d, "size", int, source), seed=_req(d, "seed", int, source),
+                    name=_opt(d, "name", str, source))
+        if not GROUP_ID_RE.match(group.id) or not 0 <= group.index < group.size:
+            raise errors.ManifestError(f"{source}: group {group.id[:80]!r} index {group.index} "
+                                       f"of {group.size} is not a valid group membership")
+        return group
+
+
+GROUP_ID_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]{0,79}$")
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     run: RunInfo
     command: Command
@@ -85,6 +114,7 @@ class Manifest:
     outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     fingerprint: str | None = None
+    group: Group | None = None  # a member of `repro run --repeat N`
 
     @property
     def run_id(self) -> str:
@@ -120,6 +150,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "outputs": _plain(m.outputs),
         "metrics": _plain(m.metrics),
         "fingerprint": m.fingerprint,
+        **({"group": m.group.to_dict()} if m.group else {}),
     }
 
 
@@ -182,6 +213,8 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
                 submodules=tuple(u for u in submodules if isinstance(u, Mapping)),
             ),
             fingerprint=_opt(d, "fingerprint", str, source),
+            group=Group.from_dict(_section(d, "group", source), source)
+            if d.get("group") is not None else None,
             **sections,
         )
     except errors.ManifestError as e:
