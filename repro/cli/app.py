@@ -113,7 +113,8 @@ def run(
         help="Run CMD N times as one group, seeds derived from --seed (the group seed).")] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", metavar="K", min=1,
-        help="With --repeat: run K members at once (they must not write the same files).")] = 1,
+        help="With --repeat: run K members at once (not with a shared --metrics file or "
+             "--output: each member would overwrite the others').")] = 1,
     group_member: Annotated[str | None, typer.Option("--group-member", hidden=True)] = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.

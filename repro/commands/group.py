@@ -79,10 +79,19 @@ def run_group(request: runflow.RunRequest, repeat: int, reporter: report.Reporte
     if jobs < 1:
         raise errors.UsageError("--jobs needs K >= 1")
     runs = request.store or store.open_here(request.cwd)
+    cfg = config.load(request.root or runs.root)
+    if jobs > 1:
+        shared = [*request.outputs, *cfg.outputs, *([request.metrics or cfg.metrics]
+                                                    if request.metrics or cfg.metrics else [])]
+        if shared:
+            raise errors.UsageError(
+                f"--jobs {jobs}: members running at once would overwrite each other's "
+                f"{shared[0]} (and read each other's results)",
+                hint="run them one at a time (--jobs 1), or have the script log metrics to "
+                     "$REPRO_METRICS_FILE (one file per run) or print them (metric_patterns)")
     if request.seed is not None:
         group_seed, source = request.seed, "flag"
     else:
-        cfg = config.load(request.root or runs.root)
         group_seed, source = ((cfg.seed, "config") if cfg.seed is not None
                               else (seeding.new_seed(), "generated"))
     gid = new_group_id()
