@@ -4,6 +4,7 @@ statistical`, with a small noisy training script in a real git repository."""
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -214,6 +215,17 @@ def test_shifted_metric_is_not_reproduced_at_head(
     assert loss["verdict"] == "not-reproduced" and loss["margin_source"] == "baseline-spread"
     failures = ET.parse(junit).getroot().findall(".//failure")
     assert any(f.get("message") == "not-reproduced" for f in failures)
+    # the same, from the group's manifests committed for CI (a directory of run directories)
+    _, listing = json_of(["runs", "--json"], capsys)
+    for r in listing["runs"]:
+        if r["group"] and r["group"]["name"] == "baseline" and r["started_by"] is None:
+            (repo / "baselines" / r["run_id"]).mkdir(parents=True)
+            shutil.copy(repo / ".repro" / "runs" / r["run_id"] / "manifest.yaml",
+                        repo / "baselines" / r["run_id"])
+    assert len(list((repo / "baselines").iterdir())) == 5
+    code, doc = json_of(["verify", "baselines/", "--level", "statistical", "--at", "HEAD",
+                         "--runs", "3", "--yes", "--json"], capsys)
+    assert (code, doc["verdict"]) == (1, "not-reproduced") and len(doc["baseline_runs"]) == 5
     # against one recorded run: outside the new runs' prediction interval
     code, doc = json_of(["verify", single, "--level", "statistical", "--at", "HEAD",
                          "--runs", "4", "--json"], capsys)

@@ -280,7 +280,14 @@ def group_members(runs: Store, ref: str) -> list[tuple[Path, manifest.Manifest]]
 
 
 def resolve_set(runs: Store, ref: str) -> list[tuple[Path, manifest.Manifest]]:
-    """A RUN reference or a group (`group:<id>`, a group's name) -> its runs' manifests."""
+    """A RUN reference or a group (`group:<id>`, a group's name, or a directory of run
+    directories, such as a group's manifests committed for CI) -> its runs' manifests."""
+    as_path = Path(ref)
+    if (os.sep in ref or ref in (".", "..")) and _is_dir(as_path) \
+            and not _exists(as_path / MANIFEST):
+        found = sorted(as_path.glob("*/" + MANIFEST))
+        if found:
+            return [(p, load_manifest(p)) for p in found]
     if ref.startswith(GROUP_PREFIX):
         members = group_members(runs, ref)
         if not members:
