@@ -287,3 +287,19 @@ def test_to_dict_has_no_nan() -> None:
     result = judge.compare({"m": [1.0]}, {"m": [2.0]})
     d = result.metrics[0].to_dict()
     assert d["verdict"] == judge.SAME and d["ci"] is None and d["p_value"] is None
+
+
+@pytest.mark.parametrize("sd_b,difference,margin", [(1.0, 0.0, 2.0), (0.5, 0.3, 1.5),
+                                                    (2.0, 0.1, 3.0), (1.0, 0.0, 0.9)])
+def test_runs_for_equivalence_is_the_smallest_n(sd_b: float, difference: float,
+                                                margin: float) -> None:
+    n = stats.runs_for_equivalence(1.0, 30, sd_b, difference, margin)
+    assert n is not None
+
+    def ok(k: int) -> bool:
+        df = 30 + k - 2
+        se = math.sqrt(1 / 30 + sd_b ** 2 / k)
+        beta = 0.2 / (2 if difference == 0 else 1)
+        return bool((sps.t.isf(0.05, df) + sps.t.isf(beta, df)) * se <= margin - difference)
+
+    assert ok(n) and (n == 2 or not ok(n - 1))

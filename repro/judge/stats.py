@@ -357,12 +357,13 @@ def runs_for_difference(sd_a: float, n_a: int, sd_b: float, difference: float, *
     """How many runs on side b would detect `difference` with the given power (side a fixed);
     None when no number up to `limit` would."""
     target = abs(difference)
-    for n_b in range(2, limit + 1):
+
+    def enough(n_b: int) -> bool:
         df = max(1, n_a + n_b - 2)
         se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
-        if (t_isf(alpha / 2.0, df) + t_ppf(power, df)) * se <= target:
-            return n_b
-    return None
+        return (t_isf(alpha / 2.0, df) + t_ppf(power, df)) * se <= target
+
+    return _smallest(enough, 2, limit)
 
 
 def runs_for_equivalence(sd_a: float, n_a: int, sd_b: float, difference: float, margin: float,
@@ -375,9 +376,27 @@ def runs_for_equivalence(sd_a: float, n_a: int, sd_b: float, difference: float, 
         return None
     # With a true difference of 0 both one-sided tests must pass: beta splits in two.
     beta = (1.0 - power) / (2.0 if difference == 0 else 1.0)
-    for n_b in range(2, limit + 1):
+
+    def enough(n_b: int) -> bool:
         df = max(1, n_a + n_b - 2)
         se = math.sqrt(sd_a ** 2 / n_a + sd_b ** 2 / n_b)
-        if (t_isf(alpha, df) + t_isf(beta, df)) * se <= room:
-            return n_b
-    return None
+        return (t_isf(alpha, df) + t_isf(beta, df)) * se <= room
+
+    return _smallest(enough, 2, limit)
+
+
+def _smallest(enough: Callable[[int], bool], low: int, limit: int) -> int | None:
+    """The smallest n in [low, limit] with enough(n), for a predicate that stays true once
+    true (more runs never hurt); None when even `limit` is not enough."""
+    if not enough(limit):
+        return None
+    hi = low
+    while not enough(hi):
+        low, hi = hi + 1, min(limit, hi * 2)
+    while low < hi:
+        mid = (low + hi) // 2
+        if enough(mid):
+            hi = mid
+        else:
+            low = mid + 1
+    return hi
