@@ -21,6 +21,7 @@ _VERDICT_STYLE = {"better": "bold green", "worse": "bold red", "different": "bol
                   "no-detectable-difference": "bold", "statistically-reproduced": "bold green",
                   "not-reproduced": "bold red", "inconclusive": "bold yellow"}
 _SIDE_STYLE = ("cyan", "magenta")
+_CURVE_CHARS = (("━", "░"), ("─", "▒"))  # (mean, band) per side: readable without colour too
 
 
 def num(x: float | None, digits: int = 4) -> str:
@@ -206,15 +207,16 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
         return min(height - 1, max(0, round((hi - y) / span * (height - 1))))
 
     grid = [[(" ", "")] * width for _ in range(height)]
-    for (_, low, high), style in zip(sides, _SIDE_STYLE, strict=True):
+    for (_, low, high), style, (_, band) in zip(sides, _SIDE_STYLE, _CURVE_CHARS, strict=True):
         for x in range(width):
             for r in range(row(high[x]), row(low[x]) + 1):
                 if grid[r][x][0] == " ":
-                    grid[r][x] = ("░", style)
-    for (mean, _, _), style in zip(sides, _SIDE_STYLE, strict=True):
+                    grid[r][x] = (band, style)
+    for (mean, _, _), style, (line, _) in zip(sides, _SIDE_STYLE, _CURVE_CHARS, strict=True):
         for x in range(width):
-            grid[row(mean[x])][x] = ("━", style)
-    lines = ["  [dim]mean curve ± sd over runs (A cyan, B magenta)[/]"]
+            grid[row(mean[x])][x] = (line, style)
+    lines = ["  [dim]mean curve per group, band ± 1 sd over its runs: A ━ ░ (cyan), "
+             "B ─ ▒ (magenta)[/]"]
     for r, cells in enumerate(grid):
         label = num(hi) if r == 0 else num(lo) if r == height - 1 else ""
         text = "".join(f"[{st}]{ch}[/]" if st else ch for ch, st in cells)
