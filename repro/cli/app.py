@@ -111,10 +111,10 @@ def run(
     repeat: Annotated[int | None, typer.Option(
         "--repeat", metavar="N", min=1,
         help="Run CMD N times as one group, seeds derived from --seed (the group seed).")] = None,
-    jobs: Annotated[int, typer.Option(
+    jobs: Annotated[int | None, typer.Option(
         "--jobs", metavar="K", min=1,
         help="With --repeat: run K members at once (not with a shared --metrics file or "
-             "--output: each member would overwrite the others').")] = 1,
+             "--output: each member would overwrite the others').")] = None,
     group_member: Annotated[str | None, typer.Option("--group-member", hidden=True)] = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
@@ -147,7 +147,10 @@ def run(
                 threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
                 data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, name=name,
                 tags=runflow.parse_tags(tag or []), note=note, kill_after=kill_after),
-            repeat, jobs, quiet))
+            repeat, jobs or 1, quiet))
+    if jobs is not None:
+        raise errors.UsageError("--jobs goes with --repeat N",
+                                hint="e.g. repro run --repeat 8 --jobs 2 -- python train.py")
     if group_member is not None:
         from repro.commands import group as groupflow
 
