@@ -248,3 +248,15 @@ def test_too_few_runs_are_inconclusive_naming_how_many(
     capsys.readouterr()
     assert main(["verify", "latest", "--level", "statistical", "--runs", "1"]) == 2
     assert "N >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_member_refused_after_the_first_fails_the_group(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the first member leaves an untracked file: the next one finds the tree dirty
+    commit(repo, "import pathlib; pathlib.Path('notes.txt').write_text('x')\n")
+    capsys.readouterr()
+    assert main(["run", "--repeat", "3", "--", PYTHON, "train.py"]) == 125
+    err = capsys.readouterr().err
+    assert "member 1 of group" in err and "notes.txt" in err
+    assert "GROUP FAILED: member 1" in err and "1 not run" in err

@@ -17,6 +17,7 @@ from repro.cli import ui
 from repro.errors import ExitCode
 
 if TYPE_CHECKING:
+    from repro.commands import run as runflow
     from repro.record import manifest, store
 
 app = typer.Typer(
@@ -168,20 +169,19 @@ def run(
         metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
 
 
-def _run_group(request: object, repeat: int, jobs: int, quiet: bool) -> int:
+def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool) -> int:
     """`repro run --repeat N`: the members, then one summary line (a failed member fails it)."""
     from repro.commands import compare as comparemod
     from repro.commands import group as groupflow
     from repro.judge import stats
 
     reporter = ui.CliReporter()
-    outcome = groupflow.run_group(request, repeat, reporter, jobs=jobs)  # type: ignore[arg-type]
+    outcome = groupflow.run_group(request, repeat, reporter, jobs=jobs)
     if not quiet:
-        runs = getattr(request, "store", None)
         from repro.record import store
 
         values: dict[str, list[float]] = {}
-        for m in groupflow.group_runs(runs or store.open_here(), outcome.id):
+        for m in groupflow.group_runs(request.store or store.open_here(), outcome.id):
             if m.run.status == "succeeded":
                 for k, x in comparemod.final_metrics(m).items():
                     values.setdefault(k, []).append(x)

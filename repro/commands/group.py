@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from repro import errors, report
@@ -109,6 +109,14 @@ def run_group(request: runflow.RunRequest, repeat: int, reporter: report.Reporte
                 outcome = runflow.execute(req, reporter)
             except errors.ChildStartError:
                 raise  # the command cannot run at all: every member would say the same
+            except errors.ReproError as e:
+                if i == 0:
+                    raise  # refused before anything ran: the plain error
+                # e.g. the first member left an untracked file and the tree is dirty now
+                reporter.warn(f"member {i} of group {gid} was refused: {e.message}",
+                              hint=e.hint)
+                members[i] = Member(i, seed, None, int(errors.ExitCode.REFUSED), "failed")
+                break
             finished = getattr(reporter, "finished", None)
             if finished is not None:
                 finished(outcome)
@@ -125,7 +133,8 @@ def run_group(request: runflow.RunRequest, repeat: int, reporter: report.Reporte
 
 
 def _run_parallel(request: runflow.RunRequest, repeat: int, jobs: int, group_seed: int,
-                  membership: object, members: list[Member | None], runs: store.Store) -> None:
+                  membership: Callable[[int], manifest.Group], members: list[Member | None],
+                  runs: store.Store) -> None:
     """K members at once, each a `repro run` process of its own (signal handling and the
     child's terminal are per process); once one fails, no more start."""
     stop = threading.Event()
@@ -134,7 +143,7 @@ def _run_parallel(request: runflow.RunRequest, repeat: int, jobs: int, group_see
         if stop.is_set():
             return
         seed = member_seed(group_seed, i)
-        group = membership(i)  # type: ignore[operator]
+        group = membership(i)
         argv = member_command(request, seed, group)
         env = dict(os.environ)
         if request.store is not None:
