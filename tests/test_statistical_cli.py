@@ -80,6 +80,8 @@ def test_repeat_records_a_group_with_derived_seeds(repo: Path,
         assert by_index[i]["seed"] == groupflow.member_seed(7, i)
     _, shown = json_of(["show", by_index[1]["run_id"], "--json"], capsys)
     assert shown["group"]["index"] == 1 and shown["seed"]["source"] == "group"
+    assert main(["show", by_index[1]["run_id"]]) == 0
+    assert f"group:{gid} (base), member 2 of 3, group seed 7" in capsys.readouterr().out
     # one row for the group, unless expanded
     capsys.readouterr()
     assert main(["runs"]) == 0

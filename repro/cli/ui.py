@@ -310,6 +310,10 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     ]
     for call in _script_seeds(m.determinism):
         rows.append(("script seed", call))
+    if m.group is not None:
+        g = m.group
+        rows.append(("group", f"group:{g.id}" + (f" ({g.name})" if g.name else "")
+                     + f", member {g.index + 1} of {g.size}, group seed {g.seed}"))
     if r.replay_of:
         rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
                                                  if r.started_by == "verify" else "")))
