@@ -217,6 +217,12 @@ def test_shifted_metric_is_not_reproduced_at_head(
     assert loss["verdict"] == "not-reproduced" and loss["margin_source"] == "baseline-spread"
     failures = ET.parse(junit).getroot().findall(".//failure")
     assert any(f.get("message") == "not-reproduced" for f in failures)
+    # a margin on the command line: a shift of 0.5 within +-1 is the same result
+    code, doc = json_of(["verify", "group:baseline", "--level", "statistical", "--at", "HEAD",
+                         "--runs", "4", "--metric", "loss=1", "--metric", "accuracy=0.5",
+                         "--json"], capsys)
+    assert (code, doc["verdict"]) == (0, "statistically-reproduced")
+    assert {c["margin"] for c in doc["checks"]} == {1.0, 0.5}
     # the same, from the group's manifests committed for CI (a directory of run directories)
     _, listing = json_of(["runs", "--json"], capsys)
     for r in listing["runs"]:

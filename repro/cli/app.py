@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -464,7 +465,10 @@ def verify(
              "runs judged within seed noise).")] = "bitwise",
     rtol: Rtol = None,
     atol: Atol = None,
-    metric: MetricTol = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", metavar="NAME=TOL",
+        help="Absolute tolerance for one metric (repeatable); with --level statistical, the "
+             "equivalence margin against a recorded group.")] = None,
     vary: Annotated[str | None, typer.Option(
         metavar="LIST", help="Rerun varying threads,hashseed,cwd,tz,locale and name the "
                              "condition that breaks reproduction.")] = None,
@@ -513,8 +517,13 @@ def verify(
     if level not in ("bitwise", "statistical"):
         raise errors.UsageError(f"--level {level!r}: use bitwise or statistical")
     if level == "statistical":
+        if vary:
+            raise errors.UsageError("--vary goes with bitwise verify, not --level statistical")
+        margins = history.tolerance_from(config.load(runs.root).tolerance, None, None,
+                                         metric or []).per_metric
         _verify_statistical(runs, words, command, at=at, runs_n=runs_n, junit=junit,
-                            as_json=as_json, yes=yes, force=force, strict_env=strict_env)
+                            as_json=as_json, yes=yes, force=force, strict_env=strict_env,
+                            margins=margins)
     opts = verify_mod.Options(
         at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
         strict_env=strict_env,
@@ -553,7 +562,7 @@ def verify(
 
 def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
                         runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
-                        force: bool, strict_env: bool) -> None:
+                        force: bool, strict_env: bool, margins: Mapping[str, float]) -> None:
     from repro.cli import statsview
     from repro.commands import replay as replay_mod
     from repro.commands import statverify
@@ -564,7 +573,7 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
     warn_future(runs, words[0])
     confirm = ui.confirm_command if replay_mod.interactive() else None
     report = statverify.verify(runs, words[0], n=runs_n or statverify.DEFAULT_RUNS, at=at,
-                               yes=yes, force=force, strict_env=strict_env,
+                               yes=yes, force=force, strict_env=strict_env, margins=margins,
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:
         from repro.record import manifest

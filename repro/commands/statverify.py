@@ -61,9 +61,12 @@ def _status(verdict: str) -> str:
 
 def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None = None,
            yes: bool = False, force: bool = False, strict_env: bool = False,
-           reporter: report.Reporter,
+           margins: Mapping[str, float] | None = None, reporter: report.Reporter,
            confirm: Callable[[str], bool] | None = None) -> Report:
-    """Run the recipe of `ref` (a run or a group) `n` times with fresh seeds and judge."""
+    """Run the recipe of `ref` (a run or a group) `n` times with fresh seeds and judge.
+
+    `margins`: equivalence margins per metric (absolute); default the configuration's
+    `tolerance.metrics`."""
     if n < 2:
         raise errors.UsageError("--level statistical needs --runs N with N >= 2 (default 5)",
                                 hint="e.g. repro verify RUN --level statistical --runs 5")
@@ -111,7 +114,8 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     if len(baseline) == 1:
         verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh)
     else:
-        verification = statistical.verify_group(recorded, fresh, _margins(runs))
+        verification = statistical.verify_group(
+            recorded, fresh, _margins(runs) if margins is None else margins)
     verdict = verification.verdict
     if failed and verdict == statistical.REPRODUCED:
         verdict = statistical.NOT_REPRODUCED
