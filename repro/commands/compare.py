@@ -80,7 +80,7 @@ def numeric(value: Any) -> float | None:
 
 def final_metrics(m: manifest.Manifest) -> dict[str, float]:
     out = {}
-    for k, v in dict((m.metrics or {}).get("final") or {}).items():
+    for k, v in m.metrics.final.items():
         x = numeric(v)
         if x is not None:
             out[str(k)] = x
@@ -117,7 +117,7 @@ def _is_group_ref(ref: str, members: Sequence[tuple[Path, manifest.Manifest]]) -
 def _series(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
     from repro.capture import metrics
 
-    name = (m.metrics or {}).get("series")
+    name = m.metrics.series
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
         return {}
     try:
