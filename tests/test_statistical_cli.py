@@ -114,6 +114,11 @@ def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixtu
     assert "GROUP FAILED: member 1" in err and "(exit 3)" in err and "2 not run" in err
     assert main(["runs"]) == 0
     assert "failed 1/4" in capsys.readouterr().out
+    # compare leaves the failed member out, and says so
+    assert main(["compare", "flaky", "flaky"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 run(s) that did not succeed" in err
+    assert "one sample cannot tell seed noise" in err
 
 
 @pytest.mark.slow
