@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.capture import data
+from repro.capture import hashing
 from repro.cli.main import main
 from repro.record import config
 from repro.remote import store as remote
@@ -184,7 +184,7 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert main(["push"]) == 0
     assert (share / "runs" / ids[0] / "manifest.yaml").is_file()
     blobs = list((share / "blobs" / "blake3").glob("*/*"))
-    assert blobs and all(data.hash_file(b) == "blake3:" + b.name for b in blobs)
+    assert blobs and all(hashing.hash_file(b) == "blake3:" + b.name for b in blobs)
     assert not list(share.rglob(".tmp-*"))
     code, again = json_of(["push"], capsys)
     assert code == 0 and again["uploaded_files"] == 0
@@ -263,7 +263,7 @@ def test_bad_remotes_are_one_error_and_a_hint(
         assert "no AWS credentials" in err
     # A blob whose content no longer matches its hash: the pull fails, nothing half-pulled.
     client = seaweed.client()
-    log_hash = data.hash_file(project / ".repro/runs" / run_id / "stdout.log")
+    log_hash = hashing.hash_file(project / ".repro/runs" / run_id / "stdout.log")
     key = f"team/{remote.blob_key(log_hash)}"
     client.delete_object(Bucket=bucket, Key=key)
     client.put_object(Bucket=bucket, Key=key, Body=b"not what was pushed\n")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from repro import errors
-from repro.capture import data
+from repro.capture import hashing
 from repro.record import bounded, config, manifest, store
 from repro.remote import layout
 from repro.remote import store as remote
@@ -90,7 +90,7 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
 
 def cache_home(runs: store.Store, where: remote.Location) -> Path:
     """Where runs fetched for `REMOTE:ref` and remote listings are kept, per remote URL."""
-    digest = data.hash_bytes(where.url.encode()).partition(":")[2][:12]
+    digest = hashing.hash_bytes(where.url.encode()).partition(":")[2][:12]
     return runs.home / "remotes" / f"{where.name or 'url'}-{digest}"
 
 
@@ -188,9 +188,9 @@ def cached(run_dir: Path, run_id: str) -> bool:
     try:
         raw = (run_dir / CACHE_INDEX).read_bytes()
         index = layout.parse_index(raw, run_id, str(run_dir / CACHE_INDEX))
-        if data.hash_file(run_dir / store.MANIFEST) != index.manifest_hash:
+        if hashing.hash_file(run_dir / store.MANIFEST) != index.manifest_hash:
             return False
-        return all(data.hash_file(run_dir / f.path) == f.hash for f in index.files)
+        return all(hashing.hash_file(run_dir / f.path) == f.hash for f in index.files)
     except (OSError, errors.ReproError):
         return False
 
@@ -217,7 +217,7 @@ def materialize(backend: remote.Backend, run_id: str, dest: Path, extra: dict[st
     try:
         tmp.mkdir(parents=True)
         man = backend.get_bytes(layout.run_key(run_id, store.MANIFEST), bounded.MANIFEST_MAX)
-        _check(data.hash_bytes(man), index.manifest_hash, backend.url,
+        _check(hashing.hash_bytes(man), index.manifest_hash, backend.url,
                layout.run_key(run_id, store.MANIFEST), run_id)
         (tmp / store.MANIFEST).write_bytes(man)
         got = manifest.read(tmp / store.MANIFEST)
@@ -260,13 +260,13 @@ def _downloader(backend: remote.Backend, tmp: Path, run_id: str, local: dict[str
         if have is not None:
             with contextlib.suppress(OSError, errors.ReproError):
                 shutil.copyfile(have, target)
-                if data.hash_file(target) == f.hash:
+                if hashing.hash_file(target) == f.hash:
                     return None
             with contextlib.suppress(OSError):
                 target.unlink()
         key = remote.blob_key(f.hash)
         size = backend.get_file(key, target)
-        _check(data.hash_file(target), f.hash, backend.url, key, f"{run_id}/{f.path}")
+        _check(hashing.hash_file(target), f.hash, backend.url, key, f"{run_id}/{f.path}")
         return size
     return one
 

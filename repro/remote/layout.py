@@ -4,7 +4,7 @@
                                    {"hash", "size"}, "files": {relpath: {"hash", "size"}}}
     runs/<run_id>/manifest.yaml   the manifest, byte for byte: its presence makes the run visible
 
-Hashes are repro's own BLAKE3 (repro.capture.data, blake3's one home). Never prints.
+Hashes are repro's own BLAKE3 (repro.capture.hashing, blake3's one home). Never prints.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import data
+from repro.capture import hashing
 from repro.record import bounded, manifest, store
 
 SCHEMA = "repro/remote-run/v1"
@@ -71,9 +71,9 @@ def index_run(run_id: str, run_dir: Path) -> RunIndex:
             st = os.lstat(full)
             if not stat.S_ISREG(st.st_mode):
                 continue
-            files.append(FileEntry(rel, data.hash_file(full), st.st_size))
+            files.append(FileEntry(rel, hashing.hash_file(full), st.st_size))
     man = run_dir / store.MANIFEST
-    return RunIndex(run_id, data.hash_file(man), man.stat().st_size,
+    return RunIndex(run_id, hashing.hash_file(man), man.stat().st_size,
                     tuple(sorted(files, key=lambda f: f.path)))
 
 
