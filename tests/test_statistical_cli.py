@@ -111,7 +111,8 @@ def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     group("--name", "flaky", repeat=4, expect=3)
     err = capsys.readouterr().err
-    assert "GROUP FAILED: member 1" in err and "(exit 3)" in err and "2 not run" in err
+    # members are counted from 1, as `repro show` counts them: the second of four failed
+    assert "GROUP FAILED: member 2 of 4" in err and "(exit 3)" in err and "2 not run" in err
     assert main(["runs"]) == 0
     assert "failed 1/4" in capsys.readouterr().out
     # compare leaves the failed member out, and says so
@@ -271,5 +272,5 @@ def test_a_member_refused_after_the_first_fails_the_group(
     capsys.readouterr()
     assert main(["run", "--repeat", "3", "--", PYTHON, "train.py"]) == 125
     err = capsys.readouterr().err
-    assert "member 1 of group" in err and "notes.txt" in err
-    assert "GROUP FAILED: member 1" in err and "1 not run" in err
+    assert "member 2 of 3 (group" in err and "notes.txt" in err
+    assert "GROUP FAILED: member 2 of 3" in err and "1 not run" in err
