@@ -181,6 +181,51 @@ def test_compare_single_runs_warn_and_usage_errors(
     assert "no group matches" in capsys.readouterr().err
 
 
+# Training that diverges in some runs: its loss comes out NaN (json writes NaN), or every time
+# with `all`; `lr` is a number on one side only, `optimizer` a string on both.
+DIVERGES = """\
+import json, os, pathlib, random, sys
+count = pathlib.Path("count.txt")
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+rng = random.Random(int(os.environ["REPRO_SEED"]))
+loss = 0.5 + rng.gauss(0, 0.01)
+if sys.argv[1:] == ["all"] or (sys.argv[1:] == ["second"] and n == 2):
+    loss = float("nan")
+m = {"loss": loss, "accuracy": 0.9 + rng.gauss(0, 0.01), "optimizer": "sgd"}
+if sys.argv[1:] == ["lr"]:
+    m["lr"] = 0.1
+json.dump(m, open("metrics.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_compare_says_which_values_it_leaves_out(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, DIVERGES)
+    for name, arg in (("base", "lr"), ("cand", "second"), ("blown", "all")):
+        (repo / "count.txt").unlink(missing_ok=True)
+        assert main(["run", "--repeat", "3", "--name", name, "--metrics", "metrics.json", "--",
+                     PYTHON, "train.py", arg]) == 0
+    # one of cand's three losses is NaN: left out of loss, and said so (stderr and --json)
+    _, doc = json_of(["compare", "base", "cand", "--json"], capsys)
+    loss = next(m for m in doc["metrics"] if m["name"] == "loss")
+    assert (loss["n_a"], loss["n_b"]) == (3, 2)
+    assert ("B (cand): loss is not a finite number in 1 of 3 runs (nan in 1 run); those runs "
+            "are left out of loss") in doc["warnings"]
+    assert "lr is not compared: B (cand) has no such metric" in doc["warnings"]
+    assert not any("optimizer" in w for w in doc["warnings"])  # a string on both sides
+    # every loss of `blown` is NaN: comparing every shared metric, loss is left out, loudly
+    assert main(["compare", "base", "blown"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "loss is not compared: B (blown) has no finite value (nan in 3 runs)" in err
+    # named, it cannot be compared at all: trouble, saying why
+    assert main(["compare", "base", "blown", "--metric", "loss:lower"]) == 2
+    err = capsys.readouterr().err
+    assert "blown recorded 'loss' in no run as a finite number (nan in 3 runs)" in err
+    assert "hint: a NaN or infinite metric is a run that diverged" in err
+
+
 @pytest.mark.slow
 def test_clock_seeded_group_reproduces_statistically_not_bitwise(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,8 @@ class Side:
     left_out: tuple[str, ...]  # members that did not succeed
     values: Mapping[str, tuple[float, ...]]  # metric -> one value per run
     series: Mapping[str, tuple[tuple[float, ...], ...]]  # metric -> one curve per run
+    # metric -> what runs recorded that is not a finite number (NaN, inf, a string), shown
+    unusable: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "group": self.group, "runs": list(self.run_ids),
@@ -39,6 +41,7 @@ class Report:
     b: Side
     result: statistical.Comparison
     fail_on: str  # "difference" or "worse"
+    warnings: tuple[str, ...] = ()  # about the samples (values left out), before the result's
 
     @property
     def verdict(self) -> str:
@@ -53,7 +56,7 @@ class Report:
                 "verdict": self.result.verdict, "alpha": self.result.alpha,
                 "fail_on": self.fail_on,
                 "metrics": [m.to_dict() for m in self.result.metrics],
-                "warnings": list(self.result.warnings)}
+                "warnings": [*self.warnings, *self.result.warnings]}
 
 
 def parse_metric(spec: str) -> tuple[str, str | None]:
@@ -95,9 +98,14 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
         raise errors.ReproError(f"{ref}: none of its {len(members)} run(s) succeeded",
                                 hint="compare runs that finished: see `repro runs --expand`")
     values: dict[str, list[float]] = {}
+    unusable: dict[str, list[str]] = {}
     for _, m in ok:
-        for k, x in final_metrics(m).items():
-            values.setdefault(k, []).append(x)
+        for k, v in m.metrics.final.items():
+            x = numeric(v)
+            if x is not None:
+                values.setdefault(str(k), []).append(x)
+            else:
+                unusable.setdefault(str(k), []).append(_shown(v))
     curves: dict[str, list[tuple[float, ...]]] = {}
     if series:
         for path, m in ok:
@@ -107,7 +115,50 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
     group = first.id if first is not None and _is_group_ref(ref, members) else None
     return Side(ref, tuple(m.run_id for _, m in ok), group, left_out,
                 {k: tuple(v) for k, v in values.items()},
-                {k: tuple(v) for k, v in curves.items()})
+                {k: tuple(v) for k, v in curves.items()},
+                {k: tuple(v) for k, v in unusable.items()})
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 20 else text[:19] + "…"
+
+
+def _kinds(values: Sequence[str]) -> str:
+    """`nan in 2 runs, 'high' in 1` (the distinct values, most frequent first)."""
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    parts = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+    return ", ".join(f"{v} in {c} run{'s' if c != 1 else ''}" for v, c in parts)
+
+
+def sample_warnings(a: Side, b: Side, names: Sequence[str], named: bool) -> list[str]:
+    """What the comparison leaves out, said out loud: runs whose value of a compared metric is
+    not a finite number (a diverged NaN loss), and, comparing every shared metric, the
+    metrics only one side has as numbers."""
+    out = []
+    for side, label in ((a, "A"), (b, "B")):
+        for n in names:
+            bad = side.unusable.get(n)
+            if bad:
+                total = len(bad) + len(side.values.get(n, ()))
+                out.append(f"{label} ({side.ref}): {n} is not a finite number in {len(bad)} of "
+                           f"{total} runs ({_kinds(bad)}); those runs are left out of {n}")
+    if not named:
+        known = {*a.values, *a.unusable, *b.values, *b.unusable}
+        for n in sorted(known - set(names)):
+            missing = [(label, side) for side, label in ((a, "A"), (b, "B"))
+                       if n not in side.values]
+            why = "; ".join(f"{label} ({side.ref}) has "
+                            + (f"no finite value ({_kinds(side.unusable[n])})"
+                               if n in side.unusable else "no such metric")
+                            for label, side in missing)
+            diverged = any(v in ("nan", "inf", "-inf") for side in (a, b)
+                           for v in side.unusable.get(n, ()))
+            if diverged or any(n in side.values for side in (a, b)):
+                out.append(f"{n} is not compared: {why}")
+    return out
 
 
 def _is_group_ref(ref: str, members: Sequence[tuple[Path, manifest.Manifest]]) -> bool:
@@ -146,6 +197,12 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
             for side in (a, b):
                 if n not in side.values:
                     known = ", ".join(sorted(side.values)[:10]) or "none"
+                    if n in side.unusable:
+                        raise errors.ReproError(
+                            f"{side.ref} recorded {n!r} in no run as a finite number "
+                            f"({_kinds(side.unusable[n])})",
+                            hint="a NaN or infinite metric is a run that diverged; its numeric "
+                                 f"metrics: {known}")
                     raise errors.UsageError(f"{side.ref} recorded no numeric metric {n!r}",
                                             hint=f"its metrics: {known}")
     else:
@@ -154,10 +211,14 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
             raise errors.ReproError(f"{ref_a} and {ref_b} share no numeric metric",
                                     hint="record metrics with --metrics FILE, or name them "
                                          "with --metric")
+    warnings = sample_warnings(a, b, names, bool(specs))
+    if reporter is not None:
+        for w in warnings:
+            reporter.warn(w)
     directions = {n: d for n, d in specs}
     result = statistical.compare({n: a.values[n] for n in names},
                                  {n: b.values[n] for n in names}, directions)
     if fail_on == "worse" and not any(d for d in directions.values()):
         raise errors.UsageError("--fail-on worse needs a direction for at least one metric",
                                 hint="e.g. --metric loss:lower --fail-on worse")
-    return Report(a, b, result, fail_on)
+    return Report(a, b, result, fail_on, tuple(warnings))
