@@ -227,6 +227,32 @@ def test_compare_says_which_values_it_leaves_out(
 
 
 @pytest.mark.slow
+def test_a_fresh_run_that_diverges_is_not_reproduced(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The loss is always 0.5, except that the third execution of the script (counted in a
+    # file outside the repository, as replays run in worktrees of their own) diverges to NaN.
+    count = tmp_path / "count.txt"
+    commit(repo, f"""\
+import json, pathlib
+count = pathlib.Path({str(count)!r})
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+json.dump({{"loss": float("nan") if n == 3 else 0.5}}, open("metrics.json", "w"))
+""")
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py"]) == 0
+    capsys.readouterr()
+    code = main(["verify", "latest", "--level", "statistical", "--runs", "4", "--json"])
+    captured = capsys.readouterr()
+    doc, err = json.loads(captured.out), captured.err
+    # three fresh runs agree with the recorded 0.5; the one that diverged is no reproduction
+    assert (code, doc["verdict"]) == (1, "not-reproduced")
+    assert len(doc["diverged"]) == 1 and doc["diverged"][0] in doc["runs"]
+    assert doc["failed"] == [] and doc["checks"][0]["n_new"] == 3
+    assert "1 of 4 fresh run(s) recorded a metric that is not a finite number" in err
+    assert "loss=nan" in err
+
+
+@pytest.mark.slow
 def test_clock_seeded_group_reproduces_statistically_not_bitwise(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / "repro.yaml").write_text("tolerance:\n  metrics:\n    loss: 0.02\n")

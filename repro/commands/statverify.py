@@ -34,6 +34,7 @@ class Report:
     group: str  # their group id
     failed: tuple[str, ...]  # fresh runs that did not succeed
     duration_s: float
+    diverged: tuple[str, ...] = ()  # fresh runs with a recorded metric NaN, inf or a string
     level: str = "statistical"
 
     @property
@@ -51,6 +52,7 @@ class Report:
                 "checks": [{"kind": "metric", "status": _status(c.verdict), **c.to_dict()}
                            for c in self.verification.checks],
                 "runs": list(self.runs), "group": self.group, "failed": list(self.failed),
+                "diverged": list(self.diverged),
                 "alpha": self.verification.alpha, "duration_s": round(self.duration_s, 3)}
 
 
@@ -91,6 +93,7 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     label = f"verify {ref}"
     new_ids: list[str] = []
     failed: list[str] = []
+    diverged: list[str] = []  # succeeded, but a recorded metric came out NaN, inf or a string
     fresh: dict[str, list[float]] = {}
     for i in range(n):
         group = manifest.Group(id=gid, index=i, size=n, seed=group_seed, name=label)
@@ -108,22 +111,34 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
             continue
         for k, x in compare.final_metrics(outcome.manifest).items():
             fresh.setdefault(k, []).append(x)
+        bad = {str(k): v for k, v in outcome.manifest.metrics.final.items()
+               if str(k) in recorded and compare.numeric(v) is None}
+        if bad:  # the recorded result is a number; this run's is NaN, inf or not a number
+            diverged.append(f"{outcome.run_id} ("
+                            + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                                        for k, v in list(bad.items())[:3]) + ")")
     if failed:
         reporter.warn(f"{len(failed)} of {n} fresh run(s) failed: {', '.join(failed[:3])}",
                       hint="a run that fails does not reproduce; see `repro show RUN`")
+    if diverged:
+        reporter.warn(f"{len(diverged)} of {n} fresh run(s) recorded a metric that is not a "
+                      f"finite number: {', '.join(diverged[:3])}",
+                      hint="the recorded result is a number: a run whose metric diverges "
+                           "(NaN, inf) does not reproduce it")
     if len(baseline) == 1:
         verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh)
     else:
         verification = statistical.verify_group(
             recorded, fresh, _margins(runs) if margins is None else margins)
     verdict = verification.verdict
-    if failed and verdict == statistical.REPRODUCED:
+    if (failed or diverged) and verdict == statistical.REPRODUCED:
         verdict = statistical.NOT_REPRODUCED
     first = baseline[0][1]
     name = (f"group:{first.group.id}" if first.group is not None and len(members) > 1
             else first.run_id)
     return Report(name, tuple(m.run_id for _, m in baseline), verdict, verification,
-                  tuple(new_ids), gid, tuple(failed), time.monotonic() - started)
+                  tuple(new_ids), gid, tuple(failed), time.monotonic() - started,
+                  diverged=tuple(d.partition(" ")[0] for d in diverged))
 
 
 def _margins(runs: store.Store) -> Mapping[str, float]:
