@@ -252,6 +252,44 @@ json.dump({{"loss": float("nan") if n == 3 else 0.5}}, open("metrics.json", "w")
     assert "loss=nan" in err
 
 
+# Seeds itself with a constant, as many published training scripts do (`--seed 1111`): every
+# member of a group computes the same result, whatever seed repro injects.
+SELF_SEEDED = """\
+import json, random, sys
+random.seed(1111)
+lr = float(sys.argv[1])
+json.dump({"loss": lr + random.gauss(0, 0.01)}, open("metrics.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_self_seeded_script_is_named_not_mistaken_for_noise_free(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, SELF_SEEDED)
+    capsys.readouterr()
+    group("--name", "a", lr=0.1, repeat=3)
+    err = capsys.readouterr().err
+    assert "all 3 runs seeded themselves with random.seed(1111)" in err
+    assert "they measure no seed noise" in err and "REPRO_SEED" in err
+    group("--name", "b", lr=0.1000001, repeat=3)
+    capsys.readouterr()
+    # two constants 1e-7 apart: "different", but the output says why the p-value is 0
+    assert main(["compare", "a", "b"]) == 1
+    captured = capsys.readouterr()
+    assert "loss: no run-to-run variation on either side" in captured.out
+    assert "A (a): all 3 runs seeded themselves with random.seed(1111)" in captured.err
+    assert main(["compare", "a", "b", "--markdown"]) == 1
+    md = capsys.readouterr().out
+    assert "loss: no run-to-run variation on either side." in md
+    assert "> warning: B (b): all 3 runs seeded themselves" in md
+    _, doc = json_of(["compare", "a", "b", "--json"], capsys)
+    assert any("seeded themselves" in w for w in doc["warnings"])
+    # a group whose script takes repro's seed is not flagged
+    commit(repo, NOISY, "noisy")
+    group("--name", "c", repeat=3)
+    assert "seeded themselves" not in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_clock_seeded_group_reproduces_statistically_not_bitwise(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

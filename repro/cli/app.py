@@ -179,14 +179,19 @@ def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool)
 
     reporter = ui.CliReporter()
     outcome = groupflow.run_group(request, repeat, reporter, jobs=jobs)
-    if not quiet:
-        from repro.record import store
+    from repro.record import store
 
+    succeeded = [m for m in groupflow.group_runs(request.store or store.open_here(), outcome.id)
+                 if m.run.status == "succeeded"]
+    calls = comparemod.self_seeded(succeeded)
+    if calls:
+        reporter.warn(comparemod.self_seeded_warning(f"group {outcome.id}", len(succeeded),
+                                                     calls), hint=comparemod.SELF_SEEDED_HINT)
+    if not quiet:
         values: dict[str, list[float]] = {}
-        for m in groupflow.group_runs(request.store or store.open_here(), outcome.id):
-            if m.run.status == "succeeded":
-                for k, x in comparemod.final_metrics(m).items():
-                    values.setdefault(k, []).append(x)
+        for m in succeeded:
+            for k, x in comparemod.final_metrics(m).items():
+                values.setdefault(k, []).append(x)
         shown = [(k, stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
         sys.stderr.write(groupflow.summary(outcome, shown) + "\n")
     return outcome.exit_code

@@ -95,6 +95,18 @@ def _mean_sd(xs: Sequence[float]) -> str:
 
 # --- compare ----------------------------------------------------------------------------------
 
+def metric_notes(m: Any) -> list[str]:
+    """What a metric's row cannot say: the effect these runs could have detected, or why the
+    test is what it is (no run-to-run variation, one run on a side), whatever the verdict."""
+    out = []
+    if m.verdict == "no-detectable-difference" and m.detectable_effect:
+        out.append(f"{m.name}: {m.n_a} vs {m.n_b} runs could detect a difference of about "
+                   f"{num(m.detectable_effect, 3)} (80% power)")
+    if m.note:
+        out.append(f"{m.name}: {m.note}")
+    return out
+
+
 def compare_report(rep: Any, console: Console | None = None) -> None:
     """The verdict per metric, the numbers, and a picture of each metric's two samples."""
     c = console or out_console()
@@ -118,12 +130,8 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                   f"[{vs}]{escape(m.verdict)}[/]" if vs else escape(m.verdict))
     c.print(t)
     for m in result.metrics:
-        if m.verdict == "no-detectable-difference":
-            if m.detectable_effect is not None:
-                c.print(f"[dim]{escape(m.name)}: {m.n_a} vs {m.n_b} runs could detect a "
-                        f"difference of about {num(m.detectable_effect, 3)} (80% power)[/]")
-            elif m.note:
-                c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
+        for line in metric_notes(m):
+            c.print(f"[dim]{escape(line)}[/]")
     c.print()
     for m in result.metrics:
         c.print(f"[bold]{escape(m.name)}[/]")
@@ -242,10 +250,9 @@ def compare_markdown(rep: Any) -> str:
                      f"{num(m.mean_b)} ± {num(m.sd_b, 2)} (n={m.n_b}) | {num(m.difference)}{ci} | "
                      f"{m.prob_b_greater:.2f} | {pvalue(m.p_adjusted)} | {m.verdict} |")
     for m in result.metrics:
-        if m.verdict == "no-detectable-difference" and m.detectable_effect is not None:
-            lines.append(f"\n`{m.name}`: {m.n_a} vs {m.n_b} runs could detect a difference of "
-                         f"about {num(m.detectable_effect, 3)} (80% power).")
-    for w in result.warnings:
+        for note in metric_notes(m):
+            lines.append(f"\n{note}.")
+    for w in (*getattr(rep, "warnings", ()), *result.warnings):
         lines.append(f"\n> warning: {w}")
     return "\n".join(lines) + "\n"
 

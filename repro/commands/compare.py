@@ -29,6 +29,7 @@ class Side:
     series: Mapping[str, tuple[tuple[float, ...], ...]]  # metric -> one curve per run
     # metric -> what runs recorded that is not a finite number (NaN, inf, a string), shown
     unusable: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    self_seeded: str | None = None  # the seed calls every run made itself, identically
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "group": self.group, "runs": list(self.run_ids),
@@ -113,10 +114,39 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
                 curves.setdefault(k, []).append(tuple(ys))
     first = members[0][1].group
     group = first.id if first is not None and _is_group_ref(ref, members) else None
+    seeded = self_seeded([m for _, m in ok])
     return Side(ref, tuple(m.run_id for _, m in ok), group, left_out,
                 {k: tuple(v) for k, v in values.items()},
                 {k: tuple(v) for k, v in curves.items()},
-                {k: tuple(v) for k, v in unusable.items()})
+                {k: tuple(v) for k, v in unusable.items()}, seeded)
+
+
+def self_seeded(ms: Sequence[manifest.Manifest]) -> str | None:
+    """The seeds every one of these runs set itself, identically (`torch.manual_seed(1111)`),
+    or None. Such runs share one seed whatever repro injected: a group of them measures no
+    seed noise."""
+    if len(ms) < 2:
+        return None
+    found: list[tuple[tuple[str, str], ...]] = []
+    for m in ms:
+        hook = m.determinism.hook
+        calls = tuple(sorted({(str(s.get("call")), str(s.get("value")))
+                              for s in (hook.script_seeds if hook else ())
+                              if isinstance(s, Mapping)}))
+        if not calls or (found and calls != found[0]):
+            return None
+        found.append(calls)
+    return ", ".join(f"{call}({value})" for call, value in found[0][:3])
+
+
+SELF_SEEDED_HINT = ("let the script take repro's seed, e.g. "
+                    "torch.manual_seed(int(os.environ['REPRO_SEED'])), or drop its own seeding "
+                    "(repro seeds random, numpy and torch)")
+
+
+def self_seeded_warning(what: str, n: int, calls: str) -> str:
+    return (f"{what}: all {n} runs seeded themselves with {calls}: they share that one seed, "
+            "whatever seed repro gave them, so they measure no seed noise")
 
 
 def _shown(value: Any) -> str:
@@ -139,6 +169,9 @@ def sample_warnings(a: Side, b: Side, names: Sequence[str], named: bool) -> list
     metrics only one side has as numbers."""
     out = []
     for side, label in ((a, "A"), (b, "B")):
+        if side.self_seeded:
+            out.append(self_seeded_warning(f"{label} ({side.ref})", len(side.run_ids),
+                                           side.self_seeded))
         for n in names:
             bad = side.unusable.get(n)
             if bad:
@@ -214,7 +247,7 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
     warnings = sample_warnings(a, b, names, bool(specs))
     if reporter is not None:
         for w in warnings:
-            reporter.warn(w)
+            reporter.warn(w, hint=SELF_SEEDED_HINT if "seeded themselves" in w else None)
     directions = {n: d for n, d in specs}
     result = statistical.compare({n: a.values[n] for n in names},
                                  {n: b.values[n] for n in names}, directions)

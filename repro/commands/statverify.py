@@ -93,6 +93,7 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     label = f"verify {ref}"
     new_ids: list[str] = []
     failed: list[str] = []
+    done_ok: list[manifest.Manifest] = []
     diverged: list[str] = []  # succeeded, but a recorded metric came out NaN, inf or a string
     fresh: dict[str, list[float]] = {}
     for i in range(n):
@@ -109,6 +110,7 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         if outcome.manifest.run.status != "succeeded":
             failed.append(outcome.run_id)
             continue
+        done_ok.append(outcome.manifest)
         for k, x in compare.final_metrics(outcome.manifest).items():
             fresh.setdefault(k, []).append(x)
         bad = {str(k): v for k, v in outcome.manifest.metrics.final.items()
@@ -120,6 +122,11 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     if failed:
         reporter.warn(f"{len(failed)} of {n} fresh run(s) failed: {', '.join(failed[:3])}",
                       hint="a run that fails does not reproduce; see `repro show RUN`")
+    calls = compare.self_seeded(done_ok)
+    if calls:
+        reporter.warn(compare.self_seeded_warning("the fresh runs", len(done_ok), calls)
+                      .replace("they measure", "the verdict measures"),
+                      hint=compare.SELF_SEEDED_HINT)
     if diverged:
         reporter.warn(f"{len(diverged)} of {n} fresh run(s) recorded a metric that is not a "
                       f"finite number: {', '.join(diverged[:3])}",
