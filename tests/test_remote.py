@@ -199,6 +199,39 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert repro.load("team:latest~1").run.run_id == ids[0]  # the Python API takes them too
 
 
+@pytest.mark.slow
+def test_compare_and_statistical_verify_take_a_remote_run(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    assert main(["run", "--repeat", "3", "--name", "theirs", *RUN[1:]]) == 0
+    assert main(["push", "--remote", share.as_uri()]) == 0
+    theirs = sorted(os.listdir(".repro/runs"))
+    _, listing = json_of(["runs"], capsys)
+    gid = listing["runs"][0]["group"]["id"]  # type: ignore[index]
+    second = clone(project, tmp_path / "second", monkeypatch)
+    (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
+    git(second, "add", "repro.yaml")
+    git(second, "commit", "-qm", "team remote")
+    assert main(["run", "--repeat", "3", "--name", "mine", *RUN[1:]]) == 0
+    # one run of the team's against my group: fetched, and named as given
+    code, doc = json_of(["compare", "team:latest", "mine"], capsys)
+    assert code in (0, 1) and doc["a"] == {"ref": "team:latest", "group": None,
+                                           "runs": [theirs[-1]], "left_out": []}
+    assert len(doc["b"]["runs"]) == 3  # type: ignore[index]
+    code, doc = json_of(["verify", "team:latest", "--level", "statistical", "--runs", "3",
+                         "--yes"], capsys)
+    assert code in (0, 1) and doc["baseline_runs"] == [theirs[-1]]
+    # a group at the remote, or a URL for a remote's name: what to do instead
+    assert main(["compare", f"team:group:{gid}", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "a group at a remote is not read in place" in err and "repro pull --remote team" in err
+    assert main(["diff", "latest", f"{share.as_uri()}:latest"]) == 2
+    err = capsys.readouterr().err
+    assert "with the remote's name, not its URL" in err and "remote: {team: file://" in err
+
+
 def test_a_canary_secret_appears_nowhere_repro_wrote(
         project: Path, s3: str, seaweed: SeaweedS3, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -482,8 +482,9 @@ def compare_cmd(
 
     runs = store.open_here()
     warn_future(runs, left, right)
-    report = comparemod.compare_refs(runs, left, right, metric or [], fail_on=fail_on,
-                                     reporter=ui.CliReporter())
+    report = comparemod.compare_refs(runs, _here(runs, left), _here(runs, right), metric or [],
+                                     fail_on=fail_on, reporter=ui.CliReporter(),
+                                     labels=(left, right))
     if as_json:
         ui.print_json(report.to_dict())
     elif as_markdown:
@@ -703,7 +704,7 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
                                 hint="repro verify group:<id> --level statistical --runs 5")
     warn_future(runs, words[0])
     confirm = ui.confirm_command if replay_mod.interactive() else None
-    report = statverify.verify(runs, words[0], n=runs_n or statverify.DEFAULT_RUNS, at=at,
+    report = statverify.verify(runs, _here(runs, words[0]), n=runs_n or statverify.DEFAULT_RUNS, at=at,
                                yes=yes, force=force, strict_env=strict_env, margins=margins,
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:

@@ -91,7 +91,9 @@ def final_metrics(m: manifest.Manifest) -> dict[str, float]:
     return out
 
 
-def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
+def load_side(runs: store.Store, ref: str, *, series: bool = True,
+              label: str | None = None) -> Side:
+    """The runs of `ref`; `label` is how to name it (a `REMOTE:ref` fetched to a path)."""
     members = store.resolve_set(runs, ref)
     ok = [(p, m) for p, m in members if m.run.status == "succeeded"]
     left_out = tuple(m.run_id for _, m in members if m.run.status != "succeeded")
@@ -115,7 +117,7 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
     first = members[0][1].group
     group = first.id if first is not None and _is_group_ref(ref, members) else None
     seeded = self_seeded([m for _, m in ok])
-    return Side(ref, tuple(m.run_id for _, m in ok), group, left_out,
+    return Side(label or ref, tuple(m.run_id for _, m in ok), group, left_out,
                 {k: tuple(v) for k, v in values.items()},
                 {k: tuple(v) for k, v in curves.items()},
                 {k: tuple(v) for k, v in unusable.items()}, seeded)
@@ -212,13 +214,16 @@ def _series(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
 
 def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequence[str] = (),
                  *, fail_on: str = "difference",
-                 reporter: report.Reporter | None = None) -> Report:
+                 reporter: report.Reporter | None = None,
+                 labels: tuple[str, str] | None = None) -> Report:
     """Compare the runs of `ref_a` and `ref_b`, metric by metric (all they share, or those
-    named in `metric_specs`, `NAME[:higher|lower]`)."""
+    named in `metric_specs`, `NAME[:higher|lower]`). `labels`: how to name the two sides,
+    when the refs are paths a `REMOTE:ref` was fetched to."""
     if fail_on not in ("difference", "worse"):
         raise errors.UsageError(f"--fail-on {fail_on!r}: use difference or worse")
     specs = [parse_metric(s) for s in metric_specs]
-    a, b = load_side(runs, ref_a), load_side(runs, ref_b)
+    label_a, label_b = labels or (None, None)
+    a, b = load_side(runs, ref_a, label=label_a), load_side(runs, ref_b, label=label_b)
     for side in (a, b):
         if side.left_out and reporter is not None:
             reporter.warn(f"{side.ref}: left out {len(side.left_out)} run(s) that did not "

@@ -154,6 +154,12 @@ def local_ref(runs: store.Store, ref: str) -> str:
     name, sep, rest = ref.partition(":")
     if not sep or not config.REMOTE_NAME_RE.match(name) or name == "group" or "/" in name:
         return ref
+    if name in ("s3", "file") and rest.startswith("//"):
+        raise errors.RunNotFoundError(
+            f"{ref}: a run at a remote is named REMOTE:ref with the remote's name, not its URL",
+            hint="name it under `remote` in repro.yaml / [tool.repro] (remote: {team: "
+                 f"{name}:{rest.rpartition(':')[0] or rest}}}), then use team:latest; or "
+                 "`repro pull --remote URL RUN`")
     cfg = config.load(runs.root)
     if name not in {r.name for r in cfg.remotes}:
         with contextlib.suppress(OSError, ValueError):
@@ -164,6 +170,11 @@ def local_ref(runs: store.Store, ref: str) -> str:
             f"no remote named {name!r} ({known})",
             hint="name remotes under `remote` in repro.yaml / [tool.repro], e.g. "
                  f"remote: {{{name}: s3://BUCKET/PREFIX}}")
+    if rest.startswith(store.GROUP_PREFIX):
+        raise errors.RunNotFoundError(
+            f"{ref}: a group at a remote is not read in place (REMOTE:ref names one run)",
+            hint=f"pull its runs first (`repro runs --remote {name} --expand` lists them; "
+                 f"`repro pull --remote {name} ID...`), then use {rest}")
     where = remote.locate(name, cfg)
     return str(fetch(runs, where, rest))
 
