@@ -123,6 +123,24 @@ def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.slow
+def test_a_group_where_one_run_is_expected_says_so(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--name", "base", repeat=2)
+    _, listing = json_of(["runs", "--json"], capsys)
+    gid = listing["runs"][0]["group"]["id"]
+    first = min(r["run_id"] for r in listing["runs"])
+    for args in (["show", "base"], ["show", f"group:{gid}"], ["diff", "base", "latest"],
+                 ["verify", f"group:{gid}"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "is a group of 2 runs; this command takes one run, e.g. its first: " + first in err
+        assert f"hint: compare groups with `repro compare group:{gid} B`" in err
+    assert main(["show", "nothing"]) == 2
+    assert "no run matches 'nothing'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_compare_large_lr_difference_is_better_with_the_right_sign(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit(repo, NOISY)
