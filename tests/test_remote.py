@@ -188,6 +188,9 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert not list(share.rglob(".tmp-*"))
     code, again = json_of(["push"], capsys)
     assert code == 0 and again["uploaded_files"] == 0
+    assert main(["push"]) == 0  # said as such, not "pushed 0 runs ...; 0 already there"
+    assert capsys.readouterr().out == f"nothing to push: every run here is already at " \
+        f"origin ({share.as_uri()})\n"
     second = clone(project, tmp_path / "second", monkeypatch)
     (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
     code, diff = json_of(["diff", "team:latest~1", "team:latest"], capsys)
