@@ -4,7 +4,10 @@ statistical`, with a small noisy training script in a real git repository."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -138,6 +141,26 @@ def test_a_group_where_one_run_is_expected_says_so(
         assert f"hint: compare groups with `repro compare group:{gid} B`" in err
     assert main(["show", "nothing"]) == 2
     assert "no run matches 'nothing'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(repo: Path) -> None:
+    commit(repo, "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([PYTHON, "-m", "repro", "run", "--repeat", "4", "--jobs", "2",
+                             "--", PYTHON, "train.py"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert [proc.stdout.readline() for _ in range(2)] == ["ready\n"] * 2
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    # the group says what became of it, as it does when members run one at a time
+    assert "GROUP FAILED: member 1 of 4" in err and "interrupted (exit 130), 2 not run" in err
 
 
 @pytest.mark.slow

@@ -161,7 +161,13 @@ def _run_parallel(request: runflow.RunRequest, repeat: int, jobs: int, group_see
             stop.set()
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, range(repeat)))
+        try:
+            list(pool.map(one, range(repeat)))
+        except KeyboardInterrupt:
+            # Ctrl-C reached the members too (one process group): they record themselves as
+            # interrupted and exit; start no more, wait for them, and let the group say so.
+            stop.set()
+            pool.shutdown(wait=True)
 
 
 def member_command(request: runflow.RunRequest, seed: int, group: manifest.Group) -> list[str]:
