@@ -144,7 +144,8 @@ def test_a_group_where_one_run_is_expected_says_so(
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(repo: Path) -> None:
+def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit(repo, "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
     proc = subprocess.Popen([PYTHON, "-m", "repro", "run", "--repeat", "4", "--jobs", "2",
                              "--", PYTHON, "train.py"], cwd=repo, stdout=subprocess.PIPE,
@@ -161,6 +162,9 @@ def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(repo: Path) 
     assert proc.returncode == 130
     # the group says what became of it, as it does when members run one at a time
     assert "GROUP FAILED: member 1 of 4" in err and "interrupted (exit 130), 2 not run" in err
+    capsys.readouterr()
+    assert main(["runs"]) == 0  # the group's row says it was stopped, not that it failed
+    assert "interrupted 2/4" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -63,7 +63,8 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     bad = [m for m in members if m.get("status") in ("failed", "interrupted", "abandoned")]
     running = any(m.get("status") == "running" for m in members)
     if bad:
-        status = f"failed {len(bad)}/{size}"
+        stopped = all(m.get("status") == "interrupted" for m in bad)
+        status = f"{'interrupted' if stopped else 'failed'} {len(bad)}/{size}"
     elif running:
         status = f"running {ok}/{size}"
     elif ok < size:
