@@ -235,6 +235,20 @@ def test_compare_and_statistical_verify_take_a_remote_run(
     assert "with the remote's name, not its URL" in err and "remote: {team: file://" in err
 
 
+def test_a_missing_shared_directory_is_an_error_not_an_empty_remote(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = (tmp_path / "no-such-share").as_uri()
+    (project / "repro.yaml").write_text(f"remote:\n  team: {missing}\n")
+    for args in (["runs", "--remote", missing], ["show", "team:latest"],
+                 ["pull", "--remote", missing, "--all"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "no-such-share is not a directory" in err and "hint: create it" in err, args
+    (tmp_path / "empty").mkdir()  # an existing, empty one is a remote with no runs yet
+    assert main(["runs", "--remote", (tmp_path / "empty").as_uri()]) == 0
+    assert "no runs at" in capsys.readouterr().err
+
+
 def test_a_canary_secret_appears_nowhere_repro_wrote(
         project: Path, s3: str, seaweed: SeaweedS3, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,6 +137,8 @@ def remote_rows(runs: store.Store, where: remote.Location, limit: int
     manifests (cached), never a run's files. Also returns every visible id and the stats."""
     backend = remote.open_backend(where)
     ids = layout.visible_runs(list(backend.list("runs/")))
+    if not ids:
+        backend.check()  # a mistyped file:// path lists nothing too: not "no runs yet"
     home = cache_home(runs, where)
     shown = ids[:limit]
     missing = [i for i in shown if not (home / "runs" / i / store.MANIFEST).is_file()]
@@ -187,6 +189,8 @@ def fetch(runs: store.Store, where: remote.Location, ref: str,
     if store.RUN_ID_RE.match(ref) and cached(home / "runs" / ref, ref):
         return home / "runs" / ref
     ids = layout.visible_runs(list(backend.list("runs/")))
+    if not ids:
+        backend.check()
     run_id = resolve_id(backend, home, ids, ref)
     dest = home / "runs" / run_id
     if not cached(dest, run_id):
