@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -252,6 +253,14 @@ def test_compare_says_which_values_it_leaves_out(
         (repo / "count.txt").unlink(missing_ok=True)
         assert main(["run", "--repeat", "3", "--name", name, "--metrics", "metrics.json", "--",
                      PYTHON, "train.py", arg]) == 0
+    # the group's summary and row say over how many runs a mean is taken
+    assert re.search(r"\(cand\): .*; loss \(2 of 3 runs\) [0-9.]+ ± ", capsys.readouterr().err)
+    from repro.cli import statsview
+
+    _, listing = json_of(["runs", "--json"], capsys)
+    rows = {r["name"]: r for r in statsview.collapse_groups(listing["runs"])}  # `repro runs`
+    assert re.fullmatch(r"[0-9.]+±[0-9.e-]+ \(2/3\)", rows["cand"]["metrics"]["loss"])
+    assert "(" not in rows["base"]["metrics"]["loss"]
     # one of cand's three losses is NaN: left out of loss, and said so (stderr and --json)
     _, doc = json_of(["compare", "base", "cand", "--json"], capsys)
     loss = next(m for m in doc["metrics"] if m["name"] == "loss")

@@ -192,7 +192,9 @@ def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool)
         for m in succeeded:
             for k, x in comparemod.final_metrics(m).items():
                 values.setdefault(k, []).append(x)
-        shown = [(k, stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
+        # a metric some runs did not record as a number (a NaN loss): say over how many
+        shown = [(k if len(v) == len(succeeded) else f"{k} ({len(v)} of {len(succeeded)} runs)",
+                  stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
         sys.stderr.write(groupflow.summary(outcome, shown) + "\n")
     return outcome.exit_code
 

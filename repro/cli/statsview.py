@@ -78,7 +78,9 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for k, v in (m.get("metrics") or {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 values.setdefault(str(k), []).append(float(v))
-    metrics = {k: _mean_sd(v) for k, v in values.items()}
+    # over fewer runs than succeeded (a NaN loss in one): say over how many
+    metrics = {k: _mean_sd(v) + (f" ({len(v)}/{ok})" if len(v) < ok else "")
+               for k, v in values.items()}
     return {"run_id": f"group:{g.get('id')}", "status": status,
             "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
