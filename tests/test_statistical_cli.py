@@ -345,6 +345,21 @@ def test_a_self_seeded_script_is_named_not_mistaken_for_noise_free(
 
 
 @pytest.mark.slow
+def test_a_margin_for_a_metric_the_run_lacks_is_refused_before_running(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--name", "base", repeat=2)
+    before = len(list((repo / ".repro" / "runs").iterdir()))
+    capsys.readouterr()
+    # a typo: before, five replays ran and the margin was silently not used
+    assert main(["verify", "base", "--level", "statistical", "--metric", "los=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --metric los: base recorded no numeric metric 'los'" in err
+    assert "hint: its metrics: accuracy, loss" in err
+    assert len(list((repo / ".repro" / "runs").iterdir())) == before  # nothing ran
+
+
+@pytest.mark.slow
 def test_clock_seeded_group_reproduces_statistically_not_bitwise(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / "repro.yaml").write_text("tolerance:\n  metrics:\n    loss: 0.02\n")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -657,7 +657,8 @@ def verify(
                                          metric or []).per_metric
         _verify_statistical(runs, words, command, at=at, runs_n=runs_n, junit=junit,
                             as_json=as_json, yes=yes, force=force, strict_env=strict_env,
-                            margins=margins)
+                            margins=margins,
+                            named=[m.partition("=")[0] for m in metric or []])
     opts = verify_mod.Options(
         at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
         strict_env=strict_env,
@@ -696,7 +697,8 @@ def verify(
 
 def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
                         runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
-                        force: bool, strict_env: bool, margins: Mapping[str, float]) -> None:
+                        force: bool, strict_env: bool, margins: Mapping[str, float],
+                        named: Sequence[str] = ()) -> None:
     from repro.cli import statsview
     from repro.commands import replay as replay_mod
     from repro.commands import statverify
@@ -708,6 +710,7 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
     confirm = ui.confirm_command if replay_mod.interactive() else None
     report = statverify.verify(runs, _here(runs, words[0]), n=runs_n or statverify.DEFAULT_RUNS, at=at,
                                yes=yes, force=force, strict_env=strict_env, margins=margins,
+                               named=named,
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:
         from repro.record import manifest

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from repro import errors, report
@@ -64,11 +64,12 @@ def _status(verdict: str) -> str:
 def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None = None,
            yes: bool = False, force: bool = False, strict_env: bool = False,
            margins: Mapping[str, float] | None = None, reporter: report.Reporter,
-           confirm: Callable[[str], bool] | None = None) -> Report:
+           confirm: Callable[[str], bool] | None = None, named: Sequence[str] = ()) -> Report:
     """Run the recipe of `ref` (a run or a group) `n` times with fresh seeds and judge.
 
     `margins`: equivalence margins per metric (absolute); default the configuration's
-    `tolerance.metrics`."""
+    `tolerance.metrics`. `named`: the metrics the command line gave margins for: each must be
+    one the recorded runs have (checked before anything runs)."""
     if n < 2:
         raise errors.UsageError("--level statistical needs --runs N with N >= 2 (default 5)",
                                 hint="e.g. repro verify RUN --level statistical --runs 5")
@@ -86,6 +87,11 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         raise errors.ReproError(f"{ref} recorded no numeric metrics: there is nothing to judge "
                                 "statistically",
                                 hint="record metrics with --metrics FILE (or metric_patterns)")
+    unknown = [name for name in named if name not in recorded]
+    if unknown:
+        raise errors.UsageError(
+            f"--metric {unknown[0]}: {ref} recorded no numeric metric {unknown[0]!r}",
+            hint=f"its metrics: {', '.join(sorted(recorded)[:10])}")
     recipe_path, recipe = baseline[0]
     loaded = history.Loaded(recipe, recipe_path.parent)
     group_seed = seeding.new_seed()
