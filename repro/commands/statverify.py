@@ -79,6 +79,11 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     if not baseline:
         raise errors.ReproError(f"{ref}: no run of it succeeded; there is no result to verify",
                                 hint="verify a run that finished")
+    left_out = [m.run_id for _, m in members if m.run.status != "succeeded"]
+    if left_out:
+        reporter.warn(f"{ref}: left out {len(left_out)} recorded run(s) that did not succeed: "
+                      f"{', '.join(left_out[:3])}",
+                      hint="the result verified is that of the runs that finished")
     recorded: dict[str, list[float]] = {}
     for _, m in baseline:
         for k, x in compare.final_metrics(m).items():
