@@ -250,6 +250,9 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
                                     hint="record metrics with --metrics FILE, or name them "
                                          "with --metric")
     warnings = sample_warnings(a, b, names, bool(specs))
+    if set(a.run_ids) == set(b.run_ids):
+        warnings.insert(0, f"{a.ref} and {b.ref} are the same {len(a.run_ids)} run(s): "
+                           "there is nothing to compare")
     if reporter is not None:
         for w in warnings:
             reporter.warn(w, hint=SELF_SEEDED_HINT if "seeded themselves" in w else None)
