@@ -223,6 +223,11 @@ def test_compare_and_statistical_verify_take_a_remote_run(
     assert code in (0, 1) and doc["a"] == {"ref": "team:latest", "group": None,
                                            "runs": [theirs[-1]], "left_out": []}
     assert len(doc["b"]["runs"]) == 3  # type: ignore[index]
+    assert main(["compare", "team:latest", "mine", "--metric", "nope"]) == 2
+    assert "error: team:latest recorded no numeric metric 'nope'" in capsys.readouterr().err
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 0  # no metrics at all
+    assert main(["compare", "team:latest", "latest"]) == 2
+    assert "error: team:latest and latest share no numeric metric" in capsys.readouterr().err
     code, doc = json_of(["verify", "team:latest", "--level", "statistical", "--runs", "3",
                          "--yes"], capsys)
     assert code in (0, 1) and doc["baseline_runs"] == [theirs[-1]]

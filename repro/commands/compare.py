@@ -98,7 +98,7 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True,
     ok = [(p, m) for p, m in members if m.run.status == "succeeded"]
     left_out = tuple(m.run_id for _, m in members if m.run.status != "succeeded")
     if not ok:
-        raise errors.ReproError(f"{ref}: none of its {len(members)} run(s) succeeded",
+        raise errors.ReproError(f"{label or ref}: none of its {len(members)} run(s) succeeded",
                                 hint="compare runs that finished: see `repro runs --expand`")
     values: dict[str, list[float]] = {}
     unusable: dict[str, list[str]] = {}
@@ -246,7 +246,7 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
     else:
         names = [n for n in a.values if n in b.values]
         if not names:
-            raise errors.ReproError(f"{ref_a} and {ref_b} share no numeric metric",
+            raise errors.ReproError(f"{a.ref} and {b.ref} share no numeric metric",
                                     hint="record metrics with --metrics FILE, or name them "
                                          "with --metric")
     warnings = sample_warnings(a, b, names, bool(specs))
