@@ -231,6 +231,11 @@ def test_compare_and_statistical_verify_take_a_remote_run(
     code, doc = json_of(["verify", "team:latest", "--level", "statistical", "--runs", "3",
                          "--yes"], capsys)
     assert code in (0, 1) and doc["baseline_runs"] == [theirs[-1]]
+    _, listing = json_of(["runs"], capsys)  # the fresh runs' group is named as given
+    assert {r["group"]["name"] for r in listing["runs"]  # type: ignore[attr-defined]
+            if r["started_by"] == "verify"} == {"verify team:latest"}
+    assert main(["verify", "team:latest", "--level", "statistical", "--metric", "nope=1"]) == 2
+    assert "--metric nope: team:latest recorded no numeric metric" in capsys.readouterr().err
     # a group at the remote, or a URL for a remote's name: what to do instead
     assert main(["compare", f"team:group:{gid}", "mine"]) == 2
     err = capsys.readouterr().err

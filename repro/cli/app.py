@@ -710,7 +710,7 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
     confirm = ui.confirm_command if replay_mod.interactive() else None
     report = statverify.verify(runs, _here(runs, words[0]), n=runs_n or statverify.DEFAULT_RUNS, at=at,
                                yes=yes, force=force, strict_env=strict_env, margins=margins,
-                               named=named,
+                               named=named, shown=words[0],
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:
         from repro.record import manifest

@@ -64,12 +64,15 @@ def _status(verdict: str) -> str:
 def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None = None,
            yes: bool = False, force: bool = False, strict_env: bool = False,
            margins: Mapping[str, float] | None = None, reporter: report.Reporter,
-           confirm: Callable[[str], bool] | None = None, named: Sequence[str] = ()) -> Report:
+           confirm: Callable[[str], bool] | None = None, named: Sequence[str] = (),
+           shown: str | None = None) -> Report:
     """Run the recipe of `ref` (a run or a group) `n` times with fresh seeds and judge.
 
     `margins`: equivalence margins per metric (absolute); default the configuration's
     `tolerance.metrics`. `named`: the metrics the command line gave margins for: each must be
-    one the recorded runs have (checked before anything runs)."""
+    one the recorded runs have (checked before anything runs). `shown`: how to name `ref` (a
+    `REMOTE:ref` fetched to a path)."""
+    said = shown or ref
     if n < 2:
         raise errors.UsageError("--level statistical needs --runs N with N >= 2 (default 5)",
                                 hint="e.g. repro verify RUN --level statistical --runs 5")
@@ -77,11 +80,11 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     members = store.resolve_set(runs, ref)
     baseline = [(p, m) for p, m in members if m.run.status == "succeeded"]
     if not baseline:
-        raise errors.ReproError(f"{ref}: no run of it succeeded; there is no result to verify",
+        raise errors.ReproError(f"{said}: no run of it succeeded; there is no result to verify",
                                 hint="verify a run that finished")
     left_out = [m.run_id for _, m in members if m.run.status != "succeeded"]
     if left_out:
-        reporter.warn(f"{ref}: left out {len(left_out)} recorded run(s) that did not succeed: "
+        reporter.warn(f"{said}: left out {len(left_out)} recorded run(s) that did not succeed: "
                       f"{', '.join(left_out[:3])}",
                       hint="the result verified is that of the runs that finished")
     recorded: dict[str, list[float]] = {}
@@ -89,19 +92,19 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         for k, x in compare.final_metrics(m).items():
             recorded.setdefault(k, []).append(x)
     if not recorded:
-        raise errors.ReproError(f"{ref} recorded no numeric metrics: there is nothing to judge "
+        raise errors.ReproError(f"{said} recorded no numeric metrics: there is nothing to judge "
                                 "statistically",
                                 hint="record metrics with --metrics FILE (or metric_patterns)")
     unknown = [name for name in named if name not in recorded]
     if unknown:
         raise errors.UsageError(
-            f"--metric {unknown[0]}: {ref} recorded no numeric metric {unknown[0]!r}",
+            f"--metric {unknown[0]}: {said} recorded no numeric metric {unknown[0]!r}",
             hint=f"its metrics: {', '.join(sorted(recorded)[:10])}")
     recipe_path, recipe = baseline[0]
     loaded = history.Loaded(recipe, recipe_path.parent)
     group_seed = seeding.new_seed()
     gid = groupflow.new_group_id()
-    label = f"verify {ref}"
+    label = f"verify {said}"
     new_ids: list[str] = []
     failed: list[str] = []
     done_ok: list[manifest.Manifest] = []
