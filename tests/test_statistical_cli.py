@@ -455,4 +455,5 @@ def test_a_member_refused_after_the_first_fails_the_group(
     assert main(["run", "--repeat", "3", "--", PYTHON, "train.py"]) == 125
     err = capsys.readouterr().err
     assert "member 2 of 3 (group" in err and "notes.txt" in err
-    assert "GROUP FAILED: member 2 of 3" in err and "1 not run" in err
+    assert "GROUP FAILED: member 2 of 3 failed before its run started (exit 125), 1 not run" \
+        in err

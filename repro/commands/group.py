@@ -222,7 +222,9 @@ def summary(outcome: GroupOutcome, values: Sequence[tuple[str, float, float]] = 
     bad = [m for m in outcome.members if m.status in ("failed", "interrupted")]
     if bad:
         m = bad[0]
-        head += (f"; GROUP FAILED: member {m.index + 1} of {n} (run {m.run_id or '?'}) {m.status}"
+        what = (f"(run {m.run_id}) {m.status}" if m.run_id
+                else f"{m.status} before its run started")
+        head += (f"; GROUP FAILED: member {m.index + 1} of {n} {what}"
                  f"{f' (exit {m.exit_code})' if m.exit_code is not None else ''}")
         skipped = sum(1 for m in outcome.members if m.status == "not-run")
         if skipped:
