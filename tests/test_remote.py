@@ -239,7 +239,17 @@ def test_compare_and_statistical_verify_take_a_remote_run(
     # a group at the remote, or a URL for a remote's name: what to do instead
     assert main(["compare", f"team:group:{gid}", "mine"]) == 2
     err = capsys.readouterr().err
-    assert "a group at a remote is not read in place" in err and "repro pull --remote team" in err
+    assert "a group at a remote is not read in place" in err
+    assert f"hint: pull it first (repro pull --remote team group:{gid})" in err
+    # which pulls the whole group, by id or by name; then it is a group here
+    code, pulled = json_of(["pull", "--remote", "team", "group:theirs"], capsys)
+    assert code == 0 and sorted(pulled["pulled"]) == theirs  # type: ignore[arg-type]
+    code, doc = json_of(["compare", f"group:{gid}", "mine"], capsys)
+    assert code in (0, 1) and sorted(doc["a"]["runs"]) == theirs  # type: ignore[index]
+    code, again = json_of(["pull", "--remote", "team", f"group:{gid}"], capsys)
+    assert code == 0 and sorted(again["already"]) == theirs  # type: ignore[arg-type]
+    assert main(["pull", "--remote", "team", "group:nope"]) == 2
+    assert "no group at file://" in capsys.readouterr().err
     assert main(["diff", "latest", f"{share.as_uri()}:latest"]) == 2
     err = capsys.readouterr().err
     assert "with the remote's name, not its URL" in err and "remote: {team: file://" in err

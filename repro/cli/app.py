@@ -401,7 +401,8 @@ def push(
 @app.command()
 def pull(
     refs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN...]", help="Runs at the remote: id, unique prefix, latest, latest~N.")
+        metavar="[RUN...]",
+        help="Runs at the remote: id, unique prefix, latest, latest~N, group:ID|NAME.")
     ] = None,
     pull_all: Annotated[bool, typer.Option("--all", help="Pull every run of the remote.")
                         ] = False,

@@ -60,7 +60,9 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
     ids = layout.visible_runs(list(backend.list("runs/")))
     home = cache_home(runs, where)
     wanted = ids if everything else list(dict.fromkeys(
-        resolve_id(backend, home, ids, ref) for ref in refs))
+        run_id for ref in refs for run_id in (
+            group_ids(backend, home, ids, ref) if ref.startswith(store.GROUP_PREFIX)
+            else [resolve_id(backend, home, ids, ref)])))
     if not runs.runs_dir.is_dir():
         runs.runs_dir.mkdir(parents=True, exist_ok=True)
         store.ignore_store(runs.home)
@@ -122,6 +124,26 @@ def resolve_id(backend: remote.Backend, home: Path, ids: list[str], ref: str) ->
                                   hint="give more characters of the run id")
 
 
+def group_ids(backend: remote.Backend, home: Path, ids: list[str], ref: str) -> list[str]:
+    """The runs of a group at the remote (`group:<id>` or `group:<name>`, the newest group of
+    that name), newest first. Reads the manifests (cached: runs are write-once)."""
+    key = ref[len(store.GROUP_PREFIX):]
+    chosen: str | None = None
+    found: list[str] = []
+    for run_id in ids:  # newest first: the first match is the newest group of that name
+        g = _manifest_of(backend, home, run_id).group
+        if g is None:
+            continue
+        if chosen is None and key in (g.id, g.name):
+            chosen = g.id
+        if g.id == chosen:
+            found.append(run_id)
+    if not found:
+        raise errors.RunNotFoundError(f"no group at {backend.url} matches {ref!r}",
+                                      hint="list them with `repro runs --remote`")
+    return found
+
+
 def _manifest_of(backend: remote.Backend, home: Path, run_id: str) -> manifest.Manifest:
     """A remote run's manifest, cached under `home` (runs are write-once: never stale)."""
     path = home / "runs" / run_id / store.MANIFEST
@@ -175,8 +197,7 @@ def local_ref(runs: store.Store, ref: str) -> str:
     if rest.startswith(store.GROUP_PREFIX):
         raise errors.RunNotFoundError(
             f"{ref}: a group at a remote is not read in place (REMOTE:ref names one run)",
-            hint=f"pull its runs first (`repro runs --remote {name} --expand` lists them; "
-                 f"`repro pull --remote {name} ID...`), then use {rest}")
+            hint=f"pull it first (repro pull --remote {name} {rest}), then use {rest}")
     where = remote.locate(name, cfg)
     return str(fetch(runs, where, rest))
 
