@@ -214,6 +214,9 @@ def test_compare_and_statistical_verify_take_a_remote_run(
     _, listing = json_of(["runs"], capsys)
     gid = listing["runs"][0]["group"]["id"]  # type: ignore[index]
     second = clone(project, tmp_path / "second", monkeypatch)
+    capsys.readouterr()
+    assert main(["runs", "--remote", share.as_uri(), "-n", "1"]) == 0  # the group whole
+    assert "succeeded ×3" in capsys.readouterr().out
     (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
     git(second, "add", "repro.yaml")
     git(second, "commit", "-qm", "team remote")

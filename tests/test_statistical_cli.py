@@ -173,6 +173,25 @@ def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(
 
 
 @pytest.mark.slow
+def test_runs_limit_counts_rows_and_never_cuts_a_group(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py", "0.1"]) == 0
+    group("--name", "five", repeat=5)
+    capsys.readouterr()
+    # before: `-n 2` read two runs, and showed the group of five as "partial 2/5"
+    assert main(["runs", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded ×5" in out and "partial" not in out
+    assert len([line for line in out.splitlines() if line[:1].isdigit() or "group:" in line]) == 2
+    assert main(["runs", "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded ×5" in out and "partial" not in out
+    assert main(["runs", "-n", "2", "--expand"]) == 0  # members: -n counts runs
+    assert capsys.readouterr().out.count("succeeded") == 2
+
+
+@pytest.mark.slow
 def test_compare_large_lr_difference_is_better_with_the_right_sign(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit(repo, NOISY)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -238,9 +238,8 @@ def runs_cmd(
             ui.print_json({"schema": "repro/runs/v1", "remote": where.url, "runs": rows})
         elif rows:
             if not expand:
-                from repro.cli import statsview
-
-                rows = statsview.collapse_groups(rows)
+                rows = _group_rows(rows, limit, len(ids),
+                                   lambda n: pull_mod.remote_rows(runs, where, n)[0])
             ui.runs_table(rows, ids)
         else:
             ui.info(f"no runs at {where.label} yet: `repro push` sends yours")
@@ -249,11 +248,30 @@ def runs_cmd(
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:
+        ids = runs.run_ids()
         if not expand:
-            from repro.cli import statsview
+            rows = _group_rows(rows, limit, len(ids), lambda n: store.run_rows(runs, n))
+        ui.runs_table(rows, ids)
 
-            rows = statsview.collapse_groups(rows)
-        ui.runs_table(rows, runs.run_ids())
+
+def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
+                read: Callable[[int], list[dict[str, object]]]) -> list[dict[str, object]]:
+    """`limit` rows with groups collapsed, each group whole: reads more runs while the oldest
+    one read belongs to a group shown (a `--repeat 30` group is not "partial 20/30")."""
+    from repro.cli import statsview
+
+    n = limit
+    while True:
+        shown = statsview.collapse_groups(rows)[:limit]
+        oldest = rows[-1] if rows else None
+        group = oldest.get("group") if oldest is not None else None
+        cut = (isinstance(group, Mapping) and oldest is not None
+               and oldest.get("started_by") != "verify"
+               and any(r.get("run_id") == f"group:{group.get('id')}" for r in shown))
+        if len(rows) < n or n >= total or not cut:
+            return shown
+        n *= 2
+        rows = read(n)
 
 
 app.command("ls", help="Alias of `runs`.", hidden=True)(runs_cmd)
