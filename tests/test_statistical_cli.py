@@ -365,6 +365,11 @@ def test_a_self_seeded_script_is_named_not_mistaken_for_noise_free(
     commit(repo, NOISY, "noisy")
     group("--name", "c", repeat=3)
     assert "seeded themselves" not in capsys.readouterr().err
+    # nor one that fixes a seed of its own (a data split's) and lets repro's seed the rest
+    commit(repo, NOISY.replace("import json, os, random, sys\n",
+                               "import json, os, random, sys\nrandom.seed(0)\n"), "split")
+    group("--name", "d", repeat=3)
+    assert "seeded themselves" not in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -125,9 +125,13 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True,
 
 def self_seeded(ms: Sequence[manifest.Manifest]) -> str | None:
     """The seeds every one of these runs set itself, identically (`torch.manual_seed(1111)`),
-    or None. Such runs share one seed whatever repro injected: a group of them measures no
-    seed noise."""
+    when their metrics came out identical too (else None). Such runs share one seed whatever
+    repro injected: a group of them measures no seed noise. (A script that fixes one seed,
+    say its data split's, and lets repro's seed the rest gives metrics that vary: not this.)"""
     if len(ms) < 2:
+        return None
+    finals = [final_metrics(m) for m in ms]
+    if any(f != finals[0] for f in finals):
         return None
     found: list[tuple[tuple[str, str], ...]] = []
     for m in ms:
