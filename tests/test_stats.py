@@ -283,6 +283,36 @@ def test_verify_group_constant_metrics() -> None:
         == judge.NOT_REPRODUCED
 
 
+def test_runs_that_gave_nan_or_inf_are_not_seed_noise() -> None:
+    # Two of B's five runs diverged (loss nan, left out); the three finite ones look like A's.
+    a = {"loss": _gauss(1, 5, 1.0, 0.01)}
+    b = {"loss": _gauss(2, 3, 1.0, 0.01)}
+    (m,) = judge.compare(a, b, {"loss": "lower"}, nonfinite_b={"loss": 2}).metrics
+    assert m.verdict == judge.WORSE and m.note is not None and "2 of 5" in m.note
+    (m,) = judge.compare(a, b, nonfinite_b={"loss": 2}).metrics
+    assert m.verdict == judge.DIFFERENT
+    (m,) = judge.compare(b, a, {"loss": "lower"}, nonfinite_a={"loss": 2}).metrics
+    assert m.verdict == judge.BETTER
+    # both sides diverged sometimes: the finite values decide
+    both = judge.compare(a, b, nonfinite_a={"loss": 1}, nonfinite_b={"loss": 2})
+    assert both.verdict == judge.SAME
+    # verify: a fresh run whose metric went nan does not reproduce a finite result
+    new = {"loss": _gauss(7, 4, 1.0, 0.01)}
+    assert judge.verify_run({"loss": 1.0}, new).verdict == judge.REPRODUCED
+    run = judge.verify_run({"loss": 1.0}, new, nonfinite={"loss": 1})
+    assert run.verdict == judge.NOT_REPRODUCED and "1 of 5" in (run.checks[0].note or "")
+    all_nan = judge.verify_run({"loss": 1.0}, {}, nonfinite={"loss": 3})
+    assert all_nan.verdict == judge.NOT_REPRODUCED and "nan" in (all_nan.checks[0].note or "")
+    base = {"loss": _gauss(1, 10, 1.0, 0.01)}
+    fresh = {"loss": _gauss(2, 8, 1.0, 0.01)}
+    assert judge.verify_group(base, fresh).verdict == judge.REPRODUCED
+    assert judge.verify_group(base, fresh, nonfinite={"loss": 2}).verdict \
+        == judge.NOT_REPRODUCED
+    # ... unless the recorded group diverged as often: then the finite values decide
+    assert judge.verify_group(base, fresh, nonfinite={"loss": 2},
+                              recorded_nonfinite={"loss": 2}).verdict == judge.REPRODUCED
+
+
 def test_to_dict_has_no_nan() -> None:
     result = judge.compare({"m": [1.0]}, {"m": [2.0]})
     d = result.metrics[0].to_dict()
