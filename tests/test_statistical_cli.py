@@ -42,6 +42,10 @@ n = int(count.read_text()) + 1 if count.exists() else 1
 count.write_text(str(n))
 rng = random.Random(int(os.environ["REPRO_SEED"]))
 loss = float("nan") if n == 2 and OFFSET else 0.5 + rng.gauss(0, 0.01)
+with open(os.environ["REPRO_METRICS_FILE"], "w") as series:
+    for step in range(4):
+        value = loss if step > 1 else 1.0 / (step + 1) + rng.gauss(0, 0.01)
+        series.write(json.dumps({"step": step, "loss": value}) + "\\n")
 json.dump({"loss": loss}, open("metrics.json", "w"))
 """
 FAILS_SECOND_TIME = """\
@@ -185,6 +189,10 @@ def test_compare_a_group_with_a_diverged_run_is_worse(
     (m,) = doc["metrics"]
     assert (code, doc["verdict"], m["verdict"]) == (1, "worse", "worse")
     assert m["n_b"] == 3 and "1 of 4 run(s) of B gave nan or inf" in m["note"]
+    capsys.readouterr()
+    assert main(["compare", "a", "b", "--metric", "loss:lower"]) == 1  # the curves drawn too
+    out = capsys.readouterr().out
+    assert "worse" in out and "mean curve per group" in out
 
 
 @pytest.mark.slow

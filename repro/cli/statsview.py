@@ -6,6 +6,7 @@ on the terminal (no plotting library); markdown for pull-request comments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -187,6 +188,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
     """Mean curve per side (A ─ cyan, B ─ magenta) with a band of ± one sd across runs."""
     sides = []
     for curves in (curves_a, curves_b):
+        # A run whose loss went to nan or inf (it diverged) is drawn up to that step.
+        curves = [list(itertools.takewhile(math.isfinite, c)) for c in curves]
         steps = min(len(c) for c in curves)
         if steps == 0:
             return []
@@ -201,6 +204,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
         sides.append((_resample(mean, width), _resample(low, width), _resample(high, width)))
     lo = min(min(s[1]) for s in sides)
     hi = max(max(s[2]) for s in sides)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # overflowed: nothing to draw
+        return []
     span = hi - lo or 1.0
 
     def row(y: float) -> int:
