@@ -193,6 +193,7 @@ def test_compare_a_group_with_a_diverged_run_is_worse(
     assert main(["compare", "a", "b", "--metric", "loss:lower"]) == 1  # the curves drawn too
     out = capsys.readouterr().out
     assert "worse" in out and "mean curve per group" in out
+    assert "1 of 4 run(s) of B gave nan or inf" in out
 
 
 @pytest.mark.slow

@@ -125,6 +125,8 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                         f"difference of about {num(m.detectable_effect, 3)} (80% power)[/]")
             elif m.note:
                 c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
+        elif m.note:  # why it differs where that is not the test (a run that diverged)
+            c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
     c.print()
     for m in result.metrics:
         c.print(f"[bold]{escape(m.name)}[/]")
@@ -250,6 +252,8 @@ def compare_markdown(rep: Any) -> str:
         if m.verdict == "no-detectable-difference" and m.detectable_effect is not None:
             lines.append(f"\n`{m.name}`: {m.n_a} vs {m.n_b} runs could detect a difference of "
                          f"about {num(m.detectable_effect, 3)} (80% power).")
+        elif m.verdict != "no-detectable-difference" and m.note:
+            lines.append(f"\n`{m.name}`: {m.note}.")
     for w in result.warnings:
         lines.append(f"\n> warning: {w}")
     return "\n".join(lines) + "\n"
