@@ -442,3 +442,14 @@ def test_a_blob_bigger_than_its_index_says_or_not_a_file_is_refused_in_bounded_t
         assert done.returncode != 0 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
         assert not any((second / ".repro" / "runs").iterdir())
+
+
+def test_an_endpoint_holding_credentials_is_refused_without_echoing_them(
+        project: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://canary:S3CRETCANARY@127.0.0.1:9/")
+    assert main(["push", "--remote", "s3://bucket-x/team"]) != 0
+    err = capsys.readouterr().err
+    assert "holds credentials" in err and "S3CRETCANARY" not in err

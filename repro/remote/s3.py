@@ -50,6 +50,12 @@ class S3Backend:
         self._data: Any = None
         endpoint = (where.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
+        if endpoint and "@" in endpoint.partition("://")[2].partition("/")[0]:
+            # Shown in every connection error (by botocore too): never echo it.
+            raise errors.UsageError(
+                f"the S3 endpoint for {self.url} holds credentials (user:password@)",
+                hint="remove them from AWS_ENDPOINT_URL / the remote's `endpoint`: repro "
+                     "reads credentials only from the standard AWS chain")
 
         def make(read_timeout: float, attempts: int) -> Any:
             cfg = bconfig.Config(
