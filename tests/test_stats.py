@@ -232,6 +232,18 @@ def test_compare_permutation_confirms_welch_where_it_can_resolve() -> None:
     assert big.p_value == max(big.p_welch, big.p_permutation)
 
 
+def test_full_false_skips_only_what_cannot_change_a_verdict() -> None:
+    # y's Welch p (0.045) is above alpha/2 but below alpha: Holm tests it at alpha once x is
+    # rejected, and there the permutation test (p 0.056) decides: simulations must run it too.
+    a = {"x": [-0.6674, 1.3279, 0.2775, -1.5693, -0.9536],
+         "y": [-0.0507, 0.6655, -0.7748, -0.2191, -0.9]}
+    b = {"x": [4.6358, 3.0608, 4.0757, 2.7697, 2.5098],
+         "y": [0.2151, 0.6051, 0.3774, 1.4944, 0.3657]}
+    full, quick = judge.compare(a, b), judge.compare(a, b, full=False)
+    assert [m.verdict for m in full.metrics] == [judge.DIFFERENT, judge.SAME]
+    assert [m.verdict for m in quick.metrics] == [m.verdict for m in full.metrics]
+
+
 def test_compare_single_runs_warn() -> None:
     result = judge.compare({"m": [1.0]}, {"m": [1.2]})
     assert result.verdict == judge.SAME and result.warnings

@@ -118,7 +118,8 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
     level = alpha / max(1, sum(1 for n in names if len(a[n]) > 1 or len(b[n]) > 1))
     for name in names:
         xs, ys = list(a[name]), list(b[name])
-        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples, level, full)))
+        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples, level, full,
+                                      alpha)))
     p_values = [p for _, p, _ in raw if p is not None]
     adjusted = iter(stats.holm(p_values))
     m = max(1, len(p_values))
@@ -162,9 +163,11 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
 
 
 def _test_pair(xs: list[float], ys: list[float], seed: int, resamples: int,
-               level: float, full: bool = True) -> tuple[float | None, dict[str, Any]]:
+               level: float, full: bool = True,
+               alpha: float = ALPHA) -> tuple[float | None, dict[str, Any]]:
     """The p-value a metric's verdict uses, and the parts shown beside it. `level`: the
-    smallest significance level the verdict may need (alpha over the number of metrics)."""
+    smallest significance level the verdict may need (alpha over the number of metrics);
+    `alpha`: the largest (Holm rejects the last metric at alpha itself)."""
     if len(xs) == 1 and len(ys) == 1:
         return None, {"note": "one run on each side: no estimate of noise"}
     if len(xs) == 1 or len(ys) == 1:
@@ -178,7 +181,7 @@ def _test_pair(xs: list[float], ys: list[float], seed: int, resamples: int,
     # The permutation test confirms Welch's where it can resolve the level; below that (too
     # few runs for any split to be rare enough) it could only ever say "no".
     resolves = stats.min_permutation_p(len(xs), len(ys)) < level
-    if not full and (not resolves or w.p_value >= level):
+    if not full and (not resolves or w.p_value >= alpha):  # the permutation test cannot matter
         return w.p_value, {"p_welch": w.p_value, "ci_low": w.ci_low, "ci_high": w.ci_high}
     perm = stats.permutation_test(xs, ys, seed=seed, resamples=resamples)
     return max(w.p_value, perm.p_value) if resolves else w.p_value, {
@@ -331,7 +334,7 @@ def verify_group(recorded: Mapping[str, Sequence[float]], new: Mapping[str, Sequ
     testable = [n for n in names if len(new.get(n, ())) >= 2 and n not in diverged]
     level = alpha / max(1, len(testable))
     p_diff = {n: _test_pair(list(recorded[n]), list(new[n]), seed, permutation_resamples,
-                            level, full)[0] for n in testable}
+                            level, full, alpha)[0] for n in testable}
     adjusted = dict(zip(p_diff, stats.holm([1.0 if p is None else p for p in p_diff.values()]), strict=True))
     checks = []
     for n in (n for n in recorded if recorded[n]):
