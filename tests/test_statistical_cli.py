@@ -194,6 +194,12 @@ def test_compare_a_group_with_a_diverged_run_is_worse(
     out = capsys.readouterr().out
     assert "worse" in out and "mean curve per group" in out
     assert "1 of 4 run(s) of B gave nan or inf" in out
+    # every run diverged: named, not "recorded no numeric metric"
+    (repo / "count.txt").write_text("1")
+    group("--seed", "5", "--name", "c", repeat=1)
+    capsys.readouterr()
+    assert main(["compare", "a", "c", "--metric", "loss:lower"]) != 0
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

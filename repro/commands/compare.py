@@ -161,6 +161,10 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
         names = [n for n, _ in specs]
         for n in names:
             for side in (a, b):
+                if n not in side.values and n in side.nonfinite:
+                    raise errors.ReproError(
+                        f"every run of {side.ref} gave nan or inf for {n!r}: they diverged, "
+                        "there is nothing to compare", hint="see `repro show RUN`")
                 if n not in side.values:
                     known = ", ".join(sorted(side.values)[:10]) or "none"
                     raise errors.UsageError(f"{side.ref} recorded no numeric metric {n!r}",
