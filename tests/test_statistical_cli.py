@@ -46,7 +46,7 @@ with open(os.environ["REPRO_METRICS_FILE"], "w") as series:
     for step in range(4):
         value = loss if step > 1 else 1.0 / (step + 1) + rng.gauss(0, 0.01)
         series.write(json.dumps({"step": step, "loss": value}) + "\\n")
-json.dump({"loss": loss}, open("metrics.json", "w"))
+json.dump({"loss": loss, "steps": 4}, open("metrics.json", "w"))
 """
 FAILS_SECOND_TIME = """\
 import json, pathlib, sys
@@ -199,6 +199,8 @@ def test_compare_a_group_with_a_diverged_run_is_worse(
     group("--seed", "5", "--name", "c", repeat=1)
     capsys.readouterr()
     assert main(["compare", "a", "c", "--metric", "loss:lower"]) != 0
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
+    assert main(["compare", "c", "a"]) != 0  # not "no detectable difference" on what is left
     assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
 
 

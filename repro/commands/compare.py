@@ -127,6 +127,13 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
                 count_nonfinite([m for _, m in ok]))
 
 
+def _all_diverged(side: Side, name: str) -> errors.ReproError:
+    return errors.ReproError(f"every run of {side.ref} gave nan or inf for {name!r}: they "
+                             "diverged, there is nothing to compare",
+                             hint="see `repro show RUN`; name the metrics to compare with "
+                                  "--metric")
+
+
 def _is_group_ref(ref: str, members: Sequence[tuple[Path, manifest.Manifest]]) -> bool:
     return ref.startswith(store.GROUP_PREFIX) or len(members) > 1
 
@@ -162,25 +169,22 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
         for n in names:
             for side in (a, b):
                 if n not in side.values and n in side.nonfinite:
-                    raise errors.ReproError(
-                        f"every run of {side.ref} gave nan or inf for {n!r}: they diverged, "
-                        "there is nothing to compare", hint="see `repro show RUN`")
+                    raise _all_diverged(side, n)
                 if n not in side.values:
                     known = ", ".join(sorted(side.values)[:10]) or "none"
                     raise errors.UsageError(f"{side.ref} recorded no numeric metric {n!r}",
                                             hint=f"its metrics: {known}")
     else:
+        for side, other in ((a, b), (b, a)):
+            for n in other.values:  # a metric the other side has, that every run here lost
+                if n not in side.values and n in side.nonfinite:
+                    raise _all_diverged(side, n)
         names = [n for n in a.values if n in b.values]
         if not names:
             raise errors.ReproError(f"{ref_a} and {ref_b} share no numeric metric",
                                     hint="record metrics with --metrics FILE, or name them "
                                          "with --metric")
     directions = {n: d for n, d in specs}
-    if reporter is not None:
-        for side in (a, b):
-            for n in sorted(set(side.nonfinite) - set(side.values)):
-                reporter.warn(f"{side.ref}: every run gave nan or inf for {n!r}; not compared",
-                              hint="a diverged run: see `repro show RUN`")
     result = statistical.compare({n: a.values[n] for n in names},
                                  {n: b.values[n] for n in names}, directions,
                                  nonfinite_a=a.nonfinite, nonfinite_b=b.nonfinite)
