@@ -38,6 +38,20 @@ import json, random, time
 rng = random.Random(time.time_ns())
 json.dump({"loss": 0.5 + rng.gauss(0, 0.001)}, open("metrics.json", "w"))
 """
+# Diverges (loss nan) on its second run when OFFSET is not 0; seed noise otherwise.
+DIVERGES_SECOND_TIME = """\
+import json, os, pathlib, random
+count = pathlib.Path("count.txt")
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+rng = random.Random(int(os.environ["REPRO_SEED"]))
+loss = float("nan") if n == 2 and OFFSET else 0.5 + rng.gauss(0, 0.01)
+with open(os.environ["REPRO_METRICS_FILE"], "w") as series:
+    for step in range(4):
+        value = loss if step > 1 else 1.0 / (step + 1) + rng.gauss(0, 0.01)
+        series.write(json.dumps({"step": step, "loss": value}) + "\\n")
+json.dump({"loss": loss, "steps": 4}, open("metrics.json", "w"))
+"""
 FAILS_SECOND_TIME = """\
 import json, pathlib, sys
 count = pathlib.Path("count.txt")
@@ -234,6 +248,33 @@ def test_compare_same_recipe_is_no_detectable_difference(
 
 
 @pytest.mark.slow
+def test_compare_a_group_with_a_diverged_run_is_worse(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, DIVERGES_SECOND_TIME)
+    group("--seed", "3", "--name", "a", repeat=4)
+    (repo / "count.txt").unlink()
+    commit(repo, DIVERGES_SECOND_TIME, "diverges", offset=1.0)
+    group("--seed", "4", "--name", "b", repeat=4)
+    code, doc = json_of(["compare", "a", "b", "--metric", "loss:lower", "--json"], capsys)
+    (m,) = doc["metrics"]
+    assert (code, doc["verdict"], m["verdict"]) == (1, "worse", "worse")
+    assert m["n_b"] == 3 and "1 of 4 run(s) of B gave nan or inf" in m["note"]
+    capsys.readouterr()
+    assert main(["compare", "a", "b", "--metric", "loss:lower"]) == 1  # the curves drawn too
+    out = capsys.readouterr().out
+    assert "worse" in out and "mean curve per group" in out
+    assert "1 of 4 run(s) of B gave nan or inf" in out
+    # every run diverged: named, not "recorded no numeric metric"
+    (repo / "count.txt").write_text("1")
+    group("--seed", "5", "--name", "c", repeat=1)
+    capsys.readouterr()
+    assert main(["compare", "a", "c", "--metric", "loss:lower"]) != 0
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
+    assert main(["compare", "c", "a"]) != 0  # not "no detectable difference" on what is left
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_compare_single_runs_warn_and_usage_errors(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit(repo, NOISY)
@@ -250,8 +291,9 @@ def test_compare_single_runs_warn_and_usage_errors(
     assert "no group matches" in capsys.readouterr().err
 
 
-# Training that diverges in some runs: its loss comes out NaN (json writes NaN), or every time
-# with `all`; `lr` is a number on one side only, `optimizer` a string on both.
+# Training whose second run diverges (its loss comes out NaN: `second`) or writes a string
+# (`word`), or every run does (`all`, `allword`); `lr` is a number on one side only,
+# `optimizer` a string on both.
 DIVERGES = """\
 import json, os, pathlib, random, sys
 count = pathlib.Path("count.txt")
@@ -259,10 +301,13 @@ n = int(count.read_text()) + 1 if count.exists() else 1
 count.write_text(str(n))
 rng = random.Random(int(os.environ["REPRO_SEED"]))
 loss = 0.5 + rng.gauss(0, 0.01)
-if sys.argv[1:] == ["all"] or (sys.argv[1:] == ["second"] and n == 2):
+mode = sys.argv[1]
+if mode == "all" or (mode == "second" and n == 2):
     loss = float("nan")
+if mode == "allword" or (mode == "word" and n == 2):
+    loss = "high"
 m = {"loss": loss, "accuracy": 0.9 + rng.gauss(0, 0.01), "optimizer": "sgd"}
-if sys.argv[1:] == ["lr"]:
+if mode == "lr":
     m["lr"] = 0.1
 json.dump(m, open("metrics.json", "w"))
 """
@@ -272,36 +317,42 @@ json.dump(m, open("metrics.json", "w"))
 def test_compare_says_which_values_it_leaves_out(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     commit(repo, DIVERGES)
-    for name, arg in (("base", "lr"), ("cand", "second"), ("blown", "all")):
+    for name in ("lr", "second", "word", "all", "allword"):
         (repo / "count.txt").unlink(missing_ok=True)
         assert main(["run", "--repeat", "3", "--name", name, "--metrics", "metrics.json", "--",
-                     PYTHON, "train.py", arg]) == 0
+                     PYTHON, "train.py", name]) == 0
     # the group's summary and row say over how many runs a mean is taken
-    assert re.search(r"\(cand\): .*; loss \(2 of 3 runs\) [0-9.]+ ± ", capsys.readouterr().err)
+    assert re.search(r"\(word\): .*; loss \(2 of 3 runs\) [0-9.]+ ± ", capsys.readouterr().err)
     from repro.cli import statsview
 
     _, listing = json_of(["runs", "--json"], capsys)
     rows = {r["name"]: r for r in statsview.collapse_groups(listing["runs"])}  # `repro runs`
-    assert re.fullmatch(r"[0-9.]+±[0-9.e-]+ \(2/3\)", rows["cand"]["metrics"]["loss"])
-    assert "(" not in rows["base"]["metrics"]["loss"]
-    # one of cand's three losses is NaN: left out of loss, and said so (stderr and --json)
-    _, doc = json_of(["compare", "base", "cand", "--json"], capsys)
+    assert re.fullmatch(r"[0-9.]+±[0-9.e-]+ \(2/3\)", rows["second"]["metrics"]["loss"])
+    assert "(" not in rows["lr"]["metrics"]["loss"]
+    # one of word's three losses is a string: left out of loss, and said so (stderr and --json)
+    _, doc = json_of(["compare", "lr", "word", "--json"], capsys)
     loss = next(m for m in doc["metrics"] if m["name"] == "loss")
     assert (loss["n_a"], loss["n_b"]) == (3, 2)
-    assert ("B (cand): loss is not a finite number in 1 of 3 runs (nan in 1 run); those runs "
-            "are left out of loss") in doc["warnings"]
-    assert "lr is not compared: B (cand) has no such metric" in doc["warnings"]
+    assert ("B (word): loss is not a number in 1 of 3 runs ('high' in 1 run); those runs are "
+            "left out of loss") in doc["warnings"]
+    assert "lr is not compared: B (word) has no such metric" in doc["warnings"]
     assert not any("optimizer" in w for w in doc["warnings"])  # a string on both sides
-    # every loss of `blown` is NaN: comparing every shared metric, loss is left out, loudly
-    assert main(["compare", "base", "blown"]) in (0, 1)
+    # a NaN is no string: the run diverged, and the metric differs (the verdict says why)
+    _, doc = json_of(["compare", "lr", "second", "--json"], capsys)
+    loss = next(m for m in doc["metrics"] if m["name"] == "loss")
+    assert loss["verdict"] == "different" and "1 of 3 run(s) of B gave nan or inf" in loss["note"]
+    assert not any(w.startswith("B (second): loss") for w in doc["warnings"])
+    assert main(["compare", "lr", "all"]) == 2
+    assert "every run of all gave nan or inf for 'loss'" in capsys.readouterr().err
+    # every loss of `allword` is a string: comparing every shared metric, left out, loudly
+    assert main(["compare", "lr", "allword"]) in (0, 1)
     err = capsys.readouterr().err
-    assert "loss is not compared: B (blown) has no finite value (nan in 3 runs)" in err
+    assert "loss is not compared: B (allword) has no numeric value ('high' in 3 runs)" in err
     # named, it cannot be compared at all: trouble, saying why
-    assert main(["compare", "base", "blown", "--metric", "loss:lower"]) == 2
+    assert main(["compare", "lr", "allword", "--metric", "loss:lower"]) == 2
     err = capsys.readouterr().err
-    assert "blown recorded 'loss' in no run as a finite number (nan in 3 runs)" in err
-    assert "hint: a NaN or infinite metric is a run that diverged" in err
-
+    assert "allword recorded 'loss' in no run as a number ('high' in 3 runs)" in err
+    assert "hint: its numeric metrics: accuracy" in err
 
 @pytest.mark.slow
 def test_a_fresh_run_that_diverges_is_not_reproduced(
@@ -357,7 +408,7 @@ def test_a_self_seeded_script_is_named_not_mistaken_for_noise_free(
     assert "A (a): all 3 runs seeded themselves with random.seed(1111)" in captured.err
     assert main(["compare", "a", "b", "--markdown"]) == 1
     md = capsys.readouterr().out
-    assert "loss: no run-to-run variation on either side." in md
+    assert "`loss`: no run-to-run variation on either side." in md
     assert "> warning: B (b): all 3 runs seeded themselves" in md
     _, doc = json_of(["compare", "a", "b", "--json"], capsys)
     assert any("seeded themselves" in w for w in doc["warnings"])

@@ -6,6 +6,7 @@ on the terminal (no plotting library); markdown for pull-request comments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -98,15 +99,16 @@ def _mean_sd(xs: Sequence[float]) -> str:
 
 # --- compare ----------------------------------------------------------------------------------
 
-def metric_notes(m: Any) -> list[str]:
-    """What a metric's row cannot say: the effect these runs could have detected, or why the
-    test is what it is (no run-to-run variation, one run on a side), whatever the verdict."""
+def metric_notes(m: Any) -> list[tuple[str, str]]:
+    """(metric, note): what a metric's row cannot say, whatever the verdict: the effect these
+    runs could have detected, why the test is what it is (no run-to-run variation, one run on
+    a side), why it differs where that is not the test (a run that diverged)."""
     out = []
     if m.verdict == "no-detectable-difference" and m.detectable_effect:
-        out.append(f"{m.name}: {m.n_a} vs {m.n_b} runs could detect a difference of about "
-                   f"{num(m.detectable_effect, 3)} (80% power)")
+        out.append((m.name, f"{m.n_a} vs {m.n_b} runs could detect a difference of about "
+                            f"{num(m.detectable_effect, 3)} (80% power)"))
     if m.note:
-        out.append(f"{m.name}: {m.note}")
+        out.append((m.name, m.note))
     return out
 
 
@@ -133,8 +135,8 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                   f"[{vs}]{escape(m.verdict)}[/]" if vs else escape(m.verdict))
     c.print(t)
     for m in result.metrics:
-        for line in metric_notes(m):
-            c.print(f"[dim]{escape(line)}[/]")
+        for name, text in metric_notes(m):
+            c.print(f"[dim]{escape(name)}: {escape(text)}[/]")
     c.print()
     for m in result.metrics:
         c.print(f"[bold]{escape(m.name)}[/]")
@@ -198,6 +200,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
     """Mean curve per side (A ─ cyan, B ─ magenta) with a band of ± one sd across runs."""
     sides = []
     for curves in (curves_a, curves_b):
+        # A run whose loss went to nan or inf (it diverged) is drawn up to that step.
+        curves = [list(itertools.takewhile(math.isfinite, c)) for c in curves]
         steps = min(len(c) for c in curves)
         if steps == 0:
             return []
@@ -212,6 +216,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
         sides.append((_resample(mean, width), _resample(low, width), _resample(high, width)))
     lo = min(min(s[1]) for s in sides)
     hi = max(max(s[2]) for s in sides)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # overflowed: nothing to draw
+        return []
     span = hi - lo or 1.0
 
     def row(y: float) -> int:
@@ -253,8 +259,8 @@ def compare_markdown(rep: Any) -> str:
                      f"{num(m.mean_b)} ± {num(m.sd_b, 2)} (n={m.n_b}) | {num(m.difference)}{ci} | "
                      f"{m.prob_b_greater:.2f} | {pvalue(m.p_adjusted)} | {m.verdict} |")
     for m in result.metrics:
-        for note in metric_notes(m):
-            lines.append(f"\n{note}.")
+        for name, text in metric_notes(m):
+            lines.append(f"\n`{name}`: {text}.")
     for w in (*getattr(rep, "warnings", ()), *result.warnings):
         lines.append(f"\n> warning: {w}")
     return "\n".join(lines) + "\n"

@@ -27,9 +27,10 @@ class Side:
     left_out: tuple[str, ...]  # members that did not succeed
     values: Mapping[str, tuple[float, ...]]  # metric -> one value per run
     series: Mapping[str, tuple[tuple[float, ...], ...]]  # metric -> one curve per run
-    # metric -> what runs recorded that is not a finite number (NaN, inf, a string), shown
+    # metric -> what runs recorded that is not a finite number (a string, a bool: not nan/inf), shown
     unusable: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     self_seeded: str | None = None  # the seed calls every run made itself, identically
+    nonfinite: Mapping[str, int] = dataclasses.field(default_factory=dict)  # runs with nan/inf
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "group": self.group, "runs": list(self.run_ids),
@@ -91,6 +92,21 @@ def final_metrics(m: manifest.Manifest) -> dict[str, float]:
     return out
 
 
+def nonfinite_metrics(m: manifest.Manifest) -> list[str]:
+    """The final metrics that are nan or inf (a diverged run), left out by final_metrics."""
+    return [str(k) for k, v in m.metrics.final.items()
+            if isinstance(v, float) and not math.isfinite(v)]
+
+
+def count_nonfinite(ms: Sequence[manifest.Manifest]) -> dict[str, int]:
+    """Per metric, how many of `ms` gave nan or inf."""
+    counts: dict[str, int] = {}
+    for m in ms:
+        for k in nonfinite_metrics(m):
+            counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
 def load_side(runs: store.Store, ref: str, *, series: bool = True,
               label: str | None = None) -> Side:
     """The runs of `ref`; `label` is how to name it (a `REMOTE:ref` fetched to a path)."""
@@ -107,7 +123,7 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True,
             x = numeric(v)
             if x is not None:
                 values.setdefault(str(k), []).append(x)
-            else:
+            elif not isinstance(v, float):  # nan and inf are counted apart (nonfinite)
                 unusable.setdefault(str(k), []).append(_shown(v))
     curves: dict[str, list[tuple[float, ...]]] = {}
     if series:
@@ -120,7 +136,8 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True,
     return Side(label or ref, tuple(m.run_id for _, m in ok), group, left_out,
                 {k: tuple(v) for k, v in values.items()},
                 {k: tuple(v) for k, v in curves.items()},
-                {k: tuple(v) for k, v in unusable.items()}, seeded)
+                {k: tuple(v) for k, v in unusable.items()}, seeded,
+                count_nonfinite([m for _, m in ok]))
 
 
 def self_seeded(ms: Sequence[manifest.Manifest]) -> str | None:
@@ -171,8 +188,8 @@ def _kinds(values: Sequence[str]) -> str:
 
 def sample_warnings(a: Side, b: Side, names: Sequence[str], named: bool) -> list[str]:
     """What the comparison leaves out, said out loud: runs whose value of a compared metric is
-    not a finite number (a diverged NaN loss), and, comparing every shared metric, the
-    metrics only one side has as numbers."""
+    not a number (a string; nan and inf are the verdict's business), and, comparing every
+    shared metric, the metrics only one side has as numbers."""
     out = []
     for side, label in ((a, "A"), (b, "B")):
         if side.self_seeded:
@@ -182,7 +199,7 @@ def sample_warnings(a: Side, b: Side, names: Sequence[str], named: bool) -> list
             bad = side.unusable.get(n)
             if bad:
                 total = len(bad) + len(side.values.get(n, ()))
-                out.append(f"{label} ({side.ref}): {n} is not a finite number in {len(bad)} of "
+                out.append(f"{label} ({side.ref}): {n} is not a number in {len(bad)} of "
                            f"{total} runs ({_kinds(bad)}); those runs are left out of {n}")
     if not named:
         known = {*a.values, *a.unusable, *b.values, *b.unusable}
@@ -190,14 +207,19 @@ def sample_warnings(a: Side, b: Side, names: Sequence[str], named: bool) -> list
             missing = [(label, side) for side, label in ((a, "A"), (b, "B"))
                        if n not in side.values]
             why = "; ".join(f"{label} ({side.ref}) has "
-                            + (f"no finite value ({_kinds(side.unusable[n])})"
+                            + (f"no numeric value ({_kinds(side.unusable[n])})"
                                if n in side.unusable else "no such metric")
                             for label, side in missing)
-            diverged = any(v in ("nan", "inf", "-inf") for side in (a, b)
-                           for v in side.unusable.get(n, ()))
-            if diverged or any(n in side.values for side in (a, b)):
+            if any(n in side.values for side in (a, b)):
                 out.append(f"{n} is not compared: {why}")
     return out
+
+
+def _all_diverged(side: Side, name: str) -> errors.ReproError:
+    return errors.ReproError(f"every run of {side.ref} gave nan or inf for {name!r}: they "
+                             "diverged, there is nothing to compare",
+                             hint="see `repro show RUN`; name the metrics to compare with "
+                                  "--metric")
 
 
 def _is_group_ref(ref: str, members: Sequence[tuple[Path, manifest.Manifest]]) -> bool:
@@ -237,17 +259,22 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
         names = [n for n, _ in specs]
         for n in names:
             for side in (a, b):
+                if n not in side.values and n in side.nonfinite:
+                    raise _all_diverged(side, n)
                 if n not in side.values:
                     known = ", ".join(sorted(side.values)[:10]) or "none"
                     if n in side.unusable:
                         raise errors.ReproError(
-                            f"{side.ref} recorded {n!r} in no run as a finite number "
+                            f"{side.ref} recorded {n!r} in no run as a number "
                             f"({_kinds(side.unusable[n])})",
-                            hint="a NaN or infinite metric is a run that diverged; its numeric "
-                                 f"metrics: {known}")
+                            hint=f"its numeric metrics: {known}")
                     raise errors.UsageError(f"{side.ref} recorded no numeric metric {n!r}",
                                             hint=f"its metrics: {known}")
     else:
+        for side, other in ((a, b), (b, a)):
+            for n in other.values:  # a metric the other side has, that every run here lost
+                if n not in side.values and n in side.nonfinite:
+                    raise _all_diverged(side, n)
         names = [n for n in a.values if n in b.values]
         if not names:
             raise errors.ReproError(f"{a.ref} and {b.ref} share no numeric metric",
@@ -262,7 +289,8 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
             reporter.warn(w, hint=SELF_SEEDED_HINT if "seeded themselves" in w else None)
     directions = {n: d for n, d in specs}
     result = statistical.compare({n: a.values[n] for n in names},
-                                 {n: b.values[n] for n in names}, directions)
+                                 {n: b.values[n] for n in names}, directions,
+                                 nonfinite_a=a.nonfinite, nonfinite_b=b.nonfinite)
     if fail_on == "worse" and not any(d for d in directions.values()):
         raise errors.UsageError("--fail-on worse needs a direction for at least one metric",
                                 hint="e.g. --metric loss:lower --fail-on worse")

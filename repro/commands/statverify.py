@@ -107,9 +107,9 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     label = f"verify {said}"
     new_ids: list[str] = []
     failed: list[str] = []
-    done_ok: list[manifest.Manifest] = []
     diverged: list[str] = []  # succeeded, but a recorded metric came out NaN, inf or a string
     fresh: dict[str, list[float]] = {}
+    fresh_ok: list[manifest.Manifest] = []
     for i in range(n):
         group = manifest.Group(id=gid, index=i, size=n, seed=group_seed, name=label)
         opts = replay.Options(at=at, force=force, strict_env=strict_env, yes=yes,
@@ -124,7 +124,7 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         if outcome.manifest.run.status != "succeeded":
             failed.append(outcome.run_id)
             continue
-        done_ok.append(outcome.manifest)
+        fresh_ok.append(outcome.manifest)
         for k, x in compare.final_metrics(outcome.manifest).items():
             fresh.setdefault(k, []).append(x)
         bad = {str(k): v for k, v in outcome.manifest.metrics.final.items()
@@ -136,9 +136,9 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     if failed:
         reporter.warn(f"{len(failed)} of {n} fresh run(s) failed: {', '.join(failed[:3])}",
                       hint="a run that fails does not reproduce; see `repro show RUN`")
-    calls = compare.self_seeded(done_ok)
+    calls = compare.self_seeded(fresh_ok)
     if calls:
-        reporter.warn(compare.self_seeded_warning("the fresh runs", len(done_ok), calls)
+        reporter.warn(compare.self_seeded_warning("the fresh runs", len(fresh_ok), calls)
                       .replace("they measure", "the verdict measures"),
                       hint=compare.SELF_SEEDED_HINT)
     if diverged:
@@ -146,11 +146,15 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
                       f"finite number: {', '.join(diverged[:3])}",
                       hint="the recorded result is a number: a run whose metric diverges "
                            "(NaN, inf) does not reproduce it")
+    nonfinite = compare.count_nonfinite(fresh_ok)
     if len(baseline) == 1:
-        verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh)
+        verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh,
+                                              nonfinite=nonfinite)
     else:
         verification = statistical.verify_group(
-            recorded, fresh, _margins(runs) if margins is None else margins)
+            recorded, fresh, _margins(runs) if margins is None else margins,
+            nonfinite=nonfinite,
+            recorded_nonfinite=compare.count_nonfinite([m for _, m in baseline]))
     verdict = verification.verdict
     if (failed or diverged) and verdict == statistical.REPRODUCED:
         verdict = statistical.NOT_REPRODUCED
