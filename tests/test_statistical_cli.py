@@ -287,6 +287,11 @@ def test_compare_single_runs_warn_and_usage_errors(
     assert "one sample cannot tell seed noise from a change" in captured.err
     assert main(["compare", "latest~1", "latest", "--metric", "nope"]) == 2
     assert "recorded no numeric metric 'nope'" in capsys.readouterr().err
+    # contradictory directions: before, the last one silently won
+    assert main(["compare", "latest~1", "latest", "--metric", "loss:lower",
+                 "--metric", "loss:higher"]) == 2
+    assert "--metric loss is given twice, as loss:lower and loss:higher" in \
+        capsys.readouterr().err
     assert main(["compare", "group:missing", "latest"]) == 2
     assert "no group matches" in capsys.readouterr().err
 

@@ -248,6 +248,13 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
     if fail_on not in ("difference", "worse"):
         raise errors.UsageError(f"--fail-on {fail_on!r}: use difference or worse")
     specs = [parse_metric(s) for s in metric_specs]
+    said: dict[str, str | None] = {}
+    for n, d in specs:
+        if n in said and said[n] != d:
+            raise errors.UsageError(f"--metric {n} is given twice, as {n}:{said[n] or '-'} and "
+                                    f"{n}:{d or '-'}",
+                                    hint="say once which way is better: higher or lower")
+        said[n] = d
     label_a, label_b = labels or (None, None)
     a, b = load_side(runs, ref_a, label=label_a), load_side(runs, ref_b, label=label_b)
     for side in (a, b):
