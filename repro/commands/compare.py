@@ -27,7 +27,7 @@ class Side:
     left_out: tuple[str, ...]  # members that did not succeed
     values: Mapping[str, tuple[float, ...]]  # metric -> one value per run
     series: Mapping[str, tuple[tuple[float, ...], ...]]  # metric -> one curve per run
-    # metric -> what runs recorded that is not a finite number (a string, a bool: not nan/inf), shown
+    # metric -> the values that are no number (strings, bools; nan/inf count in nonfinite)
     unusable: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     self_seeded: str | None = None  # the seed calls every run made itself, identically
     nonfinite: Mapping[str, int] = dataclasses.field(default_factory=dict)  # runs with nan/inf
