@@ -444,6 +444,26 @@ def test_a_margin_for_a_metric_the_run_lacks_is_refused_before_running(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("level", ["bitwise", "statistical"])
+def test_a_junit_path_that_cannot_be_written_is_refused_before_the_replays(
+        repo: Path, tmp_path: Path, level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py", "0.1"]) == 0
+    before = len(list((repo / ".repro" / "runs").iterdir()))
+    capsys.readouterr()
+    # before: the replays ran, then writing the report was a traceback (exit 3)
+    missing = tmp_path / "no" / "such" / "dir" / "verify.xml"
+    assert main(["verify", "latest", "--level", level, "--runs", "3",
+                 "--junit", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --junit {missing}: no folder {missing.parent}" in err
+    assert main(["verify", "latest", "--level", level, "--junit", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert len(list((repo / ".repro" / "runs").iterdir())) == before  # nothing ran
+    assert not (repo / ".repro" / "bugs").exists()
+
+
+@pytest.mark.slow
 def test_clock_seeded_group_reproduces_statistically_not_bitwise(
         repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (repo / "repro.yaml").write_text("tolerance:\n  metrics:\n    loss: 0.02\n")

@@ -669,6 +669,8 @@ def verify(
     runs = store.open_here()
     if level not in ("bitwise", "statistical"):
         raise errors.UsageError(f"--level {level!r}: use bitwise or statistical")
+    if junit is not None:
+        _check_report_path(junit, "--junit")  # before the replays, not after them
     if level == "statistical":
         if vary:
             raise errors.UsageError("--vary goes with bitwise verify, not --level statistical")
@@ -704,14 +706,36 @@ def verify(
         raise errors.UsageError("nothing to verify",
                                 hint="repro verify RUN, or repro verify --runs 2 -- CMD")
     if junit is not None:
-        from repro.record import manifest
-
-        manifest.write_text_atomic(junit, verify_mod.junit(report))
+        _write_report(junit, verify_mod.junit(report), "--junit")
     if as_json:
         ui.print_json(report.to_dict())
     else:
         ui.verify_report(report)
     raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
+
+
+def _check_report_path(path: Path, option: str) -> None:
+    """A report file must be writable where it is to go: a missing or unwritable folder is
+    said before the work, not found after it (it was a traceback)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise errors.UsageError(f"{option} {path}: is a directory", hint="give a file path")
+    if not folder.is_dir():
+        raise errors.UsageError(f"{option} {path}: no folder {folder}",
+                                hint=f"create it (mkdir -p {folder}) or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise errors.UsageError(f"{option} {path}: cannot write in {folder}",
+                                hint="give a path in a folder you can write to")
+
+
+def _write_report(path: Path, text: str, option: str) -> None:
+    from repro.record import bounded, manifest
+
+    try:
+        manifest.write_text_atomic(path, text)
+    except OSError as e:
+        raise errors.ReproError(f"{option} {path}: cannot write it: {bounded.reason(e)}",
+                                hint="give a path in a folder you can write to") from e
 
 
 def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
@@ -732,9 +756,7 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
                                named=named, shown=words[0],
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:
-        from repro.record import manifest
-
-        manifest.write_text_atomic(junit, statverify.junit(report))
+        _write_report(junit, statverify.junit(report), "--junit")
     if as_json:
         ui.print_json(report.to_dict())
     else:
