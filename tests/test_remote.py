@@ -197,6 +197,14 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert code == 1 and (diff["a"], diff["b"]) == (ids[0], ids[1])
     code, pulled = json_of(["pull", ids[1][:22]], capsys)
     assert code == 0 and pulled["pulled"] == [ids[1]]
+    # whose run is it? `runs` marks it, `show` names where it came from
+    code, listing = json_of(["runs"], capsys)
+    assert [(r["run_id"], r["pulled"]) for r in listing["runs"]] == [(ids[1], True)]  # type: ignore[attr-defined]
+    assert main(["runs"]) == 0
+    assert "(pulled)" in capsys.readouterr().out
+    assert main(["show", ids[1]]) == 0
+    shown = "".join(capsys.readouterr().out.split())  # long paths wrap at 80 columns
+    assert f"pulledfrom{share.as_uri()}(by`repropull`:never`latest`)" in shown
     import repro
 
     assert repro.load("team:latest~1").run.run_id == ids[0]  # the Python API takes them too

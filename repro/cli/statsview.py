@@ -86,7 +86,8 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
             "commit": first.get("commit"), "dirty": first.get("dirty"), "metrics": metrics,
-            "name": g.get("name"), "is_group": True}
+            "name": g.get("name"), "is_group": True,
+            "pulled": all(m.get("pulled") for m in members)}
 
 
 def _mean_sd(xs: Sequence[float]) -> str:

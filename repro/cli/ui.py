@@ -280,6 +280,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
         # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
         mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
+        # Brought by `repro pull`: a teammate's run, listed, never `latest`.
+        mark += " [dim](pulled)[/]" if r.get("pulled") else ""
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
             (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
@@ -289,6 +291,20 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
             *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
         )
     c.print(t)
+
+
+def _pulled_from(run_dir: str | None) -> str | None:
+    """The remote a pulled run came from (its `pulled.json`), or None."""
+    if run_dir is None:
+        return None
+    from repro.record import store
+
+    try:
+        with open(os.path.join(run_dir, store.PULLED), "rb") as f:
+            doc = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return None
+    return str(doc.get("remote") or "a remote") if isinstance(doc, dict) else None
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None,
@@ -322,6 +338,9 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         rows.append(("signal", r.signal))
     if m.code.remote:
         rows.append(("remote", m.code.remote))
+    pulled = _pulled_from(run_dir)
+    if pulled:
+        rows.append(("pulled from", pulled + "  (by `repro pull`: never `latest`)"))
     env = m.environment
     py = env.python
     if py is not None and py.to_dict():

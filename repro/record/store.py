@@ -269,7 +269,8 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
                      "metrics": dict(m.metrics.final),
-                     "group": m.group.to_dict() if m.group else None})
+                     "group": m.group.to_dict() if m.group else None,
+                     "pulled": _exists(runs.runs_dir / run_id / PULLED)})
     return rows
 
 
