@@ -486,6 +486,14 @@ def test_clock_seeded_group_reproduces_statistically_not_bitwise(
     _, listing = json_of(["runs", "--json"], capsys)
     fresh = [r for r in listing["runs"] if r["started_by"] == "verify" and r["group"]]
     assert len({r["group"]["id"] for r in fresh}) == 1 and len(fresh) == 5
+    # and `repro runs` shows them as one row, marked, not five (before: five rows)
+    from repro.cli import statsview
+
+    rows = statsview.collapse_groups(listing["runs"])
+    verify_rows = [r for r in rows if r.get("started_by") == "verify"]
+    assert [(r["status"], r["run_id"]) for r in verify_rows if r.get("is_group")] == [
+        ("succeeded ×5", f"group:{fresh[0]['group']['id']}")]
+    assert len(verify_rows) == 2  # the group, and the bitwise verify's one replay
 
 
 @pytest.mark.slow

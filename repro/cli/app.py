@@ -266,7 +266,6 @@ def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
         oldest = rows[-1] if rows else None
         group = oldest.get("group") if oldest is not None else None
         cut = (isinstance(group, Mapping) and oldest is not None
-               and oldest.get("started_by") != "verify"
                and any(r.get("run_id") == f"group:{group.get('id')}" for r in shown))
         if len(rows) < n or n >= total or not cut:
             return shown

@@ -45,7 +45,7 @@ def collapse_groups(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         g = r.get("group")
-        if isinstance(g, Mapping) and r.get("started_by") != "verify":
+        if isinstance(g, Mapping):  # verify's fresh runs too: one row, marked (verify)
             gid = str(g.get("id"))
             if gid not in groups:
                 groups[gid] = []
@@ -86,7 +86,7 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
             "commit": first.get("commit"), "dirty": first.get("dirty"), "metrics": metrics,
-            "name": g.get("name"), "is_group": True,
+            "name": g.get("name"), "is_group": True, "started_by": first.get("started_by"),
             "pulled": all(m.get("pulled") for m in members)}
 
 
