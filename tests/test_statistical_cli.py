@@ -232,6 +232,9 @@ def test_compare_large_lr_difference_is_better_with_the_right_sign(
     capsys.readouterr()
     assert main(["compare", "slow-lr", "fast-lr", "--markdown"]) == 1
     assert "| `loss` |" in capsys.readouterr().out
+    # the direction, as the terminal table shows it
+    assert main(["compare", "slow-lr", "fast-lr", "--metric", "loss:lower", "--markdown"]) == 1
+    assert "| `loss` (lower) |" in capsys.readouterr().out
 
 
 @pytest.mark.slow
