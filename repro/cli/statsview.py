@@ -256,7 +256,8 @@ def compare_markdown(rep: Any) -> str:
              "|---|---|---|---|---|---|---|"]
     for m in result.metrics:
         ci = f" [{num(m.ci_low, 3)}, {num(m.ci_high, 3)}]" if m.ci_low is not None else ""
-        lines.append(f"| `{m.name}`{f' ({m.direction})' if m.direction else ''} | {num(m.mean_a)} ± {num(m.sd_a, 2)} (n={m.n_a}) | "
+        way = f" ({m.direction})" if m.direction else ""
+        lines.append(f"| `{m.name}`{way} | {num(m.mean_a)} ± {num(m.sd_a, 2)} (n={m.n_a}) | "
                      f"{num(m.mean_b)} ± {num(m.sd_b, 2)} (n={m.n_b}) | {num(m.difference)}{ci} | "
                      f"{m.prob_b_greater:.2f} | {pvalue(m.p_adjusted)} | {m.verdict} |")
     for m in result.metrics:
