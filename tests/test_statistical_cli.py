@@ -188,7 +188,8 @@ def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(
 
 @pytest.mark.slow
 def test_runs_limit_counts_rows_and_never_cuts_a_group(
-        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: one line a row
     commit(repo, NOISY)
     assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py", "0.1"]) == 0
     group("--name", "five", repeat=5)
@@ -201,6 +202,9 @@ def test_runs_limit_counts_rows_and_never_cuts_a_group(
     assert main(["runs", "-n", "1"]) == 0
     out = capsys.readouterr().out
     assert "succeeded ×5" in out and "partial" not in out
+    # the name it is called by (`repro compare five ...`) is shown
+    assert out.splitlines()[0].split()[:3] == ["run", "name", "status"]
+    assert out.splitlines()[1].split()[1] == "five"
     assert main(["runs", "-n", "2", "--expand"]) == 0  # members: -n counts runs
     assert capsys.readouterr().out.count("succeeded") == 2
 

@@ -266,8 +266,10 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
     # The id already says when a run started (and `--json` has started_at): the width goes to
     # the command and metrics, the only columns allowed to wrap.
     t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("run", "status", "time", "commit", "seed"):
-        t.add_column(col, no_wrap=True)
+    # `--name`: what a group is called by (`repro compare lr-0.1 lr-0.3`), so it is shown
+    with_names = any(r.get("name") for r in rows)
+    for col in ("run", *(("name",) if with_names else ()), "status", "time", "commit", "seed"):
+        t.add_column(col, no_wrap=col != "name", overflow="fold", max_width=None)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
     short = short_ids([str(r["run_id"]) for r in rows if not r.get("is_group")], all_ids)
@@ -284,6 +286,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         mark += " [dim](pulled)[/]" if r.get("pulled") else ""
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
+            *([escape(str(r.get("name") or ""))] if with_names else []),
             (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
