@@ -164,6 +164,10 @@ def test_init_writes_config_from_what_it_finds(repo: Path,
 
     cfg = config.load(repo)  # the starter file is valid configuration
     assert cfg.data == ("data/",) and cfg.lockfile == "requirements.lock"
+    header = " ".join(line.lstrip("# ") for line in text.split("Command-line")[0].splitlines())
+    for key in config.key_names():  # the header names every key there is (remote too)
+        assert f" {key}," in header or f" {key})" in header, key
+    assert "# remote: s3://BUCKET/PREFIX" in text
     assert cfg.seed == 42  # a fixed seed: two plain runs are the same run
     assert main(["init"]) == 2
     assert "repro.yaml already exists" in capfd.readouterr().err

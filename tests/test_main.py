@@ -74,6 +74,20 @@ def test_anything_unusual_goes_to_typer(args: list[str]) -> None:
     assert main.parse_run(args) is None
 
 
+@pytest.mark.parametrize("args", [
+    ["run", "--name", "--", "python", "t.py"],
+    ["run", "--seed", "3", "--metrics", "--", "python", "t.py"],
+    ["run", "--repeat", "3", "--name", "--", "python", "t.py"],  # a group: still checked
+    ["run", "--repeat", "--", "python", "t.py"],
+])
+def test_an_option_value_forgotten_before_the_separator_is_an_error(
+        args: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+    # before: `--name --` named the run "--" (and `--metrics --` read a file named "--")
+    assert main.main(args) == 125
+    flag = args[args.index("--") - 1]
+    assert f"error: {flag} needs a value before `--`" in capfd.readouterr().err
+
+
 def test_typer_reports_what_the_fast_parser_declines(capfd: pytest.CaptureFixture[str]) -> None:
     assert main.main(["run", "--seed", "three", "python"]) == 125  # run's usage errors: 125
     assert "Invalid value for '--seed'" in capfd.readouterr().err

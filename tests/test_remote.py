@@ -188,15 +188,96 @@ def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
     assert not list(share.rglob(".tmp-*"))
     code, again = json_of(["push"], capsys)
     assert code == 0 and again["uploaded_files"] == 0
+    assert main(["push"]) == 0  # said as such, not "pushed 0 runs ...; 0 already there"
+    assert capsys.readouterr().out == f"nothing to push: every run here is already at " \
+        f"origin ({share.as_uri()})\n"
     second = clone(project, tmp_path / "second", monkeypatch)
     (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
     code, diff = json_of(["diff", "team:latest~1", "team:latest"], capsys)
     assert code == 1 and (diff["a"], diff["b"]) == (ids[0], ids[1])
     code, pulled = json_of(["pull", ids[1][:22]], capsys)
     assert code == 0 and pulled["pulled"] == [ids[1]]
+    # whose run is it? `runs` marks it, `show` names where it came from
+    code, listing = json_of(["runs"], capsys)
+    assert [(r["run_id"], r["pulled"]) for r in listing["runs"]] == [(ids[1], True)]  # type: ignore[attr-defined]
+    assert main(["runs"]) == 0
+    assert "(pulled)" in capsys.readouterr().out
+    assert main(["show", ids[1]]) == 0
+    shown = "".join(capsys.readouterr().out.split())  # long paths wrap at 80 columns
+    assert f"pulledfrom{share.as_uri()}(by`repropull`:never`latest`)" in shown
     import repro
 
     assert repro.load("team:latest~1").run.run_id == ids[0]  # the Python API takes them too
+
+
+@pytest.mark.slow
+def test_compare_and_statistical_verify_take_a_remote_run(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    assert main(["run", "--repeat", "3", "--name", "theirs", *RUN[1:]]) == 0
+    assert main(["push", "--remote", share.as_uri()]) == 0
+    theirs = sorted(os.listdir(".repro/runs"))
+    _, listing = json_of(["runs"], capsys)
+    gid = listing["runs"][0]["group"]["id"]  # type: ignore[index]
+    second = clone(project, tmp_path / "second", monkeypatch)
+    capsys.readouterr()
+    assert main(["runs", "--remote", share.as_uri(), "-n", "1"]) == 0  # the group whole
+    assert "succeeded ×3" in capsys.readouterr().out
+    (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
+    git(second, "add", "repro.yaml")
+    git(second, "commit", "-qm", "team remote")
+    assert main(["run", "--repeat", "3", "--name", "mine", *RUN[1:]]) == 0
+    # one run of the team's against my group: fetched, and named as given
+    code, doc = json_of(["compare", "team:latest", "mine"], capsys)
+    assert code in (0, 1) and doc["a"] == {"ref": "team:latest", "group": None,
+                                           "runs": [theirs[-1]], "left_out": []}
+    assert len(doc["b"]["runs"]) == 3  # type: ignore[index]
+    assert main(["compare", "team:latest", "mine", "--metric", "nope"]) == 2
+    assert "error: team:latest recorded no numeric metric 'nope'" in capsys.readouterr().err
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 0  # no metrics at all
+    assert main(["compare", "team:latest", "latest"]) == 2
+    assert "error: team:latest and latest share no numeric metric" in capsys.readouterr().err
+    code, doc = json_of(["verify", "team:latest", "--level", "statistical", "--runs", "3",
+                         "--yes"], capsys)
+    assert code in (0, 1) and doc["baseline_runs"] == [theirs[-1]]
+    _, listing = json_of(["runs"], capsys)  # the fresh runs' group is named as given
+    assert {r["group"]["name"] for r in listing["runs"]  # type: ignore[attr-defined]
+            if r["started_by"] == "verify"} == {"verify team:latest"}
+    assert main(["verify", "team:latest", "--level", "statistical", "--metric", "nope=1"]) == 2
+    assert "--metric nope: team:latest recorded no numeric metric" in capsys.readouterr().err
+    # a group at the remote, or a URL for a remote's name: what to do instead
+    assert main(["compare", f"team:group:{gid}", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "a group at a remote is not read in place" in err
+    assert f"hint: pull it first (repro pull --remote team group:{gid})" in err
+    # which pulls the whole group, by id or by name; then it is a group here
+    code, pulled = json_of(["pull", "--remote", "team", "group:theirs"], capsys)
+    assert code == 0 and sorted(pulled["pulled"]) == theirs  # type: ignore[arg-type]
+    code, doc = json_of(["compare", f"group:{gid}", "mine"], capsys)
+    assert code in (0, 1) and sorted(doc["a"]["runs"]) == theirs  # type: ignore[index]
+    code, again = json_of(["pull", "--remote", "team", f"group:{gid}"], capsys)
+    assert code == 0 and sorted(again["already"]) == theirs  # type: ignore[arg-type]
+    assert main(["pull", "--remote", "team", "group:nope"]) == 2
+    assert "no group at file://" in capsys.readouterr().err
+    assert main(["diff", "latest", f"{share.as_uri()}:latest"]) == 2
+    err = capsys.readouterr().err
+    assert "with the remote's name, not its URL" in err and "remote: {team: file://" in err
+
+
+def test_a_missing_shared_directory_is_an_error_not_an_empty_remote(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = (tmp_path / "no-such-share").as_uri()
+    (project / "repro.yaml").write_text(f"remote:\n  team: {missing}\n")
+    for args in (["runs", "--remote", missing], ["show", "team:latest"],
+                 ["pull", "--remote", missing, "--all"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "no-such-share is not a directory" in err and "hint: create it" in err, args
+    (tmp_path / "empty").mkdir()  # an existing, empty one is a remote with no runs yet
+    assert main(["runs", "--remote", (tmp_path / "empty").as_uri()]) == 0
+    assert "no runs at" in capsys.readouterr().err
 
 
 def test_a_canary_secret_appears_nowhere_repro_wrote(

@@ -4,7 +4,11 @@ statistical`, with a small noisy training script in a real git repository."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -125,7 +129,8 @@ def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     group("--name", "flaky", repeat=4, expect=3)
     err = capsys.readouterr().err
-    assert "GROUP FAILED: member 1" in err and "(exit 3)" in err and "2 not run" in err
+    # members are counted from 1, as `repro show` counts them: the second of four failed
+    assert "GROUP FAILED: member 2 of 4" in err and "(exit 3)" in err and "2 not run" in err
     assert main(["runs"]) == 0
     assert "failed 1/4" in capsys.readouterr().out
     # compare leaves the failed member out, and says so
@@ -133,6 +138,75 @@ def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "left out 1 run(s) that did not succeed" in err
     assert "one sample cannot tell seed noise" in err
+    assert "flaky and flaky are the same 1 run(s): there is nothing to compare" in err
+    # so does verify: the result it checks is that of the run that finished
+    assert main(["verify", "flaky", "--level", "statistical", "--runs", "3"]) in (0, 1)
+    assert "flaky: left out 1 recorded run(s) that did not succeed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_group_where_one_run_is_expected_says_so(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--name", "base", repeat=2)
+    _, listing = json_of(["runs", "--json"], capsys)
+    gid = listing["runs"][0]["group"]["id"]
+    first = min(r["run_id"] for r in listing["runs"])
+    for args in (["show", "base"], ["show", f"group:{gid}"], ["diff", "base", "latest"],
+                 ["verify", f"group:{gid}"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "is a group of 2 runs; this command takes one run, e.g. its first: " + first in err
+        assert f"hint: compare groups with `repro compare group:{gid} B`" in err
+    assert main(["show", "nothing"]) == 2
+    assert "no run matches 'nothing'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_parallel_members_ends_with_the_group_summary(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([PYTHON, "-m", "repro", "run", "--repeat", "4", "--jobs", "2",
+                             "--", PYTHON, "train.py"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert [proc.stdout.readline() for _ in range(2)] == ["ready\n"] * 2
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    # the group says what became of it, as it does when members run one at a time
+    assert "GROUP FAILED: member 1 of 4" in err and "interrupted (exit 130), 2 not run" in err
+    capsys.readouterr()
+    assert main(["runs"]) == 0  # the group's row says it was stopped, not that it failed
+    assert "interrupted 2/4" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_runs_limit_counts_rows_and_never_cuts_a_group(
+        repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: one line a row
+    commit(repo, NOISY)
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py", "0.1"]) == 0
+    group("--name", "five", repeat=5)
+    capsys.readouterr()
+    # before: `-n 2` read two runs, and showed the group of five as "partial 2/5"
+    assert main(["runs", "-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded ×5" in out and "partial" not in out
+    assert len([line for line in out.splitlines() if line[:1].isdigit() or "group:" in line]) == 2
+    assert main(["runs", "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded ×5" in out and "partial" not in out
+    # the name it is called by (`repro compare five ...`) is shown
+    assert out.splitlines()[0].split()[:3] == ["run", "name", "status"]
+    assert out.splitlines()[1].split()[1] == "five"
+    assert main(["runs", "-n", "2", "--expand"]) == 0  # members: -n counts runs
+    assert capsys.readouterr().out.count("succeeded") == 2
 
 
 @pytest.mark.slow
@@ -162,6 +236,9 @@ def test_compare_large_lr_difference_is_better_with_the_right_sign(
     capsys.readouterr()
     assert main(["compare", "slow-lr", "fast-lr", "--markdown"]) == 1
     assert "| `loss` |" in capsys.readouterr().out
+    # the direction, as the terminal table shows it
+    assert main(["compare", "slow-lr", "fast-lr", "--metric", "loss:lower", "--markdown"]) == 1
+    assert "| `loss` (lower) |" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -217,8 +294,180 @@ def test_compare_single_runs_warn_and_usage_errors(
     assert "one sample cannot tell seed noise from a change" in captured.err
     assert main(["compare", "latest~1", "latest", "--metric", "nope"]) == 2
     assert "recorded no numeric metric 'nope'" in capsys.readouterr().err
+    # contradictory directions: before, the last one silently won
+    assert main(["compare", "latest~1", "latest", "--metric", "loss:lower",
+                 "--metric", "loss:higher"]) == 2
+    assert "--metric loss is given twice, as loss:lower and loss:higher" in \
+        capsys.readouterr().err
     assert main(["compare", "group:missing", "latest"]) == 2
     assert "no group matches" in capsys.readouterr().err
+
+
+# Training whose second run diverges (its loss comes out NaN: `second`) or writes a string
+# (`word`), or every run does (`all`, `allword`); `lr` is a number on one side only,
+# `optimizer` a string on both.
+DIVERGES = """\
+import json, os, pathlib, random, sys
+count = pathlib.Path("count.txt")
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+rng = random.Random(int(os.environ["REPRO_SEED"]))
+loss = 0.5 + rng.gauss(0, 0.01)
+mode = sys.argv[1]
+if mode == "all" or (mode == "second" and n == 2):
+    loss = float("nan")
+if mode == "allword" or (mode == "word" and n == 2):
+    loss = "high"
+m = {"loss": loss, "accuracy": 0.9 + rng.gauss(0, 0.01), "optimizer": "sgd"}
+if mode == "lr":
+    m["lr"] = 0.1
+json.dump(m, open("metrics.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_compare_says_which_values_it_leaves_out(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, DIVERGES)
+    for name in ("lr", "second", "word", "all", "allword"):
+        (repo / "count.txt").unlink(missing_ok=True)
+        assert main(["run", "--repeat", "3", "--name", name, "--metrics", "metrics.json", "--",
+                     PYTHON, "train.py", name]) == 0
+    # the group's summary and row say over how many runs a mean is taken
+    assert re.search(r"\(word\): .*; loss \(2 of 3 runs\) [0-9.]+ ± ", capsys.readouterr().err)
+    from repro.cli import statsview
+
+    _, listing = json_of(["runs", "--json"], capsys)
+    rows = {r["name"]: r for r in statsview.collapse_groups(listing["runs"])}  # `repro runs`
+    assert re.fullmatch(r"[0-9.]+±[0-9.e-]+ \(2/3\)", rows["second"]["metrics"]["loss"])
+    assert "(" not in rows["lr"]["metrics"]["loss"]
+    # one of word's three losses is a string: left out of loss, and said so (stderr and --json)
+    _, doc = json_of(["compare", "lr", "word", "--json"], capsys)
+    loss = next(m for m in doc["metrics"] if m["name"] == "loss")
+    assert (loss["n_a"], loss["n_b"]) == (3, 2)
+    assert ("B (word): loss is not a number in 1 of 3 runs ('high' in 1 run); those runs are "
+            "left out of loss") in doc["warnings"]
+    assert "lr is not compared: B (word) has no such metric" in doc["warnings"]
+    assert not any("optimizer" in w for w in doc["warnings"])  # a string on both sides
+    # a NaN is no string: the run diverged, and the metric differs (the verdict says why)
+    _, doc = json_of(["compare", "lr", "second", "--json"], capsys)
+    loss = next(m for m in doc["metrics"] if m["name"] == "loss")
+    assert loss["verdict"] == "different" and "1 of 3 run(s) of B gave nan or inf" in loss["note"]
+    assert not any(w.startswith("B (second): loss") for w in doc["warnings"])
+    assert main(["compare", "lr", "all"]) == 2
+    assert "every run of all gave nan or inf for 'loss'" in capsys.readouterr().err
+    # every loss of `allword` is a string: comparing every shared metric, left out, loudly
+    assert main(["compare", "lr", "allword"]) in (0, 1)
+    err = capsys.readouterr().err
+    assert "loss is not compared: B (allword) has no numeric value ('high' in 3 runs)" in err
+    # named, it cannot be compared at all: trouble, saying why
+    assert main(["compare", "lr", "allword", "--metric", "loss:lower"]) == 2
+    err = capsys.readouterr().err
+    assert "allword recorded 'loss' in no run as a number ('high' in 3 runs)" in err
+    assert "hint: its numeric metrics: accuracy" in err
+
+@pytest.mark.slow
+def test_a_fresh_run_that_diverges_is_not_reproduced(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The loss is always 0.5, except that the third execution of the script (counted in a
+    # file outside the repository, as replays run in worktrees of their own) diverges to NaN.
+    count = tmp_path / "count.txt"
+    commit(repo, f"""\
+import json, pathlib
+count = pathlib.Path({str(count)!r})
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+json.dump({{"loss": float("nan") if n == 3 else 0.5}}, open("metrics.json", "w"))
+""")
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py"]) == 0
+    capsys.readouterr()
+    code = main(["verify", "latest", "--level", "statistical", "--runs", "4", "--json"])
+    captured = capsys.readouterr()
+    doc, err = json.loads(captured.out), captured.err
+    # three fresh runs agree with the recorded 0.5; the one that diverged is no reproduction
+    assert (code, doc["verdict"]) == (1, "not-reproduced")
+    assert len(doc["diverged"]) == 1 and doc["diverged"][0] in doc["runs"]
+    assert doc["failed"] == [] and doc["checks"][0]["n_new"] == 3
+    assert "1 of 4 fresh run(s) recorded a metric that is not a finite number" in err
+    assert "loss=nan" in err
+
+
+# Seeds itself with a constant, as many published training scripts do (`--seed 1111`): every
+# member of a group computes the same result, whatever seed repro injects.
+SELF_SEEDED = """\
+import json, random, sys
+random.seed(1111)
+lr = float(sys.argv[1])
+json.dump({"loss": lr + random.gauss(0, 0.01)}, open("metrics.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_self_seeded_script_is_named_not_mistaken_for_noise_free(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, SELF_SEEDED)
+    capsys.readouterr()
+    group("--name", "a", lr=0.1, repeat=3)
+    err = capsys.readouterr().err
+    assert "all 3 runs seeded themselves with random.seed(1111)" in err
+    assert "they measure no seed noise" in err and "REPRO_SEED" in err
+    group("--name", "b", lr=0.1000001, repeat=3)
+    capsys.readouterr()
+    # two constants 1e-7 apart: "different", but the output says why the p-value is 0
+    assert main(["compare", "a", "b"]) == 1
+    captured = capsys.readouterr()
+    assert "loss: no run-to-run variation on either side" in captured.out
+    assert "A (a): all 3 runs seeded themselves with random.seed(1111)" in captured.err
+    assert main(["compare", "a", "b", "--markdown"]) == 1
+    md = capsys.readouterr().out
+    assert "`loss`: no run-to-run variation on either side." in md
+    assert "> warning: B (b): all 3 runs seeded themselves" in md
+    _, doc = json_of(["compare", "a", "b", "--json"], capsys)
+    assert any("seeded themselves" in w for w in doc["warnings"])
+    # a group whose script takes repro's seed is not flagged
+    commit(repo, NOISY, "noisy")
+    group("--name", "c", repeat=3)
+    assert "seeded themselves" not in capsys.readouterr().err
+    # nor one that fixes a seed of its own (a data split's) and lets repro's seed the rest
+    commit(repo, NOISY.replace("import json, os, random, sys\n",
+                               "import json, os, random, sys\nrandom.seed(0)\n"), "split")
+    group("--name", "d", repeat=3)
+    assert "seeded themselves" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_margin_for_a_metric_the_run_lacks_is_refused_before_running(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--name", "base", repeat=2)
+    before = len(list((repo / ".repro" / "runs").iterdir()))
+    capsys.readouterr()
+    # a typo: before, five replays ran and the margin was silently not used
+    assert main(["verify", "base", "--level", "statistical", "--metric", "los=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --metric los: base recorded no numeric metric 'los'" in err
+    assert "hint: its metrics: accuracy, loss" in err
+    assert len(list((repo / ".repro" / "runs").iterdir())) == before  # nothing ran
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", ["bitwise", "statistical"])
+def test_a_junit_path_that_cannot_be_written_is_refused_before_the_replays(
+        repo: Path, tmp_path: Path, level: str, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    assert main(["run", "--metrics", "metrics.json", "--", PYTHON, "train.py", "0.1"]) == 0
+    before = len(list((repo / ".repro" / "runs").iterdir()))
+    capsys.readouterr()
+    # before: the replays ran, then writing the report was a traceback (exit 3)
+    missing = tmp_path / "no" / "such" / "dir" / "verify.xml"
+    assert main(["verify", "latest", "--level", level, "--runs", "3",
+                 "--junit", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --junit {missing}: no folder {missing.parent}" in err
+    assert main(["verify", "latest", "--level", level, "--junit", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert len(list((repo / ".repro" / "runs").iterdir())) == before  # nothing ran
+    assert not (repo / ".repro" / "bugs").exists()
 
 
 @pytest.mark.slow
@@ -244,6 +493,14 @@ def test_clock_seeded_group_reproduces_statistically_not_bitwise(
     _, listing = json_of(["runs", "--json"], capsys)
     fresh = [r for r in listing["runs"] if r["started_by"] == "verify" and r["group"]]
     assert len({r["group"]["id"] for r in fresh}) == 1 and len(fresh) == 5
+    # and `repro runs` shows them as one row, marked, not five (before: five rows)
+    from repro.cli import statsview
+
+    rows = statsview.collapse_groups(listing["runs"])
+    verify_rows = [r for r in rows if r.get("started_by") == "verify"]
+    assert [(r["status"], r["run_id"]) for r in verify_rows if r.get("is_group")] == [
+        ("succeeded ×5", f"group:{fresh[0]['group']['id']}")]
+    assert len(verify_rows) == 2  # the group, and the bitwise verify's one replay
 
 
 @pytest.mark.slow
@@ -312,5 +569,6 @@ def test_a_member_refused_after_the_first_fails_the_group(
     capsys.readouterr()
     assert main(["run", "--repeat", "3", "--", PYTHON, "train.py"]) == 125
     err = capsys.readouterr().err
-    assert "member 1 of group" in err and "notes.txt" in err
-    assert "GROUP FAILED: member 1" in err and "1 not run" in err
+    assert "member 2 of 3 (group" in err and "notes.txt" in err
+    assert "GROUP FAILED: member 2 of 3 failed before its run started (exit 125), 1 not run" \
+        in err

@@ -295,6 +295,17 @@ def test_verify_group_constant_metrics() -> None:
         == judge.NOT_REPRODUCED
 
 
+@pytest.mark.parametrize("value", [0.1, 0.7, 0.05, 6.27, 1e-300, -2.5])
+def test_equal_values_have_no_spread(value: float) -> None:
+    # fsum([0.1] * 3) / 3 is 0.10000000000000002: a deterministic metric must not look noisy
+    for n in (2, 3, 5, 7):
+        assert stats.mean([value] * n) == value and stats.sd([value] * n) == 0.0
+    assert judge.verify_group({"m": [value] * 2}, {"m": [value] * 3}).verdict == judge.REPRODUCED
+    assert judge.verify_group({"m": [value] * 3}, {"m": [value] * 5}).verdict == judge.REPRODUCED
+    c = judge.compare({"m": [value] * 3}, {"m": [value * 1.5] * 3}).metrics[0]
+    assert c.sd_a == c.sd_b == 0.0 and c.note == "no run-to-run variation on either side"
+
+
 def test_runs_that_gave_nan_or_inf_are_not_seed_noise() -> None:
     # Two of B's five runs diverged (loss nan, left out); the three finite ones look like A's.
     a = {"loss": _gauss(1, 5, 1.0, 0.01)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -179,15 +179,22 @@ def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool)
 
     reporter = ui.CliReporter()
     outcome = groupflow.run_group(request, repeat, reporter, jobs=jobs)
-    if not quiet:
-        from repro.record import store
+    from repro.record import store
 
+    succeeded = [m for m in groupflow.group_runs(request.store or store.open_here(), outcome.id)
+                 if m.run.status == "succeeded"]
+    calls = comparemod.self_seeded(succeeded)
+    if calls:
+        reporter.warn(comparemod.self_seeded_warning(f"group {outcome.id}", len(succeeded),
+                                                     calls), hint=comparemod.SELF_SEEDED_HINT)
+    if not quiet:
         values: dict[str, list[float]] = {}
-        for m in groupflow.group_runs(request.store or store.open_here(), outcome.id):
-            if m.run.status == "succeeded":
-                for k, x in comparemod.final_metrics(m).items():
-                    values.setdefault(k, []).append(x)
-        shown = [(k, stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
+        for m in succeeded:
+            for k, x in comparemod.final_metrics(m).items():
+                values.setdefault(k, []).append(x)
+        # a metric some runs did not record as a number (a NaN loss): say over how many
+        shown = [(k if len(v) == len(succeeded) else f"{k} ({len(v)} of {len(succeeded)} runs)",
+                  stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
         sys.stderr.write(groupflow.summary(outcome, shown) + "\n")
     return outcome.exit_code
 
@@ -231,9 +238,8 @@ def runs_cmd(
             ui.print_json({"schema": "repro/runs/v1", "remote": where.url, "runs": rows})
         elif rows:
             if not expand:
-                from repro.cli import statsview
-
-                rows = statsview.collapse_groups(rows)
+                rows = _group_rows(rows, limit, len(ids),
+                                   lambda n: pull_mod.remote_rows(runs, where, n)[0])
             ui.runs_table(rows, ids)
         else:
             ui.info(f"no runs at {where.label} yet: `repro push` sends yours")
@@ -242,11 +248,29 @@ def runs_cmd(
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:
+        ids = runs.run_ids()
         if not expand:
-            from repro.cli import statsview
+            rows = _group_rows(rows, limit, len(ids), lambda n: store.run_rows(runs, n))
+        ui.runs_table(rows, ids)
 
-            rows = statsview.collapse_groups(rows)
-        ui.runs_table(rows, runs.run_ids())
+
+def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
+                read: Callable[[int], list[dict[str, object]]]) -> list[dict[str, object]]:
+    """`limit` rows with groups collapsed, each group whole: reads more runs while the oldest
+    one read belongs to a group shown (a `--repeat 30` group is not "partial 20/30")."""
+    from repro.cli import statsview
+
+    n = limit
+    while True:
+        shown = statsview.collapse_groups(rows)[:limit]
+        oldest = rows[-1] if rows else None
+        group = oldest.get("group") if oldest is not None else None
+        cut = (isinstance(group, Mapping) and oldest is not None
+               and any(r.get("run_id") == f"group:{group.get('id')}" for r in shown))
+        if len(rows) < n or n >= total or not cut:
+            return shown
+        n *= 2
+        rows = read(n)
 
 
 app.command("ls", help="Alias of `runs`.", hidden=True)(runs_cmd)
@@ -394,7 +418,8 @@ def push(
 @app.command()
 def pull(
     refs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN...]", help="Runs at the remote: id, unique prefix, latest, latest~N.")
+        metavar="[RUN...]",
+        help="Runs at the remote: id, unique prefix, latest, latest~N, group:ID|NAME.")
     ] = None,
     pull_all: Annotated[bool, typer.Option("--all", help="Pull every run of the remote.")
                         ] = False,
@@ -477,8 +502,9 @@ def compare_cmd(
 
     runs = store.open_here()
     warn_future(runs, left, right)
-    report = comparemod.compare_refs(runs, left, right, metric or [], fail_on=fail_on,
-                                     reporter=ui.CliReporter())
+    report = comparemod.compare_refs(runs, _here(runs, left), _here(runs, right), metric or [],
+                                     fail_on=fail_on, reporter=ui.CliReporter(),
+                                     labels=(left, right))
     if as_json:
         ui.print_json(report.to_dict())
     elif as_markdown:
@@ -642,6 +668,8 @@ def verify(
     runs = store.open_here()
     if level not in ("bitwise", "statistical"):
         raise errors.UsageError(f"--level {level!r}: use bitwise or statistical")
+    if junit is not None:
+        _check_report_path(junit, "--junit")  # before the replays, not after them
     if level == "statistical":
         if vary:
             raise errors.UsageError("--vary goes with bitwise verify, not --level statistical")
@@ -649,7 +677,8 @@ def verify(
                                          metric or []).per_metric
         _verify_statistical(runs, words, command, at=at, runs_n=runs_n, junit=junit,
                             as_json=as_json, yes=yes, force=force, strict_env=strict_env,
-                            margins=margins)
+                            margins=margins,
+                            named=[m.partition("=")[0] for m in metric or []])
     opts = verify_mod.Options(
         at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
         strict_env=strict_env,
@@ -676,9 +705,7 @@ def verify(
         raise errors.UsageError("nothing to verify",
                                 hint="repro verify RUN, or repro verify --runs 2 -- CMD")
     if junit is not None:
-        from repro.record import manifest
-
-        manifest.write_text_atomic(junit, verify_mod.junit(report))
+        _write_report(junit, verify_mod.junit(report), "--junit")
     if as_json:
         ui.print_json(report.to_dict())
     else:
@@ -686,9 +713,34 @@ def verify(
     raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
 
 
+def _check_report_path(path: Path, option: str) -> None:
+    """A report file must be writable where it is to go: a missing or unwritable folder is
+    said before the work, not found after it (it was a traceback)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise errors.UsageError(f"{option} {path}: is a directory", hint="give a file path")
+    if not folder.is_dir():
+        raise errors.UsageError(f"{option} {path}: no folder {folder}",
+                                hint=f"create it (mkdir -p {folder}) or give another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise errors.UsageError(f"{option} {path}: cannot write in {folder}",
+                                hint="give a path in a folder you can write to")
+
+
+def _write_report(path: Path, text: str, option: str) -> None:
+    from repro.record import bounded, manifest
+
+    try:
+        manifest.write_text_atomic(path, text)
+    except OSError as e:
+        raise errors.ReproError(f"{option} {path}: cannot write it: {bounded.reason(e)}",
+                                hint="give a path in a folder you can write to") from e
+
+
 def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
                         runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
-                        force: bool, strict_env: bool, margins: Mapping[str, float]) -> None:
+                        force: bool, strict_env: bool, margins: Mapping[str, float],
+                        named: Sequence[str] = ()) -> None:
     from repro.cli import statsview
     from repro.commands import replay as replay_mod
     from repro.commands import statverify
@@ -698,13 +750,12 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
                                 hint="repro verify group:<id> --level statistical --runs 5")
     warn_future(runs, words[0])
     confirm = ui.confirm_command if replay_mod.interactive() else None
-    report = statverify.verify(runs, words[0], n=runs_n or statverify.DEFAULT_RUNS, at=at,
+    report = statverify.verify(runs, _here(runs, words[0]), n=runs_n or statverify.DEFAULT_RUNS, at=at,
                                yes=yes, force=force, strict_env=strict_env, margins=margins,
+                               named=named, shown=words[0],
                                reporter=ui.CliReporter(), confirm=confirm)
     if junit is not None:
-        from repro.record import manifest
-
-        manifest.write_text_atomic(junit, statverify.junit(report))
+        _write_report(junit, statverify.junit(report), "--junit")
     if as_json:
         ui.print_json(report.to_dict())
     else:

@@ -53,6 +53,7 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
     if not args or args[0] != "run":
         return None
     opts: dict[str, Any] = {}
+    defer = False  # a group option: typer's, once the rest is checked
     i = 1
     while i < len(args):
         word = args[i]
@@ -66,8 +67,6 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
         if spec is None:
             return None  # -h, --help, a typo: typer gives the help or the usage error
         name, kind = spec
-        if kind == "typer":
-            return None
         if kind == "flag":
             if eq:
                 return None
@@ -80,9 +79,14 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
         elif i + 1 < len(args):
             value = args[i + 1]
             i += 2
+            if value == "--":  # `--name -- python t.py`: the value was forgotten
+                raise errors.UsageError(f"{flag} needs a value before `--`",
+                                        hint=f"e.g. repro run {flag} VALUE -- CMD")
         else:
             return None
-        if kind == "int":
+        if kind == "typer":
+            defer = True
+        elif kind == "int":
             try:
                 number = int(value)
             except ValueError:
@@ -104,7 +108,7 @@ def parse_run(args: Sequence[str]) -> dict[str, Any] | None:
         else:
             opts[name] = value
     cmd = list(args[i:])
-    if not cmd:
+    if not cmd or defer:
         return None
     return {"cmd": cmd, **opts}
 

@@ -33,13 +33,16 @@ def push_summary(result: PushResult, label: str) -> None:
             sys.stdout.write(f"would push {run_id}\n")
         sys.stdout.write(f"would push {_runs(len(result.pushed))} "
                          f"({size(result.planned_bytes)} before deduplication) to {label}; "
-                         f"{len(result.already)} already there\n")
+                         f"{_runs(len(result.already))} already there\n")
+        return
+    if not (result.pushed or result.already or result.skipped or result.conflicts):
+        sys.stdout.write(f"nothing to push: every run here is already at {label}\n")
         return
     for run_id in result.pushed:
         sys.stdout.write(f"pushed {run_id}\n")
     sys.stdout.write(
         f"pushed {_runs(len(result.pushed))} to {label}: uploaded {result.uploaded_files} "
-        f"file(s), {size(result.uploaded_bytes)}; {result.reused_files} already there"
+        f"file(s), {size(result.uploaded_bytes)}; {result.reused_files} file(s) already there"
         + (f"; {len(result.already)} run(s) were already pushed" if result.already else "")
         + "\n")
 

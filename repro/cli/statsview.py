@@ -45,7 +45,7 @@ def collapse_groups(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         g = r.get("group")
-        if isinstance(g, Mapping) and r.get("started_by") != "verify":
+        if isinstance(g, Mapping):  # verify's fresh runs too: one row, marked (verify)
             gid = str(g.get("id"))
             if gid not in groups:
                 groups[gid] = []
@@ -64,7 +64,8 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     bad = [m for m in members if m.get("status") in ("failed", "interrupted", "abandoned")]
     running = any(m.get("status") == "running" for m in members)
     if bad:
-        status = f"failed {len(bad)}/{size}"
+        stopped = all(m.get("status") == "interrupted" for m in bad)
+        status = f"{'interrupted' if stopped else 'failed'} {len(bad)}/{size}"
     elif running:
         status = f"running {ok}/{size}"
     elif ok < size:
@@ -78,12 +79,15 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for k, v in (m.get("metrics") or {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 values.setdefault(str(k), []).append(float(v))
-    metrics = {k: _mean_sd(v) for k, v in values.items()}
+    # over fewer runs than succeeded (a NaN loss in one): say over how many
+    metrics = {k: _mean_sd(v) + (f" ({len(v)}/{ok})" if len(v) < ok else "")
+               for k, v in values.items()}
     return {"run_id": f"group:{g.get('id')}", "status": status,
             "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
             "commit": first.get("commit"), "dirty": first.get("dirty"), "metrics": metrics,
-            "name": g.get("name"), "is_group": True}
+            "name": g.get("name"), "is_group": True, "started_by": first.get("started_by"),
+            "pulled": all(m.get("pulled") for m in members)}
 
 
 def _mean_sd(xs: Sequence[float]) -> str:
@@ -95,6 +99,19 @@ def _mean_sd(xs: Sequence[float]) -> str:
 
 
 # --- compare ----------------------------------------------------------------------------------
+
+def metric_notes(m: Any) -> list[tuple[str, str]]:
+    """(metric, note): what a metric's row cannot say, whatever the verdict: the effect these
+    runs could have detected, why the test is what it is (no run-to-run variation, one run on
+    a side), why it differs where that is not the test (a run that diverged)."""
+    out = []
+    if m.verdict == "no-detectable-difference" and m.detectable_effect:
+        out.append((m.name, f"{m.n_a} vs {m.n_b} runs could detect a difference of about "
+                            f"{num(m.detectable_effect, 3)} (80% power)"))
+    if m.note:
+        out.append((m.name, m.note))
+    return out
+
 
 def compare_report(rep: Any, console: Console | None = None) -> None:
     """The verdict per metric, the numbers, and a picture of each metric's two samples."""
@@ -119,14 +136,8 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                   f"[{vs}]{escape(m.verdict)}[/]" if vs else escape(m.verdict))
     c.print(t)
     for m in result.metrics:
-        if m.verdict == "no-detectable-difference":
-            if m.detectable_effect is not None:
-                c.print(f"[dim]{escape(m.name)}: {m.n_a} vs {m.n_b} runs could detect a "
-                        f"difference of about {num(m.detectable_effect, 3)} (80% power)[/]")
-            elif m.note:
-                c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
-        elif m.note:  # why it differs where that is not the test (a run that diverged)
-            c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
+        for name, text in metric_notes(m):
+            c.print(f"[dim]{escape(name)}: {escape(text)}[/]")
     c.print()
     for m in result.metrics:
         c.print(f"[bold]{escape(m.name)}[/]")
@@ -245,16 +256,14 @@ def compare_markdown(rep: Any) -> str:
              "|---|---|---|---|---|---|---|"]
     for m in result.metrics:
         ci = f" [{num(m.ci_low, 3)}, {num(m.ci_high, 3)}]" if m.ci_low is not None else ""
-        lines.append(f"| `{m.name}` | {num(m.mean_a)} ± {num(m.sd_a, 2)} (n={m.n_a}) | "
+        way = f" ({m.direction})" if m.direction else ""
+        lines.append(f"| `{m.name}`{way} | {num(m.mean_a)} ± {num(m.sd_a, 2)} (n={m.n_a}) | "
                      f"{num(m.mean_b)} ± {num(m.sd_b, 2)} (n={m.n_b}) | {num(m.difference)}{ci} | "
                      f"{m.prob_b_greater:.2f} | {pvalue(m.p_adjusted)} | {m.verdict} |")
     for m in result.metrics:
-        if m.verdict == "no-detectable-difference" and m.detectable_effect is not None:
-            lines.append(f"\n`{m.name}`: {m.n_a} vs {m.n_b} runs could detect a difference of "
-                         f"about {num(m.detectable_effect, 3)} (80% power).")
-        elif m.verdict != "no-detectable-difference" and m.note:
-            lines.append(f"\n`{m.name}`: {m.note}.")
-    for w in result.warnings:
+        for name, text in metric_notes(m):
+            lines.append(f"\n`{name}`: {text}.")
+    for w in (*getattr(rep, "warnings", ()), *result.warnings):
         lines.append(f"\n> warning: {w}")
     return "\n".join(lines) + "\n"
 

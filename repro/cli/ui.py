@@ -266,8 +266,10 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
     # The id already says when a run started (and `--json` has started_at): the width goes to
     # the command and metrics, the only columns allowed to wrap.
     t = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("run", "status", "time", "commit", "seed"):
-        t.add_column(col, no_wrap=True)
+    # `--name`: what a group is called by (`repro compare lr-0.1 lr-0.3`), so it is shown
+    with_names = any(r.get("name") for r in rows)
+    for col in ("run", *(("name",) if with_names else ()), "status", "time", "commit", "seed"):
+        t.add_column(col, no_wrap=col != "name", overflow="fold", max_width=None)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
     short = short_ids([str(r["run_id"]) for r in rows if not r.get("is_group")], all_ids)
@@ -280,8 +282,11 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
         # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
         mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
+        # Brought by `repro pull`: a teammate's run, listed, never `latest`.
+        mark += " [dim](pulled)[/]" if r.get("pulled") else ""
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
+            *([escape(str(r.get("name") or ""))] if with_names else []),
             (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
@@ -289,6 +294,20 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
             *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
         )
     c.print(t)
+
+
+def _pulled_from(run_dir: str | None) -> str | None:
+    """The remote a pulled run came from (its `pulled.json`), or None."""
+    if run_dir is None:
+        return None
+    from repro.record import store
+
+    try:
+        with open(os.path.join(run_dir, store.PULLED), "rb") as f:
+            doc = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return None
+    return str(doc.get("remote") or "a remote") if isinstance(doc, dict) else None
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None,
@@ -322,6 +341,9 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         rows.append(("signal", r.signal))
     if m.code.remote:
         rows.append(("remote", m.code.remote))
+    pulled = _pulled_from(run_dir)
+    if pulled:
+        rows.append(("pulled from", pulled + "  (by `repro pull`: never `latest`)"))
     env = m.environment
     py = env.python
     if py is not None and py.to_dict():

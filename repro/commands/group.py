@@ -113,7 +113,8 @@ def run_group(request: runflow.RunRequest, repeat: int, reporter: report.Reporte
                 if i == 0:
                     raise  # refused before anything ran: the plain error
                 # e.g. the first member left an untracked file and the tree is dirty now
-                reporter.warn(f"member {i} of group {gid} was refused: {e.message}",
+                reporter.warn(f"member {i + 1} of {repeat} (group {gid}) was refused: "
+                              f"{e.message}",
                               hint=e.hint)
                 members[i] = Member(i, seed, None, int(errors.ExitCode.REFUSED), "failed")
                 break
@@ -160,7 +161,13 @@ def _run_parallel(request: runflow.RunRequest, repeat: int, jobs: int, group_see
             stop.set()
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, range(repeat)))
+        try:
+            list(pool.map(one, range(repeat)))
+        except KeyboardInterrupt:
+            # Ctrl-C reached the members too (one process group): they record themselves as
+            # interrupted and exit; start no more, wait for them, and let the group say so.
+            stop.set()
+            pool.shutdown(wait=True)
 
 
 def member_command(request: runflow.RunRequest, seed: int, group: manifest.Group) -> list[str]:
@@ -215,7 +222,9 @@ def summary(outcome: GroupOutcome, values: Sequence[tuple[str, float, float]] = 
     bad = [m for m in outcome.members if m.status in ("failed", "interrupted")]
     if bad:
         m = bad[0]
-        head += (f"; GROUP FAILED: member {m.index} (run {m.run_id or '?'}) {m.status}"
+        what = (f"(run {m.run_id}) {m.status}" if m.run_id
+                else f"{m.status} before its run started")
+        head += (f"; GROUP FAILED: member {m.index + 1} of {n} {what}"
                  f"{f' (exit {m.exit_code})' if m.exit_code is not None else ''}")
         skipped = sum(1 for m in outcome.members if m.status == "not-run")
         if skipped:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from repro import errors
 from repro.capture import git, lockfiles
-from repro.record import manifest, store
+from repro.record import config, manifest, store
 
 DATA_DIRS = ("data", "datasets")
 OUTPUT_DIRS = ("outputs", "checkpoints", "models", "results")
@@ -38,10 +38,7 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     data = [d + "/" for d in DATA_DIRS if (root / d).is_dir()]
     outputs = [d + "/" for d in OUTPUT_DIRS if (root / d).is_dir()]
     metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)
-    lines = ["# repro configuration (keys: seed, determinism, threads, data, outputs, metrics,",
-             "# metric_patterns, lockfile, env_allow, tolerance, untracked_max_bytes,",
-             "# keep_outputs_max_bytes, replay_copy_max_bytes).",
-             "# Command-line flags override these settings.", ""]
+    lines = [*_key_comment(), "# Command-line flags override these settings.", ""]
     if lock is not None:
         found["lockfile"] = lock.relative_to(root).as_posix()
         lines.append(f"lockfile: {found['lockfile']}")
@@ -62,7 +59,8 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     else:
         lines.append("# metrics: metrics.json  # a JSON/YAML mapping of final metrics")
     lines += ["tolerance:             # what verify and diff accept as the same metric",
-              "  rtol: 0.0", "  atol: 0.0", ""]
+              "  rtol: 0.0", "  atol: 0.0",
+              "# remote: s3://BUCKET/PREFIX  # where repro push/pull go (or file:///PATH)", ""]
     text = "\n".join(lines)
     manifest.loads(text, target.name)  # what we write must parse
     manifest.write_text_atomic(target, text)
@@ -74,6 +72,14 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     untracked_data = [d for d in data if not git.is_tracked(root, d.rstrip("/"))]
     added = _ignore(root, [".repro/", *results, *untracked_data])
     return InitResult(target, text, bool(added), found, tuple(added))
+
+
+def _key_comment(width: int = 92) -> list[str]:
+    """`# repro configuration (keys: ...)`, every key the configuration takes, wrapped."""
+    import textwrap
+
+    text = f"repro configuration (keys: {', '.join(config.key_names())})."
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
 
 
 def _ignore(root: Path, entries: list[str]) -> list[str]:

@@ -60,7 +60,9 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
     ids = layout.visible_runs(list(backend.list("runs/")))
     home = cache_home(runs, where)
     wanted = ids if everything else list(dict.fromkeys(
-        resolve_id(backend, home, ids, ref) for ref in refs))
+        run_id for ref in refs for run_id in (
+            group_ids(backend, home, ids, ref) if ref.startswith(store.GROUP_PREFIX)
+            else [resolve_id(backend, home, ids, ref)])))
     if not runs.runs_dir.is_dir():
         runs.runs_dir.mkdir(parents=True, exist_ok=True)
         store.ignore_store(runs.home)
@@ -122,6 +124,26 @@ def resolve_id(backend: remote.Backend, home: Path, ids: list[str], ref: str) ->
                                   hint="give more characters of the run id")
 
 
+def group_ids(backend: remote.Backend, home: Path, ids: list[str], ref: str) -> list[str]:
+    """The runs of a group at the remote (`group:<id>` or `group:<name>`, the newest group of
+    that name), newest first. Reads the manifests (cached: runs are write-once)."""
+    key = ref[len(store.GROUP_PREFIX):]
+    chosen: str | None = None
+    found: list[str] = []
+    for run_id in ids:  # newest first: the first match is the newest group of that name
+        g = _manifest_of(backend, home, run_id).group
+        if g is None:
+            continue
+        if chosen is None and key in (g.id, g.name):
+            chosen = g.id
+        if g.id == chosen:
+            found.append(run_id)
+    if not found:
+        raise errors.RunNotFoundError(f"no group at {backend.url} matches {ref!r}",
+                                      hint="list them with `repro runs --remote`")
+    return found
+
+
 def _manifest_of(backend: remote.Backend, home: Path, run_id: str) -> manifest.Manifest:
     """A remote run's manifest, cached under `home` (runs are write-once: never stale)."""
     path = home / "runs" / run_id / store.MANIFEST
@@ -137,6 +159,8 @@ def remote_rows(runs: store.Store, where: remote.Location, limit: int
     manifests (cached), never a run's files. Also returns every visible id and the stats."""
     backend = remote.open_backend(where)
     ids = layout.visible_runs(list(backend.list("runs/")))
+    if not ids:
+        backend.check()  # a mistyped file:// path lists nothing too: not "no runs yet"
     home = cache_home(runs, where)
     shown = ids[:limit]
     missing = [i for i in shown if not (home / "runs" / i / store.MANIFEST).is_file()]
@@ -154,6 +178,12 @@ def local_ref(runs: store.Store, ref: str) -> str:
     name, sep, rest = ref.partition(":")
     if not sep or not config.REMOTE_NAME_RE.match(name) or name == "group" or "/" in name:
         return ref
+    if name in ("s3", "file") and rest.startswith("//"):
+        raise errors.RunNotFoundError(
+            f"{ref}: a run at a remote is named REMOTE:ref with the remote's name, not its URL",
+            hint="name it under `remote` in repro.yaml / [tool.repro] (remote: {team: "
+                 f"{name}:{rest.rpartition(':')[0] or rest}}}), then use team:latest; or "
+                 "`repro pull --remote URL RUN`")
     cfg = config.load(runs.root)
     if name not in {r.name for r in cfg.remotes}:
         with contextlib.suppress(OSError, ValueError):
@@ -164,6 +194,10 @@ def local_ref(runs: store.Store, ref: str) -> str:
             f"no remote named {name!r} ({known})",
             hint="name remotes under `remote` in repro.yaml / [tool.repro], e.g. "
                  f"remote: {{{name}: s3://BUCKET/PREFIX}}")
+    if rest.startswith(store.GROUP_PREFIX):
+        raise errors.RunNotFoundError(
+            f"{ref}: a group at a remote is not read in place (REMOTE:ref names one run)",
+            hint=f"pull it first (repro pull --remote {name} {rest}), then use {rest}")
     where = remote.locate(name, cfg)
     return str(fetch(runs, where, rest))
 
@@ -176,6 +210,8 @@ def fetch(runs: store.Store, where: remote.Location, ref: str,
     if store.RUN_ID_RE.match(ref) and cached(home / "runs" / ref, ref):
         return home / "runs" / ref
     ids = layout.visible_runs(list(backend.list("runs/")))
+    if not ids:
+        backend.check()
     run_id = resolve_id(backend, home, ids, ref)
     dest = home / "runs" / run_id
     if not cached(dest, run_id):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from repro import errors, report
@@ -34,6 +34,7 @@ class Report:
     group: str  # their group id
     failed: tuple[str, ...]  # fresh runs that did not succeed
     duration_s: float
+    diverged: tuple[str, ...] = ()  # fresh runs with a recorded metric NaN, inf or a string
     level: str = "statistical"
 
     @property
@@ -51,6 +52,7 @@ class Report:
                 "checks": [{"kind": "metric", "status": _status(c.verdict), **c.to_dict()}
                            for c in self.verification.checks],
                 "runs": list(self.runs), "group": self.group, "failed": list(self.failed),
+                "diverged": list(self.diverged),
                 "alpha": self.verification.alpha, "duration_s": round(self.duration_s, 3)}
 
 
@@ -62,11 +64,15 @@ def _status(verdict: str) -> str:
 def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None = None,
            yes: bool = False, force: bool = False, strict_env: bool = False,
            margins: Mapping[str, float] | None = None, reporter: report.Reporter,
-           confirm: Callable[[str], bool] | None = None) -> Report:
+           confirm: Callable[[str], bool] | None = None, named: Sequence[str] = (),
+           shown: str | None = None) -> Report:
     """Run the recipe of `ref` (a run or a group) `n` times with fresh seeds and judge.
 
     `margins`: equivalence margins per metric (absolute); default the configuration's
-    `tolerance.metrics`."""
+    `tolerance.metrics`. `named`: the metrics the command line gave margins for: each must be
+    one the recorded runs have (checked before anything runs). `shown`: how to name `ref` (a
+    `REMOTE:ref` fetched to a path)."""
+    said = shown or ref
     if n < 2:
         raise errors.UsageError("--level statistical needs --runs N with N >= 2 (default 5)",
                                 hint="e.g. repro verify RUN --level statistical --runs 5")
@@ -74,23 +80,34 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     members = store.resolve_set(runs, ref)
     baseline = [(p, m) for p, m in members if m.run.status == "succeeded"]
     if not baseline:
-        raise errors.ReproError(f"{ref}: no run of it succeeded; there is no result to verify",
+        raise errors.ReproError(f"{said}: no run of it succeeded; there is no result to verify",
                                 hint="verify a run that finished")
+    left_out = [m.run_id for _, m in members if m.run.status != "succeeded"]
+    if left_out:
+        reporter.warn(f"{said}: left out {len(left_out)} recorded run(s) that did not succeed: "
+                      f"{', '.join(left_out[:3])}",
+                      hint="the result verified is that of the runs that finished")
     recorded: dict[str, list[float]] = {}
     for _, m in baseline:
         for k, x in compare.final_metrics(m).items():
             recorded.setdefault(k, []).append(x)
     if not recorded:
-        raise errors.ReproError(f"{ref} recorded no numeric metrics: there is nothing to judge "
+        raise errors.ReproError(f"{said} recorded no numeric metrics: there is nothing to judge "
                                 "statistically",
                                 hint="record metrics with --metrics FILE (or metric_patterns)")
+    unknown = [name for name in named if name not in recorded]
+    if unknown:
+        raise errors.UsageError(
+            f"--metric {unknown[0]}: {said} recorded no numeric metric {unknown[0]!r}",
+            hint=f"its metrics: {', '.join(sorted(recorded)[:10])}")
     recipe_path, recipe = baseline[0]
     loaded = history.Loaded(recipe, recipe_path.parent)
     group_seed = seeding.new_seed()
     gid = groupflow.new_group_id()
-    label = f"verify {ref}"
+    label = f"verify {said}"
     new_ids: list[str] = []
     failed: list[str] = []
+    diverged: list[str] = []  # succeeded, but a recorded metric came out NaN, inf or a string
     fresh: dict[str, list[float]] = {}
     fresh_ok: list[manifest.Manifest] = []
     for i in range(n):
@@ -110,9 +127,25 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         fresh_ok.append(outcome.manifest)
         for k, x in compare.final_metrics(outcome.manifest).items():
             fresh.setdefault(k, []).append(x)
+        bad = {str(k): v for k, v in outcome.manifest.metrics.final.items()
+               if str(k) in recorded and compare.numeric(v) is None}
+        if bad:  # the recorded result is a number; this run's is NaN, inf or not a number
+            diverged.append(f"{outcome.run_id} ("
+                            + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                                        for k, v in list(bad.items())[:3]) + ")")
     if failed:
         reporter.warn(f"{len(failed)} of {n} fresh run(s) failed: {', '.join(failed[:3])}",
                       hint="a run that fails does not reproduce; see `repro show RUN`")
+    calls = compare.self_seeded(fresh_ok)
+    if calls:
+        reporter.warn(compare.self_seeded_warning("the fresh runs", len(fresh_ok), calls)
+                      .replace("they measure", "the verdict measures"),
+                      hint=compare.SELF_SEEDED_HINT)
+    if diverged:
+        reporter.warn(f"{len(diverged)} of {n} fresh run(s) recorded a metric that is not a "
+                      f"finite number: {', '.join(diverged[:3])}",
+                      hint="the recorded result is a number: a run whose metric diverges "
+                           "(NaN, inf) does not reproduce it")
     nonfinite = compare.count_nonfinite(fresh_ok)
     if len(baseline) == 1:
         verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh,
@@ -123,13 +156,14 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
             nonfinite=nonfinite,
             recorded_nonfinite=compare.count_nonfinite([m for _, m in baseline]))
     verdict = verification.verdict
-    if failed and verdict == statistical.REPRODUCED:
+    if (failed or diverged) and verdict == statistical.REPRODUCED:
         verdict = statistical.NOT_REPRODUCED
     first = baseline[0][1]
     name = (f"group:{first.group.id}" if first.group is not None and len(members) > 1
             else first.run_id)
     return Report(name, tuple(m.run_id for _, m in baseline), verdict, verification,
-                  tuple(new_ids), gid, tuple(failed), time.monotonic() - started)
+                  tuple(new_ids), gid, tuple(failed), time.monotonic() - started,
+                  diverged=tuple(d.partition(" ")[0] for d in diverged))
 
 
 def _margins(runs: store.Store) -> Mapping[str, float]:

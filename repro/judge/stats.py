@@ -149,13 +149,21 @@ def t_isf(q: float, df: float) -> float:
 
 # --- descriptive ------------------------------------------------------------------------------
 
+def _constant(xs: Sequence[float]) -> bool:
+    return all(x == xs[0] for x in xs)
+
+
 def mean(xs: Sequence[float]) -> float:
+    """The mean; exactly the value when all are equal (fsum(3 × 0.1) / 3 is not 0.1, and a
+    deterministic metric must not look like noise)."""
+    if _constant(xs):
+        return float(xs[0])
     return math.fsum(xs) / len(xs)
 
 
 def sd(xs: Sequence[float]) -> float:
-    """The sample standard deviation (n - 1); 0 for a single value."""
-    if len(xs) < 2:
+    """The sample standard deviation (n - 1); 0 for a single value, and for equal values."""
+    if len(xs) < 2 or _constant(xs):
         return 0.0
     m = mean(xs)
     return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))

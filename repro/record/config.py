@@ -82,6 +82,11 @@ _KEYS: dict[str, tuple[str, str]] = {
 _FIELD = {"remote": "remotes"}
 
 
+def key_names() -> tuple[str, ...]:
+    """Every configuration key, in the order the documentation gives them."""
+    return tuple(_KEYS)
+
+
 def load(root: Path) -> Config:
     """Read the configuration at `root`; a missing file gives the defaults."""
     yaml_path = root / "repro.yaml"

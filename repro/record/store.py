@@ -111,6 +111,17 @@ class Store:
         if not matches:
             if _is_dir(as_path) and _exists(as_path / MANIFEST):
                 return as_path / MANIFEST
+            members = group_members(self, ref)
+            if members:
+                gid = members[0][1].group.id if members[0][1].group else ref
+                what = (f"{_show(ref)!r}" if ref == GROUP_PREFIX + gid
+                        else f"{_show(ref)!r} (group:{gid})")
+                raise errors.RunNotFoundError(
+                    f"{what} is a group of {len(members)} runs; this command takes one run, "
+                    f"e.g. its first: {members[0][1].run_id}",
+                    hint=f"compare groups with `repro compare group:{gid} B`, check one with "
+                         f"`repro verify group:{gid} --level statistical`; "
+                         "`repro runs --expand` lists the runs")
             raise errors.RunNotFoundError(f"no run matches {_show(ref)!r}",
                                           hint="list runs with `repro runs`")
         shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
@@ -258,7 +269,8 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
                      "metrics": dict(m.metrics.final),
-                     "group": m.group.to_dict() if m.group else None})
+                     "group": m.group.to_dict() if m.group else None,
+                     "pulled": _exists(runs.runs_dir / run_id / PULLED)})
     return rows
 
 
