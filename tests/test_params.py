@@ -364,3 +364,196 @@ def test_an_old_hydra_config_is_not_this_runs(tmp_path: Path) -> None:
     got = params.collect(["python", "app.py", "lr=0.1"], cwd=tmp_path, root=tmp_path,
                          hydra_since=time.time())
     assert got.section["values"] == {"lr": 0.1}
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: real `repro run`s of real scripts in a real git repository.
+
+TRAIN = """\
+import argparse, json, os, pathlib
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float, default=0.1)
+p.add_argument("--batch-size", type=int, default=8)
+p.add_argument("--config")
+a = p.parse_args()
+depth = 1
+if a.config:
+    import re
+    depth = int(re.search(r"depth: (\\d+)", pathlib.Path(a.config).read_text()).group(1))
+loss = a.lr * depth / a.batch_size
+pathlib.Path("metrics.json").write_text(json.dumps({"loss": loss}))
+"""
+
+
+def commit(repo: Path, files: dict[str, str], message: str = "files") -> None:
+    from tests.conftest import git
+
+    for name, text in files.items():
+        write(repo / name, text)
+    gitignore = repo / ".gitignore"
+    if "metrics.json" not in gitignore.read_text():
+        gitignore.write_text(".repro/\nmetrics.json\noutputs/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+def run(*argv: str) -> None:
+    from repro.cli.main import main
+    from tests.conftest import PYTHON
+
+    assert main(["run", "--quiet", "--metrics", "metrics.json", "--", PYTHON, *argv]) == 0
+
+
+def cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a repro command."""
+    from repro.cli.main import main
+
+    capfd.readouterr()
+    code = main(list(args))
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def test_runs_differing_in_lr_differ_in_params(repo: Path,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": TRAIN})
+    run("train.py", "--lr", "0.01", "--batch-size", "8")
+    run("train.py", "--lr", "0.02", "--batch-size", "8")
+    code, out, _ = cli(capfd, "diff", "latest~1", "latest")
+    assert code == 1
+    verdict = out.splitlines()[0]
+    assert verdict.startswith("different params"), verdict
+    assert "command" not in verdict
+    assert "lr: 0.01 → 0.02" in out
+    assert out.index("params") < out.index("command")  # listed before the command
+    code, out, _ = cli(capfd, "diff", "latest~1", "latest", "--json")
+    doc = json.loads(out)
+    [change] = doc["sections"]["params"]["changes"]
+    assert (change["key"], change["a"], change["b"]) == ("lr", 0.01, 0.02)
+    assert change["source"] == {"a": "argv", "b": "argv"}
+    code, out, _ = cli(capfd, "diff", "latest~1", "latest", "--markdown")
+    assert "lr: `0.01 → 0.02`" in out
+    # The Python API
+    import repro
+
+    assert repro.load("latest").params["values"] == {"lr": 0.02, "batch_size": 8}
+
+
+def test_a_changed_positional_is_still_a_different_command(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": "import sys, json, pathlib\n"
+                              "pathlib.Path('metrics.json').write_text(json.dumps({'n': 1}))\n"})
+    run("train.py", "a", "--lr", "0.01")
+    run("train.py", "b", "--lr", "0.02")
+    _, out, _ = cli(capfd, "diff", "latest~1", "latest")
+    assert out.splitlines()[0].startswith("different params, command"), out
+
+
+def test_a_config_change_names_the_nested_key(repo: Path,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    base = "model:\n  depth: {}\n  width: 64\noptim:\n  lr: 0.1\n"
+    commit(repo, {"train.py": TRAIN, "configs/base.yaml": base.format(12)})
+    run("train.py", "--config", "configs/base.yaml")
+    commit(repo, {"configs/base.yaml": base.format(24)}, "deeper")
+    run("train.py", "--config", "configs/base.yaml")
+    code, out, _ = cli(capfd, "diff", "latest~1", "latest")
+    assert code == 1
+    assert out.splitlines()[0].startswith("different code (1 file), params"), out
+    assert "model.depth: 12 → 24" in out
+    doc = json.loads(cli(capfd, "diff", "latest~1", "latest", "--json")[1])
+    [change] = doc["sections"]["params"]["changes"]
+    assert change["key"] == "model.depth"
+    assert change["source"]["b"] == "file:configs/base.yaml"
+
+
+def test_runs_where_and_columns(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": TRAIN})
+    run("train.py", "--lr", "0.01", "--batch-size", "8")  # loss 0.00125
+    run("train.py", "--lr", "0.8", "--batch-size", "4")  # loss 0.2
+    run("train.py", "--lr", "0.01", "--batch-size", "2")  # loss 0.005
+    code, out, _ = cli(capfd, "runs", "--where", "lr=0.01", "--where", "loss<0.002",
+                    "--columns", "lr,batch_size,loss")
+    assert code == 0
+    lines = out.splitlines()
+    rows = [line for line in lines if line[:8].isdigit()]  # a run id starts with its date
+    assert len(rows) == 1, out
+    assert lines[0].split()[-3:] == ["lr", "batch_size", "loss"]
+    assert rows[0].split()[-3:] == ["0.01", "8", "0.00125"]
+    doc = json.loads(cli(capfd, "runs", "--json", "--where", "lr=1e-2")[1])
+    assert [r["params"]["batch_size"] for r in doc["runs"]] == [2, 8]
+    doc = json.loads(cli(capfd, "runs", "--json", "--columns", "batch_size", "-n", "1")[1])
+    assert doc["runs"][0]["columns"] == {"batch_size": 2}
+    code, _, err = cli(capfd, "runs", "--where", "lr>big")
+    assert code == 2
+    assert "error:" in err and "compares numbers" in err and "hint:" in err
+    code, _, err = cli(capfd, "runs", "--where", "lr")
+    assert code == 2 and "has no comparison" in err
+    code, out, err = cli(capfd, "runs", "--where", "lr=5")
+    assert code == 0 and out == "" and "no runs match lr=5" in err
+
+
+def test_script_params_override_the_command_line(repo: Path) -> None:
+    commit(repo, {"train.py": """\
+import json, os, pathlib
+with open(os.environ["REPRO_PARAMS_FILE"], "w") as f:
+    json.dump({"lr": 0.5, "optimizer": {"name": "adam", "betas": [0.9, 0.99]}}, f)
+pathlib.Path("metrics.json").write_text(json.dumps({"loss": 1.0}))
+"""})
+    run("train.py", "--lr", "0.01", "--epochs", "3")
+    import repro
+
+    p = repro.load("latest").params
+    assert p["values"] == {"lr": 0.5, "epochs": 3, "optimizer.name": "adam",
+                           "optimizer.betas": [0.9, 0.99]}
+    assert p["sources"] == {"lr": "script", "epochs": "argv", "optimizer.name": "script",
+                            "optimizer.betas": "script"}
+
+
+HYDRA_APP = """\
+# What a Hydra app leaves behind (hydra-core writes .hydra/ under outputs/DATE/TIME/).
+import json, pathlib, sys, time
+overrides = dict(a.split("=", 1) for a in sys.argv[1:])
+cfg = {"db": {"driver": "mysql", "timeout": int(overrides.get("db.timeout", 10))},
+       "lr": float(overrides.get("lr", 0.1))}
+out = pathlib.Path("outputs", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"), ".hydra")
+out.mkdir(parents=True, exist_ok=True)
+(out / "config.yaml").write_text(
+    f"db:\\n  driver: {cfg['db']['driver']}\\n  timeout: {cfg['db']['timeout']}\\nlr: {cfg['lr']}\\n")
+(out / "overrides.yaml").write_text("".join(f"- {a}\\n" for a in sys.argv[1:]))
+pathlib.Path("metrics.json").write_text(json.dumps({"loss": cfg["lr"]}))
+"""
+
+
+def test_hydra_resolved_config(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"app.py": HYDRA_APP})
+    run("app.py", "lr=0.1")
+    run("app.py", "lr=0.1", "db.timeout=20")
+    import repro
+
+    p = repro.load("latest").params
+    assert p["values"] == {"db.driver": "mysql", "db.timeout": 20, "lr": 0.1}
+    assert p["sources"] == {"db.driver": "hydra", "db.timeout": "hydra", "lr": "hydra"}
+    assert p["files"] == []
+    _, out, _ = cli(capfd, "diff", "latest~1", "latest")
+    assert out.splitlines()[0].startswith("different params"), out
+    assert "+ db.timeout: 20" not in out  # the resolved config had it before: a change
+    assert "db.timeout: 10 → 20" in out
+
+
+def test_params_files_from_the_configuration(repo: Path) -> None:
+    commit(repo, {"train.py": TRAIN, "params.toml": "[train]\nepochs = 3\n",
+                  "repro.yaml": "params_files: [params.toml]\n"})
+    run("train.py", "--lr", "0.3")
+    import repro
+
+    p = repro.load("latest").params
+    assert p["values"] == {"lr": 0.3, "train.epochs": 3}
+    assert p["sources"]["train.epochs"] == "file:params.toml"
+
+
+def test_a_secret_in_a_config_file_is_never_recorded(repo: Path) -> None:
+    commit(repo, {"train.py": TRAIN, "cfg.yaml": "depth: 2\nwandb:\n  api_key: hunter2-secret\n"})
+    run("train.py", "--config", "cfg.yaml")
+    text = next((repo / ".repro" / "runs").iterdir()).joinpath("manifest.yaml").read_text()
+    assert "hunter2" not in text
+    assert "wandb.api_key: \"<secret:pbkdf2-sha256:" in text

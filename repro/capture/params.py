@@ -510,6 +510,24 @@ def finish(b: Builder, *, cwd: Path, root: Path, script_file: Path | None = None
     return Collected(b.section(), list(b.warnings))
 
 
+def secret_redactor(salt: Callable[[], bytes]) -> Callable[[str, Any], str]:
+    """`redact` for collect: a secret-named key's value as `<secret:pbkdf2-sha256:SALT:HASH>`
+    (the per-clone salt of argv's secrets: equal secrets record equal placeholders, so diff
+    tells "same" from "changed" without the value). `salt` is asked only when one is found."""
+    from repro.record import redact
+
+    cache: list[bytes] = []
+
+    def redactor(key: str, value: Any) -> str:
+        if not cache:
+            cache.append(salt())
+        text = value if isinstance(value, str) else repr(value)
+        if redact.placeholder_re().fullmatch(text):
+            return text
+        return f"<secret:pbkdf2-sha256:{cache[0].hex()}:{redact.digest(text, cache[0])}>"
+    return redactor
+
+
 def _redacted(values: dict[str, Any], redact: Callable[[str, Any], Any] | None
               ) -> dict[str, Any]:
     if redact is None:

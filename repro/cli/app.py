@@ -136,6 +136,13 @@ def run(
 def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", metavar="N",
                                        min=1)] = 20,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="EXPR",
+        help="Only runs where a parameter or final metric compares so: NAME=V, NAME!=V, "
+             "NAME<V, <=, >, >= (repeatable: all must hold).")] = None,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", metavar="NAMES",
+        help="Parameters and final metrics to show as columns, comma-separated.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
@@ -143,15 +150,29 @@ def runs_cmd(
     Example:
 
         repro runs --limit 5
+
+    Example (runs with lr 0.01 and a final loss under 0.1, with their batch size):
+
+        repro runs --where lr=0.01 --where 'loss<0.1' --columns lr,batch_size,loss
     """
+    from repro.judge import query
     from repro.record import store
 
+    wheres = [query.parse_where(w) for w in where or []]
+    names = query.parse_columns(columns or [])
     runs = store.open_here()
-    rows = store.run_rows(runs, limit)
+    rows = store.run_rows(runs, None if wheres else limit)
+    if wheres:
+        rows = [dict(r) for r in query.select(rows, wheres, limit)]
     if as_json:
+        if names:
+            for r in rows:
+                r["columns"] = {n: query.value_of(r, n) for n in names}
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
+    elif wheres and not rows:
+        ui.info("no runs match " + " and ".join(where or []))
     else:
-        ui.runs_table(rows, runs.run_ids())
+        ui.runs_table(rows, runs.run_ids(), names)
 
 
 app.command("ls", help="Alias of `runs`.", hidden=True)(runs_cmd)
@@ -214,8 +235,8 @@ def diff(
     show_all: Annotated[bool, typer.Option("--all", help="Show unchanged sections too.")] = False,
     section: Annotated[list[str] | None, typer.Option(
         "--section", metavar="NAME",
-        help="Only this section (repeatable): command, seed, determinism, code, environment, "
-             "hardware, data, outputs, metrics.")] = None,
+        help="Only this section (repeatable): params, command, seed, determinism, code, "
+             "environment, hardware, data, outputs, metrics.")] = None,
     rtol: Rtol = None,
     atol: Atol = None,
     metric: MetricTol = None,

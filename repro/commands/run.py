@@ -17,7 +17,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import repro
 from repro import errors, report
@@ -28,7 +28,11 @@ from repro.record import bounded, config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
-                          "REPRO_METRICS_FILE"})
+                          "REPRO_METRICS_FILE", "REPRO_PARAMS_FILE"})
+PARAMS_FILE = "params.json"  # what the script may write at $REPRO_PARAMS_FILE (capture/params)
+T = TypeVar("T")
+if TYPE_CHECKING:
+    from repro.capture import params as params_mod
 # Space set aside in each run directory while the run lasts, released just before the final
 # manifest is written: a child that fills the disk cannot also take the record's last write.
 RESERVE_BYTES = 256 * 1024
@@ -205,7 +209,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                             hook_out=hook_out, hook_dir=seeding.hook_dir(),
                             source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
-                     "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
+                     "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl"),
+                     "REPRO_PARAMS_FILE": str(run_dir / PARAMS_FILE)}
         m = m.replace(determinism={
             "level": level, "threads": plan.threads,
             "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
@@ -222,6 +227,10 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             return _while_child_runs(child_env)
 
         probe = _Background(in_background)
+        # Parameters: the command line and the configuration files it names, read while the
+        # child starts (parsing YAML costs more than repro's whole start-up budget allows).
+        argv = m.command.argv  # as recorded: secret values already placeholders
+        params_job = _Background(lambda: _params_start(argv, req, cfg, root, runs))
         with runner.SignalGuard(req.kill_after) as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
@@ -244,6 +253,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
+                m = _with_params(m, params_job.result(), req, root, run_dir, started, reporter)
                 _warn_unrecorded(after_proc, root, state, _result_paths(req, cfg, root), m,
                                  reporter)
             except OSError as e:
@@ -521,6 +531,34 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     return m
 
 
+def _params_start(argv: Sequence[str], req: RunRequest, cfg: config.Config, root: Path,
+                  runs: store.Store) -> params_mod.Builder:
+    """The command line's parameters and the configuration files' (run while the child starts)."""
+    from repro.capture import params
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return params.start(argv, cwd=req.cwd, root=root, config_files=cfg.params_files,
+                        redact=params.secret_redactor(salt))
+
+
+def _with_params(m: manifest.Manifest, builder: params_mod.Builder | None, req: RunRequest,
+                 root: Path, run_dir: Path, started: dt.datetime,
+                 reporter: report.Reporter) -> manifest.Manifest:
+    """The `params` section: what was read while the child ran, then what the run wrote
+    (Hydra's resolved config, the script's $REPRO_PARAMS_FILE)."""
+    from repro.capture import params
+
+    if builder is None:  # the reading thread failed (never expected): the command line alone
+        builder = params.start(m.command.argv, cwd=req.cwd, root=root)
+    done = params.finish(builder, cwd=req.cwd, root=root, script_file=run_dir / PARAMS_FILE,
+                         hydra_since=started.timestamp())
+    for w in done.warnings:
+        reporter.warn(w)
+    return m.replace(params=done.section)
+
+
 def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     """Work for the second core while the child starts: hardware facts, and the imports the
     post-run steps need (they would otherwise add to every run's overhead)."""
@@ -763,18 +801,18 @@ def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Background:
+class _Background(Generic[T]):
     """Run a capture in a thread while the child runs; its failure never fails the run."""
 
-    def __init__(self, fn: Callable[[], Mapping[str, Any]]) -> None:
-        self._value: Mapping[str, Any] | None = None
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: T | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], Mapping[str, Any]]) -> None:
+    def _run(self, fn: Callable[[], T]) -> None:
         with contextlib.suppress(Exception):
             self._value = fn()
 
-    def result(self, timeout: float = 10.0) -> Mapping[str, Any] | None:
+    def result(self, timeout: float = 10.0) -> T | None:
         self._thread.join(timeout)
         return self._value

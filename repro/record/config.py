@@ -39,6 +39,7 @@ class Config:
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
+    params_files: tuple[str, ...] = ()  # YAML/JSON/TOML files whose keys are run parameters
 
 
 MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
@@ -59,6 +60,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "untracked_max_bytes": ("int", "an integer number of bytes"),
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
+    "params_files": ("paths", "a list of paths (YAML, JSON or TOML files of parameters)"),
 }
 
 

@@ -21,7 +21,8 @@ STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
 SEED_SOURCES = ("flag", "config", "replayed", "generated")
 LEVELS = ("off", "seed", "warn", "strict")
 # Sections whose contents other modules define (hook probe, hashing, metrics): kept as mappings.
-FREE_SECTIONS = ("determinism", "environment", "hardware", "data", "outputs", "metrics")
+FREE_SECTIONS = ("determinism", "environment", "hardware", "params", "data", "outputs",
+                 "metrics")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Manifest:
     determinism: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     environment: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     hardware: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -116,6 +118,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         },
         "environment": _plain(m.environment),
         "hardware": _plain(m.hardware),
+        **({"params": _plain(m.params)} if m.params else {}),
         "data": _plain(m.data),
         "outputs": _plain(m.outputs),
         "metrics": _plain(m.metrics),
