@@ -557,3 +557,12 @@ def test_a_secret_in_a_config_file_is_never_recorded(repo: Path) -> None:
     text = next((repo / ".repro" / "runs").iterdir()).joinpath("manifest.yaml").read_text()
     assert "hunter2" not in text
     assert "wandb.api_key: \"<secret:pbkdf2-sha256:" in text
+
+
+def test_show_lists_the_params(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": TRAIN, "c.yaml": "depth: 3\n"})
+    run("train.py", "--lr", "0.01", "--config", "c.yaml")
+    _, out, _ = cli(capfd, "show", "latest")
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "param lr = 0.01" in lines
+    assert "param depth = 3 (file:c.yaml)" in lines

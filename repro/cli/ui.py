@@ -299,6 +299,9 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
     c.print(t)
 
 
+PARAMS_SHOWN = 30  # parameter rows in `repro show` (a flattened config can have hundreds)
+
+
 def show_run(m: manifest.Manifest, run_dir: str | None,
              series: Mapping[str, Sequence[float]] | None = None) -> None:
     from rich.table import Table
@@ -343,6 +346,17 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         rows.append(("cpu", f"{cpu.get('model')} ({cpu.get('logical_cores')} threads)"))
     for g in hw.get("gpus") or []:
         rows.append(("gpu", f"{g.get('name')} {g.get('uuid')}"))
+    params = m.params or {}
+    values = params.get("values") or {}
+    for k, v in list(values.items())[:PARAMS_SHOWN]:
+        source = (params.get("sources") or {}).get(k)
+        rows.append(("param", f"{_cell(k)} = {_cell(v)}" + (
+            f"  ({_cell(source)})" if source != "argv" else "")))
+    if len(values) > PARAMS_SHOWN:
+        rows.append(("param", f"… and {len(values) - PARAMS_SHOWN} more (show --json)"))
+    for k, words in (params.get("ambiguous") or {}).items():
+        rows.append(("param", f"{_cell(k)}: ambiguous in the command line: "
+                              f"{_argv_text([str(w) for w in words])}"))
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
@@ -494,7 +508,9 @@ def _cell(v: Any) -> str:
         return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_cell(x) for x in v) + "]"
-    return str(v)
+    from repro.record import bounded
+
+    return bounded.escape(str(v))  # no ESC sequence from a manifest reaches the terminal
 
 
 def _num(v: Any) -> str:
