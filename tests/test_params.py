@@ -566,3 +566,17 @@ def test_show_lists_the_params(repo: Path, capfd: pytest.CaptureFixture[str]) ->
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert "param lr = 0.01" in lines
     assert "param depth = 3 (file:c.yaml)" in lines
+
+
+def test_an_ignored_params_file_is_an_input(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": TRAIN, "repro.yaml": "seed: 1\nparams_files: [local.yaml]\n",
+                  ".gitignore": ".repro/\nmetrics.json\nlocal.yaml\n"})
+    write(repo / "local.yaml", "depth: 1\n")
+    run("train.py")
+    write(repo / "local.yaml", "depth: 2\n")
+    run("train.py")
+    doc = json.loads(cli(capfd, "diff", "latest~1", "latest", "--json")[1])
+    assert doc["fingerprint"]["same"] is False
+    assert [c["key"] for c in doc["sections"]["params"]["changes"]] == ["depth"]
+    assert [c["key"] for c in doc["sections"]["data"]["changes"]] == ["local.yaml"]
+    assert doc["verdict"] == "different params, data, same results"
