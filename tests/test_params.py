@@ -580,3 +580,17 @@ def test_an_ignored_params_file_is_an_input(repo: Path, capfd: pytest.CaptureFix
     assert [c["key"] for c in doc["sections"]["params"]["changes"]] == ["depth"]
     assert [c["key"] for c in doc["sections"]["data"]["changes"]] == ["local.yaml"]
     assert doc["verdict"] == "different params, data, same results"
+
+
+@pytest.mark.parametrize(("key", "value"), [("values", [1, 2]), ("sources", "argv"),
+                                            ("ambiguous", 3), ("program", "python")])
+def test_a_damaged_params_section_is_refused_at_load(key: str, value: Any) -> None:
+    from repro import errors
+    from repro.record import manifest
+
+    doc = {"schema": "repro/run/v1",
+           "run": {"run_id": "x", "status": "succeeded", "started_at": "t"},
+           "command": {"argv": ["python"]}, "seed": {"value": 1, "source": "flag"},
+           "code": {"commit": "0" * 40}, "params": {key: value}}
+    with pytest.raises(errors.ManifestError, match=f"params.{key} must be"):
+        manifest.from_dict(doc, "m.yaml")

@@ -17,7 +17,15 @@ from repro.judge import compare
 
 def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[list[compare.Change],
                                                              list[compare.Change]]:
-    """(changes, info) between two `params` sections (plain data)."""
+    """(changes, info) between two `params` sections (plain data).
+
+    A run recorded before repro captured parameters has no section: nothing is compared
+    (every parameter would read as added), and the info says which run lacks it."""
+    if not a or not b:
+        if a or b:
+            return [], [compare.Change("recorded", bool(a) or None, bool(b) or None,
+                                       "added" if b else "removed", noise=True)]
+        return [], []
     va, vb = _values(a), _values(b)
     sa, sb = _map(a, "sources"), _map(b, "sources")
     changes: list[compare.Change] = []

@@ -605,6 +605,9 @@ _NESTED: tuple[tuple[str, str, type], ...] = (
     ("hardware", "cpu", Mapping), ("hardware", "os", Mapping), ("hardware", "gpus", list),
     ("hardware", "torch", Mapping), ("hardware", "threads", Mapping),
     ("metrics", "final", Mapping), ("metrics", "source", str),
+    ("params", "values", Mapping), ("params", "sources", Mapping),
+    ("params", "ambiguous", Mapping), ("params", "program", list), ("params", "args", list),
+    ("params", "files", list),
 )
 _HOOK_LISTS = ("seeded", "script_seeds", "errors", "warnings", "overridden")
 
