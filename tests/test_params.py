@@ -425,7 +425,8 @@ def test_runs_differing_in_lr_differ_in_params(repo: Path,
     assert verdict.startswith("different params"), verdict
     assert "command" not in verdict
     assert "lr: 0.01 → 0.02" in out
-    assert out.index("params") < out.index("command")  # listed before the command
+    lines = out.splitlines()
+    assert lines.index("params  changed") < lines.index("command  changed"), out  # listed first
     code, out, _ = cli(capfd, "diff", "latest~1", "latest", "--json")
     doc = json.loads(out)
     [change] = doc["sections"]["params"]["changes"]
