@@ -158,6 +158,10 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, list[str]], list[str]]] = [
     # 33. nargs in the middle is a list; at the end it could be value + positionals
     ("python train.py --betas 0.9 0.999 --milestones 30 60 90",
      {"betas": [0.9, 0.999]}, {"milestones": ["--milestones", "30", "60", "90"]}, []),
+    # 33b. a run of words that are not all numbers: a list, or a value and positionals?
+    ("python train.py --tasks mrpc sst2 --lr 1 --ckpt m.pt data.csv --epochs 3",
+     {"lr": 1, "epochs": 3},
+     {"tasks": ["--tasks", "mrpc", "sst2"], "ckpt": ["--ckpt", "m.pt", "data.csv"]}, []),
     # 34. repeated options become a list; negative numbers are values
     ("python train.py --tag a --tag b --clip -1 --offset -0.5 --scale 1e-3",
      {"tag": ["a", "b"], "clip": -1, "offset": -0.5, "scale": 1e-3}, {}, []),

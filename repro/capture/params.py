@@ -341,10 +341,12 @@ def _parse_args(args: Sequence[str]
         elif len(run) == 1:
             found.setdefault(key, []).append(type_value(run[0]))
             _config_file(name, run[0], files)
-        elif middle:
+        elif middle and all(_is_number(type_value(w)) for w in run):
             found.setdefault(key, []).append([type_value(w) for w in run])  # nargs="+"
         else:
-            _ambiguous(ambiguous, key, [word, *run])  # -v 3 file.txt, --epochs 3 data/
+            # -v 3 file.txt, --epochs 3 data/, --ckpt m.pt data.csv --lr 1: a value and
+            # positionals, or a list of values?
+            _ambiguous(ambiguous, key, [word, *run])
         i = j
     values: dict[str, Any] = {}
     for key, seen in found.items():
@@ -368,6 +370,10 @@ def _hydra_style(args: Sequence[str]) -> bool:
                     _is_override(before):
                 return True
     return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _ambiguous(ambiguous: dict[str, list[str]], key: str, words: list[str]) -> None:
