@@ -52,3 +52,34 @@ def test_a_run_without_the_section_is_not_compared() -> None:
     changes, info = paramdiff.diff({}, section({"lr": 1}))
     assert changes == [] and [(c.key, c.noise) for c in info] == [("recorded", True)]
     assert paramdiff.diff({}, {}) == ([], [])
+
+
+def test_rendering() -> None:
+    import io
+
+    from rich.console import Console
+
+    from repro.cli import diffview
+    from repro.judge import compare
+
+    changes, info = paramdiff.diff(
+        section({"lr": 0.01, "old": 1, "x": 1}, ambiguous={"v": ["-v", "3", "f"]}),
+        section({"lr": 0.02, "new": "a b", "x": 1}, {"lr": "argv", "new": "argv", "x": "hydra"},
+                ambiguous={"v": ["-v", "4", "f"]}))
+    s = compare.Section("params", tuple(changes), tuple(info))
+    out = io.StringIO()
+    diffview._render_section(s, Console(file=out, width=100, no_color=True))
+    assert out.getvalue().splitlines() == [
+        "params  changed",
+        "  lr: 0.01 → 0.02",
+        "  + new: a b",
+        "  - old: 1",
+        "  v: -v 3 f (ambiguous) → -v 4 f (ambiguous)",
+        "  x (source) (not counted): argv → hydra",
+    ]
+    md = diffview._md_section(s)
+    assert md[2:5] == ["- lr: `0.01 → 0.02`", "- new: `a b` _(added)_", "- old: `1` _(removed)_"]
+    old_run = compare.Section("params", (), tuple(paramdiff.diff({}, section({}))[1]))
+    out = io.StringIO()
+    diffview._render_section(old_run, Console(file=out, width=100, no_color=True))
+    assert "run a has no params section" in out.getvalue()

@@ -329,6 +329,14 @@ def _param_value(value: Any) -> str:
     return format_value(value)
 
 
+def _param_info(c: compare.Change) -> str:
+    if c.key == "recorded":  # one run predates parameter capture
+        side = "a" if c.a is None else "b"
+        return f"run {side} has no params section (recorded before repro captured them)"
+    a, b = pair_text(c.a, c.b)
+    return f"{c.key} (not counted): {a} → {b}"
+
+
 def _render_params(s: compare.Section, console: Console) -> None:
     colour = {"+": _B, "-": _A, "": ""}
     for c in s.changes:
@@ -336,8 +344,7 @@ def _render_params(s: compare.Section, console: Console) -> None:
         console.print(Text.assemble("  ", (f"{mark} " if mark else "", colour[mark]),
                                     (key, "bold"), text))
     for c in s.info:
-        a, b = pair_text(c.a, c.b)
-        console.print(Text(f"  {c.key} (not counted): {a} → {b}", style="dim"))
+        console.print(Text(f"  {_param_info(c)}", style="dim"))
 
 
 def _render_metrics(s: compare.Section, console: Console) -> None:
@@ -382,10 +389,9 @@ def _md_section(s: compare.Section) -> list[str]:
         lines = []
         for c in s.changes:
             mark, key, text = param_line(c)
-            lines.append(f"- {mark + ' ' if mark else ''}{_md_text(key)}{_md_code(text)}")
-        for c in s.info:
-            lines.append(f"- {_md_text(c.key)} _(not counted)_: "
-                         f"{_md_code(' → '.join(pair_text(c.a, c.b)))}")
+            label = {"+": " _(added)_", "-": " _(removed)_"}.get(mark, "")
+            lines.append(f"- {_md_text(key)}{_md_code(text)}{label}")
+        lines += [f"- {_md_text(_param_info(c))}" for c in s.info]
         return out + lines
     if s.name == "metrics":
         rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key, width=30)),
