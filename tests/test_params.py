@@ -441,7 +441,7 @@ def test_runs_differing_in_lr_differ_in_params(repo: Path,
     # The Python API
     import repro
 
-    assert repro.load("latest").params["values"] == {"lr": 0.02, "batch_size": 8}
+    assert repro.load("latest").params.values == {"lr": 0.02, "batch_size": 8}
 
 
 def test_a_changed_positional_is_still_a_different_command(
@@ -508,9 +508,9 @@ pathlib.Path("metrics.json").write_text(json.dumps({"loss": 1.0}))
     import repro
 
     p = repro.load("latest").params
-    assert p["values"] == {"lr": 0.5, "epochs": 3, "optimizer.name": "adam",
-                           "optimizer.betas": [0.9, 0.99]}
-    assert p["sources"] == {"lr": "script", "epochs": "argv", "optimizer.name": "script",
+    assert p.values == {"lr": 0.5, "epochs": 3, "optimizer.name": "adam",
+                        "optimizer.betas": [0.9, 0.99]}
+    assert p.sources == {"lr": "script", "epochs": "argv", "optimizer.name": "script",
                             "optimizer.betas": "script"}
 
 
@@ -536,9 +536,9 @@ def test_hydra_resolved_config(repo: Path, capfd: pytest.CaptureFixture[str]) ->
     import repro
 
     p = repro.load("latest").params
-    assert p["values"] == {"db.driver": "mysql", "db.timeout": 20, "lr": 0.1}
-    assert p["sources"] == {"db.driver": "hydra", "db.timeout": "hydra", "lr": "hydra"}
-    assert p["files"] == []
+    assert p.values == {"db.driver": "mysql", "db.timeout": 20, "lr": 0.1}
+    assert p.sources == {"db.driver": "hydra", "db.timeout": "hydra", "lr": "hydra"}
+    assert p.files == ()
     _, out, _ = cli(capfd, "diff", "latest~1", "latest")
     assert out.splitlines()[0].startswith("different params"), out
     assert "+ db.timeout: 20" not in out  # the resolved config had it before: a change
@@ -552,8 +552,8 @@ def test_params_files_from_the_configuration(repo: Path) -> None:
     import repro
 
     p = repro.load("latest").params
-    assert p["values"] == {"lr": 0.3, "train.epochs": 3}
-    assert p["sources"]["train.epochs"] == "file:params.toml"
+    assert p.values == {"lr": 0.3, "train.epochs": 3}
+    assert p.sources["train.epochs"] == "file:params.toml"
 
 
 def test_a_secret_in_a_config_file_is_never_recorded(repo: Path) -> None:

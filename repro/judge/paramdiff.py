@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from repro.judge import compare
+from repro.judge.tolerance import same_value
 
 
 def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[list[compare.Change],
@@ -32,7 +33,7 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[list[compare.Chang
     info: list[compare.Change] = []
     for key in sorted(va.keys() | vb.keys()):
         x, y = va.get(key, _ABSENT), vb.get(key, _ABSENT)
-        if x is not _ABSENT and y is not _ABSENT and compare._same(x, y):
+        if x is not _ABSENT and y is not _ABSENT and same_value(x, y):
             if sa.get(key) != sb.get(key):
                 info.append(compare.Change(f"{key} (source)", sa.get(key), sb.get(key),
                                            noise=True))
@@ -50,8 +51,8 @@ def explains_command(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     difference in argv is a difference in parameters alone?"""
     if not a or not b or a.get("parsed") is False or b.get("parsed") is False:
         return False
-    return compare._same(a.get("program"), b.get("program")) and \
-        compare._same(a.get("args"), b.get("args"))
+    return same_value(a.get("program"), b.get("program")) and \
+        same_value(a.get("args"), b.get("args"))
 
 
 class _Absent:
