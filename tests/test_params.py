@@ -599,3 +599,29 @@ def test_a_damaged_params_section_is_refused_at_load(key: str, value: Any) -> No
            "code": {"commit": "0" * 40}, "params": {key: value}}
     with pytest.raises(errors.ManifestError, match=f"params.{key} must be"):
         manifest.from_dict(doc, "m.yaml")
+
+
+def test_a_running_run_has_its_command_line_params(repo: Path,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """The manifest written before the command starts holds the argv's parameters: `runs
+    --where` finds a run still going (or one whose repro was killed)."""
+    import subprocess
+    import sys
+
+    commit(repo, {"train.py": "import pathlib, time\n"
+                              "while not pathlib.Path('go').exists():\n    time.sleep(0.05)\n",
+                  ".gitignore": ".repro/\ngo\n"})
+    proc = subprocess.Popen([sys.executable, "-m", "repro", "run", "--quiet", "--",
+                             sys.executable, "train.py", "--lr", "0.3"], cwd=repo)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            doc = json.loads(cli(capfd, "runs", "--json", "--where", "lr=0.3")[1])
+            if doc["runs"]:
+                break
+            time.sleep(0.1)
+        assert [r["status"] for r in doc["runs"]] == ["running"]
+        assert doc["runs"][0]["params"] == {"lr": 0.3}
+    finally:
+        (repo / "go").write_text("")
+        assert proc.wait(timeout=60) == 0

@@ -217,6 +217,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "user_set": dict(plan.user_set),
             "hook": {"ran": None},
         }, "determinism"))
+        # The command line's parameters (~1 ms): a running or abandoned run has them too.
+        from repro.capture import params as params_capture
+
+        argv = m.command.argv  # as recorded: secret values already placeholders
+        m = m.replace(params=manifest.Params.from_dict(params_capture.argv_section(argv),
+                                                       "params", "run"))
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m, key, durable=False)
 
@@ -227,9 +233,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             return _while_child_runs(child_env)
 
         probe = _Background(in_background)
-        # Parameters: the command line and the configuration files it names, read while the
-        # child starts (parsing YAML costs more than repro's whole start-up budget allows).
-        argv = m.command.argv  # as recorded: secret values already placeholders
+        # The configuration files the command line names, read while the child starts
+        # (importing PyYAML alone costs a good part of repro's start-up budget).
         params_job = _Background(lambda: _params_start(argv, req, cfg, root, runs))
         with runner.SignalGuard(req.kill_after) as guard:
             try:
@@ -552,10 +557,14 @@ def _with_params(m: manifest.Manifest, builder: params_mod.Builder | None, req: 
     (Hydra's resolved config, the script's $REPRO_PARAMS_FILE)."""
     from repro.capture import params
 
-    if builder is None:  # the reading thread failed (never expected): the command line alone
-        builder = params.start(m.command.argv, cwd=req.cwd, root=root)
-    done = params.finish(builder, cwd=req.cwd, root=root, script_file=run_dir / PARAMS_FILE,
-                         hydra_since=started.timestamp())
+    try:
+        if builder is None:  # the reading thread failed (never expected): read it here
+            builder = params.start(m.command.argv, cwd=req.cwd, root=root)
+        done = params.finish(builder, cwd=req.cwd, root=root,
+                             script_file=run_dir / PARAMS_FILE, hydra_since=started.timestamp())
+    except (errors.ReproError, OSError, ValueError) as e:  # the run happened: record it anyway
+        reporter.warn(f"parameters were not recorded: {e}")
+        return m
     for w in done.warnings:
         reporter.warn(w)
     return m.replace(params=manifest.Params.from_dict(done.section, "params", "run"))
