@@ -625,3 +625,15 @@ def test_a_running_run_has_its_command_line_params(repo: Path,
     finally:
         (repo / "go").write_text("")
         assert proc.wait(timeout=60) == 0
+
+
+def test_a_groups_row_shows_its_params(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from repro.cli.main import main
+    from tests.conftest import PYTHON
+
+    commit(repo, {"train.py": TRAIN})
+    assert main(["run", "--quiet", "--repeat", "2", "--metrics", "metrics.json", "--", PYTHON,
+                 "train.py", "--lr", "0.04", "--batch-size", "16"]) == 0
+    _, out, _ = cli(capfd, "runs", "--columns", "lr,batch_size")
+    rows = [line.split() for line in out.splitlines() if line.startswith("group:")]
+    assert len(rows) == 1 and rows[0][-2:] == ["0.04", "16"], out
