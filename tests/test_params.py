@@ -1,4 +1,5 @@
-"""capture/params.py: hyperparameters from real command lines, config files, Hydra, the script."""
+"""capture/params.py and paramfiles.py: hyperparameters from real command lines, config files,
+Hydra's resolved config and the script itself."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from repro.capture import params
+from repro.capture import paramfiles, params
 
 # command line -> (values, ambiguous raw words, words that are no parameter)
 # Real command lines, from the READMEs and docs of the projects they name.
@@ -274,7 +275,7 @@ def test_collect_merges_sources_in_order(tmp_path: Path) -> None:
     script = write(tmp_path / "run" / "params.json", '{"optim": {"lr": 0.05}, "steps": 100}')
     argv = ["python", "t.py", "--config", "configs/base.yaml", "--cfg", "extra.json",
             "--dropout", "0.2", "-v", "3", "x.txt"]
-    got = params.collect(argv, cwd=tmp_path, root=tmp_path, config_files=["repro_params.toml"],
+    got = paramfiles.collect(argv, cwd=tmp_path, root=tmp_path, config_files=["repro_params.toml"],
                          script_file=script)
     assert got.warnings == []
     s = got.section
@@ -294,14 +295,14 @@ def test_collect_merges_sources_in_order(tmp_path: Path) -> None:
 
 def test_script_params_override_an_ambiguous_key(tmp_path: Path) -> None:
     script = write(tmp_path / "params.json", '{"v": 3}')
-    got = params.collect(["python", "t.py", "-v", "3", "x.txt"], cwd=tmp_path, root=tmp_path,
+    got = paramfiles.collect(["python", "t.py", "-v", "3", "x.txt"], cwd=tmp_path, root=tmp_path,
                          script_file=script)
     assert got.section["values"] == {"v": 3} and got.section["ambiguous"] == {}
 
 
 def test_script_params_as_json_lines(tmp_path: Path) -> None:
     script = write(tmp_path / "params.json", '{"lr": 0.1}\n{"lr": 0.2, "bs": 8}\n')
-    got = params.collect(["python", "t.py"], cwd=tmp_path, root=tmp_path, script_file=script)
+    got = paramfiles.collect(["python", "t.py"], cwd=tmp_path, root=tmp_path, script_file=script)
     assert got.section["values"] == {"lr": 0.2, "bs": 8}
 
 
@@ -315,7 +316,7 @@ def test_script_params_as_json_lines(tmp_path: Path) -> None:
 def test_unreadable_config_is_a_warning(tmp_path: Path, name: str, text: str,
                                         reason: str) -> None:
     write(tmp_path / name, text)
-    got = params.collect(["python", "t.py", "--config", name, "--lr", "1"], cwd=tmp_path,
+    got = paramfiles.collect(["python", "t.py", "--config", name, "--lr", "1"], cwd=tmp_path,
                          root=tmp_path)
     assert len(got.warnings) == 1 and reason in got.warnings[0] and name in got.warnings[0]
     assert got.section["values"] == {"config": name, "lr": 1}
@@ -323,19 +324,19 @@ def test_unreadable_config_is_a_warning(tmp_path: Path, name: str, text: str,
 
 def test_a_fifo_is_never_waited_on(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "cfg.yaml")
-    got = params.collect(["python", "t.py", "--config", "cfg.yaml"], cwd=tmp_path, root=tmp_path)
+    got = paramfiles.collect(["python", "t.py", "--config", "cfg.yaml"], cwd=tmp_path, root=tmp_path)
     assert "not a regular file" in got.warnings[0]
 
 
 def test_bad_script_params_is_a_warning(tmp_path: Path) -> None:
     script = write(tmp_path / "params.json", "[1, 2]")
-    got = params.collect(["python", "t.py"], cwd=tmp_path, root=tmp_path, script_file=script)
+    got = paramfiles.collect(["python", "t.py"], cwd=tmp_path, root=tmp_path, script_file=script)
     assert "REPRO_PARAMS_FILE" in got.warnings[0] and "not a JSON mapping" in got.warnings[0]
 
 
 def test_secret_keys_in_files_are_redacted(tmp_path: Path) -> None:
     write(tmp_path / "c.yaml", "wandb:\n  api_key: hunter2\n  project: x\n")
-    got = params.collect(["python", "t.py", "--config", "c.yaml"], cwd=tmp_path, root=tmp_path,
+    got = paramfiles.collect(["python", "t.py", "--config", "c.yaml"], cwd=tmp_path, root=tmp_path,
                          redact=lambda k, v: "<secret>")
     assert got.section["values"]["wandb.api_key"] == "<secret>"
     assert got.section["values"]["wandb.project"] == "x"
@@ -348,7 +349,7 @@ def test_hydra_config_written_during_the_run(tmp_path: Path) -> None:
     since = time.time()
     write(tmp_path / "outputs/2026-12-01/11-40-00/.hydra/config.yaml",
           "lr: 0.1\nmodel:\n  depth: 4\n")
-    got = params.collect(["python", "app.py", "lr=0.1", "model.depth=4"], cwd=tmp_path,
+    got = paramfiles.collect(["python", "app.py", "lr=0.1", "model.depth=4"], cwd=tmp_path,
                          root=tmp_path, hydra_since=since)
     assert got.section["values"] == {"lr": 0.1, "model.depth": 4}
     assert got.section["sources"] == {"lr": "hydra", "model.depth": "hydra"}
@@ -357,7 +358,7 @@ def test_hydra_config_written_during_the_run(tmp_path: Path) -> None:
 def test_hydra_run_dir_from_argv(tmp_path: Path) -> None:
     since = time.time()
     write(tmp_path / "runs/a/.hydra/config.yaml", "lr: 0.3\n")
-    got = params.collect(["python", "app.py", "hydra.run.dir=runs/a"], cwd=tmp_path,
+    got = paramfiles.collect(["python", "app.py", "hydra.run.dir=runs/a"], cwd=tmp_path,
                          root=tmp_path, hydra_since=since)
     assert got.section["values"] == {"lr": 0.3}
 
@@ -365,7 +366,7 @@ def test_hydra_run_dir_from_argv(tmp_path: Path) -> None:
 def test_an_old_hydra_config_is_not_this_runs(tmp_path: Path) -> None:
     old = write(tmp_path / "outputs/2026-11-30/10-00-00/.hydra/config.yaml", "lr: 9\n")
     os.utime(old, (1, 1))
-    got = params.collect(["python", "app.py", "lr=0.1"], cwd=tmp_path, root=tmp_path,
+    got = paramfiles.collect(["python", "app.py", "lr=0.1"], cwd=tmp_path, root=tmp_path,
                          hydra_since=time.time())
     assert got.section["values"] == {"lr": 0.1}
 

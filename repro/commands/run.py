@@ -29,10 +29,10 @@ from repro.record import config, manifest, store, trust
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
                           "REPRO_METRICS_FILE", "REPRO_PARAMS_FILE"})
-PARAMS_FILE = "params.json"  # what the script may write at $REPRO_PARAMS_FILE (capture/params)
+PARAMS_FILE = "params.json"  # what the script may write at $REPRO_PARAMS_FILE (paramfiles)
 T = TypeVar("T")
 if TYPE_CHECKING:
-    from repro.capture import params as params_mod
+    from repro.capture import paramfiles
 # Space set aside in each run directory while the run lasts, released just before the final
 # manifest is written: a child that fills the disk cannot also take the record's last write.
 RESERVE_BYTES = 256 * 1024
@@ -224,10 +224,10 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "hook": {"ran": None},
         }, "determinism"))
         # The command line's parameters (~1 ms): a running or abandoned run has them too.
-        from repro.capture import params as params_capture
+        from repro.capture import paramfiles
 
         argv = m.command.argv  # as recorded: secret values already placeholders
-        m = m.replace(params=manifest.Params.from_dict(params_capture.argv_section(argv),
+        m = m.replace(params=manifest.Params.from_dict(paramfiles.argv_section(argv),
                                                        "params", "run"))
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m, key, durable=False)
@@ -385,29 +385,30 @@ def _store_error(runs: store.Store, e: OSError) -> errors.StoreError:
 
 
 def _params_start(argv: Sequence[str], req: RunRequest, cfg: config.Config, root: Path,
-                  runs: store.Store) -> params_mod.Builder:
+                  runs: store.Store) -> paramfiles.Builder:
     """The command line's parameters and the configuration files' (run while the child starts)."""
-    from repro.capture import params
+    from repro.capture import paramfiles
 
     def salt() -> bytes:
         return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
 
-    return params.start(argv, cwd=req.cwd, root=root, config_files=cfg.params_files,
-                        redact=params.secret_redactor(salt))
+    return paramfiles.start(argv, cwd=req.cwd, root=root, config_files=cfg.params_files,
+                            redact=paramfiles.secret_redactor(salt))
 
 
-def _with_params(m: manifest.Manifest, builder: params_mod.Builder | None, req: RunRequest,
+def _with_params(m: manifest.Manifest, builder: paramfiles.Builder | None, req: RunRequest,
                  root: Path, run_dir: Path, started: dt.datetime,
                  reporter: report.Reporter) -> manifest.Manifest:
     """The `params` section: what was read while the child ran, then what the run wrote
     (Hydra's resolved config, the script's $REPRO_PARAMS_FILE)."""
-    from repro.capture import params
+    from repro.capture import paramfiles
 
     try:
         if builder is None:  # the reading thread failed (never expected): read it here
-            builder = params.start(m.command.argv, cwd=req.cwd, root=root)
-        done = params.finish(builder, cwd=req.cwd, root=root,
-                             script_file=run_dir / PARAMS_FILE, hydra_since=started.timestamp())
+            builder = paramfiles.start(m.command.argv, cwd=req.cwd, root=root)
+        done = paramfiles.finish(builder, cwd=req.cwd, root=root,
+                                 script_file=run_dir / PARAMS_FILE,
+                                 hydra_since=started.timestamp())
     except (errors.ReproError, OSError, ValueError) as e:  # the run happened: record it anyway
         reporter.warn(f"parameters were not recorded: {e}")
         return m
