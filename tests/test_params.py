@@ -208,6 +208,12 @@ def test_table_is_large() -> None:
     assert len(TABLE) >= 30
 
 
+def test_a_long_value_is_kept_as_a_summary() -> None:
+    prompt = "x" * 5000
+    got = params.parse_argv(["python", "t.py", "--prompt", prompt, "--lr", "1"]).values
+    assert got["prompt"].startswith("<string of 5000 characters, sha256:") and got["lr"] == 1
+
+
 @pytest.mark.parametrize(("line", "program"), [
     ("python -u train.py --lr 1", ["python", "-u", "train.py"]),
     ("torchrun --nproc_per_node=2 train.py --lr 1", ["torchrun", "--nproc_per_node=2", "train.py"]),

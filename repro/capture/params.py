@@ -248,7 +248,7 @@ def _parse_args(args: Sequence[str]
     for key, seen in found.items():
         if key in ambiguous:
             continue  # read two ways: the raw words only
-        values[key] = seen[0] if len(seen) == 1 else seen
+        values[key] = _bounded_value(seen[0] if len(seen) == 1 else seen)
     return values, ambiguous, rest, files
 
 
