@@ -644,3 +644,34 @@ def test_a_groups_row_shows_its_params(repo: Path, capfd: pytest.CaptureFixture[
     _, out, _ = cli(capfd, "runs", "--columns", "lr,batch_size")
     rows = [line.split() for line in out.splitlines() if line.startswith("group:")]
     assert len(rows) == 1 and rows[0][-2:] == ["0.04", "16"], out
+
+
+HYDRA_REAL = """\
+import json, pathlib
+import hydra
+from omegaconf import DictConfig
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    pathlib.Path("metrics.json").write_text(json.dumps({"loss": cfg.optim.lr * cfg.model.depth}))
+
+main()
+"""
+
+
+def test_a_real_hydra_app(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """hydra-core itself (the test extra) writes outputs/DATE/TIME/.hydra/config.yaml."""
+    pytest.importorskip("hydra", reason="hydra-core is in the test extra; install it")
+    commit(repo, {"app.py": HYDRA_REAL,
+                  "conf/config.yaml": "optim:\n  name: sgd\n  lr: 0.1\nmodel:\n  depth: 4\n"})
+    run("app.py")
+    run("app.py", "optim.lr=0.01", "+trainer.epochs=3")
+    import repro
+
+    p = repro.load("latest").params
+    assert p.values == {"optim.name": "sgd", "optim.lr": 0.01, "model.depth": 4,
+                        "trainer.epochs": 3}
+    assert set(p.sources.values()) == {"hydra"}
+    _, out, _ = cli(capfd, "diff", "latest~1", "latest")
+    assert out.splitlines()[0].startswith("different params"), out
+    assert "optim.lr: 0.1 → 0.01" in out and "+ trainer.epochs: 3" in out
