@@ -675,3 +675,17 @@ def test_a_real_hydra_app(repo: Path, capfd: pytest.CaptureFixture[str]) -> None
     _, out, _ = cli(capfd, "diff", "latest~1", "latest")
     assert out.splitlines()[0].startswith("different params"), out
     assert "optim.lr: 0.1 → 0.01" in out and "+ trainer.epochs: 3" in out
+
+
+def test_runs_where_over_a_remote(repo: Path, tmp_path: Path,
+                                  capfd: pytest.CaptureFixture[str]) -> None:
+    commit(repo, {"train.py": TRAIN})
+    run("train.py", "--lr", "0.01")
+    run("train.py", "--lr", "0.02")
+    (tmp_path / "shared").mkdir()
+    url = (tmp_path / "shared").as_uri()
+    code, _, err = cli(capfd, "push", "--remote", url)
+    assert code == 0, err
+    doc = json.loads(cli(capfd, "runs", "--remote", url, "--json", "--where", "lr>0.015",
+                         "--columns", "lr")[1])
+    assert doc["remote"] == url and [r["columns"] for r in doc["runs"]] == [{"lr": 0.02}]
