@@ -689,3 +689,17 @@ def test_runs_where_over_a_remote(repo: Path, tmp_path: Path,
     doc = json.loads(cli(capfd, "runs", "--remote", url, "--json", "--where", "lr>0.015",
                          "--columns", "lr")[1])
     assert doc["remote"] == url and [r["columns"] for r in doc["runs"]] == [{"lr": 0.02}]
+
+
+def test_hydra_references_are_resolved(tmp_path: Path) -> None:
+    assert paramfiles.resolve_references(
+        {"optim.base_lr": 0.1, "optim.lr": "${optim.base_lr}", "a": "${b}", "b": "${optim.lr}",
+         "t": "${now:%H}", "p": "${optim.base_lr}/x", "u": "${nope}", "loop": "${loop}"}) == {
+        "optim.base_lr": 0.1, "optim.lr": 0.1, "a": 0.1, "b": 0.1, "t": "${now:%H}",
+        "p": "${optim.base_lr}/x", "u": "${nope}", "loop": "${loop}"}
+    since = time.time()
+    write(tmp_path / "outputs/2026-12-01/11-40-00/.hydra/config.yaml",
+          "optim:\n  base_lr: 0.1\n  lr: ${optim.base_lr}\n")
+    got = paramfiles.collect(["python", "app.py"], cwd=tmp_path, root=tmp_path,
+                             hydra_since=since)
+    assert got.section["values"] == {"optim.base_lr": 0.1, "optim.lr": 0.1}

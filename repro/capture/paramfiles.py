@@ -33,8 +33,6 @@ MAX_KEYS = 2000  # parameters kept per source: a vocabulary passed as --config i
 FILE_MAX = 4 * 1024 * 1024  # bytes read of one configuration file (bounded.CONFIG_MAX)
 
 
-
-
 class Collected(NamedTuple):
     section: dict[str, Any]
     warnings: list[str]
@@ -64,13 +62,15 @@ class Builder:
             self.sources[key] = source
             self.ambiguous.pop(key, None)  # a file or the script says what it is
 
-    def add_file(self, path: Path, shown: str, source: str) -> None:
+    def add_file(self, path: Path, shown: str, source: str, interpolate: bool = False) -> None:
         try:
             data = read_file(path)
         except _Unreadable as e:
             self.warnings.append(f"parameters not read from {shown}: {e}")
             return
-        self.add(_redacted(flatten(data), self.redact), source)
+        flat = flatten(data)
+        self.add(_redacted(resolve_references(flat) if interpolate else flat, self.redact),
+                 source)
         if source.startswith(FILE_PREFIX):
             self.files.append(shown)
 
@@ -143,13 +143,34 @@ def finish(b: Builder, *, cwd: Path, root: Path, script_file: Path | None = None
     if hydra_since is not None and b.parsed.parsed:
         found = hydra_config(cwd, b.parsed.args, hydra_since)
         if found is not None:
-            b.add_file(found, _shown(found, root), SOURCE_HYDRA)
+            b.add_file(found, _shown(found, root), SOURCE_HYDRA, interpolate=True)
     if script_file is not None and script_file.exists():
         try:
             b.add(_redacted(flatten(read_script_params(script_file)), b.redact), SOURCE_SCRIPT)
         except _Unreadable as e:
             b.warnings.append(f"parameters the script logged (${ENV_VAR}) not read: {e}")
     return Collected(b.section(), list(b.warnings))
+
+
+_REFERENCE = "${"
+
+
+def resolve_references(values: dict[str, Any], depth: int = 10) -> dict[str, Any]:
+    """Hydra saves `.hydra/config.yaml` with its interpolations as written: a value that is
+    exactly a reference to another key (`lr: ${optim.base_lr}`) takes that key's value.
+    Anything else (`${now:%H}`, `${a}/x`, a reference to no key) stays the text it is."""
+    out = dict(values)
+    for key, value in values.items():
+        seen = 0
+        while isinstance(value, str) and value.startswith(_REFERENCE) and \
+                value.endswith("}") and seen < depth:
+            target = value[2:-1]
+            if target not in out or any(c in target for c in ":${} "):
+                break
+            value, seen = out[target], seen + 1
+        if seen and not (isinstance(value, str) and value.startswith(_REFERENCE)):
+            out[key] = value
+    return out
 
 
 def secret_redactor(salt: Callable[[], bytes]) -> Callable[[str, Any], str]:
@@ -285,12 +306,15 @@ def hydra_config(cwd: Path, args: Sequence[str], since: float) -> Path | None:
         try:
             days = sorted((d for d in os.listdir(outputs) if not d.startswith(".")),
                           reverse=True)[:2]  # today, and yesterday for a run over midnight
-            for day in days:
-                for entry in os.scandir(outputs / day):
-                    if entry.is_dir(follow_symlinks=False):
-                        candidates.append(Path(entry.path) / ".hydra" / "config.yaml")
         except OSError:
-            pass
+            days = []
+        for day in days:
+            try:
+                with os.scandir(outputs / day) as entries:
+                    candidates += [Path(e.path) / ".hydra" / "config.yaml" for e in entries
+                                   if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
     candidates.append(cwd / ".hydra" / "config.yaml")
     best: tuple[float, Path] | None = None
     for path in candidates:
