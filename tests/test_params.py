@@ -703,3 +703,18 @@ def test_hydra_references_are_resolved(tmp_path: Path) -> None:
     got = paramfiles.collect(["python", "app.py"], cwd=tmp_path, root=tmp_path,
                              hydra_since=since)
     assert got.section["values"] == {"optim.base_lr": 0.1, "optim.lr": 0.1}
+
+
+def test_a_replay_has_the_same_params(repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from repro.cli.main import main
+
+    commit(repo, {"train.py": TRAIN, "configs/base.yaml": "model:\n  depth: 3\n"})
+    run("train.py", "--lr", "0.5", "--config", "configs/base.yaml")
+    assert main(["replay", "latest"]) == 0
+    doc = json.loads(cli(capfd, "diff", "latest~1", "latest", "--json")[1])
+    assert doc["sections"]["params"]["changes"] == [], doc["sections"]["params"]
+    import repro
+
+    p = repro.load("latest").params
+    assert p.values == {"lr": 0.5, "config": "configs/base.yaml", "model.depth": 3}
+    assert p.sources["model.depth"] == "file:configs/base.yaml"
