@@ -9,6 +9,12 @@ interleaved (so machine noise hits all alike) and reports medians and their diff
 `--torch` times a small torch training script (committed in the repo) bare, under
 `repro run --determinism seed` and under `repro run` at the default `strict` level.
 
+`--params` gives the command hyperparameters and a YAML config to read (`--lr 0.01
+--batch-size 32 --config configs/base.yaml`), which `repro run` records in `params`.
+`--baseline REPRO` times another repro executable too, interleaved with this one (an A/B of
+two versions, e.g. `--baseline /work/main/.venv/bin/repro`; `--repro` names the other side
+when both should start alike, e.g. two wrappers running `python -m repro` from two checkouts).
+
 Target: at most 0.10 s added (median wall time), for `python -c pass` and for the torch
 script at `strict`. CPU time (user + system of the command and every process it waited for)
 is printed too: on a loaded machine wall time is CPU time stretched by the load, so compare
@@ -50,6 +56,22 @@ print(f"loss={loss.item():.4f}")
 """
 
 
+CONFIG = """\
+model:
+  depth: 12
+  width: 256
+  dropout: 0.1
+optim:
+  name: adamw
+  lr: 0.0003
+  betas: [0.9, 0.999]
+data:
+  batch_size: 32
+  workers: 4
+"""
+PARAMS = ["--lr", "0.01", "--batch-size", "32", "--config", "configs/base.yaml"]
+
+
 def make_repo(where: Path) -> Path:
     repo = where / "repo"
     repo.mkdir()
@@ -60,6 +82,8 @@ def make_repo(where: Path) -> Path:
     (repo / "requirements.lock").write_text(
         "".join(f"{n}=={metadata.version(n)}\n" for n in ("pyyaml", "blake3", "typer", "rich")))
     (repo / "train.py").write_text(TORCH_SCRIPT)
+    (repo / "configs").mkdir()
+    (repo / "configs" / "base.yaml").write_text(CONFIG)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
     subprocess.run(["git", "commit", "-qm", "bench"], cwd=repo, check=True, env=env)
     return repo
@@ -81,18 +105,27 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--torch", action="store_true",
                         help="a small torch training script instead of `python -c pass`")
+    parser.add_argument("--params", action="store_true",
+                        help="hyperparameters and a YAML config on the command line")
+    parser.add_argument("--baseline", metavar="REPRO",
+                        help="another repro executable to time alongside (A/B)")
+    parser.add_argument("--repro", metavar="REPRO", help="the repro executable to time "
+                        "(default: the one beside this Python)")
     args = parser.parse_args()
-    repro = shutil.which("repro", path=str(Path(sys.executable).parent)) or "repro"
+    repro = args.repro or shutil.which("repro", path=str(Path(sys.executable).parent)) or "repro"
+    extra = PARAMS if args.params else []
     if args.torch:
-        bare_cmd = [sys.executable, "train.py"]
+        bare_cmd = [sys.executable, "train.py", *extra]
         cases = {"python train.py": bare_cmd,
                  "repro run --determinism seed": [repro, "run", "--determinism", "seed", "--",
                                                   *bare_cmd],
                  "repro run (strict)": [repro, "run", "--", *bare_cmd]}
     else:
-        bare_cmd = [sys.executable, "-c", "pass"]
+        bare_cmd = [sys.executable, "-c", "pass", *extra]
         cases = {"python -c pass": bare_cmd,
                  "repro run -- python -c pass": [repro, "run", "--", *bare_cmd]}
+    if args.baseline:
+        cases["baseline: repro run (strict)"] = [args.baseline, "run", "--", *bare_cmd]
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:

@@ -85,7 +85,8 @@ def runs(root: str | os.PathLike[str] = ".", *, limit: int | None = None
          ) -> list[dict[str, object]]:
     """Every run of the repository at `root`, newest first, as `repro runs --json` rows
     (run_id, status, started_at, duration_s, command, seed, commit, dirty, name, exit_code,
-    replay_of, started_by, metrics); a run that cannot be read has status `unreadable`."""
+    replay_of, started_by, params, metrics, group); a run that cannot be read has status
+    `unreadable`."""
     return store.run_rows(_store(root), limit)
 
 

@@ -143,3 +143,40 @@ def test_shebang_reads_first_line_only(tmp_path: Path) -> None:
     assert cmdline.shebang("./s", cwd=tmp_path) == ["/usr/bin/env", "-S", "python3", "-I"]
     assert cmdline.shebang(str(executable(tmp_path / "b", "print(1)\n"))) == []
     assert cmdline.shebang(str(tmp_path / "missing")) == []
+
+
+# command line -> the words before the script's own (its interpreter, launchers and the script)
+SCRIPT_START = [
+    (["python", "-u", "t.py", "--lr", "1"], ["python", "-u", "t.py"]),
+    (["env", "A=1", "python3", "t.py"], ["env", "A=1", "python3", "t.py"]),
+    (["mpirun", "-np", "4", "python", "t.py", "-x"], ["mpirun", "-np", "4", "python", "t.py"]),
+    (["python", "-m", "pkg.train", "--lr", "1"], ["python", "-m", "pkg.train"]),
+    (["python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "t.py", "--lr", "1"],
+     ["python", "-m", "torch.distributed.run", "--nproc_per_node", "2", "t.py"]),
+    (["torchrun", "--standalone", "--nnodes", "1", "t.py", "--lr", "1"],
+     ["torchrun", "--standalone", "--nnodes", "1", "t.py"]),
+    (["torchrun", "-m", "pkg.train", "--lr", "1"], ["torchrun", "-m", "pkg.train"]),
+    (["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "t.py", "--lr", "1"],
+     ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "t.py"]),
+    (["deepspeed", "--num_gpus=2", "t.py", "--deepspeed"], ["deepspeed", "--num_gpus=2", "t.py"]),
+    (["uv", "run", "t.py", "--lr", "1"], ["uv", "run", "t.py"]),
+    (["./t.py", "--lr", "1"], ["./t.py"]),
+    (["bash", "train.sh", "--lr", "1"], ["bash", "train.sh"]),
+    (["sh", "-c", "python t.py --lr 1"], ["python", "t.py"]),
+    (["./train", "--lr", "1"], ["./train"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "before"), SCRIPT_START)
+def test_script_start(argv: list[str], before: list[str]) -> None:
+    found = cmdline.script_start(argv)
+    assert found is not None
+    words, start = found
+    assert words[:start] == before
+
+
+@pytest.mark.parametrize("argv", [[], ["python"], ["python", "-V"], ["accelerate", "config"],
+                                  ["torchrun", "--nnodes", "2"],
+                                  ["sh", "-c", "python t.py | tee log"], ["bash", "-x"]])
+def test_no_script_start(argv: list[str]) -> None:
+    assert cmdline.script_start(argv) is None

@@ -231,7 +231,7 @@ def test_quickstart_second_run_succeeds(repo: Path, capfd: pytest.CaptureFixture
     assert main(["run", "--", PYTHON, "train.py", "--lr", "0.02"]) == 0
     capfd.readouterr()
     assert main(["diff", "latest~1", "latest"]) == 1
-    assert "different command" in capfd.readouterr().out
+    assert "different params" in capfd.readouterr().out  # only --lr differs
 
 
 def test_verify_refuses_a_run_whose_only_outputs_are_stale(

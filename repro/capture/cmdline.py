@@ -3,7 +3,9 @@
 The one place that decides whether a word names a Python interpreter (`python`, `python3`,
 `python3.11`, `python3.11.4`, `python3.13t`, `pypy3`, `/venv/bin/python`, `python.exe`), reads a
 script's `#!` line, and walks the interpreter's own options (`-u`, `-uB`, `-W arg`, `-X opt`,
-`-I/-E/-S`, `-c code`, `-m module`), and picks out the paths the words name (``argv_paths``:
+`-I/-E/-S`, `-c code`, `-m module`), finds where a script's own words start after launchers
+(``script_start``: `torchrun`, `accelerate launch`, `deepspeed`), and picks out the paths the
+words name (``argv_paths``:
 candidate data inputs, and outputs a run will create). Used by the pre-run interpreter lookup
 (find_interpreter), data capture (argv_paths), the probe reader and doctor (interpreter_flags)
 and replay. Standard library only at import; reads at most a script's first line and the
@@ -266,3 +268,100 @@ def _inside(candidate: str, cwd: str, root_real: str, missing: bool = False) -> 
     if rel.split("/", 1)[0] in SKIP_AT_ROOT:
         return None
     return rel
+
+
+# Launchers that run a script with their own options first: `torchrun --nproc-per-node 2 t.py`.
+# Their options that take no value (the others take one, or are written --opt=value).
+_LAUNCHER_FLAGS: Mapping[str, frozenset[str]] = {
+    "torchrun": frozenset({"standalone", "m", "module", "no-python", "no_python", "run-path",
+                           "run_path", "use-env", "use_env", "h", "help"}),
+    "accelerate": frozenset({"cpu", "multi_gpu", "tpu", "ipex", "use_deepspeed", "use_fsdp",
+                             "use_megatron_lm", "use_xpu", "m", "module", "no_python", "q",
+                             "quiet", "debug", "downcast_bf16", "same_network",
+                             "tpu_use_cluster", "tpu_use_sudo", "enable_cpu_affinity", "h",
+                             "help"}),
+    "deepspeed": frozenset({"no_python", "no_local_rank", "force_multi", "save_pid",
+                            "bind_cores_to_rank", "no_ssh_check", "no_ssh", "elastic_training",
+                            "module", "enable_each_rank_log_flag", "h", "help"}),
+}
+_LAUNCHER_MODULES = {"torch.distributed.run": "torchrun", "torch.distributed.launch": "torchrun",
+                     "accelerate.commands.launch": "accelerate",
+                     "deepspeed.launcher.runner": "deepspeed"}
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash"})
+
+
+def script_start(argv: Sequence[str]) -> tuple[list[str], int] | None:
+    """(words, index of the script's first argument in them), or None when no script can be
+    told: the words a script receives, after its interpreter and launchers.
+
+    `python -u t.py`, `python -m pkg.train`, `env A=1 python3 t.py`, `mpirun -np 4 python t.py`;
+    the launchers `torchrun`, `accelerate launch`, `deepspeed` and `python -m
+    torch.distributed.run` (their own options skipped); `uv run t.py`, `./t.py`; `bash t.sh`;
+    `sh -c "python t.py --lr 1"` (the inner command line's words, unless it is a pipeline or
+    a list of commands); any other program's words after it. Pure: nothing is read.
+    """
+    words = list(argv)
+    if not words:
+        return None
+    base = os.path.basename(words[0])
+    if base in _LAUNCHER_FLAGS:
+        if base == "accelerate":
+            if len(words) < 2 or words[1] != "launch":
+                return None
+            return _after_launcher(words, 2, base)
+        return _after_launcher(words, 1, base)
+    index = python_index(words)
+    if index is not None:
+        after = words[index + 1:]
+        py = python_args(after)
+        start = len(words) - len(py.args)
+        if py.module is not None and py.module in _LAUNCHER_MODULES:
+            return _after_launcher(words, start, _LAUNCHER_MODULES[py.module])
+        if py.script is None and py.module is None and py.code is None:
+            return None  # `python` alone, `python -V`
+        return words, start
+    if base in _SHELLS and len(words) >= 3 and words[1] == "-c":  # sh -c "python t.py --lr 1"
+        import shlex  # only for such commands
+
+        try:
+            inner = shlex.split(words[2])
+        except ValueError:
+            return None
+        if any(w in ("|", "&&", "||", ";") or w.endswith(";") for w in inner) or \
+                python_index(inner) is None:
+            return None  # a pipeline, or no Python: which words are whose is a guess
+        return script_start(inner)
+    for i, word in enumerate(words):
+        if word.endswith(".py") and not word.startswith("-"):
+            return words, i + 1  # `uv run t.py`, `./t.py`, `pipenv run t.py`
+    if base in _SHELLS:
+        if len(words) > 1 and not words[1].startswith("-"):
+            return words, 2  # `bash train.sh --lr 1`
+        return None
+    return words, 1  # a program of its own: `./train --lr 1`
+
+
+def _after_launcher(words: list[str], i: int, launcher: str) -> tuple[list[str], int] | None:
+    """Skip a launcher's options; the script (or module, or program) is the next word."""
+    flags = _LAUNCHER_FLAGS[launcher]
+    while i < len(words):
+        word = words[i]
+        if word == "--":
+            i += 1
+            break
+        if not word.startswith("-") or word == "-":
+            break
+        name = word.lstrip("-")
+        if "=" in name or name in flags:
+            i += 1
+            continue
+        # An option with a value, unless the next word is plainly the script.
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        i += 1 if nxt.endswith(".py") else 2
+    if i >= len(words):
+        return None
+    nxt = words[i]
+    if is_python(nxt):  # `torchrun --no-python python t.py`: locate from there
+        inner = script_start(words[i:])
+        return None if inner is None else (words, i + inner[1])
+    return words, i + 1

@@ -203,6 +203,13 @@ def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool)
 def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", metavar="N",
                                        min=1)] = 20,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", metavar="EXPR",
+        help="Only runs where a parameter or final metric compares so: NAME=V, NAME!=V, "
+             "NAME<V, <=, >, >= (repeatable: all must hold).")] = None,
+    columns: Annotated[list[str] | None, typer.Option(
+        "--columns", metavar="NAMES",
+        help="Parameters and final metrics to show as columns, comma-separated.")] = None,
     expand: Annotated[bool, typer.Option(
         "--expand", help="Show every member of a group (`run --repeat`), not one row.")] = False,
     as_json: JsonFlag = False,
@@ -220,38 +227,55 @@ def runs_cmd(
 
         repro runs --limit 5 --expand
 
+    Example (runs with lr 0.01 and a final loss under 0.1, with their batch size):
+
+        repro runs --where lr=0.01 --where 'loss<0.1' --columns lr,batch_size,loss
+
     Example (what the team pushed):
 
         repro runs --remote teammate
     """
+    from repro.judge import query
     from repro.record import store
 
+    wheres = [query.parse_where(w) for w in where or []]
+    names = query.parse_columns(columns or [])
     runs = store.open_here()
     if remote is not None:
         from repro.commands import pull as pull_mod
         from repro.record import config
         from repro.remote import store as remote_store
 
-        where = remote_store.locate(remote, config.load(runs.root))
-        rows, ids, _ = pull_mod.remote_rows(runs, where, limit)
-        if as_json:
-            ui.print_json({"schema": "repro/runs/v1", "remote": where.url, "runs": rows})
-        elif rows:
-            if not expand:
-                rows = _group_rows(rows, limit, len(ids),
-                                   lambda n: pull_mod.remote_rows(runs, where, n)[0])
-            ui.runs_table(rows, ids)
-        else:
-            ui.info(f"no runs at {where.label} yet: `repro push` sends yours")
-        return
-    rows = store.run_rows(runs, limit)
-    if as_json:
-        ui.print_json({"schema": "repro/runs/v1", "runs": rows})
+        place = remote_store.locate(remote, config.load(runs.root))
+        rows, ids, _ = pull_mod.remote_rows(runs, place, limit)  # reads the newest `limit`
+        if wheres:
+            rows = [dict(r) for r in query.select(rows, wheres)]
     else:
+        rows = store.run_rows(runs, None if wheres else limit)
+        if wheres:
+            rows = [dict(r) for r in query.select(rows, wheres, limit)]
         ids = runs.run_ids()
-        if not expand:
+    if as_json:
+        if names:
+            for r in rows:
+                r["columns"] = {n: query.value_of(r, n) for n in names}
+        ui.print_json({"schema": "repro/runs/v1",
+                       **({"remote": place.url} if remote is not None else {}), "runs": rows})
+    elif wheres and not rows:
+        ui.info("no runs match " + " and ".join(where or []))
+    elif remote is not None and not rows:
+        ui.info(f"no runs at {place.label} yet: `repro push` sends yours")
+    else:
+        if not expand and wheres:
+            from repro.cli import statsview
+
+            rows = statsview.collapse_groups(rows)
+        elif not expand and remote is not None:
+            rows = _group_rows(rows, limit, len(ids),
+                               lambda n: pull_mod.remote_rows(runs, place, n)[0])
+        elif not expand:
             rows = _group_rows(rows, limit, len(ids), lambda n: store.run_rows(runs, n))
-        ui.runs_table(rows, ids)
+        ui.runs_table(rows, ids, names)
 
 
 def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
@@ -333,8 +357,8 @@ def diff(
     show_all: Annotated[bool, typer.Option("--all", help="Show unchanged sections too.")] = False,
     section: Annotated[list[str] | None, typer.Option(
         "--section", metavar="NAME",
-        help="Only this section (repeatable): command, seed, determinism, code, environment, "
-             "hardware, data, outputs, metrics.")] = None,
+        help="Only this section (repeatable): params, command, seed, determinism, code, "
+             "environment, hardware, data, outputs, metrics.")] = None,
     rtol: Rtol = None,
     atol: Atol = None,
     metric: MetricTol = None,

@@ -242,6 +242,9 @@ def _render_section(s: compare.Section, console: Console) -> None:
     if s.name == "metrics":
         _render_metrics(s, console)
         return
+    if s.name == "params":
+        _render_params(s, console)
+        return
     plain, packages = _split_packages(s)
     if plain or s.info:
         t = _table(_key_label(s.name))
@@ -304,6 +307,46 @@ def _render_curves(curves: tuple[Mapping[str, Sequence[float]], Mapping[str, Seq
         console.print(Text.assemble(f"{'':<{width}}  b ", (sparkline(b[n], low, high), _B)))
 
 
+def param_line(c: compare.Change) -> tuple[str, str, str]:
+    """(mark, `key: `, `a → b`): `lr: 0.01 → 0.02`; `+ dropout: 0.1` added, `- warmup: 100`
+    removed; a key read two ways from the command line shows its raw words."""
+    a, b = (_param_value(v) for v in (c.a, c.b))
+    if len(a) > VALUE_WIDTH or len(b) > VALUE_WIDTH:
+        a, b = pair_text(a, b)
+    if c.kind == "added":
+        return "+", f"{c.key}: ", b
+    if c.kind == "removed":
+        return "-", f"{c.key}: ", a
+    return "", f"{c.key}: ", f"{a} → {b}"
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, Mapping) and set(value) == {"ambiguous"}:
+        words = value["ambiguous"]
+        raw = shlex.join(words) if isinstance(words, list) and all(
+            isinstance(w, str) for w in words) else format_value(words)
+        return f"{bounded.escape(raw)} (ambiguous)"
+    return format_value(value)
+
+
+def _param_info(c: compare.Change) -> str:
+    if c.key == "recorded":  # one run predates parameter capture
+        side = "a" if c.a is None else "b"
+        return f"run {side} has no params section (recorded before repro captured them)"
+    a, b = pair_text(c.a, c.b)
+    return f"{c.key} (not counted): {a} → {b}"
+
+
+def _render_params(s: compare.Section, console: Console) -> None:
+    colour = {"+": _B, "-": _A, "": ""}
+    for c in s.changes:
+        mark, key, text = param_line(c)
+        console.print(Text.assemble("  ", (f"{mark} " if mark else "", colour[mark]),
+                                    (key, "bold"), text))
+    for c in s.info:
+        console.print(Text(f"  {_param_info(c)}", style="dim"))
+
+
 def _render_metrics(s: compare.Section, console: Console) -> None:
     t = _table("metric", "delta", "rel delta", "")
     for c in s.changes:
@@ -342,6 +385,14 @@ def _md_section(s: compare.Section) -> list[str]:
     out = [f"#### {s.name}: {'changed' if s.changed else 'same'}", ""]
     info = [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
             for c in s.info]
+    if s.name == "params":
+        lines = []
+        for c in s.changes:
+            mark, key, text = param_line(c)
+            label = {"+": " _(added)_", "-": " _(removed)_"}.get(mark, "")
+            lines.append(f"- {_md_text(key)}{_md_code(text)}{label}")
+        lines += [f"- {_md_text(_param_info(c))}" for c in s.info]
+        return out + lines
     if s.name == "metrics":
         rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key, width=30)),
                  _md_text(_delta(c.detail.get("delta"))),

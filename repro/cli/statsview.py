@@ -86,6 +86,7 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
             "commit": first.get("commit"), "dirty": first.get("dirty"), "metrics": metrics,
+            "params": dict(first.get("params") or {}),  # one recipe: the members' parameters
             "name": g.get("name"), "is_group": True, "started_by": first.get("started_by"),
             "pulled": all(m.get("pulled") for m in members)}
 

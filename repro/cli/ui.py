@@ -255,8 +255,10 @@ def verify_report(report: Any) -> None:
 # ---------------------------------------------------------------------------- runs and show
 
 
-def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -> None:
-    """`all_ids`: every run id in the store, so the short ids shown stay unique references."""
+def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
+               columns: Sequence[str] = ()) -> None:
+    """`all_ids`: every run id in the store, so the short ids shown stay unique references.
+    `columns`: parameters and final metrics shown one per column (instead of the metrics)."""
     c = out_console()
     if not rows:
         err_console().print("no runs yet: record one with `repro run -- CMD`")
@@ -271,11 +273,17 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
     for col in ("run", *(("name",) if with_names else ()), "status", "time", "commit", "seed"):
         t.add_column(col, no_wrap=col != "name", overflow="fold", max_width=None)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
-    with_metrics = any(r.get("metrics") for r in rows)
+    with_metrics = not columns and any(r.get("metrics") for r in rows)
     short = short_ids([str(r["run_id"]) for r in rows if not r.get("is_group")], all_ids)
     if with_metrics:
         t.add_column("metrics", overflow="fold", ratio=1)
-    for r in rows:
+    from repro.judge import query
+
+    cells = {name: [_cell(query.value_of(r, name)) for r in rows] for name in columns}
+    for name in columns:  # values are never cut: the command column folds instead
+        width = min(24, max(len(name), *(len(c) for c in cells[name])))
+        t.add_column(escape(name), justify="right", min_width=width, overflow="fold")
+    for i, r in enumerate(rows):
         status = str(r["status"])
         style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
@@ -292,6 +300,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
             escape(_argv_text(_short_program(r.get("command") or []))),
             *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
+            *[escape(cells[name][i]) for name in columns],
         )
     c.print(t)
 
@@ -308,6 +317,9 @@ def _pulled_from(run_dir: str | None) -> str | None:
     except (OSError, ValueError):
         return None
     return str(doc.get("remote") or "a remote") if isinstance(doc, dict) else None
+
+
+PARAMS_SHOWN = 30  # parameter rows in `repro show` (a flattened config can have hundreds)
 
 
 def show_run(m: manifest.Manifest, run_dir: str | None,
@@ -360,6 +372,16 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         rows.append(("cpu", f"{hw.cpu.get('model')} ({hw.cpu.get('logical_cores')} threads)"))
     for g in hw.gpus:
         rows.append(("gpu", f"{g.name} {g.uuid}"))
+    params = m.params
+    for k, v in list(params.values.items())[:PARAMS_SHOWN]:
+        source = params.sources.get(k)
+        rows.append(("param", f"{_cell(k)} = {_cell(v)}" + (
+            f"  ({_cell(source)})" if source != "argv" else "")))
+    if len(params.values) > PARAMS_SHOWN:
+        rows.append(("param", f"… and {len(params.values) - PARAMS_SHOWN} more (show --json)"))
+    for k, words in params.ambiguous.items():
+        rows.append(("param", f"{_cell(k)}: ambiguous in the command line: "
+                              f"{_argv_text([str(w) for w in words])}"))
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
@@ -493,6 +515,21 @@ def _metrics_text(final: Mapping[str, Any], most: int = 3) -> str:
     items = list(final.items())[:most]
     text = " ".join(f"{k}={_num(v)}" for k, v in items)
     return text + (" …" if len(final) > most else "")
+
+
+def _cell(v: Any) -> str:
+    """A --columns cell: numbers as repr (0.01, not 0.01000), lists joined, absent as -."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_cell(x) for x in v) + "]"
+    from repro.record import bounded
+
+    return bounded.escape(str(v))  # no ESC sequence from a manifest reaches the terminal
 
 
 def _num(v: Any) -> str:

@@ -17,7 +17,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import repro
 from repro import errors, report
@@ -28,7 +28,11 @@ from repro.record import config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
-                          "REPRO_METRICS_FILE"})
+                          "REPRO_METRICS_FILE", "REPRO_PARAMS_FILE"})
+PARAMS_FILE = "params.json"  # what the script may write at $REPRO_PARAMS_FILE (paramfiles)
+T = TypeVar("T")
+if TYPE_CHECKING:
+    from repro.capture import paramfiles
 # Space set aside in each run directory while the run lasts, released just before the final
 # manifest is written: a child that fills the disk cannot also take the record's last write.
 RESERVE_BYTES = 256 * 1024
@@ -211,13 +215,20 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                             hook_out=hook_out, hook_dir=seeding.hook_dir(),
                             source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
-                     "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
+                     "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl"),
+                     "REPRO_PARAMS_FILE": str(run_dir / PARAMS_FILE)}
         m = m.replace(determinism=manifest.Determinism.from_dict({
             "level": level, "threads": plan.threads,
             "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
             "user_set": dict(plan.user_set),
             "hook": {"ran": None},
         }, "determinism"))
+        # The command line's parameters (~1 ms): a running or abandoned run has them too.
+        from repro.capture import paramfiles
+
+        argv = m.command.argv  # as recorded: secret values already placeholders
+        m = m.replace(params=manifest.Params.from_dict(paramfiles.argv_section(argv),
+                                                       "params", "run"))
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m, key, durable=False)
 
@@ -228,6 +239,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             return _while_child_runs(child_env)
 
         probe = _Background(in_background)
+        # The configuration files the command line names, read while the child starts
+        # (importing PyYAML alone costs a good part of repro's start-up budget).
+        params_job = _Background(lambda: _params_start(argv, req, cfg, root, runs))
         with runner.SignalGuard(req.kill_after) as guard:
             try:
                 result = runner.run_child(req.argv, cwd=req.cwd, env=child_env,
@@ -250,6 +264,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             try:
                 m = runresults.after_child(m, req, cfg, root, runs, run_dir, result,
                                            probe.result(), reporter, watch)
+                m = _with_params(m, params_job.result(), req, root, run_dir, started, reporter)
                 runresults.warn_unrecorded(after_proc, root, state,
                                            runsnapshot.result_paths(req, cfg, root), m, reporter)
             except OSError as e:
@@ -369,6 +384,39 @@ def _store_error(runs: store.Store, e: OSError) -> errors.StoreError:
              "that is")
 
 
+def _params_start(argv: Sequence[str], req: RunRequest, cfg: config.Config, root: Path,
+                  runs: store.Store) -> paramfiles.Builder:
+    """The command line's parameters and the configuration files' (run while the child starts)."""
+    from repro.capture import paramfiles
+
+    def salt() -> bytes:
+        return trust.derived(runs.root, "argv-secret-salt") or os.urandom(16)
+
+    return paramfiles.start(argv, cwd=req.cwd, root=root, config_files=cfg.params_files,
+                            redact=paramfiles.secret_redactor(salt))
+
+
+def _with_params(m: manifest.Manifest, builder: paramfiles.Builder | None, req: RunRequest,
+                 root: Path, run_dir: Path, started: dt.datetime,
+                 reporter: report.Reporter) -> manifest.Manifest:
+    """The `params` section: what was read while the child ran, then what the run wrote
+    (Hydra's resolved config, the script's $REPRO_PARAMS_FILE)."""
+    from repro.capture import paramfiles
+
+    try:
+        if builder is None:  # the reading thread failed (never expected): read it here
+            builder = paramfiles.start(m.command.argv, cwd=req.cwd, root=root)
+        done = paramfiles.finish(builder, cwd=req.cwd, root=root,
+                                 script_file=run_dir / PARAMS_FILE,
+                                 hydra_since=started.timestamp())
+    except (errors.ReproError, OSError, ValueError) as e:  # the run happened: record it anyway
+        reporter.warn(f"parameters were not recorded: {e}")
+        return m
+    for w in done.warnings:
+        reporter.warn(w)
+    return m.replace(params=manifest.Params.from_dict(done.section, "params", "run"))
+
+
 def _while_child_runs(child_env: Mapping[str, str]) -> Mapping[str, Any]:
     """Work for the second core while the child starts: hardware facts, and the imports the
     post-run steps need (they would otherwise add to every run's overhead)."""
@@ -430,18 +478,18 @@ def _iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Background:
+class _Background(Generic[T]):
     """Run a capture in a thread while the child runs; its failure never fails the run."""
 
-    def __init__(self, fn: Callable[[], Mapping[str, Any]]) -> None:
-        self._value: Mapping[str, Any] | None = None
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: T | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], Mapping[str, Any]]) -> None:
+    def _run(self, fn: Callable[[], T]) -> None:
         with contextlib.suppress(Exception):
             self._value = fn()
 
-    def result(self, timeout: float = 10.0) -> Mapping[str, Any] | None:
+    def result(self, timeout: float = 10.0) -> T | None:
         self._thread.join(timeout)
         return self._value

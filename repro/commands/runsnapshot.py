@@ -141,9 +141,13 @@ def input_paths(req: RunRequest, cfg: config.Config, root: Path) -> tuple[list[s
     explicit = explicit_inputs(req, cfg, root)
     results = result_paths(req, cfg, root)
     named = [p for p in cmdline.argv_paths(req.argv, req.cwd, root) if not covered(p, results)]
-    tracked = git.tracked(root, named)
+    # The configuration's parameter files shape the run as much as its inputs do: one git
+    # does not track (ignored, so never dirt) is hashed, so the fingerprint follows it.
+    pfiles = [p for p in cfg.params_files if os.path.lexists(root / p)]
+    tracked = git.tracked(root, [*named, *pfiles])
     found = [p for p in named if p not in tracked and p not in explicit]
-    return list(dict.fromkeys([*explicit, *found])), found
+    extra = [p for p in pfiles if p not in tracked]
+    return list(dict.fromkeys([*explicit, *found, *extra])), found
 
 
 def result_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:

@@ -49,7 +49,7 @@ from repro.record.schema import Code, FileEntry, Manifest, Metrics, Patch, Untra
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
 SECTIONS: tuple[str, ...] = (
-    "command", "seed", "determinism", "code", "environment", "hardware", "data", "outputs",
+    "params", "command", "seed", "determinism", "code", "environment", "hardware", "data", "outputs",
     "metrics",
 )
 
@@ -58,6 +58,7 @@ Listing = Mapping[str, Sequence[Any]]  # relpath -> (hash, size); JSON's lists a
 
 # Per section: keys (fnmatch patterns over the dotted key) that are per-run noise.
 _NOISE: Mapping[str, tuple[str, ...]] = {
+    "params": (),  # where a value came from is shown as info by judge/paramdiff.py
     "command": (),
     "seed": ("source",),
     "determinism": ("hook.processes",),
@@ -197,7 +198,11 @@ def diff_runs(
     """
     sections: dict[str, Section] = {}
     for name in SECTIONS:
-        if name == "code":
+        if name == "params":
+            from repro.judge import paramdiff
+
+            changes, info = paramdiff.diff(a.params.to_dict(), b.params.to_dict())
+        elif name == "code":
             changes, info = _diff_code(a.code, b.code, code_files)
         elif name == "data":
             changes, info = _diff_paths(a.data, b.data, listings_a, listings_b)
@@ -224,12 +229,21 @@ def diff_runs(
         a=a.run_id,
         b=b.run_id,
         sections=sections,
-        verdict=_verdict(sections, fp_a, fp_b, has_results),
+        verdict=_verdict(sections, fp_a, fp_b, has_results,
+                         params_explain_command=_params_explain(a, b, sections["params"])),
         info=tuple(run_info),
         fingerprint_a=fp_a,
         fingerprint_b=fp_b,
         tolerance=tolerance,
     )
+
+
+def _params_explain(a: Manifest, b: Manifest, params: Section) -> bool:
+    """The command lines differ in parameters alone (none of them read ambiguously)."""
+    from repro.judge import paramdiff
+
+    return paramdiff.explains_command(a.params.to_dict(), b.params.to_dict()) and not any(
+        paramdiff.is_ambiguous(c.a) or paramdiff.is_ambiguous(c.b) for c in params.changes)
 
 
 def _plain_section(m: Manifest, name: str) -> dict[str, Any]:
@@ -486,7 +500,7 @@ _MAX_CAUSES = 3  # the verdict names at most this many differences, then "+N mor
 
 
 def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None,
-             has_results: bool) -> str:
+             has_results: bool, params_explain_command: bool = False) -> str:
     """One line: what differs in the recipe and conditions (most important first), then results.
 
     "same recipe, same results" / "same recipe, different outputs" /
@@ -494,6 +508,8 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
     metrics" / "different seed, same results" / "different code (2 files), seed, data +1 more,
     different outputs and metrics". Recipe differences come in the order code, command, data,
     seed, environment, determinism; conditions (hardware, platform) after them.
+    "different params" replaces "different command" when the two command lines differ only
+    in parameters (same program, same other words: `params_explain_command`).
     """
     def counted(name: str) -> list[Change]:
         return [c for c in sections[name].changes if c.counted]
@@ -504,10 +520,14 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
     env_recipe = [c for c in env if not c.key.startswith("platform.")]
     data = counted("data")
 
+    params = counted("params")
     causes: list[str] = []
     if code := counted("code"):
         causes.append(_code_phrase(code))
-    if recipe_cmd:
+    if params:
+        causes.append("params")
+    if recipe_cmd and not (params and params_explain_command
+                           and all(c.key == "argv" for c in recipe_cmd)):
         causes.append("command")
     if data:
         causes.append("data")

@@ -55,6 +55,7 @@ class Config:
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
+    params_files: tuple[str, ...] = ()  # YAML/JSON/TOML files whose keys are run parameters
     remotes: tuple[RemoteConfig, ...] = ()  # key `remote`: a URL, or names -> URLs
 
 
@@ -76,6 +77,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "untracked_max_bytes": ("int", "an integer number of bytes"),
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
+    "params_files": ("paths", "a list of paths (YAML, JSON or TOML files of parameters)"),
     "remote": ("remote", "a URL (s3://BUCKET/PREFIX, file:///PATH) or a mapping of names to "
                          "URLs or to {url, endpoint, region}"),
 }

@@ -256,6 +256,24 @@ class FileEntry(Record):
         return self.stale is True
 
 
+# ------------------------------------------------------------------------------------ params
+
+
+@dataclasses.dataclass(frozen=True)
+class Params(Record):
+    """Hyperparameters (capture/params.py): config files, the script's command line, Hydra's
+    resolved config and what the script wrote at $REPRO_PARAMS_FILE, merged in that order."""
+
+    values: Mapping[str, Plain] = field(MAP)  # key (dotted) -> typed value
+    sources: Mapping[str, Plain] = field(MAP)  # key -> argv | file:<path> | hydra | script
+    ambiguous: Mapping[str, Plain] = field(MAP)  # key -> the raw argv words (no value)
+    program: tuple[Plain, ...] = field(LIST)  # the words that start the script
+    args: tuple[Plain, ...] = field(LIST)  # the script's words that are no parameter
+    files: tuple[Plain, ...] = field(LIST)  # configuration files read
+    parsed: bool | None = field(BOOL)  # false: no script could be told in the command
+    truncated: Mapping[str, Plain] = field(MAP)  # source -> keys it had, when over the cap
+
+
 # ----------------------------------------------------------------------------------- metrics
 
 
@@ -319,6 +337,7 @@ class Manifest:
     determinism: Determinism = Determinism()
     environment: Environment = Environment()
     hardware: Hardware = Hardware()
+    params: Params = Params()
     data: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
     outputs: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
     metrics: Metrics = Metrics()
@@ -359,6 +378,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         },
         "environment": _plain(m.environment.to_dict()),
         "hardware": _plain(m.hardware.to_dict()),
+        **({"params": _plain(m.params.to_dict())} if m.params.to_dict() else {}),
         "data": {k: _plain(e.to_dict()) for k, e in m.data.items()},
         "outputs": {k: _plain(e.to_dict()) for k, e in m.outputs.items()},
         "metrics": _plain(m.metrics.to_dict()),
@@ -438,6 +458,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             environment=Environment.from_dict(_opt_map(d, "environment", source),
                                               "environment", source),
             hardware=Hardware.from_dict(_opt_map(d, "hardware", source), "hardware", source),
+            params=Params.from_dict(_opt_map(d, "params", source), "params", source),
             data=entries(_opt_map(d, "data", source), "data", source),
             outputs=entries(_opt_map(d, "outputs", source), "outputs", source),
             metrics=Metrics.from_dict(_opt_map(d, "metrics", source), "metrics", source),

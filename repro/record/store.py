@@ -261,13 +261,14 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
         if isinstance(m, errors.ReproError):
             rows.append({"run_id": run_id, "status": "unreadable", "started_at": None,
                          "command": [], "seed": None, "commit": None, "dirty": None,
-                         "metrics": {}, "error": m.message})
+                         "params": {}, "metrics": {}, "error": m.message})
             continue
         rows.append({"run_id": run_id, "status": m.run.status, "started_at": m.run.started_at,
                      "duration_s": m.run.duration_s, "command": list(m.command.argv),
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
+                     "params": dict(m.params.values),
                      "metrics": dict(m.metrics.final),
                      "group": m.group.to_dict() if m.group else None,
                      "pulled": _exists(runs.runs_dir / run_id / PULLED)})
