@@ -1,0 +1,456 @@
+"""Statistics of data inputs: rows, columns, types and nulls of tables; files per class folder.
+
+Owns the optional `stats` of a `data` entry (`repro run --data-stats`, `data_stats: true`):
+- CSV/TSV (`.csv`, `.tsv`, `.tab`, and the same `.gz`-compressed): row count, column names in
+  header order, each column's inferred type (int, float, bool, string; `empty` when every
+  value is null) and null count (empty, `NA`, `N/A`, `NaN`, `null`, `None`...);
+- JSON lines (`.jsonl`, `.ndjson`, `.jsonl.gz`): rows, the keys of the objects as columns,
+  their JSON types (int and float make float; other mixes are `mixed`), nulls (null or absent);
+- Parquet (`.parquet`, `.pq`): from the file's footer alone, through pyarrow in the *run's*
+  interpreter (a small probe process; repro never imports pyarrow): rows, columns, types, and
+  nulls where the writer kept statistics;
+- directories: files per top-level sub-directory (an image folder's class distribution),
+  counted from the hash listing, without touching the disk again.
+
+Streamed, in bounded memory, under a time budget: when it runs out the statistics say
+`partial: true` with the bytes read, and count what was read. Results for a file are cached
+by its content hash (the hash already recorded), so a dataset is read once, not every run.
+Must not: print, raise anything but nothing (a file that cannot be read gets `error`), import
+pyarrow/pandas/numpy, or run on `repro run`'s hot path (the caller runs it while the command
+runs, and only when asked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import itertools
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+SCHEMA = "repro/datastats/v1"  # of the cache files
+DEFAULT_SECONDS = 60.0  # budget for all the inputs of one run
+BATCH_ROWS = 10_000
+MAX_COLUMNS = 10_000  # wider tables are listed up to here (`columns_omitted` counts the rest)
+MAX_CLASSES = 10_000  # top-level sub-directories counted by name before giving up
+CSV_FIELD_MAX = 64 * 1024 * 1024  # csv's default of 128 KiB refuses legitimate long fields
+NULLS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A")
+_OTHER_NULLS = frozenset(NULLS[1:])
+_TABLES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}
+_NULL_RE = "|".join(re.escape(n) for n in NULLS if n)
+# A whole column (its values joined by "\n") matches when every value is of the type or null.
+_TYPE_RES = {
+    kind: re.compile(rf"(?:{value}|{_NULL_RE}|)(?:\n(?:{value}|{_NULL_RE}|))*")
+    for kind, value in (
+        ("int", r"[-+]?\d+"),
+        ("float", r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|Inf|INF"
+                  r"|infinity|Infinity)"),
+        ("bool", r"true|false|True|False|TRUE|FALSE"),
+    )
+}
+# Types a column may still have, given what its earlier batches had (None: nulls only).
+_CANDIDATES: dict[str | None, tuple[str, ...]] = {
+    None: ("int", "float", "bool"), "int": ("int", "float"), "float": ("float",),
+    "bool": ("bool",)}
+
+
+def table_format(path: str) -> str | None:
+    """csv | tsv | jsonl | parquet for a name these statistics understand, else None."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+        kind = _TABLES.get(os.path.splitext(name)[1])
+        return kind if kind in ("csv", "tsv", "jsonl") else None
+    return _TABLES.get(os.path.splitext(name)[1])
+
+
+class Budget:
+    """A deadline shared by every input of one run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def out(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+
+def collect(entries: Mapping[str, Mapping[str, Any]], root: Path, *,
+            listings: Mapping[str, Mapping[str, Any]] | None = None,
+            python: str | None = None, seconds: float = DEFAULT_SECONDS,
+            cache_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """path -> stats for the `data` entries (path -> {kind, hash, ...}) this module understands.
+
+    `listings`: per directory path, its listing (relpath -> (hash, size)). `python`: the run's
+    interpreter, for Parquet. `cache_dir`: where results are kept by content hash.
+    """
+    budget = Budget(seconds)
+    out: dict[str, dict[str, Any]] = {}
+    parquet: list[str] = []
+    for path, entry in entries.items():
+        kind = entry.get("kind")
+        if kind == "dir" and listings is not None and path in listings:
+            out[path] = dir_stats(listings[path])
+            continue
+        fmt = table_format(path) if kind == "file" else None
+        if fmt is None:
+            continue
+        digest = entry.get("hash")
+        cached = _cache_get(cache_dir, digest)
+        if cached is not None:
+            out[path] = cached
+        elif fmt == "parquet":
+            parquet.append(path)
+        else:
+            stats = table_stats(_under(root, path), fmt, budget)
+            out[path] = stats
+            if not stats.get("partial") and "error" not in stats:
+                _cache_put(cache_dir, digest, stats)
+    if parquet:
+        found = parquet_stats([_under(root, p) for p in parquet], python, budget)
+        for path, stats in zip(parquet, found, strict=True):
+            out[path] = stats
+            if "error" not in stats:
+                _cache_put(cache_dir, entries[path].get("hash"), stats)
+    return out
+
+
+def _under(root: Path, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+# --- directories ----------------------------------------------------------------------------
+
+
+def dir_stats(listing: Mapping[str, Any]) -> dict[str, Any]:
+    """Files per top-level sub-directory (`subdirs`), and files directly in it (`top_files`)."""
+    counts: dict[str, int] = {}
+    top = 0
+    for rel in listing:
+        first, sep, _ = rel.partition("/")
+        if not sep:
+            top += 1
+            continue
+        counts[first] = counts.get(first, 0) + 1
+    stats: dict[str, Any] = {"format": "dir", "files": len(listing), "top_files": top}
+    if len(counts) > MAX_CLASSES:
+        stats["subdirs"] = None
+        stats["subdir_count"] = len(counts)
+    else:
+        stats["subdirs"] = dict(sorted(counts.items()))
+    return stats
+
+
+# --- CSV / TSV / JSON lines -----------------------------------------------------------------
+
+
+def table_stats(path: str, fmt: str, budget: Budget) -> dict[str, Any]:
+    """Statistics of one CSV/TSV/JSON-lines file, streamed; `error` when it cannot be read."""
+    try:
+        raw = _open_regular(path)
+    except OSError as e:
+        return {"format": fmt, "error": e.strerror or str(e)}
+    try:
+        counting = raw
+        stream: IO[bytes] = raw
+        if path.lower().endswith(".gz"):
+            import gzip
+
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+        if fmt == "jsonl":
+            stats = _jsonl(text, budget)
+        else:
+            stats = _csv(text, "\t" if fmt == "tsv" else None, budget)
+        stats = {"format": fmt, **stats}
+        if stats.get("partial"):
+            stats["read_bytes"] = counting.tell()
+        return stats
+    except (OSError, EOFError, csv.Error, UnicodeError) as e:
+        return {"format": fmt, "error": _reason(e)}
+    finally:
+        raw.close()
+
+
+def _open_regular(path: str) -> IO[bytes]:
+    """Open for reading, refusing anything but a regular file (a FIFO must never block)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        return os.fdopen(fd, "rb", buffering=1024 * 1024)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+
+
+def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[str, Any]:
+    head = text.readline()
+    if not head:
+        return {"rows": 0, "columns": {}}
+    if delimiter is None:  # `.csv` files in the wild also use `;` or tabs
+        counts = {d: head.count(d) for d in (",", ";", "\t", "|")}
+        delimiter = max(counts, key=lambda d: (counts[d], d == ","))
+    csv.field_size_limit(CSV_FIELD_MAX)
+    reader = csv.reader(itertools.chain([head], text), delimiter=delimiter)
+    header = next(reader, [])
+    names = _unique_names(header[:MAX_COLUMNS])
+    width = len(names)
+    nulls = [0] * width
+    types: list[str | None] = [None] * width  # None: only nulls so far
+    rows = 0
+    ragged = 0
+    partial = False
+    while True:
+        if budget.out():
+            partial = True
+            break
+        batch = list(itertools.islice(reader, BATCH_ROWS))
+        if not batch:
+            break
+        rows += len(batch)
+        short = [r for r in batch if len(r) != len(header)]
+        if short:
+            ragged += len(short)
+            batch = [(r + [""] * width)[:width] if len(r) != len(header) else r[:width]
+                     for r in batch]
+        for i, column in enumerate(zip(*batch, strict=False)):
+            if i >= width:
+                break
+            empty = column.count("")
+            n = empty
+            if len(column) != empty and not _OTHER_NULLS.isdisjoint(column):
+                n += sum(map(column.count, NULLS[1:]))
+            nulls[i] += n
+            if n == len(column):
+                continue
+            types[i] = _column_type(types[i], column)
+    columns = {name: {"type": types[i] or "empty", "nulls": nulls[i]}
+               for i, name in enumerate(names)}
+    stats: dict[str, Any] = {"rows": rows, "columns": columns}
+    if len(header) > width:
+        stats["columns_omitted"] = len(header) - width
+    if ragged:
+        stats["ragged_rows"] = ragged  # rows with more or fewer fields than the header
+    if partial:
+        stats["partial"] = True
+    return stats
+
+
+def _column_type(current: str | None, column: Sequence[str]) -> str:
+    """The narrowest type every value of `column` (and every earlier batch: `current`) has."""
+    if current == "string":
+        return current
+    joined = "\n".join(column)
+    for kind in _CANDIDATES[current]:
+        if _TYPE_RES[kind].fullmatch(joined):
+            return kind
+    return "string"
+
+
+def _unique_names(header: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(header):
+        name = name.strip() or f"column_{i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}#{seen[name]}"
+        else:
+            seen[name] = 1
+        out.append(name)
+    return out
+
+
+_JSON_TYPES = {bool: "bool", int: "int", float: "float", str: "string", list: "list",
+               dict: "object"}
+
+
+def _jsonl(text: io.TextIOWrapper, budget: Budget) -> dict[str, Any]:
+    rows = 0
+    invalid = 0
+    present: dict[str, int] = {}
+    nulls: dict[str, int] = {}
+    types: dict[str, str] = {}
+    partial = False
+    lines = iter(text)  # JSON lines end at "\n"; a "\r" inside a string is escaped
+    while True:
+        if budget.out():
+            partial = True
+            break
+        batch = list(itertools.islice(lines, BATCH_ROWS))
+        if not batch:
+            break
+        for line in batch:
+            if not line.strip():
+                continue
+            rows += 1
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                invalid += 1
+                continue
+            if not isinstance(obj, dict):
+                invalid += 1
+                continue
+            for key, value in obj.items():
+                if key not in present:
+                    if len(present) >= MAX_COLUMNS:
+                        continue
+                    present[key] = 0
+                    nulls[key] = 0
+                present[key] += 1
+                if value is None:
+                    nulls[key] += 1
+                    continue
+                kind = _JSON_TYPES.get(type(value), "mixed")
+                seen = types.get(key)
+                if seen is None or seen == kind:
+                    types[key] = kind
+                elif {seen, kind} == {"int", "float"}:
+                    types[key] = "float"
+                else:
+                    types[key] = "mixed"
+    valid = rows - invalid
+    columns = {key: {"type": types.get(key, "empty"),
+                     "nulls": nulls[key] + (valid - present[key])} for key in present}
+    stats: dict[str, Any] = {"rows": rows, "columns": columns}
+    if invalid:
+        stats["invalid_rows"] = invalid  # not JSON, or not an object
+    if partial:
+        stats["partial"] = True
+    return stats
+
+
+# --- Parquet, in the run's interpreter ------------------------------------------------------
+
+_PARQUET_PROBE = r"""
+import json, sys
+try:
+    import pyarrow.parquet as pq
+except Exception as e:
+    print(json.dumps({"error": "pyarrow is not importable in the run's interpreter (%s)"
+                      % type(e).__name__}))
+    sys.exit(0)
+out = []
+for path in sys.argv[1:]:
+    try:
+        f = pq.ParquetFile(path)
+        md = f.metadata
+        fields = {field.name: str(field.type) for field in f.schema_arrow}
+        names = [md.schema.column(i).path for i in range(md.num_columns)]
+        nulls = [0] * md.num_columns
+        for g in range(md.num_row_groups):
+            group = md.row_group(g)
+            for i in range(group.num_columns):
+                st = group.column(i).statistics
+                if st is None or not st.has_null_count:
+                    nulls[i] = None
+                elif nulls[i] is not None:
+                    nulls[i] += st.null_count
+        columns = {}
+        for i, name in enumerate(names):
+            kind = fields.get(name) or str(md.schema.column(i).physical_type).lower()
+            columns[name] = {"type": kind, "nulls": nulls[i]}
+        out.append({"rows": md.num_rows, "columns": columns,
+                    "row_groups": md.num_row_groups})
+    except Exception as e:
+        out.append({"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:200]
+                                         if str(e) else "")})
+print(json.dumps({"files": out}))
+"""
+
+
+def parquet_stats(paths: Sequence[str], python: str | None, budget: Budget
+                  ) -> list[dict[str, Any]]:
+    """Footer statistics of Parquet files, read by pyarrow in `python` (the run's interpreter)."""
+    def each(error: str) -> list[dict[str, Any]]:
+        return [{"format": "parquet", "error": error} for _ in paths]
+
+    if not python:
+        return each("no Python interpreter to read Parquet with")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REPRO_") and k != "PYTHONPATH"}
+    try:
+        done = subprocess.run([python, "-c", _PARQUET_PROBE, *paths], capture_output=True,
+                              timeout=max(1.0, budget.left()), env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        return [{"format": "parquet", "partial": True, "error": "out of time"} for _ in paths]
+    except OSError as e:
+        return each(f"cannot start {python}: {e.strerror or e}")
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        return each(f"the Parquet probe failed: {last[:200]}")
+    if not isinstance(doc, dict):
+        return each("the Parquet probe gave no result")
+    if "error" in doc:
+        return each(str(doc["error"]))
+    files = doc.get("files")
+    if not isinstance(files, list) or len(files) != len(paths):
+        return each("the Parquet probe gave no result")
+    return [{"format": "parquet", **f} if isinstance(f, dict) else
+            {"format": "parquet", "error": "no result"} for f in files]
+
+
+# --- cache by content hash ------------------------------------------------------------------
+
+
+def _cache_path(cache_dir: Path | None, digest: Any) -> Path | None:
+    if cache_dir is None or not isinstance(digest, str) or ":" not in digest:
+        return None
+    algo, _, hexpart = digest.partition(":")
+    if not algo.isalnum() or not hexpart or not all(c in "0123456789abcdef" for c in hexpart):
+        return None
+    return cache_dir / "datastats-v1" / f"{algo}-{hexpart}.json"
+
+
+def _cache_get(cache_dir: Path | None, digest: Any) -> dict[str, Any] | None:
+    path = _cache_path(cache_dir, digest)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(16 * 1024 * 1024 + 1)
+        doc = json.loads(data) if len(data) <= 16 * 1024 * 1024 else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA \
+            or not isinstance(doc.get("stats"), dict):
+        return None
+    stats: dict[str, Any] = doc["stats"]
+    return stats
+
+
+def _cache_put(cache_dir: Path | None, digest: Any, stats: Mapping[str, Any]) -> None:
+    path = _cache_path(cache_dir, digest)
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"schema": SCHEMA, "stats": dict(stats)}))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
