@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from repro import errors
+from repro.judge import breadth
 
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
@@ -52,7 +53,11 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
     "seed": ("source",),
     "determinism": ("hook.processes",),
     "code": ("branch", "remote", "patch.file"),
-    "environment": ("python.executable", "interpreter_source", "lockfile.path"),
+    # conda's prefix and name, a container's instance id and how its image was found: where
+    # and how, not what (the packages and the image are compared).
+    "environment": ("python.executable", "interpreter_source", "lockfile.path", "conda.prefix",
+                    "conda.name", "conda.source", "container.id", "container.name",
+                    "container.source", "container.path", "container.engine"),
     "hardware": ("host", "gpus.*.uuid"),
     "data": (),
     "outputs": (),
@@ -298,6 +303,8 @@ def diff_runs(
             changes, info = _diff_paths(sa, sb, listings_a, listings_b)
         elif name == "metrics":
             changes, info = _diff_metrics(sa, sb, tolerance)
+        elif name == "environment":
+            changes, info = _diff_environment(sa, sb)
         else:
             changes, info = _split(name, _walk_section(name, sa, sb))
             if name == "determinism":
@@ -475,6 +482,27 @@ def _diff_code(a: Mapping[str, Any], b: Mapping[str, Any],
     return special + counted, info + noise
 
 
+def _diff_environment(a: Mapping[str, Any], b: Mapping[str, Any]
+                      ) -> tuple[list[Change], list[Change]]:
+    """The generic walk, except conda packages: one change per package (version, build and
+    channel together), as pip's packages are."""
+    ca, cb = a.get("conda"), b.get("conda")
+    special: list[Change] = []
+    if isinstance(ca, Mapping) or isinstance(cb, Mapping):
+        pa = ca.get("packages") if isinstance(ca, Mapping) else None
+        pb = cb.get("packages") if isinstance(cb, Mapping) else None
+        special = [_change(f"{breadth.CONDA_PACKAGES}.{n}", x, y)
+                   for n, x, y in breadth.conda_packages(pa, pb)]
+        a = {**a, "conda": _without(ca, "packages")}
+        b = {**b, "conda": _without(cb, "packages")}
+    counted, info = _split("environment", _walk_section("environment", a, b))
+    return special + counted, info
+
+
+def _without(value: Any, key: str) -> Any:
+    return {k: v for k, v in value.items() if k != key} if isinstance(value, Mapping) else value
+
+
 def _patch(value: Any) -> Any:
     """A patch compares by hash; its file name is the same in every run directory."""
     if isinstance(value, Mapping):
@@ -503,6 +531,10 @@ def _diff_paths(a: Mapping[str, Any], b: Mapping[str, Any], listings_a: Mapping[
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
+            if isinstance(ea, Mapping) and isinstance(eb, Mapping):
+                moved = breadth.stats_change(ea.get("stats"), eb.get("stats"))
+                if moved is not None:
+                    detail["stats"] = moved
             changes.append(_change(str(path), ca, cb, **detail))
         listing_a = ea.get("listing") if isinstance(ea, Mapping) else None
         listing_b = eb.get("listing") if isinstance(eb, Mapping) else None
@@ -516,7 +548,8 @@ def _entry(value: Any) -> Any:
         if value.get("stale") is True:  # a file the run did not write: only that is compared
             return {"kind": value.get("kind"), "stale": True}
         # A directory's `stale` count says what an earlier run left there: not this run's.
-        return {k: v for k, v in value.items() if k not in ("listing", "stale")}
+        # Statistics follow the content (its hash): they explain a change, never make one.
+        return {k: v for k, v in value.items() if k not in ("listing", "stale", "stats")}
     return value
 
 
@@ -629,12 +662,23 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
         causes.append("seed")
     if env_recipe:
         packages = [c for c in env_recipe if c.key.startswith("packages.")]
+        conda = [c for c in env_recipe if c.key.startswith(breadth.CONDA_PACKAGES + ".")]
+        container = any(c.key.startswith("container.") for c in env_recipe)
+        native = any(c.key.startswith("native.") for c in env_recipe)
         python = any(c.key.startswith("python.") for c in env_recipe)
+        if container:
+            causes.append("container")
         if python:
             causes.append("python")
         if packages:
             causes.append(f"packages ({len(packages)})")
-        if not python and len(env_recipe) > len(packages):
+        if conda:
+            causes.append(f"conda packages ({len(conda)})")
+        if native:
+            causes.append("native libraries")
+        named = [c for c in env_recipe if c.key.split(".", 1)[0] in
+                 ("packages", "conda", "container", "native", "python")]
+        if not python and len(env_recipe) > len(named):
             causes.append("environment")
     if counted("determinism"):
         causes.append("determinism settings")
