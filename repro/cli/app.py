@@ -108,6 +108,14 @@ def run(
     kill_after: KillAfterOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No summary line on stderr when the run ends.")] = False,
+    data_stats: Annotated[bool, typer.Option(
+        "--data-stats", help="Record statistics of the inputs: rows, columns, types and nulls "
+                             "of CSV/TSV/JSON-lines/Parquet files, files per class folder.")
+                          ] = False,
+    image: Annotated[str | None, typer.Option(
+        "--image", metavar="NAME[@DIGEST]",
+        help="The container image the command runs in (recorded; default: what the "
+             "container runtime exposes, or $REPRO_IMAGE).")] = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -123,13 +131,18 @@ def run(
     Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
 
         repro run --kill-after 120 -- python train.py
+
+    Example (statistics of the data, and the image the job runs in, for `repro diff`):
+
+        repro run --data-stats --image org/train:1.2 -- python train.py
     """
     from repro.commands import run as runflow
 
     raise typer.Exit(runflow.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
+        data_stats=data_stats, image=image))
 
 
 @app.command("runs")

@@ -39,6 +39,8 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--note": ("note", "str"),
     "--kill-after": ("kill_after", "float"),
     "--quiet": ("quiet", "flag"),
+    "--data-stats": ("data_stats", "flag"),
+    "--image": ("image", "str"),
 }
 _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, 4096)}  # as config.MAX_SEED/MAX_THREADS
 

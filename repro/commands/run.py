@@ -21,7 +21,7 @@ from typing import Any
 
 import repro
 from repro import errors, report
-from repro.capture import data, environment, git
+from repro.capture import conda, data, environment, git
 from repro.child import seeding
 from repro.commands import preflight, runner
 from repro.record import bounded, config, manifest, store, trust
@@ -66,6 +66,8 @@ class RunRequest:
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
     stdout_to_stderr: bool = False
+    data_stats: bool = False  # --data-stats: statistics of the inputs (also config data_stats)
+    image: str | None = None  # --image NAME[@DIGEST]: the container image, when not detected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +84,14 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
-                     kill_after: float | None = None, quiet: bool = False) -> int:
+                     kill_after: float | None = None, quiet: bool = False,
+                     data_stats: bool = False, image: str | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note, kill_after=kill_after)
+        note=note, kill_after=kill_after, data_stats=data_stats, image=image)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -112,6 +115,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     if req.determinism is not None and req.determinism not in manifest.LEVELS:
         raise errors.UsageError(f"unknown determinism level {req.determinism!r}",
                                 hint="use one of: " + ", ".join(manifest.LEVELS))
+    if req.image is not None:
+        _check_image(req.image)
     env = dict(os.environ if req.env is None else req.env)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
@@ -133,8 +138,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
+    # The conda environment of the command's interpreter (conda-meta's file names: one
+    # listdir); with no interpreter of its own, the active one.
+    prefix = conda.find_prefix(python if how != "repro" else None, env)
+    conda_have = conda.installed(prefix.path) if prefix else None
     lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
-                                data.hash_file)
+                                data.hash_file, conda_have)
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
     _check_results_inside(req, cfg, root)
@@ -173,6 +182,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
+            **_breadth(env, req.image, prefix, conda_have),
         },
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
@@ -195,6 +205,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
+        # While the command runs: the conda packages' channels, the inputs' statistics.
+        extra = _start_extra(req, cfg, root, runs, run_dir, m, prefix, conda_have,
+                             interp.executable)
         # A directory named in argv with many files (a dataset) is an input, never watched:
         # two stat walks of a large tree would cost more than the run's whole overhead.
         named = [p for p in named if not _too_big_to_watch(m.data.get(p))]
@@ -244,6 +257,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
+                if extra is not None:
+                    m = _merge_extra(m, extra.result(timeout=_extra_timeout(req, cfg)))
                 _warn_unrecorded(after_proc, root, state, _result_paths(req, cfg, root), m,
                                  reporter)
             except OSError as e:
@@ -463,7 +478,7 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     if top:
         # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
         # a shell script that activates another venv).
-        for key in ("python", "packages", "package_sources"):
+        for key in ("python", "packages", "package_sources", "native"):
             if top.get(key):
                 env_section[key] = top[key]
     hw_section = dict(hw or {})
@@ -518,6 +533,89 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
         reporter.warn(str(w))
     if moved:  # they were inputs of the recipe when the run started
         m = m.replace(fingerprint=fingerprint(m))
+    return m
+
+
+def _check_image(image: str) -> None:
+    from repro.capture import container
+
+    try:
+        container.parse_image(image)
+    except ValueError as e:
+        raise errors.UsageError(f"--image {image!r}: {e}",
+                                hint="e.g. --image pytorch/pytorch:2.3.0@sha256:<digest>") from e
+
+
+def _breadth(env: Mapping[str, str], image: str | None, prefix: conda.Prefix | None,
+             conda_have: Mapping[str, tuple[str, str]] | None) -> dict[str, Any]:
+    """environment.container and environment.conda, where there is one."""
+    from repro.capture import container
+
+    out: dict[str, Any] = {}
+    found = container.detect(env, container.system_root(env), image)
+    if found is not None:
+        out["container"] = found
+    if prefix is not None and conda_have is not None:
+        out["conda"] = conda.section(prefix, conda_have)
+    return out
+
+
+def _stats_wanted(req: RunRequest, cfg: config.Config) -> bool:
+    return req.data_stats or cfg.data_stats
+
+
+def _extra_timeout(req: RunRequest, cfg: config.Config) -> float:
+    """How long to wait, once the command ended, for the work _start_extra began: the data
+    statistics stop themselves at their budget; the channels take milliseconds."""
+    return (cfg.data_stats_seconds if _stats_wanted(req, cfg) else 0.0) + 30.0
+
+
+def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.Store,
+                 run_dir: Path, m: manifest.Manifest, prefix: conda.Prefix | None,
+                 conda_have: Mapping[str, tuple[str, str]] | None,
+                 python: str) -> _Background | None:
+    """Begin, in a thread, what the record needs but the command does not wait for."""
+    stats = _stats_wanted(req, cfg) and bool(m.data)
+    if not stats and (prefix is None or not conda_have):
+        return None
+    entries = {p: dict(e) for p, e in m.data.items() if isinstance(e, Mapping)}
+
+    def work() -> Mapping[str, Any]:
+        out: dict[str, Any] = {}
+        if prefix is not None and conda_have:
+            out["channels"] = conda.read_channels(prefix.path, conda_have)
+        if stats:
+            from repro.capture import datastats
+
+            listings = {}
+            for p, e in entries.items():
+                if e.get("kind") == "dir" and isinstance(e.get("listing"), str):
+                    with contextlib.suppress(errors.ReproError):
+                        listings[p] = data.read_listing(run_dir / e["listing"])
+            out["stats"] = datastats.collect(entries, root, listings=listings, python=python,
+                                             seconds=cfg.data_stats_seconds,
+                                             cache_dir=runs.cache_dir)
+        return out
+
+    return _Background(work)
+
+
+def _merge_extra(m: manifest.Manifest, extra: Mapping[str, Any] | None) -> manifest.Manifest:
+    """The channels into environment.conda.packages, the statistics into data entries still
+    inputs (a path the run rewrote has moved to outputs)."""
+    if not extra:
+        return m
+    channels = extra.get("channels")
+    conda_section = m.environment.get("conda")
+    if isinstance(channels, Mapping) and isinstance(conda_section, Mapping):
+        packages = {name: {**entry, "channel": channels.get(name)}
+                    for name, entry in (conda_section.get("packages") or {}).items()}
+        m = m.replace(environment={**m.environment,
+                                   "conda": {**conda_section, "packages": packages}})
+    stats = extra.get("stats")
+    if isinstance(stats, Mapping) and stats:
+        m = m.replace(data={p: ({**e, "stats": stats[p]} if p in stats else e)
+                            for p, e in m.data.items()})
     return m
 
 
