@@ -22,6 +22,7 @@ runs, and only when asked).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import io
@@ -227,9 +228,9 @@ def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[
         if not batch:
             break
         rows += len(batch)
-        short = [r for r in batch if len(r) != len(header)]
-        if short:
-            ragged += len(short)
+        lengths = set(map(len, batch))  # in C: a per-row test in Python costs a fifth more
+        if lengths != {len(header)}:
+            ragged += sum(1 for r in batch if len(r) != len(header))
             batch = [(r + [""] * width)[:width] if len(r) != len(header) else r[:width]
                      for r in batch]
         for i, column in enumerate(zip(*batch, strict=False)):
@@ -237,12 +238,13 @@ def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[
                 break
             empty = column.count("")
             n = empty
-            if len(column) != empty and not _OTHER_NULLS.isdisjoint(column):
+            other = len(column) != empty and not _OTHER_NULLS.isdisjoint(column)
+            if other:
                 n += sum(map(column.count, NULLS[1:]))
             nulls[i] += n
             if n == len(column):
                 continue
-            types[i] = _column_type(types[i], column)
+            types[i] = _column_type(types[i], column, empty, other)
     columns = {name: {"type": types[i] or "empty", "nulls": nulls[i]}
                for i, name in enumerate(names)}
     stats: dict[str, Any] = {"rows": rows, "columns": columns}
@@ -255,10 +257,28 @@ def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[
     return stats
 
 
-def _column_type(current: str | None, column: Sequence[str]) -> str:
-    """The narrowest type every value of `column` (and every earlier batch: `current`) has."""
+def _column_type(current: str | None, column: Sequence[str], empty: int, other_nulls: bool
+                 ) -> str:
+    """The narrowest type every value of `column` (and every earlier batch: `current`) has.
+
+    `empty`: how many values are "" (dropped by filter() in C); `other_nulls`: whether other
+    null markers (NA, nan...) are among them. Without those, int() and float() over the
+    column (map, in C) decide, several times faster than a regular expression per value.
+    """
     if current == "string":
         return current
+    if not other_nulls:
+        values: Any = filter(None, column) if empty else column
+        for kind, parse in (("int", int), ("float", float)):
+            if kind not in _CANDIDATES[current]:
+                continue
+            try:
+                collections.deque(map(parse, values), maxlen=0)
+                return kind
+            except (ValueError, OverflowError):
+                values = filter(None, column) if empty else column
+        if "bool" not in _CANDIDATES[current]:
+            return "string"
     joined = "\n".join(column)
     for kind in _CANDIDATES[current]:
         if _TYPE_RES[kind].fullmatch(joined):
