@@ -16,7 +16,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "manifest.md"
 # Mappings whose keys are the record's data (paths, package names, variables), not its format.
 DATA_KEYS = {"run.tags", "determinism.env", "determinism.user_set", "determinism.hook.rank_seeds",
              "environment.packages", "environment.package_sources", "environment.env",
-             "hardware.threads", "data", "outputs", "metrics.final"}
+             "hardware.threads", "data", "outputs", "metrics.final",
+             "environment.conda.packages", "environment.native.libraries"}
 
 
 def documented() -> dict[str, Any]:

@@ -102,6 +102,13 @@ def test_conda_container_and_data_statistics_recorded_and_diffed(
     assert m["data"]["data/images"]["stats"]["subdirs"] == {"cat": 3, "dog": 2}
     manifest_text = next((repo / ".repro" / "runs").iterdir()).joinpath("manifest.yaml")
     assert "SECRET" not in manifest_text.read_text()
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["show", "latest"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "container podman: docker.io/org/train:1" in shown
+    assert f"conda ml ({tmp_path / 'envs' / 'ml'}), 5 packages" in shown
+    assert "csv: 10 rows; 2 columns (1 with nulls)" in shown
+    assert "2 sub-directories: cat 3, dog 2" in shown
 
     # The world moves: a conda package, the image, a dataset's rows and columns, a class.
     meta = tmp_path / "envs" / "ml" / "conda-meta"
@@ -129,7 +136,6 @@ def test_conda_container_and_data_statistics_recorded_and_diffed(
     assert data["data/images"]["stats"]["subdirs_added"] == {"bird": 4}
     assert doc["verdict"] == "different data, container, conda packages (1), same results"
 
-    monkeypatch.setenv("COLUMNS", "160")  # one line per table row
     assert main(["diff", "latest~1", "latest"]) == 1
     text = " ".join(capsys.readouterr().out.split())
     assert "data/train.csv: 10 → 9 rows; column `label` added" in text

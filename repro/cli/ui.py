@@ -328,6 +328,15 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     elif "lockfile" in env:
         rows.append(("lockfile", "none (run with --allow-unlocked)"))
     rows.append(("packages", str(len(env.get("packages") or {}))))
+    box_ = env.get("container")
+    if isinstance(box_, Mapping):
+        image = box_.get("image") or "image not exposed (--image NAME@DIGEST)"
+        digest = f"@{box_['digest']}" if box_.get("digest") else ""
+        rows.append(("container", f"{box_.get('runtime') or 'image'}: {image}{digest}"))
+    conda_env = env.get("conda")
+    if isinstance(conda_env, Mapping):
+        rows.append(("conda", f"{conda_env.get('name')} ({conda_env.get('prefix')}), "
+                              f"{plural(len(conda_env.get('packages') or {}), 'package')}"))
     hw = m.hardware
     if hw.get("cpu"):
         cpu = hw["cpu"]
@@ -337,6 +346,9 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
+            stats = e.get("stats") if isinstance(e, Mapping) else None
+            if isinstance(stats, Mapping):
+                rows.append(("", _stats_text(stats)))
     final = (m.metrics or {}).get("final") or {}
     for k, v in final.items():
         rows.append(("metric", f"{k} = {v}"))
@@ -399,6 +411,25 @@ def _script_seeds(d: Mapping[str, Any]) -> list[str]:
             where = f" at {s['caller']}" if s.get("caller") else ""
             out.append(f"{s.get('call')}({s.get('value')}){where}: overrides repro's seed from there")
     return out
+
+
+def _stats_text(stats: Mapping[str, Any]) -> str:
+    """An input's statistics in one line: `csv: 10,000 rows; 5 columns (2 with nulls)`."""
+    if stats.get("error"):
+        return f"{stats.get('format')}: no statistics ({stats['error']})"
+    if isinstance(stats.get("subdirs"), Mapping):
+        classes = stats["subdirs"]
+        shown = ", ".join(f"{k} {v:,}" for k, v in list(classes.items())[:6])
+        more = f" +{len(classes) - 6} more" if len(classes) > 6 else ""
+        return f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
+    found = stats.get("columns")
+    columns: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    with_nulls = sum(1 for c in columns.values() if isinstance(c, Mapping) and bool(c.get("nulls")))
+    rows = stats.get("rows")
+    text = f"{stats.get('format')}: {rows:,} rows" if isinstance(rows, int) else \
+        f"{stats.get('format')}:"
+    text += f"; {plural(len(columns), 'column')} ({with_nulls} with nulls)"
+    return text + ("; partial (out of time)" if stats.get("partial") else "")
 
 
 def _entry_text(e: Any) -> str:
