@@ -410,9 +410,11 @@ def parquet_stats(paths: Sequence[str], python: str | None, budget: Budget
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("REPRO_") and k != "PYTHONPATH"}
     try:
-        done = subprocess.run([python, "-c", _PARQUET_PROBE, *paths], capture_output=True,
-                              timeout=max(1.0, budget.left()), env=env,
-                              stdin=subprocess.DEVNULL, check=False)
+        # cwd "/": `python -c` puts the working directory first on sys.path, where a file
+        # of the project's could shadow pyarrow or json.
+        done = subprocess.run([python, "-c", _PARQUET_PROBE, *map(os.path.abspath, paths)],
+                              capture_output=True, timeout=max(1.0, budget.left()), env=env,
+                              stdin=subprocess.DEVNULL, check=False, cwd="/")
     except subprocess.TimeoutExpired:
         return [{"format": "parquet", "partial": True, "error": "out of time"} for _ in paths]
     except OSError as e:
