@@ -184,3 +184,21 @@ def test_image_option_is_recorded_and_a_bad_digest_refused(
     assert good.returncode == 0, good.stderr
     assert show("latest", capsys)["environment"]["container"] == {
         "runtime": None, "image": "org/train:3", "digest": DIGEST, "source": "--image"}
+
+
+def test_data_stats_from_the_configuration_stop_at_their_budget(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / ".gitignore").write_text(".repro/\ndata/\n")
+    (repo / "repro.yaml").write_text("data_stats: true\ndata_stats_seconds: 0.000001\n"
+                                     "data: [data/]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "stats config")
+    write_csv(repo / "data" / "big.csv", 50_000)
+    (repo / "data" / "notes.jsonl").write_text('{"a": 1}\n')
+    assert main(["run", "--quiet", "--data", "data/big.csv", "--", sys.executable,
+                 "train.py"]) == 0
+    m = show("latest", capsys)
+    stats = m["data"]["data/big.csv"]["stats"]
+    assert stats["partial"] is True and stats["rows"] == 0 and "read_bytes" in stats
+    assert m["data"]["data"]["stats"]["subdirs"] == {}  # the directory: from its listing
+    assert m["data"]["data"]["stats"]["top_files"] == 2

@@ -32,7 +32,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -74,28 +74,45 @@ def table_format(path: str) -> str | None:
 
 
 class Budget:
-    """A deadline shared by every input of one run."""
+    """A deadline shared by every input of one run, and how far the reading has got (`read`
+    of `total` bytes, for a progress bar another thread draws)."""
 
     def __init__(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
+        self.total = 0
+        self.read = 0
+        self._base = 0
+        self._tell: Callable[[], int] | None = None
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def track(self, tell: Callable[[], int] | None) -> None:
+        """Count what `tell` says from here on (a new file starts), after what was read."""
+        self._base = self.read
+        self._tell = tell
+
     def out(self) -> bool:
+        if self._tell is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.read = self._base + self._tell()
         return time.monotonic() >= self.deadline
 
 
 def collect(entries: Mapping[str, Mapping[str, Any]], root: Path, *,
             listings: Mapping[str, Mapping[str, Any]] | None = None,
             python: str | None = None, seconds: float = DEFAULT_SECONDS,
-            cache_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+            cache_dir: Path | None = None, budget: Budget | None = None
+            ) -> dict[str, dict[str, Any]]:
     """path -> stats for the `data` entries (path -> {kind, hash, ...}) this module understands.
 
     `listings`: per directory path, its listing (relpath -> (hash, size)). `python`: the run's
-    interpreter, for Parquet. `cache_dir`: where results are kept by content hash.
+    interpreter, for Parquet. `cache_dir`: where results are kept by content hash. `budget`:
+    the caller's (to watch its progress), else one of `seconds`.
     """
-    budget = Budget(seconds)
+    budget = budget or Budget(seconds)
+    budget.total = sum(int(e.get("size") or 0) for p, e in entries.items()
+                       if e.get("kind") == "file" and table_format(p) in ("csv", "tsv", "jsonl"))
     out: dict[str, dict[str, Any]] = {}
     parquet: list[str] = []
     for path, entry in entries.items():
@@ -163,6 +180,7 @@ def table_stats(path: str, fmt: str, budget: Budget) -> dict[str, Any]:
         return {"format": fmt, "error": e.strerror or str(e)}
     try:
         counting = raw
+        budget.track(raw.tell)
         stream: IO[bytes] = raw
         if path.lower().endswith(".gz"):
             import gzip
@@ -180,6 +198,7 @@ def table_stats(path: str, fmt: str, budget: Budget) -> dict[str, Any]:
     except (OSError, EOFError, csv.Error, UnicodeError) as e:
         return {"format": fmt, "error": _reason(e)}
     finally:
+        budget.track(None)
         raw.close()
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
                 if extra is not None:
-                    m = _merge_extra(m, extra.result(timeout=_extra_timeout(req, cfg)))
+                    m = _merge_extra(m, _wait_extra(extra, req, cfg, reporter))
                 _warn_unrecorded(after_proc, root, state, _result_paths(req, cfg, root), m,
                                  reporter)
             except OSError as e:
@@ -564,10 +565,20 @@ def _stats_wanted(req: RunRequest, cfg: config.Config) -> bool:
     return req.data_stats or cfg.data_stats
 
 
-def _extra_timeout(req: RunRequest, cfg: config.Config) -> float:
-    """How long to wait, once the command ended, for the work _start_extra began: the data
-    statistics stop themselves at their budget; the channels take milliseconds."""
-    return (cfg.data_stats_seconds if _stats_wanted(req, cfg) else 0.0) + 30.0
+def _wait_extra(extra: _Background, req: RunRequest, cfg: config.Config,
+                reporter: report.Reporter) -> Mapping[str, Any] | None:
+    """What _start_extra's thread found, once it ends: the data statistics stop themselves at
+    their budget (a progress bar shows them when they outlast the command), the channels take
+    milliseconds."""
+    timeout = (cfg.data_stats_seconds if _stats_wanted(req, cfg) else 0.0) + 30.0
+    budget = extra.budget
+    if budget is None or extra.join(0.05):
+        return extra.result(timeout)
+    give_up = time.monotonic() + timeout
+    with reporter.progress("data statistics") as progress:
+        while not extra.join(0.1) and time.monotonic() < give_up:
+            progress(budget.read, budget.total)
+    return extra.result(0)
 
 
 def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.Store,
@@ -579,12 +590,17 @@ def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.St
     if not stats and (prefix is None or not conda_have):
         return None
     entries = {p: dict(e) for p, e in m.data.items() if isinstance(e, Mapping)}
+    budget = None
+    if stats:
+        from repro.capture import datastats
+
+        budget = datastats.Budget(cfg.data_stats_seconds)
 
     def work() -> Mapping[str, Any]:
         out: dict[str, Any] = {}
         if prefix is not None and conda_have:
             out["channels"] = conda.read_channels(prefix.path, conda_have)
-        if stats:
+        if budget is not None:
             from repro.capture import datastats
 
             listings = {}
@@ -593,11 +609,12 @@ def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.St
                     with contextlib.suppress(errors.ReproError):
                         listings[p] = data.read_listing(run_dir / e["listing"])
             out["stats"] = datastats.collect(entries, root, listings=listings, python=python,
-                                             seconds=cfg.data_stats_seconds,
-                                             cache_dir=runs.cache_dir)
+                                             cache_dir=runs.cache_dir, budget=budget)
         return out
 
-    return _Background(work)
+    job = _Background(work)
+    job.budget = budget
+    return job
 
 
 def _merge_extra(m: manifest.Manifest, extra: Mapping[str, Any] | None) -> manifest.Manifest:
@@ -866,6 +883,7 @@ class _Background:
 
     def __init__(self, fn: Callable[[], Mapping[str, Any]]) -> None:
         self._value: Mapping[str, Any] | None = None
+        self.budget: Any = None  # what the work reports its progress through, if anything
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
@@ -876,3 +894,8 @@ class _Background:
     def result(self, timeout: float = 10.0) -> Mapping[str, Any] | None:
         self._thread.join(timeout)
         return self._value
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; whether the work has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
