@@ -142,3 +142,69 @@ def test_collect_caches_by_content_hash(tmp_path: Path) -> None:
 ])
 def test_table_format(name: str, fmt: str | None) -> None:
     assert datastats.table_format(name) == fmt
+
+
+def _reference(text: str) -> dict[str, object]:
+    """The same statistics the slow, obvious way: csv module, row by row."""
+    import csv as csvmod
+    import io as iomod
+
+    rows = [r for r in csvmod.reader(iomod.StringIO(text, newline="")) if r]
+    header, body = rows[0], rows[1:]
+    nulls = dict.fromkeys(header, 0)
+    values: dict[str, list[str]] = {h: [] for h in header}
+    ragged = 0
+    for r in body:
+        if len(r) != len(header):
+            ragged += 1
+        r = (r + [""] * len(header))[:len(header)]
+        for h, v in zip(header, r, strict=True):
+            if v in datastats.NULLS:
+                nulls[h] += 1
+            else:
+                values[h].append(v)
+
+    def kind(vs: list[str]) -> str:
+        if not vs:
+            return "empty"
+        for name, parse in (("int", int), ("float", float)):
+            try:
+                [parse(v) for v in vs]
+                return name
+            except ValueError:
+                pass
+        return "bool" if all(v.lower() in ("true", "false") for v in vs) else "string"
+
+    out: dict[str, object] = {
+        "format": "csv", "rows": len(body),
+        "columns": {h: {"type": kind(values[h]), "nulls": nulls[h]} for h in header}}
+    if ragged:
+        out["ragged_rows"] = ragged
+    return out
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 20])
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_path_agrees_with_the_csv_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             block: int, seed: int) -> None:
+    import random
+
+    monkeypatch.setattr(datastats, "BATCH_ROWS", 5)
+    monkeypatch.setattr(datastats, "BLOCK_CHARS", block)
+    rng = random.Random(seed)
+    cells = ["1", "-2", "3.5", "", "NA", "true", "x", "nan", "1e3", "False"]
+    lines = ["a,b,c"]
+    for i in range(rng.randrange(1, 80)):
+        row = [rng.choice(cells) for _ in range(3)]
+        if rng.random() < 0.05:
+            row = row[:2]  # ragged
+        if rng.random() < 0.03:
+            row = []  # a blank line
+        if seed % 3 == 0 and i == 40:
+            row[0:1] = ['"quoted, with\nnewline"'] if row else []
+        lines.append(",".join(row))
+    newline = "\r\n" if seed % 2 else "\n"
+    text = newline.join(lines) + (newline if seed % 4 else "")
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    assert _stats(path) == _reference(text)

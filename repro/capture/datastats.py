@@ -39,6 +39,7 @@ from typing import IO, Any
 SCHEMA = "repro/datastats/v1"  # of the cache files
 DEFAULT_SECONDS = 60.0  # budget for all the inputs of one run
 BATCH_ROWS = 10_000
+BLOCK_CHARS = 1024 * 1024  # text read at a time on the fast path (~ a few MB of field objects)
 MAX_COLUMNS = 10_000  # wider tables are listed up to here (`columns_omitted` counts the rest)
 MAX_CLASSES = 10_000  # top-level sub-directories counted by name before giving up
 CSV_FIELD_MAX = 64 * 1024 * 1024  # csv's default of 128 KiB refuses legitimate long fields
@@ -223,6 +224,13 @@ def _reason(e: BaseException) -> str:
 
 
 def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[str, Any]:
+    """Rows, columns, types and nulls of a delimited file.
+
+    Fast path: a block of lines without quotes, every row as wide as the header, is split in
+    C (newlines made delimiters, one `split`, every `width`-th field a column: no per-row
+    work in Python). A block with a ragged or blank row goes through the csv module; once a
+    quote appears (a quoted field may hold the delimiter or a newline) so does the rest.
+    """
     head = text.readline()
     if not head:
         return {"rows": 0, "columns": {}}
@@ -230,50 +238,98 @@ def _csv(text: io.TextIOWrapper, delimiter: str | None, budget: Budget) -> dict[
         counts = {d: head.count(d) for d in (",", ";", "\t", "|")}
         delimiter = max(counts, key=lambda d: (counts[d], d == ","))
     csv.field_size_limit(CSV_FIELD_MAX)
-    reader = csv.reader(itertools.chain([head], text), delimiter=delimiter)
-    header = next(reader, [])
-    names = _unique_names(header[:MAX_COLUMNS])
-    width = len(names)
-    nulls = [0] * width
-    types: list[str | None] = [None] * width  # None: only nulls so far
-    rows = 0
-    ragged = 0
-    partial = False
+    header = next(csv.reader(itertools.chain([head], text), delimiter=delimiter), [])
+    acc = _Columns(_unique_names(header[:MAX_COLUMNS]), len(header))
     while True:
         if budget.out():
-            partial = True
+            acc.partial = True
             break
+        block = text.read(BLOCK_CHARS)
+        if not block:
+            break
+        if not block.endswith("\n"):
+            block += text.readline()
+        if '"' in block:  # from here on the csv module, for the block and the rest
+            rest = itertools.chain(io.StringIO(block, newline=""), text)
+            _csv_rows(csv.reader(rest, delimiter=delimiter), acc, budget)
+            break
+        if "\r" in block:
+            block = block.replace("\r\n", "\n")
+        if not block.endswith("\n"):
+            block += "\n"
+        lines = block.split("\n")
+        del lines[-1]  # after the last newline
+        # Every line as wide as the header (counted in C); a total alone could balance out.
+        widths = set(map(str.count, lines, itertools.repeat(delimiter)))
+        if widths == {acc.fields - 1} and "\r" not in block:
+            fields = block.replace("\n", delimiter).split(delimiter)
+            del fields[-1]
+            acc.rows += len(lines)
+            for i in range(acc.width):
+                acc.add(i, fields[i::acc.fields])
+        else:  # ragged or blank rows, a lone \r: this block row by row
+            _csv_rows(csv.reader(io.StringIO(block, newline=""), delimiter=delimiter), acc,
+                      budget)
+    return acc.stats()
+
+
+def _csv_rows(reader: Any, acc: _Columns, budget: Budget) -> None:
+    """Rows from the csv module, in batches (blank rows skipped, as pandas does)."""
+    while True:
+        if budget.out():
+            acc.partial = True
+            return
         batch = list(itertools.islice(reader, BATCH_ROWS))
         if not batch:
-            break
-        rows += len(batch)
+            return
         lengths = set(map(len, batch))  # in C: a per-row test in Python costs a fifth more
-        if lengths != {len(header)}:
-            ragged += sum(1 for r in batch if len(r) != len(header))
-            batch = [(r + [""] * width)[:width] if len(r) != len(header) else r[:width]
+        if 0 in lengths:
+            batch = [r for r in batch if r]
+        if lengths - {0} != {acc.fields}:
+            acc.ragged += sum(1 for r in batch if len(r) != acc.fields)
+            batch = [(r + [""] * acc.width)[:acc.width] if len(r) != acc.fields else r
                      for r in batch]
+        acc.rows += len(batch)
         for i, column in enumerate(zip(*batch, strict=False)):
-            if i >= width:
+            if i >= acc.width:
                 break
-            empty = column.count("")
-            n = empty
-            other = len(column) != empty and not _OTHER_NULLS.isdisjoint(column)
-            if other:
-                n += sum(map(column.count, NULLS[1:]))
-            nulls[i] += n
-            if n == len(column):
-                continue
-            types[i] = _column_type(types[i], column, empty, other)
-    columns = {name: {"type": types[i] or "empty", "nulls": nulls[i]}
-               for i, name in enumerate(names)}
-    stats: dict[str, Any] = {"rows": rows, "columns": columns}
-    if len(header) > width:
-        stats["columns_omitted"] = len(header) - width
-    if ragged:
-        stats["ragged_rows"] = ragged  # rows with more or fewer fields than the header
-    if partial:
-        stats["partial"] = True
-    return stats
+            acc.add(i, column)
+
+
+class _Columns:
+    """Null counts and types per column, fed a column of one batch at a time."""
+
+    def __init__(self, names: list[str], fields: int) -> None:
+        self.names = names
+        self.width = len(names)  # columns kept (at most MAX_COLUMNS)
+        self.fields = fields  # fields in the header
+        self.nulls = [0] * self.width
+        self.types: list[str | None] = [None] * self.width  # None: only nulls so far
+        self.rows = 0
+        self.ragged = 0
+        self.partial = False
+
+    def add(self, i: int, column: Sequence[str]) -> None:
+        empty = column.count("")
+        n = empty
+        other = len(column) != empty and not _OTHER_NULLS.isdisjoint(column)
+        if other:
+            n += sum(map(column.count, NULLS[1:]))
+        self.nulls[i] += n
+        if n != len(column):
+            self.types[i] = _column_type(self.types[i], column, empty, other)
+
+    def stats(self) -> dict[str, Any]:
+        columns = {name: {"type": self.types[i] or "empty", "nulls": self.nulls[i]}
+                   for i, name in enumerate(self.names)}
+        stats: dict[str, Any] = {"rows": self.rows, "columns": columns}
+        if self.fields > self.width:
+            stats["columns_omitted"] = self.fields - self.width
+        if self.ragged:
+            stats["ragged_rows"] = self.ragged  # rows with more or fewer fields than the header
+        if self.partial:
+            stats["partial"] = True
+        return stats
 
 
 def _column_type(current: str | None, column: Sequence[str], empty: int, other_nulls: bool
