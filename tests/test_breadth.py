@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from repro.judge import breadth, compare
-from tests.test_compare import run
+from tests.test_compare import diff_runs, run
 
 CONDA = {"name": "ml", "prefix": "/opt/conda/envs/ml", "source": "interpreter",
          "packages": {"mkl": {"version": "2023.1.0", "build": "h213fc3f_46344",
@@ -30,7 +30,7 @@ def _counted(report: compare.DiffReport) -> list[tuple[str, Any, Any]]:
 
 
 def test_same_environment_breadth_is_same() -> None:
-    report = compare.diff_runs(env_run(), env_run())
+    report = diff_runs(env_run(), env_run())
     assert report.verdict == "same recipe, same results"
 
 
@@ -40,7 +40,7 @@ def test_conda_package_changes_are_one_change_each() -> None:
                 "libstdcxx-ng": {"version": "13.2.0", "build": "hc0a3c3a_7",
                                  "channel": "conda-forge"}}
     b = env_run(conda={**CONDA, "packages": {**CONDA["packages"], **packages}})
-    report = compare.diff_runs(env_run(), b)
+    report = diff_runs(env_run(), b)
     assert _counted(report) == [
         ("conda.packages.libstdcxx-ng", None, packages["libstdcxx-ng"]),
         ("conda.packages.mkl", CONDA["packages"]["mkl"], packages["mkl"])]
@@ -52,7 +52,7 @@ def test_conda_prefix_and_name_are_noise_and_a_missing_channel_is_not_a_change()
                   for n, p in CONDA["packages"].items()}
     b = env_run(conda={"name": "ml2", "prefix": "/home/u/envs/ml2", "source": "CONDA_PREFIX",
                        "packages": no_channel})
-    report = compare.diff_runs(env_run(), b)
+    report = diff_runs(env_run(), b)
     assert _counted(report) == []
     assert {c.key for c in report.sections["environment"].info} == {
         "conda.name", "conda.prefix", "conda.source"}
@@ -60,13 +60,13 @@ def test_conda_prefix_and_name_are_noise_and_a_missing_channel_is_not_a_change()
 
 def test_conda_channel_change_counts_when_both_sides_have_one() -> None:
     moved = {**CONDA["packages"], "mkl": {**CONDA["packages"]["mkl"], "channel": "conda-forge"}}
-    report = compare.diff_runs(env_run(), env_run(conda={**CONDA, "packages": moved}))
+    report = diff_runs(env_run(), env_run(conda={**CONDA, "packages": moved}))
     assert [k for k, _, _ in _counted(report)] == ["conda.packages.mkl"]
 
 
 def test_container_image_change_counts_and_its_instance_id_does_not() -> None:
     b = env_run(container={**CONTAINER, "digest": "sha256:" + "b" * 64, "id": "2" * 64})
-    report = compare.diff_runs(env_run(), b)
+    report = diff_runs(env_run(), b)
     assert [k for k, _, _ in _counted(report)] == ["container.digest"]
     assert [c.key for c in report.sections["environment"].info] == ["container.id"]
     assert report.verdict == "different container, same results"
@@ -74,7 +74,7 @@ def test_container_image_change_counts_and_its_instance_id_does_not() -> None:
 
 def test_native_library_change() -> None:
     native = {**NATIVE, "libraries": {"libgomp.so.1": None, "libopenblas.so.0": "0.3.28"}}
-    report = compare.diff_runs(env_run(), env_run(native=native))
+    report = diff_runs(env_run(), env_run(native=native))
     assert _counted(report) == [("native.libraries.libopenblas.so.0", "0.3.27", "0.3.28")]
     assert report.verdict == "different native libraries, same results"
 
@@ -108,7 +108,7 @@ def test_stats_change(a: Any, b: Any, expected: Any) -> None:
 def test_data_change_carries_how_the_statistics_moved() -> None:
     a = run(data={"data/train.csv": {"stats": CSV_A}})
     b = run(data={"data/train.csv": {"hash": "blake3:bb", "stats": CSV_B}})
-    report = compare.diff_runs(a, b)
+    report = diff_runs(a, b)
     (change,) = report.sections["data"].changes
     assert change.key == "data/train.csv"
     assert change.detail["stats"]["rows"] == [10_000, 9_874]
@@ -121,8 +121,8 @@ def test_statistics_alone_never_make_a_difference() -> None:
     # Same content (hash): one run computed statistics, the other did not, or was cut short.
     a = run(data={"data/train.csv": {"stats": CSV_A}})
     b = run(data={"data/train.csv": {"stats": {**CSV_A, "rows": 5, "partial": True}}})
-    assert compare.diff_runs(a, b).verdict == "same recipe, same results"
-    assert compare.diff_runs(a, run()).verdict == "same recipe, same results"
+    assert diff_runs(a, b).verdict == "same recipe, same results"
+    assert diff_runs(a, run()).verdict == "same recipe, same results"
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -138,7 +138,7 @@ def test_diff_view_shows_conda_packages_and_statistics() -> None:
     b["data"]["data/train.csv"].update(hash="blake3:bb", stats=CSV_B)
     a = env_run()
     a["data"]["data/train.csv"]["stats"] = CSV_A
-    report = compare.diff_runs(a, b)
+    report = diff_runs(a, b)
     text = rendered(report)
     assert row(text, "conda package", "a", "b")
     assert row(text, "mkl", "2023.1.0 h213fc3f_46344 (pkgs/main)",
