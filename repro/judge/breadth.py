@@ -28,6 +28,24 @@ def conda_packages(a: Any, b: Any) -> list[tuple[str, Any, Any]]:
     return out
 
 
+def split_conda(a: Mapping[str, Any], b: Mapping[str, Any]
+                ) -> tuple[list[tuple[str, Any, Any]], dict[str, Any], dict[str, Any]]:
+    """(`conda.packages.<name>` changes, a and b without conda's packages): the rest of the
+    environment section goes through compare's generic walk."""
+    ca, cb = a.get("conda"), b.get("conda")
+    if not isinstance(ca, Mapping) and not isinstance(cb, Mapping):
+        return [], dict(a), dict(b)
+    pa = ca.get("packages") if isinstance(ca, Mapping) else None
+    pb = cb.get("packages") if isinstance(cb, Mapping) else None
+    changes = [(f"{CONDA_PACKAGES}.{n}", x, y) for n, x, y in conda_packages(pa, pb)]
+    return changes, {**a, "conda": _without(ca, "packages")}, \
+        {**b, "conda": _without(cb, "packages")}
+
+
+def _without(value: Any, key: str) -> Any:
+    return {k: v for k, v in value.items() if k != key} if isinstance(value, Mapping) else value
+
+
 def _same_package(x: Any, y: Any) -> bool:
     if not isinstance(x, Mapping) or not isinstance(y, Mapping):
         return bool(x == y)
@@ -90,3 +108,29 @@ def stats_change(a: Any, b: Any) -> dict[str, Any] | None:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def environment_causes(keys: list[str]) -> list[str]:
+    """The verdict's words for counted environment changes (dotted keys), most telling first:
+    `container`, `python`, `packages (2)`, `conda packages (1)`, `native libraries`, and
+    `environment` for anything else (a lockfile, a variable) when the python is the same."""
+    def under(prefix: str) -> list[str]:
+        return [k for k in keys if k.startswith(prefix + ".")]
+
+    causes: list[str] = []
+    python = bool(under("python"))
+    if under("container"):
+        causes.append("container")
+    if python:
+        causes.append("python")
+    if packages := under("packages"):
+        causes.append(f"packages ({len(packages)})")
+    if conda := under(CONDA_PACKAGES):
+        causes.append(f"conda packages ({len(conda)})")
+    if under("native"):
+        causes.append("native libraries")
+    named = [k for k in keys if k.split(".", 1)[0] in
+             ("packages", "conda", "container", "native", "python")]
+    if not python and len(keys) > len(named):
+        causes.append("environment")
+    return causes

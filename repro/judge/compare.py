@@ -212,8 +212,10 @@ def diff_runs(
             changes, info = _diff_paths(a.outputs, b.outputs, listings_a, listings_b)
         elif name == "metrics":
             changes, info = _diff_metrics(a.metrics, b.metrics, tolerance)
-        elif name == "environment":
-            changes, info = _diff_environment(_plain_section(a, name), _plain_section(b, name))
+        elif name == "environment":  # conda packages one change each, as pip's are
+            conda, pa, pb = breadth.split_conda(_plain_section(a, name), _plain_section(b, name))
+            changes, info = _split(name, _walk_section(name, pa, pb))
+            changes = [_change(k, x, y) for k, x, y in conda] + changes
         else:
             changes, info = _split(name, _walk_section(name, _plain_section(a, name),
                                                        _plain_section(b, name)))
@@ -373,27 +375,6 @@ def _diff_code(code_a: Code, code_b: Code,
     return special + counted, info + noise
 
 
-def _diff_environment(a: Mapping[str, Any], b: Mapping[str, Any]
-                      ) -> tuple[list[Change], list[Change]]:
-    """The generic walk, except conda packages: one change per package (version, build and
-    channel together), as pip's packages are."""
-    ca, cb = a.get("conda"), b.get("conda")
-    special: list[Change] = []
-    if isinstance(ca, Mapping) or isinstance(cb, Mapping):
-        pa = ca.get("packages") if isinstance(ca, Mapping) else None
-        pb = cb.get("packages") if isinstance(cb, Mapping) else None
-        special = [_change(f"{breadth.CONDA_PACKAGES}.{n}", x, y)
-                   for n, x, y in breadth.conda_packages(pa, pb)]
-        a = {**a, "conda": _without(ca, "packages")}
-        b = {**b, "conda": _without(cb, "packages")}
-    counted, info = _split("environment", _walk_section("environment", a, b))
-    return special + counted, info
-
-
-def _without(value: Any, key: str) -> Any:
-    return {k: v for k, v in value.items() if k != key} if isinstance(value, Mapping) else value
-
-
 def _patch(patch: Patch | None) -> dict[str, Any] | None:
     """A patch compares by hash; its file name is the same in every run directory."""
     if patch is None:
@@ -548,26 +529,7 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
         causes.append("data")
     if counted("seed"):
         causes.append("seed")
-    if env_recipe:
-        packages = [c for c in env_recipe if c.key.startswith("packages.")]
-        conda = [c for c in env_recipe if c.key.startswith(breadth.CONDA_PACKAGES + ".")]
-        container = any(c.key.startswith("container.") for c in env_recipe)
-        native = any(c.key.startswith("native.") for c in env_recipe)
-        python = any(c.key.startswith("python.") for c in env_recipe)
-        if container:
-            causes.append("container")
-        if python:
-            causes.append("python")
-        if packages:
-            causes.append(f"packages ({len(packages)})")
-        if conda:
-            causes.append(f"conda packages ({len(conda)})")
-        if native:
-            causes.append("native libraries")
-        named = [c for c in env_recipe if c.key.split(".", 1)[0] in
-                 ("packages", "conda", "container", "native", "python")]
-        if not python and len(env_recipe) > len(named):
-            causes.append("environment")
+    causes += breadth.environment_causes([c.key for c in env_recipe])
     if counted("determinism"):
         causes.append("determinism settings")
 
