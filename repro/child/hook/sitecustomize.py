@@ -618,7 +618,8 @@ def _library_version(ctypes: Any, name: str, path: str) -> str | None:
     if ctypes is None or ("blas" not in name.lower() and "mkl_rt" not in name):
         return None
     try:
-        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+        # RTLD_NOLOAD: only a library already there; local scope: its symbols stay as they were.
+        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
     except OSError:
         return None
     if "mkl_rt" in name:
