@@ -36,10 +36,11 @@ IMAGE_VARIABLE = "REPRO_IMAGE"  # NAME[:TAG][@DIGEST] of the image, set by whoev
 RUNTIMES = ("kubernetes", "podman", "docker", "apptainer", "singularity")
 _SMALL = 64 * 1024  # the marker files are a few hundred bytes; never read more than this
 _SERVICE_ACCOUNT = "var/run/secrets/kubernetes.io/serviceaccount"
-_ID_RE = re.compile(r"(?:docker|crio|libpod|containerd|cri-containerd)[-/:]([0-9a-f]{64})"
-                    r"|/([0-9a-f]{64})(?:\.scope)?$", re.M)
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
-_CONTAINERENV_RE = re.compile(r'^([A-Za-z_]+)="?(.*?)"?$')
+# Patterns compiled where used (re caches them): compiling them all at import would cost
+# every run's start-up a fraction of a millisecond for files most runs never read.
+_DIGEST_PATTERN = r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,}$"
+_CONTAINERENV_PATTERN = r'^([A-Za-z_]+)="?(.*?)"?$'
+_HEX = frozenset("0123456789abcdef")
 
 
 def system_root(env: Mapping[str, str]) -> str:
@@ -90,9 +91,9 @@ def detect(env: Mapping[str, str], root: str = "/", image: str | None = None
     if runtime in ("docker", "kubernetes") or (runtime is None and containerenv is None):
         cgroup = _read_small(_join(root, "proc/self/cgroup"))
         if cgroup:
-            match = _ID_RE.search(cgroup)
-            if match:
-                found["id"] = match.group(1) or match.group(2)
+            container_id = _cgroup_id(cgroup)
+            if container_id:
+                found["id"] = container_id
                 if runtime is None:  # containerd or CRI-O without the files docker leaves
                     runtime = "docker" if "docker" in cgroup else "containerd"
     given, source = image, "--image"
@@ -117,7 +118,7 @@ def parse_image(text: str) -> dict[str, str | None]:
     name, at, digest = text.strip().partition("@")
     if not name and not digest:
         raise ValueError("empty image reference")
-    if at and not _DIGEST_RE.match(digest):
+    if at and not re.match(_DIGEST_PATTERN, digest):
         raise ValueError(f"{digest!r} is not a digest (expected e.g. sha256:<64 hex digits>)")
     return {"image": name or None, "digest": digest or None}
 
@@ -132,10 +133,21 @@ def _split_image(text: str) -> dict[str, str | None]:
 def _containerenv(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
-        match = _CONTAINERENV_RE.match(line.strip())
+        match = re.match(_CONTAINERENV_PATTERN, line.strip())
         if match:
             out[match.group(1)] = match.group(2)
     return out
+
+
+def _cgroup_id(cgroup: str) -> str | None:
+    """The 64-hex container id in a cgroup path (`/docker/<id>`, `docker-<id>.scope`,
+    `cri-containerd-<id>.scope`, `crio-<id>`), without a regular expression."""
+    for line in cgroup.splitlines():
+        last = line.rsplit("/", 1)[-1].removesuffix(".scope")
+        candidate = last.rsplit("-", 1)[-1].rsplit(":", 1)[-1]
+        if len(candidate) == 64 and _HEX.issuperset(candidate):
+            return candidate
+    return None
 
 
 def _join(root: str, rel: str) -> str:

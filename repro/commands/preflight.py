@@ -7,7 +7,7 @@ returned so they are recorded in the manifest and shown as warnings by the calle
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,12 @@ def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
 
 def check_lock(root: Path, state: git.TreeState, configured: str | None,
                installed: environment.Packages, allow_unlocked: bool,
-               hash_file: Any, conda_installed: Mapping[str, tuple[str, str]] | None = None
+               hash_file: Any,
+               conda_installed: Callable[[], Mapping[str, tuple[str, str]] | None] | None = None
                ) -> LockFinding:
     """Find the lockfile, check it is committed and that installed packages match its pins
-    (conda-lock's conda entries against `conda_installed`, the conda-meta of the command's
-    conda environment, None outside one)."""
+    (conda-lock's conda entries against `conda_installed()`, the conda-meta of the command's
+    conda environment, None outside one: called only for a lock with conda entries)."""
     path = environment.find_lockfile(root, configured)
     if path is None:
         return _refuse_or_record(
@@ -82,7 +83,8 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
             errors.LockfileError(f"the lockfile {rel} is not tracked by git (ignored?)",
                                  hint=f"commit {rel}, or pass --allow-unlocked"))
     lock = environment.read_lock(root, path)
-    result = environment.check_lock(lock, installed.versions, conda_installed)
+    conda_have = conda_installed() if lock.conda and conda_installed is not None else None
+    result = environment.check_lock(lock, installed.versions, conda_have)
     section = {"path": rel, "kind": lock.kind, "hash": hash_file(path), **result}
     if result["matches"]:
         return LockFinding(section, ())

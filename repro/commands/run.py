@@ -22,7 +22,7 @@ from typing import Any
 
 import repro
 from repro import errors, report
-from repro.capture import conda, data, environment, git
+from repro.capture import data, environment, git
 from repro.child import seeding
 from repro.commands import preflight, runner
 from repro.record import bounded, config, manifest, store, trust
@@ -143,12 +143,11 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
-    # The conda environment of the command's interpreter (conda-meta's file names: one
-    # listdir); with no interpreter of its own, the active one.
-    prefix = conda.find_prefix(python if how != "repro" else None, env)
-    conda_have = conda.installed(prefix.path) if prefix else None
+    # The conda environment of the command's interpreter: looked up before the run only for
+    # a conda-lock.yml's check, else while the command runs (with the container).
+    conda_env = _CondaLookup(python if how != "repro" else None, env)
     lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
-                                data.hash_file, conda_have)
+                                data.hash_file, conda_env.installed)
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
     _check_results_inside(req, cfg, root)
@@ -187,7 +186,6 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
-            **_breadth(env, req.image, prefix, conda_have),
         }, "environment"),
         group=req.group,
     )
@@ -211,8 +209,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
-        # While the command runs: the conda packages' channels, the inputs' statistics.
-        extra = _start_extra(req, cfg, root, runs, run_dir, m, prefix, conda_have,
+        # While the command runs: the container, the conda environment, the inputs' statistics.
+        extra = _start_extra(req, cfg, root, runs, run_dir, m, env, conda_env,
                              interp.executable)
         # A directory named in argv with many files (a dataset) is an input, never watched:
         # two stat walks of a large tree would cost more than the run's whole overhead.
@@ -263,8 +261,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
-                if extra is not None:
-                    m = _merge_extra(m, _wait_extra(extra, req, cfg, reporter))
+                m = _merge_extra(m, _wait_extra(extra, req, cfg, reporter))
                 _warn_unrecorded(after_proc, root, state, _result_paths(req, cfg, root), m,
                                  reporter)
             except OSError as e:
@@ -554,18 +551,29 @@ def _check_image(image: str) -> None:
                                 hint="e.g. --image pytorch/pytorch:2.3.0@sha256:<digest>") from e
 
 
-def _breadth(env: Mapping[str, str], image: str | None, prefix: conda.Prefix | None,
-             conda_have: Mapping[str, tuple[str, str]] | None) -> dict[str, Any]:
-    """environment.container and environment.conda, where there is one."""
-    from repro.capture import container
+class _CondaLookup:
+    """The conda environment of the command's interpreter (None outside one), looked up once:
+    by the lock check before the run when the lock is a conda-lock.yml, else by the thread
+    that runs beside the command (conda-meta's file names: one listdir)."""
 
-    out: dict[str, Any] = {}
-    found = container.detect(env, container.system_root(env), image)
-    if found is not None:
-        out["container"] = found
-    if prefix is not None and conda_have is not None:
-        out["conda"] = conda.section(prefix, conda_have)
-    return out
+    def __init__(self, python: str | None, env: Mapping[str, str]) -> None:
+        self._python = python
+        self._env = env
+        self._found: tuple[Any, dict[str, tuple[str, str]] | None] | None = None
+
+    def _lookup(self) -> tuple[Any, dict[str, tuple[str, str]] | None]:
+        if self._found is None:
+            from repro.capture import conda
+
+            prefix = conda.find_prefix(self._python, self._env)
+            self._found = (prefix, conda.installed(prefix.path) if prefix else None)
+        return self._found
+
+    def prefix(self) -> Any:
+        return self._lookup()[0]
+
+    def installed(self) -> dict[str, tuple[str, str]] | None:
+        return self._lookup()[1]
 
 
 def _stats_wanted(req: RunRequest, cfg: config.Config) -> bool:
@@ -589,14 +597,13 @@ def _wait_extra(extra: _Background, req: RunRequest, cfg: config.Config,
 
 
 def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.Store,
-                 run_dir: Path, m: manifest.Manifest, prefix: conda.Prefix | None,
-                 conda_have: Mapping[str, tuple[str, str]] | None,
-                 python: str) -> _Background | None:
-    """Begin, in a thread, what the record needs but the command does not wait for."""
+                 run_dir: Path, m: manifest.Manifest, env: Mapping[str, str],
+                 conda_env: _CondaLookup, python: str) -> _Background:
+    """Begin, in a thread, what the record needs but the command does not wait for: the
+    container and the conda environment (a few milliseconds of imports and reads kept off the
+    start-up), and the inputs' statistics when asked for."""
     stats = _stats_wanted(req, cfg) and bool(m.data)
-    if not stats and (prefix is None or not conda_have):
-        return None
-    entries = {p: e.to_dict() for p, e in m.data.items()}
+    entries = {p: e.to_dict() for p, e in m.data.items()} if stats else {}
     budget = None
     if stats:
         from repro.capture import datastats
@@ -604,9 +611,14 @@ def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.St
         budget = datastats.Budget(cfg.data_stats_seconds)
 
     def work() -> Mapping[str, Any]:
-        out: dict[str, Any] = {}
-        if prefix is not None and conda_have:
-            out["channels"] = conda.read_channels(prefix.path, conda_have)
+        from repro.capture import conda, container
+
+        out: dict[str, Any] = {
+            "container": container.detect(env, container.system_root(env), req.image)}
+        prefix, packages = conda_env.prefix(), conda_env.installed()
+        if prefix is not None and packages is not None:
+            out["conda"] = conda.section(prefix, packages,
+                                         conda.read_channels(prefix.path, packages))
         if budget is not None:
             from repro.capture import datastats
 
@@ -625,17 +637,14 @@ def _start_extra(req: RunRequest, cfg: config.Config, root: Path, runs: store.St
 
 
 def _merge_extra(m: manifest.Manifest, extra: Mapping[str, Any] | None) -> manifest.Manifest:
-    """The channels into environment.conda.packages, the statistics into data entries still
-    inputs (a path the run rewrote has moved to outputs)."""
+    """The container and conda environment into `environment`, the statistics into the data
+    entries still inputs (a path the run rewrote has moved to outputs)."""
     if not extra:
         return m
-    channels = extra.get("channels")
-    found = m.environment.conda
-    if isinstance(channels, Mapping) and found is not None:
-        packages = {name: {**entry, "channel": channels.get(name)}
-                    for name, entry in found.packages.items() if isinstance(entry, Mapping)}
-        m = m.replace(environment=dataclasses.replace(
-            m.environment, conda=dataclasses.replace(found, packages=packages)))
+    found = {k: extra[k] for k in ("container", "conda") if extra.get(k) is not None}
+    if found:
+        m = m.replace(environment=manifest.Environment.from_dict(
+            {**m.environment.to_dict(), **found}, "environment"))
     stats = extra.get("stats")
     if isinstance(stats, Mapping) and stats:
         m = m.replace(data={p: (dataclasses.replace(e, stats=stats[p]) if p in stats else e)
