@@ -208,3 +208,21 @@ def test_fast_path_agrees_with_the_csv_module(tmp_path: Path, monkeypatch: pytes
     path = tmp_path / "t.csv"
     path.write_bytes(text.encode())
     assert _stats(path) == _reference(text)
+
+
+def test_tables_inside_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data" / "splits").mkdir(parents=True)
+    (tmp_path / "data" / "splits" / "train.csv").write_text(CSV)
+    (tmp_path / "data" / "rows.jsonl").write_text('{"a": 1}\n{"a": null}\n')
+    (tmp_path / "data" / "img.png").write_bytes(b"x")
+    (tmp_path / "data" / "more.csv").write_text("z\n1\n")
+    listing = {"splits/train.csv": ("blake3:" + "1" * 64, len(CSV)),
+               "rows.jsonl": ("blake3:" + "2" * 64, 20), "img.png": ("blake3:" + "3" * 64, 1),
+               "more.csv": ("blake3:" + "4" * 64, 4), "link.csv": ("symlink:more.csv", 0)}
+    monkeypatch.setattr(datastats, "MAX_TABLES", 2)
+    found = datastats.collect({"data": {"kind": "dir", "hash": "blake3:" + "9" * 64}}, tmp_path,
+                              listings={"data": listing})["data"]
+    assert found["subdirs"] == {"splits": 1} and found["top_files"] == 4
+    assert list(found["tables"]) == ["more.csv", "rows.jsonl"]  # path order, first MAX_TABLES
+    assert found["tables_omitted"] == 1  # splits/train.csv (the symlink is never read)
+    assert found["tables"]["rows.jsonl"]["columns"] == {"a": {"type": "int", "nulls": 1}}

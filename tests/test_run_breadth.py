@@ -202,3 +202,21 @@ def test_data_stats_from_the_configuration_stop_at_their_budget(
     assert stats["partial"] is True and stats["rows"] == 0 and "read_bytes" in stats
     assert m["data"]["data"]["stats"]["subdirs"] == {}  # the directory: from its listing
     assert m["data"]["data"]["stats"]["top_files"] == 2
+
+
+def test_a_table_inside_a_directory_input_is_diffed_by_its_statistics(
+        repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    (repo / ".gitignore").write_text(".repro/\ndata/\n")
+    (repo / "repro.yaml").write_text("data_stats: true\ndata: [data/]\nseed: 3\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "stats config")
+    write_csv(repo / "data" / "train.csv", 10)
+    assert main(["run", "--quiet", "--", sys.executable, "train.py"]) == 0
+    write_csv(repo / "data" / "train.csv", 9, label=True)
+    assert main(["run", "--quiet", "--", sys.executable, "train.py"]) == 0
+    monkeypatch.setenv("COLUMNS", "160")
+    capsys.readouterr()
+    assert main(["diff", "latest~1", "latest"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("different data (data), ")
+    assert "data/train.csv: 10 → 9 rows; column `label` added" in text

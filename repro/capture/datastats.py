@@ -10,7 +10,8 @@ Owns the optional `stats` of a `data` entry (`repro run --data-stats`, `data_sta
   interpreter (a small probe process; repro never imports pyarrow): rows, columns, types, and
   nulls where the writer kept statistics;
 - directories: files per top-level sub-directory (an image folder's class distribution),
-  counted from the hash listing, without touching the disk again.
+  counted from the hash listing, without touching the disk again; and the statistics above of
+  the first MAX_TABLES table files inside (`tables`, by relative path).
 
 Streamed, in bounded memory, under a time budget: when it runs out the statistics say
 `partial: true` with the bytes read, and count what was read. Results for a file are cached
@@ -42,6 +43,7 @@ BATCH_ROWS = 10_000
 BLOCK_CHARS = 1024 * 1024  # text read at a time on the fast path (~ a few MB of field objects)
 MAX_COLUMNS = 10_000  # wider tables are listed up to here (`columns_omitted` counts the rest)
 MAX_CLASSES = 10_000  # top-level sub-directories counted by name before giving up
+MAX_TABLES = 20  # table files inside a directory input given statistics (in path order)
 CSV_FIELD_MAX = 64 * 1024 * 1024  # csv's default of 128 KiB refuses legitimate long fields
 NULLS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "<NA>", "#N/A")
 _OTHER_NULLS = frozenset(NULLS[1:])
@@ -105,42 +107,61 @@ def collect(entries: Mapping[str, Mapping[str, Any]], root: Path, *,
             python: str | None = None, seconds: float = DEFAULT_SECONDS,
             cache_dir: Path | None = None, budget: Budget | None = None
             ) -> dict[str, dict[str, Any]]:
-    """path -> stats for the `data` entries (path -> {kind, hash, ...}) this module understands.
+    """path -> stats for the `data` entries (path -> {kind, hash, size...}) this module
+    understands. A directory gets its files per sub-directory and, in `tables`, the
+    statistics of up to MAX_TABLES table files inside it (by relative path, in path order).
 
     `listings`: per directory path, its listing (relpath -> (hash, size)). `python`: the run's
     interpreter, for Parquet. `cache_dir`: where results are kept by content hash. `budget`:
     the caller's (to watch its progress), else one of `seconds`.
     """
     budget = budget or Budget(seconds)
-    budget.total = sum(int(e.get("size") or 0) for p, e in entries.items()
-                       if e.get("kind") == "file" and table_format(p) in ("csv", "tsv", "jsonl"))
+    # Every table file to read: (key in `out`, relpath inside a directory or "", path, hash, size)
+    todo: list[tuple[str, str, str, Any, int]] = []
     out: dict[str, dict[str, Any]] = {}
-    parquet: list[str] = []
     for path, entry in entries.items():
         kind = entry.get("kind")
         if kind == "dir" and listings is not None and path in listings:
-            out[path] = dir_stats(listings[path])
-            continue
-        fmt = table_format(path) if kind == "file" else None
-        if fmt is None:
-            continue
-        digest = entry.get("hash")
+            listing = listings[path]
+            out[path] = dir_stats(listing)
+            inner = [rel for rel in sorted(listing) if table_format(rel) is not None
+                     and not str(listing[rel][0]).startswith("symlink:")]
+            if len(inner) > MAX_TABLES:
+                out[path]["tables_omitted"] = len(inner) - MAX_TABLES
+            for rel in inner[:MAX_TABLES]:
+                digest, size = listing[rel][0], listing[rel][1]
+                todo.append((path, rel, os.path.join(_under(root, path), rel), digest,
+                             int(size or 0)))
+        elif kind == "file" and table_format(path) is not None:
+            todo.append((path, "", _under(root, path), entry.get("hash"),
+                         int(entry.get("size") or 0)))
+    budget.total = sum(size for _, rel, p, _, size in todo if table_format(p) != "parquet")
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    parquet: list[tuple[str, str, str, Any, int]] = []
+    for item in todo:
+        key, rel, path, digest, _ = item
+        fmt = table_format(path)
         cached = _cache_get(cache_dir, digest)
         if cached is not None:
-            out[path] = cached
+            found[key, rel] = cached
         elif fmt == "parquet":
-            parquet.append(path)
-        else:
-            stats = table_stats(_under(root, path), fmt, budget)
-            out[path] = stats
+            parquet.append(item)
+        elif fmt is not None:
+            stats = table_stats(path, fmt, budget)
+            found[key, rel] = stats
             if not stats.get("partial") and "error" not in stats:
                 _cache_put(cache_dir, digest, stats)
     if parquet:
-        found = parquet_stats([_under(root, p) for p in parquet], python, budget)
-        for path, stats in zip(parquet, found, strict=True):
-            out[path] = stats
+        results = parquet_stats([p for _, _, p, _, _ in parquet], python, budget)
+        for (key, rel, _, digest, _), stats in zip(parquet, results, strict=True):
+            found[key, rel] = stats
             if "error" not in stats:
-                _cache_put(cache_dir, entries[path].get("hash"), stats)
+                _cache_put(cache_dir, digest, stats)
+    for (key, rel), stats in sorted(found.items()):
+        if rel:
+            out[key].setdefault("tables", {})[rel] = stats
+        else:
+            out[key] = stats
     return out
 
 

@@ -191,6 +191,23 @@ def package_text(value: Any) -> str:
     return format_value(value)
 
 
+def stats_lines(c: compare.Change) -> list[tuple[str, str]]:
+    """(path, how its statistics moved) for a changed input, and for each table file inside a
+    changed directory (`data/train.csv` under `data`), at most LIST_LIMIT of those."""
+    stats = c.detail.get("stats")
+    if not isinstance(stats, Mapping):
+        return []
+    out = []
+    own = stats_text(stats)
+    if own:
+        out.append((c.key, own))
+    tables = stats.get("tables")
+    for rel, moved in list(tables.items() if isinstance(tables, Mapping) else ())[:LIST_LIMIT]:
+        if isinstance(moved, Mapping) and (text := stats_text(moved)):
+            out.append((f"{c.key.rstrip('/')}/{rel}", text))
+    return out
+
+
 def stats_text(stats: Mapping[str, Any]) -> str:
     """How a data input's statistics moved, in one line: `10,000 → 9,874 rows; column `label`
     added; `x` int → float; nulls in `y` 3 → 5`."""
@@ -307,8 +324,8 @@ def _render_section(s: compare.Section, console: Console) -> None:
         _info_rows(t, s.info)
         console.print(t)
     for c in plain:
-        if isinstance(c.detail.get("stats"), Mapping):
-            console.print(Text.assemble("  ", (c.key, "bold"), ": ", stats_text(c.detail["stats"])))
+        for path, text in stats_lines(c):
+            console.print(Text.assemble("  ", (path, "bold"), ": ", text))
         _render_files(c, console)
     for prefix, title, packages in tables:
         t = _table(title)
@@ -412,8 +429,8 @@ def _md_section(s: compare.Section) -> list[str]:
     if rows or info:
         out += _md_table([_key_label(s.name), "a", "b"], rows + info)
     for c in plain:
-        if isinstance(c.detail.get("stats"), Mapping):
-            out += ["", f"{_md_code(c.key)}: {_md_stats(stats_text(c.detail['stats']))}"]
+        for path, text in stats_lines(c):
+            out += ["", f"{_md_code(path)}: {_md_stats(text)}"]
         out += _md_files(c)
     for prefix, title, packages in tables:
         out += [*([""] if rows or info or out[-1] else []), *_md_table([title, "a", "b"], [

@@ -60,7 +60,8 @@ def stats_change(a: Any, b: Any) -> dict[str, Any] | None:
     Keys, each only when it changed: format [a, b]; rows [a, b] (and partial: true when either
     side was cut short by the time budget); columns_added, columns_removed (names, in order);
     types {column: [a, b]}; nulls {column: [a, b]}; files [a, b]; subdirs_added {name: files},
-    subdirs_removed {name: files}; subdirs {name: [a, b]}.
+    subdirs_removed {name: files}; subdirs {name: [a, b]}; tables {relpath: the same, for a
+    table file inside a directory that both sides have statistics of}.
     """
     if not isinstance(a, Mapping) or not isinstance(b, Mapping) or "error" in a or "error" in b:
         return None
@@ -101,6 +102,11 @@ def stats_change(a: Any, b: Any) -> dict[str, Any] | None:
             out["subdirs_removed"] = removed_dirs
         if moved := {k: [sa[k], sb[k]] for k in sa if k in sb and sa[k] != sb[k]}:
             out["subdirs"] = moved
+    ta, tb = _mapping(a.get("tables")), _mapping(b.get("tables"))
+    tables = {rel: sub for rel in sorted(set(ta) & set(tb))
+              if (sub := stats_change(ta[rel], tb[rel])) is not None}
+    if tables:
+        out["tables"] = tables  # table files inside a directory: how each changed
     if list(out) == ["partial"]:
         return None
     return out or None
