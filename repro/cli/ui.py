@@ -419,7 +419,11 @@ def _stats_text(stats: Mapping[str, Any]) -> str:
         classes = stats["subdirs"]
         shown = ", ".join(f"{k} {v:,}" for k, v in list(classes.items())[:6])
         more = f" +{len(classes) - 6} more" if len(classes) > 6 else ""
-        return f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
+        tables = stats.get("tables")
+        inside = f"; {plural(len(tables), 'table')} inside" if isinstance(tables, Mapping) \
+            and tables else ""
+        return (f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
+                f"{inside}")
     found = stats.get("columns")
     columns: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     with_nulls = sum(1 for c in columns.values() if isinstance(c, Mapping) and bool(c.get("nulls")))
