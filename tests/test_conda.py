@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repro.capture import conda
-from repro.capture import environment as envmod
+from repro.capture import lockfiles as envmod
 from tests import condaenv
 
 

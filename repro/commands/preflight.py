@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import environment, git
+from repro.capture import environment, git, lockfiles
 
 SHOWN = 10  # offending paths listed before "and N more"
 
@@ -59,7 +59,7 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
     """Find the lockfile, check it is committed and that installed packages match its pins
     (conda-lock's conda entries against `conda_installed()`, the conda-meta of the command's
     conda environment, None outside one: called only for a lock with conda entries)."""
-    path = environment.find_lockfile(root, configured)
+    path = lockfiles.find_lockfile(root, configured)
     if path is None:
         return _refuse_or_record(
             allow_unlocked, None,
@@ -82,9 +82,9 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
             allow_unlocked, {"path": rel, "matches": False},
             errors.LockfileError(f"the lockfile {rel} is not tracked by git (ignored?)",
                                  hint=f"commit {rel}, or pass --allow-unlocked"))
-    lock = environment.read_lock(root, path)
+    lock = lockfiles.read_lock(root, path)
     conda_have = conda_installed() if lock.conda and conda_installed is not None else None
-    result = environment.check_lock(lock, installed.versions, conda_have)
+    result = lockfiles.check_lock(lock, installed.versions, conda_have)
     section = {"path": rel, "kind": lock.kind, "hash": hash_file(path), **result}
     if result["matches"]:
         return LockFinding(section, ())
