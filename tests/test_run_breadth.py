@@ -220,3 +220,17 @@ def test_a_table_inside_a_directory_input_is_diffed_by_its_statistics(
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith("different data (data), ")
     assert "data/train.csv: 10 → 9 rows; column `label` added" in text
+
+
+def test_group_members_started_with_jobs_keep_data_stats_and_image(tmp_path: Path) -> None:
+    from repro.commands import group
+    from repro.commands import run as runflow
+    from repro.record import manifest
+
+    request = runflow.RunRequest(argv=("python", "train.py"), cwd=tmp_path, data_stats=True,
+                                 image=f"org/train:1@{DIGEST}")
+    membership = manifest.Group(id="g1", index=0, size=2, seed=7, name=None)
+    argv = group.member_command(request, 11, membership)
+    options = argv[:argv.index("--")]
+    assert "--data-stats" in options
+    assert options[options.index("--image") + 1] == f"org/train:1@{DIGEST}"
