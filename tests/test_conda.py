@@ -162,3 +162,19 @@ def _timed(fn: object) -> float:
     start = time.perf_counter()
     fn()  # type: ignore[operator]
     return time.perf_counter() - start
+
+
+def test_a_fifo_in_place_of_a_file_is_never_waited_on(tmp_path: Path) -> None:
+    import os
+
+    condaenv.make_prefix(tmp_path / "env")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    os.mkfifo(venv / "pyvenv.cfg")
+    (venv / "bin" / "python").write_text("")
+    assert conda.find_prefix(str(venv / "bin" / "python"), {}) is None
+    meta = tmp_path / "env" / "conda-meta"
+    (meta / "mkl-2023.1.0-h213fc3f_46344.json").unlink()
+    os.mkfifo(meta / "mkl-2023.1.0-h213fc3f_46344.json")
+    packages = conda.installed(str(tmp_path / "env"))
+    assert conda.read_channels(str(tmp_path / "env"), packages)["mkl"] is None

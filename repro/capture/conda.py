@@ -66,12 +66,10 @@ def find_prefix(executable: str | None, env: Mapping[str, str]) -> Prefix | None
 
 
 def _venv_home(prefix: str) -> str | None:
-    try:
-        with open(os.path.join(prefix, "pyvenv.cfg"), encoding="utf-8") as f:
-            text = f.read(_HEAD)
-    except (OSError, ValueError):
+    head = _read_head(os.path.join(prefix, "pyvenv.cfg"))
+    if head is None:
         return None
-    for line in text.splitlines():
+    for line in head.decode("utf-8", "replace").splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() == "home":
             return value.strip()
@@ -126,6 +124,20 @@ def read_channels(prefix: str, packages: Mapping[str, Package]) -> dict[str, str
     meta = os.path.join(prefix, META)
     return {name: _channel(os.path.join(meta, f"{name}-{version}-{build}.json"))
             for name, (version, build) in packages.items()}
+
+
+def _read_head(path: str) -> bytes | None:
+    """The first 8 KiB of a regular file (a FIFO is refused, never waited on), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None
+    try:
+        return os.read(fd, _HEAD) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _channel(path: str) -> str | None:
