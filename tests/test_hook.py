@@ -873,6 +873,17 @@ def test_hook_records_native_libraries_numpy_loaded(tmp_path: Path) -> None:
     assert blas, libraries  # numpy's OpenBLAS (or whichever BLAS it links) is mapped
     versions = [libraries[name] for name in blas if "openblas" in name.lower()]
     assert all(v and v[0].isdigit() for v in versions), versions  # openblas_get_config
+    assert "threadpools" not in native  # threadpoolctl not imported: not asked
+
+
+def test_hook_records_threadpools_when_the_program_uses_threadpoolctl(tmp_path: Path) -> None:
+    pytest.importorskip("threadpoolctl")
+    code = "import numpy, threadpoolctl; print(numpy.ones(2).sum())"
+    ran = ok(run(tmp_path, [sys.executable, "-c", code]))
+    pools = ran.top()["native"]["threadpools"]
+    blas = [p for p in pools if p["user_api"] == "blas"]
+    assert blas and blas[0]["internal_api"] and blas[0]["version"], pools
+    assert blas[0]["num_threads"] == 2  # the thread count repro pinned
 
 
 @needs_torch
