@@ -5,6 +5,8 @@ interleaved (so machine noise hits all alike) and reports medians and their diff
 
     python benchmarks/run_overhead.py [--runs 30]
     python benchmarks/run_overhead.py --torch [--runs 10]
+    git worktree add /tmp/main-src main
+    python benchmarks/run_overhead.py --against /tmp/main-src   # A/B of a branch's code
 
 `--torch` times a small torch training script (committed in the repo) bare, under
 `repro run --determinism seed` and under `repro run` at the default `strict` level.
@@ -81,6 +83,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--torch", action="store_true",
                         help="a small torch training script instead of `python -c pass`")
+    parser.add_argument("--against", metavar="SRC",
+                        help="also time `repro run` from another source tree (e.g. a worktree "
+                             "of main), interleaved with this one's, both as `python -m repro` "
+                             "with PYTHONPATH set: an A/B of the code alone")
     args = parser.parse_args()
     repro = shutil.which("repro", path=str(Path(sys.executable).parent)) or "repro"
     if args.torch:
@@ -93,6 +99,11 @@ def main() -> int:
         bare_cmd = [sys.executable, "-c", "pass"]
         cases = {"python -c pass": bare_cmd,
                  "repro run -- python -c pass": [repro, "run", "--", *bare_cmd]}
+    if args.against:
+        this = str(Path(__file__).resolve().parent.parent)
+        for label, src in (("A/B: --against", args.against), ("A/B: this tree", this)):
+            cases[label] = ["env", f"PYTHONPATH={src}", sys.executable, "-m", "repro", "run",
+                            "--", *bare_cmd]
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from repro import errors
 from repro.capture.environment import normalize
@@ -34,8 +34,7 @@ class Lock:
     conda: Mapping[str, CondaPin] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class CondaPin:
+class CondaPin(NamedTuple):  # not a dataclass: this module loads on every run's start-up
     version: str
     build: str | None  # from the package URL's file name; None: any build
     required: bool  # category main and not optional: the environment must have it
