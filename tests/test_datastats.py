@@ -226,3 +226,11 @@ def test_tables_inside_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert list(found["tables"]) == ["more.csv", "rows.jsonl"]  # path order, first MAX_TABLES
     assert found["tables_omitted"] == 1  # splits/train.csv (the symlink is never read)
     assert found["tables"]["rows.jsonl"]["columns"] == {"a": {"type": "int", "nulls": 1}}
+
+
+def test_a_damaged_gzip_has_an_error_not_an_exception(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv.gz"
+    good = gzip.compress(b"a,b\n" + b"1,2\n" * 1000)
+    path.write_bytes(good[:20] + b"\x00" * 50 + good[70:])
+    stats = _stats(path)
+    assert stats["format"] == "csv" and stats["error"]
