@@ -5,6 +5,8 @@ interleaved (so machine noise hits all alike) and reports medians and their diff
 
     python benchmarks/run_overhead.py [--runs 30]
     python benchmarks/run_overhead.py --torch [--runs 10]
+    git worktree add /tmp/main-src main
+    python benchmarks/run_overhead.py --against /tmp/main-src   # A/B of a branch's code
 
 `--torch` times a small torch training script (committed in the repo) bare, under
 `repro run --determinism seed` and under `repro run` at the default `strict` level.
@@ -111,6 +113,10 @@ def main() -> int:
                         help="another repro executable to time alongside (A/B)")
     parser.add_argument("--repro", metavar="REPRO", help="the repro executable to time "
                         "(default: the one beside this Python)")
+    parser.add_argument("--against", metavar="SRC",
+                        help="also time `repro run` from another source tree (e.g. a worktree "
+                             "of main), interleaved with this one's, both as `python -m repro` "
+                             "with PYTHONPATH set: an A/B of the code alone")
     args = parser.parse_args()
     repro = args.repro or shutil.which("repro", path=str(Path(sys.executable).parent)) or "repro"
     extra = PARAMS if args.params else []
@@ -126,6 +132,11 @@ def main() -> int:
                  "repro run -- python -c pass": [repro, "run", "--", *bare_cmd]}
     if args.baseline:
         cases["baseline: repro run (strict)"] = [args.baseline, "run", "--", *bare_cmd]
+    if args.against:
+        this = str(Path(__file__).resolve().parent.parent)
+        for label, src in (("A/B: --against", args.against), ("A/B: this tree", this)):
+            cases[label] = ["env", f"PYTHONPATH={src}", sys.executable, "-m", "repro", "run",
+                            "--", *bare_cmd]
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:

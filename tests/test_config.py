@@ -60,3 +60,23 @@ def test_two_config_files_are_refused(tmp_path: Path) -> None:
 def test_unquoted_off_is_the_off_level(tmp_path: Path) -> None:
     (tmp_path / "repro.yaml").write_text("determinism: off\n")  # YAML 1.1 reads it as false
     assert config.load(tmp_path).determinism == "off"
+
+
+def test_data_stats_keys(tmp_path: Path) -> None:
+    (tmp_path / "repro.yaml").write_text("data_stats: true\ndata_stats_seconds: 5\n")
+    cfg = config.load(tmp_path)
+    assert cfg.data_stats is True and cfg.data_stats_seconds == 5.0
+    assert config.Config().data_stats is False
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("data_stats: yes please\n", "'data_stats' must be true or false"),
+    ("data_stats: 1\n", "'data_stats' must be true or false"),
+    ("data_stats_seconds: 0\n", "'data_stats_seconds' must be a number of seconds"),
+    ("data_stats_seconds: .inf\n", "'data_stats_seconds' must be a number of seconds"),
+])
+def test_data_stats_keys_refused(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "repro.yaml").write_text(text)
+    with pytest.raises(errors.ConfigError) as e:
+        config.load(tmp_path)
+    assert fragment in e.value.message

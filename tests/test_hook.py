@@ -858,3 +858,44 @@ def test_hook_redaction_without_re_is_the_same(argv: list[str]) -> None:
         if i and "://" in word and "@" in word:
             expected[i] = re.sub(hook._URL_PASSWORD_PATTERN, r"\1<secret>@", word)
     assert hook.redact_argv(argv) == expected
+
+
+# -- native libraries the process had loaded ----------------------------------------------------
+
+
+def test_hook_records_native_libraries_numpy_loaded(tmp_path: Path) -> None:
+    plain = ok(run(tmp_path, [sys.executable, "-c", "import json; print(1)"]))
+    assert plain.top()["native"] is None  # no numeric library imported: nothing read
+    ran = ok(run(tmp_path, [sys.executable, "-c", "import numpy; print(numpy.ones(2).sum())"]))
+    native = ran.top()["native"]
+    libraries = native["libraries"]
+    blas = [name for name in libraries if "blas" in name.lower()]
+    assert blas, libraries  # numpy's OpenBLAS (or whichever BLAS it links) is mapped
+    versions = [libraries[name] for name in blas if "openblas" in name.lower()]
+    assert all(v and v[0].isdigit() for v in versions), versions  # openblas_get_config
+    assert "threadpools" not in native  # threadpoolctl not imported: not asked
+
+
+def test_hook_records_threadpools_when_the_program_uses_threadpoolctl(tmp_path: Path) -> None:
+    pytest.importorskip("threadpoolctl")
+    code = "import numpy, threadpoolctl; print(numpy.ones(2).sum())"
+    ran = ok(run(tmp_path, [sys.executable, "-c", code]))
+    pools = ran.top()["native"]["threadpools"]
+    blas = [p for p in pools if p["user_api"] == "blas"]
+    assert blas and blas[0]["internal_api"] and blas[0]["version"], pools
+    assert blas[0]["num_threads"] == 2  # the thread count repro pinned
+
+
+@needs_torch
+@pytest.mark.slow
+def test_hook_records_what_torch_was_built_with(tmp_path: Path) -> None:
+    ran = ok(run(tmp_path, [sys.executable, "-c", "import torch; print(torch.ones(1))"]))
+    native = ran.top()["native"]
+    import torch
+
+    assert native["cuda_runtime"] == torch.version.cuda
+    assert native["blas"] == ("mkl" if torch.backends.mkl.is_available() else native["blas"])
+    if torch.backends.mkl.is_available():
+        assert native["mkl"][0].isdigit()
+    assert native["openmp"] is not None and native["onednn"][0].isdigit()
+    assert ran.top()["errors"] == []

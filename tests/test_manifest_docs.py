@@ -17,7 +17,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "manifest.md"
 DATA_KEYS = {"run.tags", "determinism.env", "determinism.user_set", "determinism.hook.rank_seeds",
              "environment.packages", "environment.package_sources", "environment.env",
              "hardware.threads", "data", "outputs", "metrics.final", "params.values",
-             "params.sources", "params.ambiguous", "params.truncated"}
+             "params.sources", "params.ambiguous", "params.truncated",
+             "environment.conda.packages", "environment.native.libraries"}
 
 
 def documented() -> dict[str, Any]:

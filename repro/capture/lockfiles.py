@@ -12,7 +12,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from repro import errors
 from repro.capture.environment import normalize
@@ -29,6 +29,15 @@ class Lock:
     # Locks that cover several platforms or optional groups pin packages this environment
     # may legitimately lack; only requirement files list exactly one environment.
     exhaustive: frozenset[str]  # names that must be installed
+    # conda-lock's conda-managed entries for this platform: conda name -> pin, checked
+    # against the environment's conda-meta (conda names differ from pip's: pytorch, torch).
+    conda: Mapping[str, CondaPin] = dataclasses.field(default_factory=dict)
+
+
+class CondaPin(NamedTuple):  # not a dataclass: this module loads on every run's start-up
+    version: str
+    build: str | None  # from the package URL's file name; None: any build
+    required: bool  # category main and not optional: the environment must have it
 
 
 def find_lockfile(root: Path, configured: str | None) -> Path | None:
@@ -155,7 +164,7 @@ def _pipfile_lock(text: str, rel: str) -> Lock:
     return Lock(rel, "pipenv", pins, frozenset())
 
 
-def _conda_lock(text: str, rel: str) -> Lock:
+def _conda_lock(text: str, rel: str, subdir: str | None = None) -> Lock:
     try:
         doc = manifest.loads(text, rel)
     except errors.ManifestError as e:
@@ -167,18 +176,30 @@ def _conda_lock(text: str, rel: str) -> Lock:
         raise _Malformed(f"'package' must be a list, got {_kind(packages)}")
     if not packages:
         raise _Malformed("it lists no packages")
+    from repro.capture import conda
+
+    here = subdir or conda.platform_subdir()
     pins: dict[str, set[str]] = {}
+    conda_pins: dict[str, CondaPin] = {}
     for i, pkg in enumerate(packages):
         if not isinstance(pkg, dict):
             raise _Malformed(f"package {i + 1} must be a mapping, got {_kind(pkg)}")
-        # conda package names differ from Python distribution names (pytorch vs torch), so
-        # only pip-managed entries are held to the lock; conda's own are recorded by hash.
+        pname, version = pkg.get("name"), pkg.get("version")
+        if not isinstance(pname, str) or isinstance(version, (dict, list)) or version is None:
+            raise _Malformed(f"package {i + 1} needs a name and a version")
+        # conda package names differ from Python distribution names (pytorch vs torch):
+        # pip-managed entries are held to the interpreter's packages, conda-managed ones (of
+        # this platform) to the conda environment's conda-meta.
         if pkg.get("manager") == "pip":
-            pname, version = pkg.get("name"), pkg.get("version")
-            if not isinstance(pname, str) or isinstance(version, (dict, list)) or version is None:
-                raise _Malformed(f"package {i + 1} needs a name and a version")
             pins.setdefault(normalize(pname), set()).add(str(version))
-    return Lock(rel, "conda-lock", {k: frozenset(v) for k, v in pins.items()}, frozenset())
+        elif pkg.get("manager", "conda") == "conda" and pkg.get("platform", here) == here:
+            url = pkg.get("url")
+            build = conda.build_from_url(url, pname, str(version)) if isinstance(url, str) \
+                else None
+            required = pkg.get("category", "main") == "main" and not pkg.get("optional")
+            conda_pins[pname] = CondaPin(str(version), build, bool(required))
+    return Lock(rel, "conda-lock", {k: frozenset(v) for k, v in pins.items()}, frozenset(),
+                conda_pins)
 
 
 def _requirements_lock(text: str, rel: str) -> Lock:
@@ -241,9 +262,15 @@ def _pin_of(req: str) -> tuple[str, str, bool] | None:
     return normalize(m.group(1)), m.group(3), bool(m.group(4))
 
 
-def check_lock(lock: Lock, installed: Mapping[str, str]) -> dict[str, Any]:
-    """Match installed packages against the lock's pins, for the manifest."""
-    mismatches = []
+def check_lock(lock: Lock, installed: Mapping[str, str],
+               conda_installed: Mapping[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Match installed packages against the lock's pins, for the manifest.
+
+    `conda_installed`: name -> (version, build) from the conda environment's conda-meta, None
+    when the command's interpreter is in no conda environment. A lock with conda entries for
+    this platform then does not match: it describes a conda environment this run lacks.
+    """
+    mismatches: list[dict[str, Any]] = []
     for pname, allowed in sorted(lock.pins.items()):
         have = installed.get(pname)
         if have is None:
@@ -252,7 +279,34 @@ def check_lock(lock: Lock, installed: Mapping[str, str]) -> dict[str, Any]:
         elif not _version_in(have, allowed):
             mismatches.append({"name": pname, "locked": _one(allowed), "installed": have})
     unlocked = sorted(set(installed) - set(lock.pins))
-    return {"matches": not mismatches, "mismatches": mismatches, "unlocked": unlocked}
+    result: dict[str, Any] = {"matches": not mismatches, "mismatches": mismatches,
+                              "unlocked": unlocked}
+    if lock.conda:
+        mismatches += _check_conda(lock.conda, conda_installed)
+        result["matches"] = not mismatches
+        if conda_installed is not None:
+            result["conda_unlocked"] = sorted(set(conda_installed) - set(lock.conda))
+    return result
+
+
+def _check_conda(pins: Mapping[str, CondaPin],
+                 have: Mapping[str, tuple[str, str]] | None) -> list[dict[str, Any]]:
+    if have is None:
+        required = sum(1 for p in pins.values() if p.required)
+        return [{"name": "conda environment", "manager": "conda",
+                 "locked": f"{required} conda packages", "installed": None}] if required else []
+    out: list[dict[str, Any]] = []
+    for pname, pin in sorted(pins.items()):
+        found = have.get(pname)
+        locked = f"{pin.version} {pin.build}" if pin.build else pin.version
+        if found is None:
+            if pin.required:
+                out.append({"name": pname, "manager": "conda", "locked": locked,
+                            "installed": None})
+        elif found[0] != pin.version or (pin.build is not None and found[1] != pin.build):
+            out.append({"name": pname, "manager": "conda", "locked": locked,
+                        "installed": f"{found[0]} {found[1]}"})
+    return out
 
 
 def _one(versions: frozenset[str]) -> str:

@@ -111,6 +111,14 @@ def run(
     kill_after: KillAfterOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No summary line on stderr when the run ends.")] = False,
+    data_stats: Annotated[bool, typer.Option(
+        "--data-stats", help="Record statistics of the inputs: rows, columns, types and nulls "
+                             "of CSV/TSV/JSON-lines/Parquet files, files per class folder.")
+                          ] = False,
+    image: Annotated[str | None, typer.Option(
+        "--image", metavar="NAME[@DIGEST]",
+        help="The container image the command runs in (recorded; default: what the "
+             "container runtime exposes, or $REPRO_IMAGE).")] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", metavar="N", min=1,
         help="Run CMD N times as one group, seeds derived from --seed (the group seed).")] = None,
@@ -138,6 +146,10 @@ def run(
     Example (a group of 5 runs, seeds derived from 7; then `repro compare`):
 
         repro run --repeat 5 --seed 7 --name baseline -- python train.py --lr 0.01
+
+    Example (statistics of the data, and the image the job runs in, for `repro diff`):
+
+        repro run --data-stats --image org/train:1.2 -- python train.py
     """
     from repro.commands import run as runflow
 
@@ -149,7 +161,8 @@ def run(
                 argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism,
                 threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
                 data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, name=name,
-                tags=runflow.parse_tags(tag or []), note=note, kill_after=kill_after),
+                tags=runflow.parse_tags(tag or []), note=note, kill_after=kill_after,
+                data_stats=data_stats, image=image),
             repeat, jobs or 1, quiet))
     if jobs is not None:
         raise errors.UsageError("--jobs goes with --repeat N",
@@ -164,11 +177,12 @@ def run(
             ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
             allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
             metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
-            group=membership))
+            group=membership, data_stats=data_stats, image=image))
     raise typer.Exit(runflow.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
+        data_stats=data_stats, image=image))
 
 
 def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool) -> int:

@@ -168,9 +168,82 @@ def _visible(report: compare.DiffReport, show_all: bool,
     return [report.sections[n] for n in names if show_all or report.sections[n].changes]
 
 
-def _split_packages(s: compare.Section) -> tuple[list[compare.Change], list[compare.Change]]:
-    packages = [c for c in s.changes if s.name == "environment" and c.key.startswith("packages.")]
-    return [c for c in s.changes if c not in packages], packages
+# Environment changes listed as package tables: (key prefix, first column's title).
+_PACKAGE_TABLES = (("packages.", "package"), ("conda.packages.", "conda package"))
+
+
+def _split_packages(s: compare.Section
+                    ) -> tuple[list[compare.Change], list[tuple[str, str, list[compare.Change]]]]:
+    """(other changes, [(prefix, title, package changes)]) for the package tables."""
+    if s.name != "environment":
+        return list(s.changes), []
+    tables = [(prefix, title, [c for c in s.changes if c.key.startswith(prefix)])
+              for prefix, title in _PACKAGE_TABLES]
+    listed = {id(c) for _, _, changes in tables for c in changes}
+    return [c for c in s.changes if id(c) not in listed], [t for t in tables if t[2]]
+
+
+def package_text(value: Any) -> str:
+    """A pip version as is; a conda package as `version build (channel)`."""
+    if isinstance(value, Mapping) and "version" in value:
+        text = " ".join(format_value(value[k]) for k in ("version", "build") if value.get(k))
+        return text + (f" ({format_value(value['channel'])})" if value.get("channel") else "")
+    return format_value(value)
+
+
+def stats_lines(c: compare.Change) -> list[tuple[str, str]]:
+    """(path, how its statistics moved) for a changed input, and for each table file inside a
+    changed directory (`data/train.csv` under `data`), at most LIST_LIMIT of those."""
+    stats = c.detail.get("stats")
+    if not isinstance(stats, Mapping):
+        return []
+    out = []
+    own = stats_text(stats)
+    if own:
+        out.append((c.key, own))
+    tables = stats.get("tables")
+    for rel, moved in list(tables.items() if isinstance(tables, Mapping) else ())[:LIST_LIMIT]:
+        if isinstance(moved, Mapping) and (text := stats_text(moved)):
+            out.append((f"{c.key.rstrip('/')}/{rel}", text))
+    return out
+
+
+def stats_text(stats: Mapping[str, Any]) -> str:
+    """How a data input's statistics moved, in one line: `10,000 → 9,874 rows; column `label`
+    added; `x` int → float; nulls in `y` 3 → 5`."""
+    parts: list[str] = []
+    cut = " (partial count)" if stats.get("partial") else ""
+
+    def number(v: Any) -> str:
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else format_value(v)
+
+    def names(items: Sequence[str]) -> str:
+        shown = ", ".join(f"`{bounded.escape(n)}`" for n in items[:5])
+        return shown + (f" +{len(items) - 5} more" if len(items) > 5 else "")
+
+    if "format" in stats:
+        a, b = stats["format"]
+        parts.append(f"format {format_value(a)} → {format_value(b)}")
+    if "rows" in stats:
+        a, b = stats["rows"]
+        parts.append(f"{number(a)} → {number(b)} rows{cut}")
+    if "files" in stats:
+        a, b = stats["files"]
+        parts.append(f"{number(a)} → {number(b)} files")
+    for key, verb in (("columns_added", "added"), ("columns_removed", "removed")):
+        if stats.get(key):
+            cols = list(stats[key])
+            parts.append(f"column{'s' * (len(cols) != 1)} {names(cols)} {verb}")
+    for name, (a, b) in list(stats.get("types", {}).items())[:5]:
+        parts.append(f"`{bounded.escape(name)}` {format_value(a)} → {format_value(b)}")
+    for name, (a, b) in list(stats.get("nulls", {}).items())[:5]:
+        parts.append(f"nulls in `{bounded.escape(name)}` {number(a)} → {number(b)}")
+    for key, verb in (("subdirs_added", "added"), ("subdirs_removed", "removed")):
+        for name, n in list(stats.get(key, {}).items())[:5]:
+            parts.append(f"class `{bounded.escape(name)}` {verb} ({number(n)} files)")
+    for name, (a, b) in list(stats.get("subdirs", {}).items())[:5]:
+        parts.append(f"class `{bounded.escape(name)}` {number(a)} → {number(b)} files")
+    return "; ".join(parts)
 
 
 _HEADER_ORDER = ("name", "started_at", "finished_at", "duration_s", "host", "pid")
@@ -245,7 +318,7 @@ def _render_section(s: compare.Section, console: Console) -> None:
     if s.name == "params":
         _render_params(s, console)
         return
-    plain, packages = _split_packages(s)
+    plain, tables = _split_packages(s)
     if plain or s.info:
         t = _table(_key_label(s.name))
         for c in plain:
@@ -254,15 +327,17 @@ def _render_section(s: compare.Section, console: Console) -> None:
         _info_rows(t, s.info)
         console.print(t)
     for c in plain:
+        for path, text in stats_lines(c):
+            console.print(Text.assemble("  ", (path, "bold"), ": ", text))
         _render_files(c, console)
-    if packages:
-        t = _table("package")
+    for prefix, title, packages in tables:
+        t = _table(title)
         for c in packages[:PACKAGE_LIMIT]:
-            t.add_row(Text(c.key.removeprefix("packages.")), Text(format_value(c.a), style=_A),
-                      Text(format_value(c.b), style=_B))
+            t.add_row(Text(c.key.removeprefix(prefix)), Text(package_text(c.a), style=_A),
+                      Text(package_text(c.b), style=_B))
         console.print(t)
         if len(packages) > PACKAGE_LIMIT:
-            console.print(Text(f"  … and {len(packages) - PACKAGE_LIMIT} more packages",
+            console.print(Text(f"  … and {len(packages) - PACKAGE_LIMIT} more {title}s",
                                style="dim"))
 
 
@@ -400,19 +475,27 @@ def _md_section(s: compare.Section) -> list[str]:
                  _md_text(_tol_mark(c))] for c in s.changes]
         return out + _md_table(["metric", "a", "b", "delta", "rel delta", ""],
                                rows + [[*r, "", "", ""] for r in info])
-    plain, packages = _split_packages(s)
+    plain, tables = _split_packages(s)
     rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key))] for c in plain]
     if rows or info:
         out += _md_table([_key_label(s.name), "a", "b"], rows + info)
     for c in plain:
+        for path, text in stats_lines(c):
+            out += ["", f"{_md_code(path)}: {_md_stats(text)}"]
         out += _md_files(c)
-    if packages:
-        out += [*([""] if rows or info else []), *_md_table(["package", "a", "b"], [
-            [_md_text(c.key.removeprefix("packages.")), _md_code(format_value(c.a)),
-             _md_code(format_value(c.b))] for c in packages[:PACKAGE_LIMIT]])]
+    for prefix, title, packages in tables:
+        out += [*([""] if rows or info or out[-1] else []), *_md_table([title, "a", "b"], [
+            [_md_text(c.key.removeprefix(prefix)), _md_code(package_text(c.a)),
+             _md_code(package_text(c.b))] for c in packages[:PACKAGE_LIMIT]])]
         if len(packages) > PACKAGE_LIMIT:
-            out += ["", f"… and {len(packages) - PACKAGE_LIMIT} more packages"]
+            out += ["", f"… and {len(packages) - PACKAGE_LIMIT} more {title}s"]
     return out
+
+
+def _md_stats(text: str) -> str:
+    """stats_text's line for markdown: its backticked names stay code, the rest is escaped."""
+    pieces = text.split("`")
+    return "".join(_md_code(p) if i % 2 else _md_text(p) for i, p in enumerate(pieces))
 
 
 def _md_files(c: compare.Change) -> list[str]:

@@ -39,6 +39,8 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--note": ("note", "str"),
     "--kill-after": ("kill_after", "float"),
     "--quiet": ("quiet", "flag"),
+    "--data-stats": ("data_stats", "flag"),
+    "--image": ("image", "str"),
     # A group (`--repeat`) and its members (`--group-member`, what `--jobs` starts) go through
     # the typer app: its ~150 ms are nothing next to N runs.
     "--repeat": ("repeat", "typer"),

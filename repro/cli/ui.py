@@ -367,6 +367,14 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     elif "lockfile" in env.keys:  # recorded as null: no lockfile
         rows.append(("lockfile", "none (run with --allow-unlocked)"))
     rows.append(("packages", str(len(env.packages))))
+    if env.container is not None:
+        box_ = env.container
+        image = box_.image or "image not exposed (--image NAME@DIGEST)"
+        digest = f"@{box_.digest}" if box_.digest else ""
+        rows.append(("container", f"{box_.runtime or 'image'}: {image}{digest}"))
+    if env.conda is not None:
+        rows.append(("conda", f"{env.conda.name} ({env.conda.prefix}), "
+                              f"{plural(len(env.conda.packages), 'package')}"))
     hw = m.hardware
     if hw.cpu:
         rows.append(("cpu", f"{hw.cpu.get('model')} ({hw.cpu.get('logical_cores')} threads)"))
@@ -385,6 +393,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
+            if e.stats:
+                rows.append(("", _stats_text(e.stats)))
     for k, v in m.metrics.final.items():
         rows.append(("metric", f"{k} = {v}"))
     for k, values in (series or {}).items():
@@ -444,6 +454,29 @@ def _script_seeds(d: manifest.Determinism) -> list[str]:
             where = f" at {s['caller']}" if s.get("caller") else ""
             out.append(f"{s.get('call')}({s.get('value')}){where}: overrides repro's seed from there")
     return out
+
+
+def _stats_text(stats: Mapping[str, Any]) -> str:
+    """An input's statistics in one line: `csv: 10,000 rows; 5 columns (2 with nulls)`."""
+    if stats.get("error"):
+        return f"{stats.get('format')}: no statistics ({stats['error']})"
+    if isinstance(stats.get("subdirs"), Mapping):
+        classes = stats["subdirs"]
+        shown = ", ".join(f"{k} {v:,}" for k, v in list(classes.items())[:6])
+        more = f" +{len(classes) - 6} more" if len(classes) > 6 else ""
+        tables = stats.get("tables")
+        inside = f"; {plural(len(tables), 'table')} inside" if isinstance(tables, Mapping) \
+            and tables else ""
+        return (f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
+                f"{inside}")
+    found = stats.get("columns")
+    columns: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    with_nulls = sum(1 for c in columns.values() if isinstance(c, Mapping) and bool(c.get("nulls")))
+    rows = stats.get("rows")
+    text = f"{stats.get('format')}: {rows:,} rows" if isinstance(rows, int) else \
+        f"{stats.get('format')}:"
+    text += f"; {plural(len(columns), 'column')} ({with_nulls} with nulls)"
+    return text + ("; partial (out of time)" if stats.get("partial") else "")
 
 
 def _entry_text(e: manifest.FileEntry) -> str:

@@ -196,6 +196,10 @@ def member_command(request: runflow.RunRequest, seed: int, group: manifest.Group
         argv += ["--note", request.note]
     if request.kill_after is not None:
         argv += ["--kill-after", str(request.kill_after)]
+    if request.data_stats:
+        argv.append("--data-stats")
+    if request.image:
+        argv += ["--image", request.image]
     return [*argv, "--", *request.argv]
 
 

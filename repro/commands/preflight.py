@@ -7,7 +7,7 @@ returned so they are recorded in the manifest and shown as warnings by the calle
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,12 @@ def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
 
 def check_lock(root: Path, state: git.TreeState, configured: str | None,
                installed: environment.Packages, allow_unlocked: bool,
-               hash_file: Any) -> LockFinding:
-    """Find the lockfile, check it is committed and that installed packages match its pins."""
+               hash_file: Any,
+               conda_installed: Callable[[], Mapping[str, tuple[str, str]] | None] | None = None
+               ) -> LockFinding:
+    """Find the lockfile, check it is committed and that installed packages match its pins
+    (conda-lock's conda entries against `conda_installed()`, the conda-meta of the command's
+    conda environment, None outside one: called only for a lock with conda entries)."""
     path = lockfiles.find_lockfile(root, configured)
     if path is None:
         return _refuse_or_record(
@@ -79,19 +83,22 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
             errors.LockfileError(f"the lockfile {rel} is not tracked by git (ignored?)",
                                  hint=f"commit {rel}, or pass --allow-unlocked"))
     lock = lockfiles.read_lock(root, path)
-    result = lockfiles.check_lock(lock, installed.versions)
+    conda_have = conda_installed() if lock.conda and conda_installed is not None else None
+    result = lockfiles.check_lock(lock, installed.versions, conda_have)
     section = {"path": rel, "kind": lock.kind, "hash": hash_file(path), **result}
     if result["matches"]:
         return LockFinding(section, ())
+    how = (f"`conda-lock install -p PREFIX {rel}`" if lock.kind == "conda-lock"
+           else f"`pip install -r {rel}`")
     return _refuse_or_record(allow_unlocked, section,
                              errors.LockfileError(mismatch_message(rel, result["mismatches"]),
-                                                  hint="install the locked versions (e.g. "
-                                                       f"`pip install -r {rel}`), or pass "
-                                                       "--allow-unlocked"))
+                                                  hint=f"install the locked versions (e.g. "
+                                                       f"{how}), or pass --allow-unlocked"))
 
 
 def mismatch_message(rel: str, mismatches: Sequence[dict[str, Any]]) -> str:
-    parts = [f"{m['name']} (locked {m['locked']}, installed {m['installed'] or 'none'})"
+    parts = [f"{'conda:' if m.get('manager') == 'conda' else ''}{m['name']} "
+             f"(locked {m['locked']}, installed {m['installed'] or 'none'})"
              for m in mismatches]
     shown = ", ".join(parts[:SHOWN]) + (f" and {len(parts) - SHOWN} more" if len(parts) > SHOWN
                                         else "")

@@ -23,7 +23,7 @@ import repro
 from repro import errors, report
 from repro.capture import cmdline, environment, git, hashing
 from repro.child import seeding
-from repro.commands import preflight, runner, runresults, runsnapshot
+from repro.commands import preflight, runextra, runner, runresults, runsnapshot
 from repro.record import config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
@@ -71,6 +71,8 @@ class RunRequest:
     # for the verdict, so `--json` is exactly one document.
     stdout_to_stderr: bool = False
     group: manifest.Group | None = None  # a member of `repro run --repeat N`
+    data_stats: bool = False  # --data-stats: statistics of the inputs (also config data_stats)
+    image: str | None = None  # --image NAME[@DIGEST]: the container image, when not detected
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,14 +90,16 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
                      kill_after: float | None = None, quiet: bool = False,
-                     group: manifest.Group | None = None) -> int:
+                     group: manifest.Group | None = None, data_stats: bool = False,
+                     image: str | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
         note=note, kill_after=kill_after, group=group,
-        seed_source="group" if group is not None else None)
+        seed_source="group" if group is not None else None, data_stats=data_stats,
+        image=image)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -119,6 +123,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     if req.determinism is not None and req.determinism not in manifest.LEVELS:
         raise errors.UsageError(f"unknown determinism level {req.determinism!r}",
                                 hint="use one of: " + ", ".join(manifest.LEVELS))
+    if req.image is not None:
+        runextra.check_image(req.image)
     env = dict(os.environ if req.env is None else req.env)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
@@ -140,8 +146,11 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     subs = git.submodules(root, state)
     interp = environment.finish_inspect(inspect_proc, python, how)
     installed = environment.installed_packages(interp.sys_path)
+    # The conda environment of the command's interpreter: looked up before the run only for
+    # a conda-lock.yml's check, else while the command runs (with the container).
+    conda_env = runextra.CondaLookup(python if how != "repro" else None, env)
     lock = preflight.check_lock(root, state, cfg.lockfile, installed, req.allow_unlocked,
-                                hashing.hash_file)
+                                hashing.hash_file, conda_env.installed)
     for w in lock.warnings:
         reporter.warn(f"recording an unlocked run: {w}")
     runsnapshot.check_results_inside(req, cfg, root)
@@ -205,6 +214,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         if inputs:
             m = m.replace(data=runsnapshot.hash_inputs(inputs, root, runs, run_dir, "data",
                                                        reporter, "hashing inputs"))
+        # While the command runs: the container, the conda environment, the inputs' statistics.
+        beside = runextra.start(req, cfg, root, runs, run_dir, m, env, conda_env,
+                                interp.executable)
         # A directory named in argv with many files (a dataset) is an input, never watched:
         # two stat walks of a large tree would cost more than the run's whole overhead.
         named = [p for p in named if not runresults.too_big_to_watch(m.data.get(p))]
@@ -265,6 +277,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 m = runresults.after_child(m, req, cfg, root, runs, run_dir, result,
                                            probe.result(), reporter, watch)
                 m = _with_params(m, params_job.result(), req, root, run_dir, started, reporter)
+                m = runextra.merge(m, runextra.wait(beside, req, cfg, reporter))
                 runresults.warn_unrecorded(after_proc, root, state,
                                            runsnapshot.result_paths(req, cfg, root), m, reporter)
             except OSError as e:

@@ -119,7 +119,7 @@ def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root:
     if top:
         # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
         # a shell script that activates another venv).
-        for key in ("python", "packages", "package_sources"):
+        for key in ("python", "packages", "package_sources", "native"):
             if top.get(key):
                 env_section[key] = top[key]
     hw_section = dict(hw or {})

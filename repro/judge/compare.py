@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from repro import errors
+from repro.judge import breadth
 from repro.judge.tolerance import Tolerance as Tolerance
 from repro.judge.tolerance import is_number as is_number
 from repro.judge.tolerance import metric_delta as metric_delta
@@ -63,7 +64,11 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
     "seed": ("source",),
     "determinism": ("hook.processes",),
     "code": ("branch", "remote", "patch.file"),
-    "environment": ("python.executable", "interpreter_source", "lockfile.path"),
+    # conda's prefix and name, a container's instance id and how its image was found: where
+    # and how, not what (the packages and the image are compared).
+    "environment": ("python.executable", "interpreter_source", "lockfile.path", "conda.prefix",
+                    "conda.name", "conda.source", "container.id", "container.name",
+                    "container.source", "container.path", "container.engine"),
     "hardware": ("host", "gpus.*.uuid"),
     "data": (),
     "outputs": (),
@@ -210,6 +215,10 @@ def diff_runs(
             changes, info = _diff_paths(a.outputs, b.outputs, listings_a, listings_b)
         elif name == "metrics":
             changes, info = _diff_metrics(a.metrics, b.metrics, tolerance)
+        elif name == "environment":  # conda packages one change each, as pip's are
+            conda, pa, pb = breadth.split_conda(_plain_section(a, name), _plain_section(b, name))
+            changes, info = _split(name, _walk_section(name, pa, pb))
+            changes = [_change(k, x, y) for k, x, y in conda] + changes
         else:
             changes, info = _split(name, _walk_section(name, _plain_section(a, name),
                                                        _plain_section(b, name)))
@@ -404,6 +413,10 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
+            if ea is not None and eb is not None:
+                moved = breadth.stats_change(ea.stats, eb.stats)
+                if moved is not None:
+                    detail["stats"] = moved
             changes.append(_change(str(path), ca, cb, **detail))
         listing_a = ea.listing if ea is not None else None
         listing_b = eb.listing if eb is not None else None
@@ -418,7 +431,8 @@ def _entry(entry: FileEntry | None) -> dict[str, Any] | None:
     if entry.stale is True:  # a file the run did not write: only that is compared
         return {"kind": entry.kind, "stale": True}
     # A directory's `stale` count says what an earlier run left there: not this run's.
-    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale")}
+    # Statistics follow the content (its hash): they explain a change, never make one.
+    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale", "stats")}
 
 
 def _listing(listings: Mapping[str, Listing], entry: FileEntry | None,
@@ -533,15 +547,7 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
         causes.append("data")
     if counted("seed"):
         causes.append("seed")
-    if env_recipe:
-        packages = [c for c in env_recipe if c.key.startswith("packages.")]
-        python = any(c.key.startswith("python.") for c in env_recipe)
-        if python:
-            causes.append("python")
-        if packages:
-            causes.append(f"packages ({len(packages)})")
-        if not python and len(env_recipe) > len(packages):
-            causes.append("environment")
+    causes += breadth.environment_causes([c.key for c in env_recipe])
     if counted("determinism"):
         causes.append("determinism settings")
 

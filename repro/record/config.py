@@ -22,6 +22,7 @@ DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
 # Inputs a replay copies into its worktree (reflinks cost nothing and do not count); larger
 # inputs are linked, named before the replay and checked after it.
 DEFAULT_REPLAY_COPY_MAX_BYTES = 1024 * 1024 * 1024
+DEFAULT_DATA_STATS_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Config:
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
     params_files: tuple[str, ...] = ()  # YAML/JSON/TOML files whose keys are run parameters
+    data_stats: bool = False  # statistics of the inputs (rows, columns, nulls, classes)
+    data_stats_seconds: float = DEFAULT_DATA_STATS_SECONDS  # their time budget per run
     remotes: tuple[RemoteConfig, ...] = ()  # key `remote`: a URL, or names -> URLs
 
 
@@ -78,6 +81,8 @@ _KEYS: dict[str, tuple[str, str]] = {
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
     "params_files": ("paths", "a list of paths (YAML, JSON or TOML files of parameters)"),
+    "data_stats": ("bool", "true or false"),
+    "data_stats_seconds": ("seconds", "a number of seconds greater than 0"),
     "remote": ("remote", "a URL (s3://BUCKET/PREFIX, file:///PATH) or a mapping of names to "
                          "URLs or to {url, endpoint, region}"),
 }
@@ -149,6 +154,14 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
         if raw not in manifest.LEVELS:
             raise errors.ConfigError(message, hint=hint)
         return raw
+    if kind == "bool":
+        if not isinstance(raw, bool):
+            raise errors.ConfigError(message, hint=hint)
+        return raw
+    if kind == "seconds":
+        if not _is_number(raw) or raw <= 0 or raw == float("inf"):
+            raise errors.ConfigError(message, hint=hint)
+        return float(raw)
     if kind == "str":
         if not isinstance(raw, str) or not raw:
             raise errors.ConfigError(message, hint=hint)

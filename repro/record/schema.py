@@ -188,6 +188,34 @@ class Lockfile(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Container(Record):
+    """The container the run ran in (capture/container.py)."""
+
+    # kubernetes | podman | docker | containerd | apptainer | singularity; None: only an image
+    # was named (--image, REPRO_IMAGE)
+    runtime: str | None = field(STR)
+    image: str | None = field(STR)  # name[:tag]
+    digest: str | None = field(STR)  # sha256:...
+    image_id: str | None = field(STR)  # Podman's local image id
+    id: str | None = field(STR)  # this container instance (noise for diff)
+    name: str | None = field(STR)
+    engine: str | None = field(STR)  # Podman's version
+    namespace: str | None = field(STR)  # Kubernetes
+    path: str | None = field(STR)  # Apptainer/Singularity image file
+    source: str | None = field(STR)  # where image came from
+
+
+@dataclasses.dataclass(frozen=True)
+class Conda(Record):
+    """The conda environment of the command's interpreter (capture/conda.py)."""
+
+    name: str | None = field(STR)
+    prefix: str | None = field(STR)
+    source: str | None = field(STR)  # interpreter | CONDA_PREFIX
+    packages: Mapping[str, Plain] = field(MAP)  # conda name -> {version, build, channel}
+
+
+@dataclasses.dataclass(frozen=True)
 class Environment(Record):
     """The `environment` section: interpreter, packages, lockfile, platform, variables."""
 
@@ -198,6 +226,11 @@ class Environment(Record):
     lockfile: Lockfile | None = field(record(Lockfile))
     platform: Mapping[str, Plain] = field(MAP)  # system, release, machine
     env: Mapping[str, Plain] = field(MAP)  # allow-listed variables
+    container: Container | None = field(record(Container))
+    conda: Conda | None = field(record(Conda))
+    # Numeric libraries the command's process had loaded at exit (the hook): cuda_runtime,
+    # cudnn, nccl, mkl, onednn, openmp, blas, lapack, libraries {file name: version}.
+    native: Mapping[str, Plain] = field(MAP)
 
 
 # ---------------------------------------------------------------------------------- hardware
@@ -250,6 +283,8 @@ class FileEntry(Record):
     # outputs: a file the run did not write has `stale: true`; a directory, the count of
     # files an earlier run left there (`stale: 3`).
     stale: bool | int | None = field(ANY)
+    # inputs, with --data-stats: rows, columns {name: {type, nulls}}, subdirs... (datastats)
+    stats: Mapping[str, Plain] = field(MAP)
 
     @property
     def is_stale_file(self) -> bool:

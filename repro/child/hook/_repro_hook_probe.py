@@ -1,6 +1,7 @@
 """What repro's hook needs only at a process's exit: the parts of the probe it reads from the
-interpreter (python, flags, threads, torch), the package listing, argv redaction and credential
-stripping, and JSON text without the json package.
+interpreter (python, flags, threads, torch), the package listing, the native numeric
+libraries loaded (native_info), argv redaction and credential stripping, and JSON text without
+the json package.
 
 A private helper of sitecustomize.py in the same directory (the name cannot shadow a user's
 module), imported only at exit, so a process's start-up does not pay for it. The same rules as
@@ -109,6 +110,139 @@ def packages(sys_path: list[str], error: Callable[[str, str], None]) -> dict[str
             error("packages", f"{name}: direct_url.json: {_describe(e)}")
     return {"packages": dict(sorted(packages.items())),
             "package_sources": dict(sorted(sources.items()))}
+
+
+def native_info() -> dict[str, Any] | None:
+    """Native numeric libraries the process had loaded at exit (never loading one): what
+    torch was built with (CUDA runtime, cuDNN, NCCL, MKL, oneDNN, OpenMP, BLAS), and the
+    BLAS/OpenMP/CUDA shared libraries mapped into the process (numpy's OpenBLAS...), with
+    the version each reports where it has a call for it. None when no numeric library
+    (torch, numpy, scipy, TensorFlow, JAX) was imported."""
+    if not any(name in sys.modules for name in NUMERIC_MODULES):
+        return None
+    info: dict[str, Any] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "version"):
+        info.update(_torch_build(torch))
+    libraries = _loaded_libraries()
+    if libraries:
+        info["libraries"] = libraries
+    pools = _threadpools()
+    if pools:
+        info["threadpools"] = pools
+    return info
+
+
+def _threadpools() -> list[dict[str, Any]]:
+    """threadpoolctl's view of the BLAS/OpenMP libraries (API, version, threading layer,
+    architecture), when the program itself imported threadpoolctl (scikit-learn does): ~1 ms,
+    and nothing is loaded for it."""
+    threadpoolctl = sys.modules.get("threadpoolctl")
+    if threadpoolctl is None or not hasattr(threadpoolctl, "threadpool_info"):
+        return []
+    keys = ("user_api", "internal_api", "version", "threading_layer", "architecture",
+            "num_threads")
+    pools = []
+    for pool in threadpoolctl.threadpool_info():
+        if isinstance(pool, dict):
+            entry = {k: pool.get(k) for k in keys}
+            entry["file"] = os.path.basename(str(pool.get("filepath") or ""))
+            pools.append(entry)
+    return sorted(pools, key=lambda p: (str(p["user_api"]), str(p["file"])))
+
+
+NUMERIC_MODULES = ("torch", "numpy", "scipy", "tensorflow", "jax")
+# Shared libraries whose version changes numerics: BLAS/LAPACK, OpenMP runtimes, CUDA's.
+NATIVE_LIBRARY_WORDS = ("blas", "lapack", "mkl", "blis", "omp", "cudart", "cublas", "cudnn",
+                        "nccl", "cufft", "curand", "cusolver", "cusparse", "tbb")
+# Functions that return a library's configuration string ("OpenBLAS 0.3.27 DYNAMIC_ARCH ...").
+_OPENBLAS_CONFIG = ("openblas_get_config", "openblas_get_config64_",
+                    "scipy_openblas_get_config64_", "scipy_openblas_get_config")
+
+
+def _torch_build(torch: Any) -> dict[str, Any]:
+    """CUDA runtime, cuDNN, NCCL torch was built with; MKL, oneDNN, OpenMP, BLAS from
+    torch.__config__.show() (a string torch keeps; ~0.3 ms)."""
+    import re
+
+    out: dict[str, Any] = {"cuda_runtime": getattr(torch.version, "cuda", None)}
+    try:
+        out["cudnn"] = torch.backends.cudnn.version()
+    except Exception:
+        out["cudnn"] = None
+    nccl = None
+    if hasattr(torch._C, "_nccl_version"):
+        try:
+            version = torch.cuda.nccl.version()
+            nccl = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+        except Exception:
+            nccl = None
+    out["nccl"] = nccl
+    try:
+        text = str(torch.__config__.show())
+    except Exception:
+        return out
+    for key, pattern in (("mkl", r"Math Kernel Library Version ([\w.]+)"),
+                         ("onednn", r"MKL-DNN v([\w.]+)"),
+                         ("openmp", r"OpenMP (\d+)"),
+                         ("blas", r"BLAS_INFO=(\w+)"),
+                         ("lapack", r"LAPACK_INFO=(\w+)")):
+        match = re.search(pattern, text)
+        if match:
+            out[key] = match.group(1)
+    return out
+
+
+def _loaded_libraries() -> dict[str, str | None]:
+    """File name -> version of the numeric shared libraries mapped into this process (from
+    /proc/self/maps, as threadpoolctl finds them; {} where there is no /proc)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            maps = f.read()
+    except OSError:
+        return {}
+    paths: dict[str, str] = {}
+    for line in maps.splitlines():
+        slash = line.find("/")
+        if slash < 0 or ".so" not in line:
+            continue
+        path = line[slash:]
+        name = path.rsplit("/", 1)[-1]
+        lower = name.lower()
+        if lower.startswith("lib") and name not in paths and \
+                any(word in lower for word in NATIVE_LIBRARY_WORDS):
+            paths[name] = path
+    ctypes = sys.modules.get("ctypes")  # torch and numpy load it; the hook never does
+    return {name: _library_version(ctypes, name, path) for name, path in sorted(paths.items())}
+
+
+def _library_version(ctypes: Any, name: str, path: str) -> str | None:
+    """What the library says its version is, through its own call; None when it has none
+    (the file name then tells it, e.g. libcudart.so.12)."""
+    if ctypes is None or ("blas" not in name.lower() and "mkl_rt" not in name):
+        return None
+    try:
+        # RTLD_NOLOAD: only a library already there; local scope: its symbols stay as they were.
+        lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0))
+    except OSError:
+        return None
+    if "mkl_rt" in name:
+        get = getattr(lib, "MKL_Get_Version_String", None)
+        if get is None:
+            return None
+        buf = ctypes.create_string_buffer(256)
+        get(buf, 256)
+        text = buf.value.decode("utf-8", "replace")
+        words = text.split("Version ", 1)
+        return words[1].split()[0] if len(words) == 2 and words[1] else text or None
+    for symbol in _OPENBLAS_CONFIG:
+        get = getattr(lib, symbol, None)
+        if get is not None:
+            get.restype = ctypes.c_char_p
+            raw = get()
+            words = raw.decode("utf-8", "replace").split() if raw else []
+            return words[1] if len(words) > 1 else None
+    return None
 
 
 def _describe(exc: BaseException) -> str:  # sitecustomize's own, which this file cannot import

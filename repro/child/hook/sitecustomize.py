@@ -28,7 +28,10 @@ script_seeds_dropped, torch {version, cuda, cudnn, cuda_initialized, devices?} o
 threads {OMP/MKL/OPENBLAS_NUM_THREADS, torch_intra_op}, deterministic_algorithms (torch's at
 exit, null without torch), torch_settings, overridden (settings the hook made that the program
 undid), uncaught, nondeterministic_error, errors [{stage, error}], and for depth 0 only
-packages {PEP 503 name: version} and package_sources {name: {url, editable, vcs?, commit?}}.
+packages {PEP 503 name: version}, package_sources {name: {url, editable, vcs?, commit?}} and
+native (null without a numeric library; else cuda_runtime, cudnn, nccl, mkl, onednn, openmp,
+blas, lapack as torch was built, and libraries {file name: version or null}: the BLAS, OpenMP
+and CUDA shared libraries mapped into the process at exit).
 
 Per-rank seeds: a process whose environment has RANK=r (torchrun, accelerate) seeds every RNG
 with `_rank_seed(seed, r)`: output r+1 of a SplitMix64 generator started at the run's seed,
@@ -391,6 +394,7 @@ class Hook:
         ]
         if self.depth == 0:
             steps.append(("packages", lambda: parts.packages(self.sys_path, self.error)))
+            steps.append(("native", parts.native_info))
         for key, step in steps:
             try:
                 value = step()
