@@ -190,3 +190,114 @@ def _shebang_python(line: Sequence[str], path: str) -> str | None:
     else:
         return None
     return candidate if candidate and os.path.isfile(candidate) else None
+
+
+# -- distributed launchers -------------------------------------------------------------------
+# `torchrun ...`, `python -m torch.distributed.run ...`, `accelerate launch ...`, `deepspeed ...`:
+# the launcher's own options come before the training script and say how many nodes the job
+# has, which node this is and (torchrun) the rendezvous id every node shares.
+_LAUNCHER_MODULES = {
+    "torch.distributed.run": "torchrun",
+    "torch.distributed.launch": "torchrun",
+    "accelerate.commands.launch": "accelerate",
+    "accelerate.commands.accelerate_cli": "accelerate",
+    "deepspeed.launcher.runner": "deepspeed",
+}
+# Launcher options that take no value (names normalised: no leading dashes, `-` -> `_`).
+_LAUNCHER_FLAGS = frozenset({
+    "standalone", "no_python", "run_path", "module", "m", "use_env", "no_ssh", "no_ssh_check",
+    "multi_gpu", "cpu", "tpu", "use_deepspeed", "use_fsdp", "use_megatron_lm", "debug", "quiet",
+    "q", "autotune", "force_multi", "enable_each_rank_log", "bind_cores_to_rank", "no_local_rank",
+    "save_pid", "elastic_training", "h", "help", "same_network", "dynamo_use_fullgraph",
+    "dynamo_use_dynamic", "enable_cpu_affinity", "mixed_precision_fp8", "no_python_path",
+})
+# Options that name this node's rank: their value differs between the nodes of one job.
+NODE_RANK_OPTIONS = frozenset({"node_rank", "machine_rank"})
+
+
+class Launcher(NamedTuple):
+    """A distributed launcher found in a command line and its own options (before the script)."""
+
+    name: str  # torchrun, accelerate, deepspeed
+    options: dict[str, str]  # normalised name -> value ("" for a flag); the last one given wins
+
+
+def launcher_hint(argv: Sequence[str]) -> bool:
+    """Cheap test for `repro run`'s hot path: could `argv` start a distributed launcher?"""
+    for word in argv:
+        base = os.path.basename(word)
+        if base in ("torchrun", "accelerate", "deepspeed") or word in _LAUNCHER_MODULES:
+            return True
+    return False
+
+
+def find_launcher(argv: Sequence[str]) -> Launcher | None:
+    """The launcher `argv` runs (after wrappers such as `env A=1` or `uv run`), if any."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        base = os.path.basename(word)
+        if base == "torchrun":
+            return Launcher("torchrun", _launcher_options(words[i + 1:]))
+        if base == "deepspeed":
+            return Launcher("deepspeed", _launcher_options(words[i + 1:]))
+        if base == "accelerate":
+            rest = words[i + 1:]
+            if rest and rest[0] == "launch":
+                return Launcher("accelerate", _launcher_options(rest[1:]))
+            return None
+        if is_python(word):
+            args = python_args(words[i + 1:])
+            name = _LAUNCHER_MODULES.get(args.module or "")
+            if name is None:
+                return None
+            rest = list(args.args)
+            if name == "accelerate" and args.module == "accelerate.commands.accelerate_cli":
+                if not rest or rest[0] != "launch":
+                    return None
+                rest = rest[1:]
+            return Launcher(name, _launcher_options(rest))
+    return None
+
+
+def launcher_option_name(word: str) -> str | None:
+    """`--node-rank`, `--node_rank=1`, `-m` -> `node_rank`, `node_rank`, `m`; None: not one."""
+    if not word.startswith("-") or word in ("-", "--"):
+        return None
+    return word.lstrip("-").partition("=")[0].replace("-", "_")
+
+
+def _launcher_options(words: Sequence[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name = launcher_option_name(word)
+        if name is None:  # the training script (or `--` before it): the launcher's part ends
+            break
+        if "=" in word:
+            options[name] = word.partition("=")[2]
+            i += 1
+        elif name in _LAUNCHER_FLAGS or i + 1 >= len(words) or words[i + 1].startswith("-"):
+            options[name] = ""
+            i += 1
+        else:
+            options[name] = words[i + 1]
+            i += 2
+    return options
+
+
+def without_node_rank(argv: Sequence[str]) -> list[str]:
+    """`argv` with the value of a launcher's node-rank option replaced by `{node_rank}`: what
+    every node of one job runs alike (`torchrun --node-rank 1 ...` on node 1)."""
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        name = launcher_option_name(out[i])
+        if name in NODE_RANK_OPTIONS:
+            if "=" in out[i]:
+                out[i] = out[i].partition("=")[0] + "={node_rank}"
+            elif i + 1 < len(out):
+                out[i + 1] = "{node_rank}"
+                i += 1
+        i += 1
+    return out

@@ -108,6 +108,14 @@ def run(
     kill_after: KillAfterOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No summary line on stderr when the run ends.")] = False,
+    group: Annotated[str | None, typer.Option(
+        "--group", metavar="ID",
+        help="Job id shared by every node of a multi-node run (default: REPRO_GROUP, SLURM's "
+             "job id, torchrun's --rdzv-id).")] = None,
+    member_timeout: Annotated[float | None, typer.Option(
+        "--member-timeout", metavar="SECONDS", min=0.0,
+        help="Multi-node runs: how long node 0 waits for the other nodes' records after its "
+             "command ended (default: config, else 600).")] = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -123,13 +131,18 @@ def run(
     Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
 
         repro run --kill-after 120 -- python train.py
+
+    Example (one node of a two-node job; run it on each node with its rank):
+
+        repro run -- torchrun --nnodes 2 --node-rank 0 --rdzv-id $JOB ... train.py
     """
     from repro.commands import run as runflow
 
     raise typer.Exit(runflow.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
-        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
+        metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
+        group=group, member_timeout=member_timeout))
 
 
 @app.command("runs")

@@ -39,6 +39,8 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--note": ("note", "str"),
     "--kill-after": ("kill_after", "float"),
     "--quiet": ("quiet", "flag"),
+    "--group": ("group", "str"),
+    "--member-timeout": ("member_timeout", "float"),
 }
 _INT_RANGE = {"seed": (0, 2**32 - 1), "threads": (1, 4096)}  # as config.MAX_SEED/MAX_THREADS
 

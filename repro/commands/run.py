@@ -21,14 +21,14 @@ from typing import Any
 
 import repro
 from repro import errors, report
-from repro.capture import data, environment, git
+from repro.capture import cmdline, data, environment, git
 from repro.child import seeding
 from repro.commands import preflight, runner
 from repro.record import bounded, config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
-                          "REPRO_METRICS_FILE"})
+                          "REPRO_METRICS_FILE", "REPRO_RANK"})
 # Space set aside in each run directory while the run lasts, released just before the final
 # manifest is written: a child that fills the disk cannot also take the record's last write.
 RESERVE_BYTES = 256 * 1024
@@ -66,6 +66,10 @@ class RunRequest:
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
     stdout_to_stderr: bool = False
+    # Multi-node runs (commands/distributed.py): the job id every node shares (`--group`), and
+    # how long node 0 waits for the other nodes' records after its command ended (seconds).
+    group: str | None = None
+    member_timeout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +86,14 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
-                     kill_after: float | None = None, quiet: bool = False) -> int:
+                     kill_after: float | None = None, quiet: bool = False,
+                     group: str | None = None, member_timeout: float | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note, kill_after=kill_after)
+        note=note, kill_after=kill_after, group=group, member_timeout=member_timeout)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -113,6 +118,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         raise errors.UsageError(f"unknown determinism level {req.determinism!r}",
                                 hint="use one of: " + ", ".join(manifest.LEVELS))
     env = dict(os.environ if req.env is None else req.env)
+    job = None  # a multi-node job (commands/distributed.py): looked at only when hinted at
+    if req.group or env.get("REPRO_GROUP") or env.get("SLURM_JOB_ID") \
+            or cmdline.launcher_hint(req.argv):
+        from repro.capture import job as jobs
+
+        job = jobs.detect(req.argv, env, req.group)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
     status_proc = git.start_status(root)  # these three overlap with the work below
@@ -144,7 +155,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
 
         metrics.compile_patterns(cfg.metric_patterns)
     level = req.determinism or cfg.determinism or seeding.DEFAULT_LEVEL
-    seed_value, seed_source = _choose_seed(req, cfg)
+    seed_value, seed_source = _choose_seed(req, cfg, job)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
     key = trust.key(runs.root)  # marks the manifests below as written in this clone
@@ -152,7 +163,15 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
                       "replay and verify will ask before running this run's command",
                       hint="make the git directory writable, or remove a damaged repro-key")
-    run_id, run_dir, reserve = _open_record(runs)
+    ms = None
+    if job is not None:
+        from repro.commands import distributed
+
+        ms = distributed.join(runs, job)
+        run_id, run_dir, reserve = ms.run_id, ms.run_dir, _Reserve(ms.run_dir)
+    else:
+        run_id, run_dir, reserve = _open_record(runs)
+    coordinator = ms is None or ms.coordinator
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
@@ -174,6 +193,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
         },
+        distributed=ms.section() if ms else None,
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
@@ -181,9 +201,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         # No fsync for the `running` manifests (one costs 5-20 ms before the child starts):
         # atomic all the same, and the second is flushed while the child runs (in_background).
         manifest.write(path, m, key, durable=False)
+        if ms is not None and ms.created and not coordinator:  # `repro runs` shows it at once
+            distributed.write_initial(ms.root_dir / store.MANIFEST, m, key)
     except OSError as e:
         reserve.release()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if ms is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise _store_error(runs, e) from e
     result: runner.ChildResult | None = None
     lost: list[str] = []  # what the disk refused once the child ran (one warning at the end)
@@ -191,14 +214,16 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         if state.dirty:
             m = m.replace(code=_snapshot_dirt(root, run_dir, state, m.code,
                                               cfg.untracked_max_bytes, reporter, subs))
-        inputs, named = _input_paths(req, cfg, root)
+        # Node 0 captures inputs and outputs once for the whole job; the others run, and record
+        # their own environment, hardware, logs and probes (distributed.py).
+        inputs, named = _input_paths(req, cfg, root) if coordinator else ([], [])
         if inputs:
             m = m.replace(data=_hash(inputs, root, runs, run_dir, "data", reporter,
                                      "hashing inputs"))
         # A directory named in argv with many files (a dataset) is an input, never watched:
         # two stat walks of a large tree would cost more than the run's whole overhead.
         named = [p for p in named if not _too_big_to_watch(m.data.get(p))]
-        watch = _Watch.before(req, cfg, root, named)
+        watch = _Watch.before(req, cfg, root, named) if coordinator else _Watch.nothing()
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
@@ -206,6 +231,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                             source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
+        if job is not None and job.launcher == "srun" and job.node_rank is not None:
+            # srun's tasks are the ranks: the hook seeds each from (seed, SLURM_PROCID).
+            child_env["REPRO_RANK"] = str(job.node_rank)
         m = m.replace(determinism={
             "level": level, "threads": plan.threads,
             "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
@@ -240,7 +268,13 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                               "the signal; repro killed it (SIGKILL)",
                               hint="--kill-after SECONDS sets the grace period")
             # Which files the run left that nobody records: git looks while outputs hash.
-            after_proc = None if req.replay_of else _start_quietly(root)
+            after_proc = None if req.replay_of or not coordinator else _start_quietly(root)
+            others = []
+            if ms is not None and coordinator and job is not None and job.nnodes > 1:
+                others = distributed.wait_for_members(
+                    ms, req.member_timeout if req.member_timeout is not None
+                    else cfg.member_timeout if cfg.member_timeout is not None
+                    else distributed.DEFAULT_TIMEOUT, reporter)
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
@@ -253,6 +287,10 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
+            if ms is not None and coordinator:
+                m = distributed.merged(ms, m, others)
+                for problem in distributed.problems_of(m):
+                    reporter.warn(f"job {job.identity if job else ''}: {problem}")
             if lost:
                 m = m.with_run(note=(m.run.note + "\n" if m.run.note else "")
                                + "incomplete record: " + "; ".join(lost))
@@ -372,6 +410,10 @@ class _Watch:
     named: tuple[str, ...]  # existing paths named in argv, recorded as inputs before the run
     unborn: tuple[str, ...]  # paths named in argv that did not exist before the run
     trees: Mapping[str, Any]  # path -> written.Tree
+
+    @classmethod
+    def nothing(cls) -> _Watch:
+        return cls((), None, (), (), {})
 
     @classmethod
     def before(cls, req: RunRequest, cfg: config.Config, root: Path,
@@ -623,11 +665,13 @@ def _check_results_inside(req: RunRequest, cfg: config.Config, root: Path) -> No
                      "outputs/; replay and verify rebuild runs in a worktree of it")
 
 
-def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
+def _choose_seed(req: RunRequest, cfg: config.Config, job: Any = None) -> tuple[int, str]:
     if req.seed is not None:
         return req.seed, req.seed_source or "flag"
     if cfg.seed is not None:
         return cfg.seed, "config"
+    if job is not None:  # one seed for every node of the job, never drawn per node
+        return job.seed(), "job"
     return seeding.new_seed(), "generated"
 
 

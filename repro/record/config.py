@@ -39,6 +39,7 @@ class Config:
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
+    member_timeout: int | None = None  # seconds node 0 waits for a multi-node run's others
 
 
 MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
@@ -59,6 +60,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "untracked_max_bytes": ("int", "an integer number of bytes"),
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
+    "member_timeout": ("int", "an integer number of seconds"),
 }
 
 

@@ -18,7 +18,7 @@ from repro.record import bounded
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-SEED_SOURCES = ("flag", "config", "replayed", "generated")
+SEED_SOURCES = ("flag", "config", "replayed", "generated", "job")
 LEVELS = ("off", "seed", "warn", "strict")
 # Sections whose contents other modules define (hook probe, hashing, metrics): kept as mappings.
 FREE_SECTIONS = ("determinism", "environment", "hardware", "data", "outputs", "metrics")
@@ -72,6 +72,46 @@ class Code:
     submodules: tuple[Mapping[str, Any], ...] = ()  # path, commit, state[, patch]
 
 
+MEMBER_STATUSES = (*STATUSES, "missing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One node (or srun task) of a multi-node run, as the merged record lists it."""
+
+    node_rank: int
+    status: str  # a run status, or "missing": no final record within the wait
+    host: str | None = None
+    exit_code: int | None = None
+    record: str | None = None  # its own manifest, relative to the run directory
+    ranks: tuple[int, ...] = ()  # the RANKs whose processes ran the hook on this node
+    rank_seeds: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    seed: int | None = None
+    commit: str | None = None
+    patch: str | None = None  # hash of the uncommitted changes, None when clean
+    lockfile: str | None = None  # the lockfile's hash
+    lock_matches: bool | None = None
+    argv: tuple[str, ...] = ()  # with the node rank as `{node_rank}`
+    gpus: tuple[str, ...] = ()  # "name (driver D)" per GPU
+    reason: str | None = None  # why it is missing
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed:
+    """A run over several nodes: the job, and (in the merged record) every member."""
+
+    job: str  # the identity every node shares: "rdzv:job42", "slurm:1234.0", "group:x"
+    source: str  # where it came from: flag, env, slurm, rdzv
+    launcher: str | None  # torchrun, accelerate, deepspeed, srun, None
+    nnodes: int  # members expected
+    world_size: int | None  # ranks expected (None: unknown), else the ranks seen
+    node_rank: int | None  # the node that wrote this record
+    members: tuple[Member, ...] = ()  # the merged record's; empty in a member's own record
+    complete: bool | None = None  # every expected member reported (None: not merged)
+    mismatches: tuple[Mapping[str, Any], ...] = ()  # {key, node_rank, value, expected}
+    warnings: tuple[str, ...] = ()  # mixed GPU models or drivers, ranks not seen
+
+
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     run: RunInfo
@@ -85,6 +125,7 @@ class Manifest:
     outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     fingerprint: str | None = None
+    distributed: Distributed | None = None
 
     @property
     def run_id(self) -> str:
@@ -119,8 +160,53 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "data": _plain(m.data),
         "outputs": _plain(m.outputs),
         "metrics": _plain(m.metrics),
+        **({"distributed": distributed_to_dict(m.distributed)} if m.distributed else {}),
         "fingerprint": m.fingerprint,
     }
+
+
+def distributed_to_dict(d: Distributed) -> dict[str, Any]:
+    out = _plain(dataclasses.asdict(d))
+    out["members"] = [_plain(dataclasses.asdict(member)) for member in d.members]
+    return dict(out)
+
+
+def distributed_from_dict(d: Mapping[str, Any], source: str) -> Distributed:
+    where = f"{source}: distributed"
+    members = []
+    for i, raw in enumerate(_opt(d, "members", list, where) or []):
+        if not isinstance(raw, Mapping):
+            raise errors.ManifestError(f"{where}.members[{i}] must be a mapping")
+        at = f"{where}.members[{i}]"
+        members.append(Member(
+            node_rank=_req(raw, "node_rank", int, at),
+            status=_choice(raw, "status", MEMBER_STATUSES, at),
+            host=_opt(raw, "host", str, at),
+            exit_code=_opt(raw, "exit_code", int, at),
+            record=_opt(raw, "record", str, at),
+            ranks=tuple(r for r in _opt(raw, "ranks", list, at) or [] if isinstance(r, int)),
+            rank_seeds={str(k): v for k, v in _opt_map(raw, "rank_seeds", at).items()
+                        if isinstance(v, int)},
+            seed=_opt(raw, "seed", int, at),
+            commit=_opt(raw, "commit", str, at),
+            patch=_opt(raw, "patch", str, at),
+            lockfile=_opt(raw, "lockfile", str, at),
+            lock_matches=_opt(raw, "lock_matches", bool, at),
+            argv=tuple(str(a) for a in _opt(raw, "argv", list, at) or []),
+            gpus=tuple(str(g) for g in _opt(raw, "gpus", list, at) or []),
+            reason=_opt(raw, "reason", str, at),
+        ))
+    complete = d.get("complete")
+    if complete is not None and not isinstance(complete, bool):
+        raise errors.ManifestError(f"{where}.complete must be true, false or null")
+    return Distributed(
+        job=_req(d, "job", str, where), source=_req(d, "source", str, where),
+        launcher=_opt(d, "launcher", str, where), nnodes=_req(d, "nnodes", int, where),
+        world_size=_opt(d, "world_size", int, where), node_rank=_opt(d, "node_rank", int, where),
+        members=tuple(members), complete=complete,
+        mismatches=tuple(x for x in _opt(d, "mismatches", list, where) or []
+                         if isinstance(x, Mapping)),
+        warnings=tuple(str(w) for w in _opt(d, "warnings", list, where) or []))
 
 
 def from_dict(d: Any, source: str = "manifest") -> Manifest:
@@ -182,6 +268,8 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
                 submodules=tuple(u for u in submodules if isinstance(u, Mapping)),
             ),
             fingerprint=_opt(d, "fingerprint", str, source),
+            distributed=None if d.get("distributed") is None else
+            distributed_from_dict(_section(d, "distributed", source), source),
             **sections,
         )
     except errors.ManifestError as e:

@@ -25,7 +25,8 @@ exit, null without torch), torch_settings, overridden (settings the hook made th
 undid), uncaught, nondeterministic_error, errors [{stage, error}], and for depth 0 only
 packages {PEP 503 name: version} and package_sources {name: {url, editable, vcs?, commit?}}.
 
-Per-rank seeds: a process whose environment has RANK=r (torchrun, accelerate) seeds every RNG
+Per-rank seeds: a process whose environment has RANK=r (torchrun, accelerate; else REPRO_RANK=r,
+which repro sets for the tasks of an `srun` job from SLURM_PROCID) seeds every RNG
 with `_rank_seed(seed, r)`: output r+1 of a SplitMix64 generator started at the run's seed,
 truncated to 32 bits. Ranks get independent streams, and the same ones on every replay. A
 process without RANK uses the run's seed itself.
@@ -141,7 +142,8 @@ class Hook:
             self.error("depth", f"bad REPRO_HOOK_DEPTH {depth_text!r}")
         environ["REPRO_HOOK_DEPTH"] = str(self.depth + 1)
         self.rank: int | None = None
-        rank_text = environ.get("RANK")
+        # RANK (torchrun, accelerate); REPRO_RANK: repro's own, for srun's tasks (SLURM_PROCID).
+        rank_text = environ.get("RANK") or environ.get("REPRO_RANK")
         if rank_text:
             try:
                 self.rank = int(rank_text)

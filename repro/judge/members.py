@@ -1,0 +1,158 @@
+"""The members of a multi-node run, judged together: one merged `distributed` section.
+
+Pure: member manifests in, a manifest.Distributed out. Checks that every member ran the same
+commit, patch, lockfile (and its match), seed and argv (the node rank aside), that the ranks
+seen across the nodes are the job's world size without gaps or doubles, and flags mixed GPU
+models or drivers. A member without a final record is `missing`, and the run incomplete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from repro.capture import cmdline
+from repro.record import manifest
+
+# Member fields every node of one job must share, in the order mismatches are reported.
+SHARED = ("commit", "patch", "lockfile", "lock_matches", "seed", "argv")
+
+
+def member_of(m: manifest.Manifest, node_rank: int, record: str | None) -> manifest.Member:
+    """What the merged record keeps of one member's own manifest."""
+    hook = _mapping(_mapping(m.determinism).get("hook"))
+    rank_seeds = {str(k): v for k, v in _mapping(hook.get("rank_seeds")).items()
+                  if isinstance(v, int)}
+    ranks = tuple(sorted(int(k) for k in rank_seeds if k.lstrip("-").isdigit()))
+    lock = _mapping(_mapping(m.environment).get("lockfile"))
+    patch = m.code.patch or {}
+    gpus = tuple(_gpu(g) for g in _mapping(m.hardware).get("gpus") or []
+                 if isinstance(g, Mapping))
+    return manifest.Member(
+        node_rank=node_rank, status=m.run.status, host=m.run.host, exit_code=m.run.exit_code,
+        record=record, ranks=ranks, rank_seeds=rank_seeds, seed=m.seed.value,
+        commit=m.code.commit,
+        patch=str(patch.get("hash")) if isinstance(patch, Mapping) and patch.get("hash") else None,
+        lockfile=str(lock["hash"]) if lock.get("hash") else None,
+        lock_matches=lock.get("matches") if isinstance(lock.get("matches"), bool) else None,
+        argv=tuple(cmdline.without_node_rank(m.command.argv)), gpus=gpus)
+
+
+def missing(node_rank: int, reason: str, record: str | None = None,
+            host: str | None = None) -> manifest.Member:
+    return manifest.Member(node_rank=node_rank, status="missing", reason=reason, record=record,
+                           host=host)
+
+
+def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> manifest.Distributed:
+    """The merged `distributed` section: members in node-rank order, checks, completeness."""
+    ordered = sorted(members, key=lambda x: x.node_rank)
+    present = [x for x in ordered if x.status != "missing"]
+    reference = next((x for x in present if x.node_rank == 0), present[0] if present else None)
+    mismatches: list[dict[str, Any]] = []
+    if reference is not None:
+        for member in present:
+            if member is reference:
+                continue
+            for key in SHARED:
+                mine, theirs = getattr(member, key), getattr(reference, key)
+                if mine != theirs:
+                    mismatches.append({"key": key, "node_rank": member.node_rank,
+                                       "value": _plain(mine), "expected": _plain(theirs)})
+    warnings: list[str] = []
+    seen: dict[int, int] = {}
+    for member in present:
+        for rank in member.ranks:
+            if rank in seen:
+                mismatches.append({"key": "ranks", "node_rank": member.node_rank,
+                                   "value": rank, "expected": f"rank {rank} only on node "
+                                                              f"{seen[rank]}"})
+            seen.setdefault(rank, member.node_rank)
+    expected_ranks = set(range(job.world_size)) if job.world_size is not None else None
+    complete = (len({x.node_rank for x in present}) >= job.nnodes
+                and all(x.status != "missing" for x in ordered))
+    world_size = job.world_size
+    if seen:
+        if expected_ranks is None:
+            world_size = len(seen)
+            expected_ranks = set(range(world_size))
+        if set(seen) != expected_ranks:
+            absent = sorted(expected_ranks - set(seen))
+            extra = sorted(set(seen) - expected_ranks)
+            what = (f"ranks {_ranges(absent)} never ran the hook" if absent else "") + \
+                ("; " if absent and extra else "") + \
+                (f"ranks {_ranges(extra)} are beyond the world size" if extra else "")
+            if complete:
+                mismatches.append({"key": "world_size", "node_rank": None,
+                                   "value": len(seen), "expected": job.world_size})
+            warnings.append(f"world size {world_size}: {what}")
+    models = sorted({g.split(" (driver")[0] for x in present for g in x.gpus})
+    drivers = sorted({g.partition(" (driver ")[2].rstrip(")") for x in present for g in x.gpus
+                      if "(driver " in g})
+    if len(models) > 1:
+        warnings.append("mixed GPU models across nodes: " + ", ".join(models))
+    if len(drivers) > 1:
+        warnings.append("mixed GPU drivers across nodes: " + ", ".join(drivers))
+    if any(x.gpus for x in present) and any(not x.gpus for x in present):
+        warnings.append("some nodes have GPUs and some have none")
+    return dataclasses.replace(job, members=tuple(ordered), complete=complete,
+                               world_size=world_size, mismatches=tuple(mismatches),
+                               warnings=tuple(warnings))
+
+
+def status_of(own: str, members: Sequence[manifest.Member]) -> str:
+    """The run's status: the coordinator's, unless another member failed or was interrupted."""
+    if own != "succeeded":
+        return own
+    others = [x.status for x in members]
+    for status in ("failed", "interrupted", "abandoned"):
+        if status in others:
+            return "failed" if status == "abandoned" else status
+    return own
+
+
+def describe(d: manifest.Distributed) -> list[str]:
+    """One line per problem the merged record found (the run's note and `show`)."""
+    lines = []
+    for member in d.members:
+        if member.status == "missing":
+            lines.append(f"node {member.node_rank} is missing: {member.reason}")
+    for x in d.mismatches:
+        where = f"node {x.get('node_rank')}" if x.get("node_rank") is not None else "the job"
+        lines.append(f"{where}: {x.get('key')} {_short(x.get('value'))} differs from node "
+                     f"0's {_short(x.get('expected'))}" if x.get("key") in SHARED else
+                     f"{where}: {x.get('key')} is {_short(x.get('value'))}, expected "
+                     f"{_short(x.get('expected'))}")
+    lines.extend(d.warnings)
+    return lines
+
+
+def _gpu(g: Mapping[str, Any]) -> str:
+    name = str(g.get("name") or "GPU")
+    driver = g.get("driver")
+    return f"{name} (driver {driver})" if driver else name
+
+
+def _ranges(values: Sequence[int]) -> str:
+    shown = ", ".join(str(v) for v in values[:8])
+    return shown + (" ..." if len(values) > 8 else "")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)  # typed sections (after issue 11's typed record)
+    return {}
