@@ -59,7 +59,7 @@ class Store:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             ignore_store(self.home)
         while True:
-            run_id = new_run_id(now, suffix)
+            run_id = new_run_id(now) if suffix is None else new_run_id(now, suffix)
             path = self.runs_dir / run_id
             try:
                 path.mkdir()
