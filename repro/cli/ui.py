@@ -279,6 +279,11 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
         # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
         mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
+        nodes = r.get("distributed")
+        if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
+            present, total = nodes.get("present"), nodes.get("nnodes")
+            mark += (f" [dim]({total} nodes)[/]" if nodes.get("complete") is not False
+                     else f" [red]({present}/{total} nodes)[/]")
         t.add_row(
             escape(short[str(r["run_id"])]),
             (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
@@ -334,6 +339,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
         rows.append(("cpu", f"{cpu.get('model')} ({cpu.get('logical_cores')} threads)"))
     for g in hw.get("gpus") or []:
         rows.append(("gpu", f"{g.get('name')} {g.get('uuid')}"))
+    if m.distributed is not None:
+        rows.extend(_distributed_rows(m.distributed))
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
@@ -356,6 +363,34 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     for k, v in rows:
         t.add_row(escape(k), escape(v))
     c.print(t)
+
+
+def _distributed_rows(d: manifest.Distributed) -> list[tuple[str, str]]:
+    """`show`'s lines for a multi-node run: the job, one line per member, what disagrees."""
+    state = "" if d.complete is None else "complete" if d.complete else "INCOMPLETE"
+    world = f", world size {d.world_size}" if d.world_size is not None else ""
+    rows = [("job", f"{d.job} ({d.launcher or 'no launcher'}, {plural(d.nnodes, 'node')}"
+                    f"{world})" + (f"  {state}" if state else ""))]
+    if not d.members and d.node_rank is not None:
+        rows.append(("node", f"{d.node_rank} (this record: one member's own)"))
+    for x in d.members:
+        ranks = ", ".join(str(r) for r in x.ranks) or "-"
+        exit_text = f" (exit {x.exit_code})" if x.exit_code is not None else ""
+        text = f"{x.host or '?'}  {x.status}{exit_text}  ranks {ranks}"
+        if x.gpus:
+            text += "  " + ", ".join(x.gpus)
+        if x.reason:
+            text += f"  ({x.reason})"
+        if x.record and x.node_rank != 0:
+            text += f"  {x.record}"
+        rows.append((f"node {x.node_rank}", text))
+    for problem in d.mismatches:
+        rows.append(("mismatch", f"node {problem.get('node_rank')}: {problem.get('key')} "
+                                 f"{problem.get('value')!s:.60} (node 0: "
+                                 f"{problem.get('expected')!s:.60})"))
+    for warning in d.warnings:
+        rows.append(("warning", warning))
+    return rows
 
 
 _BARS = "▁▂▃▄▅▆▇█"

@@ -38,8 +38,8 @@ from repro import errors
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
 SECTIONS: tuple[str, ...] = (
-    "command", "seed", "determinism", "code", "environment", "hardware", "data", "outputs",
-    "metrics",
+    "command", "seed", "determinism", "code", "environment", "hardware", "topology", "data",
+    "outputs", "metrics",
 )
 
 ChangeKind = Literal["added", "removed", "changed"]
@@ -54,6 +54,7 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
     "code": ("branch", "remote", "patch.file"),
     "environment": ("python.executable", "interpreter_source", "lockfile.path"),
     "hardware": ("host", "gpus.*.uuid"),
+    "topology": ("job", "members.*.host"),  # every job has its own id and hosts
     "data": (),
     "outputs": (),
     "metrics": ("source", "series", "warnings"),  # steps is counted: a different run length
@@ -287,6 +288,11 @@ def diff_runs(
     sections: dict[str, Section] = {}
     for name in SECTIONS:
         sa, sb = _map(a, name), _map(b, name)
+        if name == "topology":  # the nodes and ranks a run spread over (judge/members.py)
+            from repro.judge import members
+
+            sa, sb = members.topology(_map(a, "distributed")), \
+                members.topology(_map(b, "distributed"))
         if name == "command":
             sa = {**sa, **{k: run_a.get(k) for k in _RESULT_FIELDS}}
             sb = {**sb, **{k: run_b.get(k) for k in _RESULT_FIELDS}}
@@ -649,6 +655,8 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
             conditions.append("hardware")
     if len(env) > len(env_recipe):
         conditions.append("platform")
+    if counted("topology"):
+        conditions.append("topology")
 
     if causes == ["data"] and len(data) == 1 and len(data[0].key) <= 40:
         causes = [f"data ({data[0].key})"]  # the one input that changed, when it is all

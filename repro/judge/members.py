@@ -128,6 +128,26 @@ def describe(d: manifest.Distributed) -> list[str]:
     return lines
 
 
+def topology(d: Mapping[str, Any]) -> dict[str, Any]:
+    """What `diff` compares of how a run was spread: nodes, ranks per node, GPUs per node.
+
+    `d` is the manifest's `distributed` mapping (`manifest.to_dict` form); a single-node run
+    (none) is one node. The job id and host names are per-run noise (judge/compare.py).
+    """
+    if not d:
+        return {"nodes": 1}
+    out: dict[str, Any] = {"nodes": d.get("nnodes"), "world_size": d.get("world_size"),
+                           "launcher": d.get("launcher"), "complete": d.get("complete"),
+                           "job": d.get("job")}
+    listed = d.get("members")
+    if isinstance(listed, list) and listed:
+        out["members"] = [{"node_rank": x.get("node_rank"), "host": x.get("host"),
+                           "status": x.get("status"), "ranks": x.get("ranks"),
+                           "gpus": x.get("gpus")}
+                          for x in listed if isinstance(x, Mapping)]
+    return out
+
+
 def _gpu(g: Mapping[str, Any]) -> str:
     name = str(g.get("name") or "GPU")
     driver = g.get("driver")

@@ -259,5 +259,13 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict((m.metrics or {}).get("final") or {})})
+                     "metrics": dict((m.metrics or {}).get("final") or {}),
+                     **({"distributed": _nodes(m.distributed)} if m.distributed else {})})
     return rows
+
+
+def _nodes(d: manifest.Distributed) -> dict[str, object]:
+    """A multi-node run's summary in `repro runs`: its job, nodes expected and present."""
+    present = sum(1 for x in d.members if x.status != "missing") if d.members else None
+    return {"job": d.job, "nnodes": d.nnodes, "present": present, "complete": d.complete,
+            "world_size": d.world_size}
