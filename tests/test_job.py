@@ -216,3 +216,30 @@ def test_the_distributed_section_round_trips_through_yaml() -> None:
                                  members.missing(1, "gone", record="members/1/manifest.yaml")])
     text = manifest.dumps(manifest.distributed_to_dict(merged))
     assert manifest.distributed_from_dict(manifest.loads(text, "t"), "t") == merged
+
+
+@pytest.mark.parametrize(("argv", "launcher", "expected"), [
+    ([PY, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", "1",
+      "--nproc-per-node", "2", "--rdzv-id", "j", "--master-addr", "10.0.0.1",
+      "--master-port=29500", "--max-restarts", "3", "t.py", "--nnodes", "9"], "torchrun",
+     [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node",
+      "4", "--max-restarts", "3", "t.py", "--nnodes", "9"]),
+    (["accelerate", "launch", "--num_machines", "2", "--machine_rank=1", "--main_process_ip",
+      "h", "t.py"], "accelerate",
+     ["accelerate", "launch", "--num_machines", "1", "--machine_rank", "0", "--num_processes",
+      "4", "t.py"]),
+    (["deepspeed", "--no_ssh", "--node_rank", "1", "--num_nodes", "2", "t.py"], "deepspeed",
+     ["deepspeed", "--num_nodes", "1", "--num_gpus", "4", "t.py"]),
+])
+def test_a_multi_node_command_rewritten_for_one_machine(argv: list[str], launcher: str,
+                                                       expected: list[str]) -> None:
+    assert jobs.single_node_argv(argv, launcher, 4) == expected
+
+
+@pytest.mark.parametrize(("argv", "launcher", "world"), [
+    ([PY, "train.py"], "srun", 2), (["torchrun", "t.py"], "torchrun", None),
+])
+def test_what_cannot_be_replayed_on_one_machine_says_why(argv: list[str], launcher: str,
+                                                         world: int | None) -> None:
+    with pytest.raises(errors.UsageError):
+        jobs.single_node_argv(argv, launcher, world)

@@ -4,6 +4,7 @@ a refused launch and a member on another commit."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -40,7 +41,7 @@ dist.destroy_process_group()
 TASK = """\
 import os, random, sys, time
 os.makedirs("out", exist_ok=True)
-with open(f"out/task{os.environ['SLURM_PROCID']}.txt", "w") as f:
+with open(f"out/task{os.environ.get('SLURM_PROCID', os.environ.get('REPRO_NODE_RANK'))}.txt", "w") as f:
     f.write(repr(random.random()))
 time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 0)
 """
@@ -126,6 +127,17 @@ def test_two_torchrun_nodes_make_one_run_with_one_seed_and_bitwise_replays(repo:
     m2 = record(again[-1])
     assert m2["distributed"]["complete"] is True and second == first
     assert m2["outputs"]["out"]["hash"] == m["outputs"]["out"]["hash"]
+
+    # verify: a multi-node run needs its nodes, or --single-node (4 local ranks, same seeds)
+    done = subprocess.run([PYTHON, "-m", "repro", "verify", only.name], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "ran on 2 nodes" in done.stderr
+    assert "--single-node" in done.stderr
+    done = subprocess.run([PYTHON, "-m", "repro", "verify", only.name, "--single-node",
+                           "--json", "--yes"], cwd=repo, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "bitwise"
 
 
 SRUN = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2",

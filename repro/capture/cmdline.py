@@ -233,30 +233,58 @@ def launcher_hint(argv: Sequence[str]) -> bool:
 
 def find_launcher(argv: Sequence[str]) -> Launcher | None:
     """The launcher `argv` runs (after wrappers such as `env A=1` or `uv run`), if any."""
+    span = _launcher_span(argv)
+    if span is None:
+        return None
+    name, start = span
+    return Launcher(name, _launcher_options(list(argv)[start:]))
+
+
+def _launcher_span(argv: Sequence[str]) -> tuple[str, int] | None:
+    """(launcher name, index of its first option word) in `argv`, or None."""
     words = list(argv)
     for i, word in enumerate(words):
         base = os.path.basename(word)
-        if base == "torchrun":
-            return Launcher("torchrun", _launcher_options(words[i + 1:]))
-        if base == "deepspeed":
-            return Launcher("deepspeed", _launcher_options(words[i + 1:]))
+        if base in ("torchrun", "deepspeed"):
+            return base, i + 1
         if base == "accelerate":
-            rest = words[i + 1:]
-            if rest and rest[0] == "launch":
-                return Launcher("accelerate", _launcher_options(rest[1:]))
-            return None
+            return ("accelerate", i + 2) if words[i + 1:i + 2] == ["launch"] else None
         if is_python(word):
             args = python_args(words[i + 1:])
             name = _LAUNCHER_MODULES.get(args.module or "")
             if name is None:
                 return None
-            rest = list(args.args)
-            if name == "accelerate" and args.module == "accelerate.commands.accelerate_cli":
-                if not rest or rest[0] != "launch":
-                    return None
-                rest = rest[1:]
-            return Launcher(name, _launcher_options(rest))
+            start = len(words) - len(args.args)
+            if args.module == "accelerate.commands.accelerate_cli":
+                return ("accelerate", start + 1) if args.args[:1] == ("launch",) else None
+            return name, start
     return None
+
+
+def rewrite_launcher(argv: Sequence[str], drop: frozenset[str],
+                     add: Sequence[str]) -> list[str] | None:
+    """`argv` with the launcher's options named in `drop` removed and `add` put first among
+    its options (`verify --single-node` turns a two-node torchrun into a one-node one); None
+    when `argv` runs no launcher."""
+    span = _launcher_span(argv)
+    if span is None:
+        return None
+    _, start = span
+    words = list(argv)
+    kept: list[str] = []
+    i = start
+    while i < len(words):
+        word = words[i]
+        name = launcher_option_name(word)
+        if name is None:
+            break
+        takes_value = "=" not in word and not (
+            name in _LAUNCHER_FLAGS or i + 1 >= len(words) or words[i + 1].startswith("-"))
+        group = words[i:i + 2] if takes_value else [word]
+        if name not in drop:
+            kept.extend(group)
+        i += len(group)
+    return [*words[:start], *add, *kept, *words[i:]]
 
 
 def launcher_option_name(word: str) -> str | None:

@@ -200,3 +200,40 @@ def _int(value: str | None, what: str) -> int | None:
         raise errors.UsageError(f"{what} is {value[:40]!r}, not an integer",
                                 hint="check the launcher's options and the job's variables") \
             from None
+
+
+# What a one-machine replay of a multi-node launch drops from the launcher's options, and what
+# it puts instead: every rank on this machine, ranks in the recorded order (node 0's first).
+_PLACEMENT = frozenset({
+    "nnodes", "node_rank", "nproc_per_node", "master_addr", "master_port", "rdzv_backend",
+    "rdzv_endpoint", "rdzv_id", "rdzv_conf", "standalone",
+    "num_machines", "machine_rank", "num_processes", "main_process_ip", "main_process_port",
+    "same_network", "num_nodes", "num_gpus", "no_ssh", "no_ssh_check", "hostfile",
+    "include", "exclude", "launcher", "ssh_port",
+})
+
+
+def single_node_argv(argv: Sequence[str], launcher: str | None,
+                     world_size: int | None) -> list[str]:
+    """`argv` of one node of a multi-node run, rewritten to run every rank on this machine.
+
+    torchrun: `--standalone --nnodes 1 --nproc-per-node W` (a local rendezvous on a free port;
+    RANK 0..W-1 as before, so every rank keeps its seed stream); accelerate: one machine, W
+    processes; DeepSpeed: one node, W processes. A UsageError when it cannot be done.
+    """
+    if world_size is None or world_size < 1:
+        raise errors.UsageError("the run's world size is unknown, so it cannot be replayed "
+                                "on one machine",
+                                hint="replay it on as many nodes as it had, with the same "
+                                     "launcher options")
+    add = {"torchrun": ["--standalone", "--nnodes", "1", "--nproc-per-node", str(world_size)],
+           "accelerate": ["--num_machines", "1", "--machine_rank", "0", "--num_processes",
+                          str(world_size)],
+           "deepspeed": ["--num_nodes", "1", "--num_gpus", str(world_size)]}.get(launcher or "")
+    rewritten = cmdline.rewrite_launcher(argv, _PLACEMENT, add) if add else None
+    if rewritten is None:
+        raise errors.UsageError(
+            f"a {launcher or 'launcher-less'} job cannot be replayed on one machine by repro",
+            hint="srun's tasks are separate commands: replay it with srun on as many tasks, "
+                 "or launch the script through torchrun")
+    return rewritten

@@ -83,6 +83,9 @@ MetricsOpt = Annotated[str | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run.", metavar="TEXT")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
+SingleNodeOpt = Annotated[bool, typer.Option(
+    "--single-node", help="A multi-node run: replay all its ranks on this machine as local "
+                          "processes (same world size).")]
 KillAfterOpt = Annotated[float | None, typer.Option(
     "--kill-after", metavar="SECONDS", min=0.0,
     help="After SIGTERM/SIGINT/SIGHUP, SIGKILL the command if it still runs this long later "
@@ -314,6 +317,7 @@ def replay(
     as_script: Annotated[bool, typer.Option(
         "--script", help="Print a bash script that reproduces the run without repro.")] = False,
     kill_after: KillAfterOpt = None,
+    single_node: SingleNodeOpt = False,
 ) -> None:
     """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
 
@@ -338,7 +342,7 @@ def replay(
             ui.print_json(plan.to_dict())
         raise typer.Exit(ExitCode.OK)
     opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
-                              kill_after=kill_after)
+                              kill_after=kill_after, single_node=single_node)
     confirm = ui.confirm_command if replay_mod.interactive() else None
     reporter = ui.CliReporter()
     with replay_mod.session(runs, loaded, opts, reporter, confirm) as done:
@@ -378,6 +382,7 @@ def verify(
     output: OutputOpt = None,
     metrics: MetricsOpt = None,
     command: Annotated[bool, typer.Option("--command", hidden=True)] = False,
+    single_node: SingleNodeOpt = False,
 ) -> None:
     """Replay a run and judge it: bitwise / within-tolerance exit 0, not-reproduced 1, trouble 2.
 
@@ -388,6 +393,10 @@ def verify(
     Example (is this command deterministic at all?):
 
         repro verify --runs 2 --output out/ -- python train.py
+
+    Example (a two-node torchrun run, its 4 ranks replayed on this machine):
+
+        repro verify latest --single-node
     """
     from repro.commands import history
     from repro.commands import replay as replay_mod
@@ -399,7 +408,7 @@ def verify(
     runs = store.open_here()
     opts = verify_mod.Options(
         at=at, runs=runs_n, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
-        strict_env=strict_env,
+        strict_env=strict_env, single_node=single_node,
         tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
                                          metric or []))
     reporter = ui.CliReporter()
