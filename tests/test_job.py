@@ -3,6 +3,8 @@ merged multi-node record's checks (judge/members.py): table-driven, literal data
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from repro import errors
@@ -243,3 +245,26 @@ def test_what_cannot_be_replayed_on_one_machine_says_why(argv: list[str], launch
                                                          world: int | None) -> None:
     with pytest.raises(errors.UsageError):
         jobs.single_node_argv(argv, launcher, world)
+
+
+def test_nodes_meet_in_one_run_directory_and_a_reused_job_id_starts_a_new_run(
+        tmp_path: Path) -> None:
+    from repro.commands import distributed
+    from repro.record import store
+
+    runs = store.Store(root=tmp_path, home=tmp_path / ".repro")
+    argv = [*TORCHRUN, "--rdzv-id", "j", "t.py"]
+    node = {r: jobs.detect([*argv[:1], "--node-rank", str(r), *argv[1:]], {}) for r in (0, 1)}
+    one = distributed.join(runs, node[1])  # node 1 comes first: it creates the directory
+    zero = distributed.join(runs, node[0])
+    assert one.created and not zero.created and one.run_id == zero.run_id
+    assert one.run_id.endswith("-" + node[0].key[:8])  # the id carries the job's key
+    assert zero.run_dir == zero.root_dir and one.run_dir == one.root_dir / "members" / "1"
+    again = distributed.join(runs, node[0])  # the job id used again: a new run
+    assert again.run_id != zero.run_id and again.created
+    assert distributed.join(runs, node[1]).run_id == again.run_id
+    # a claim whose run directory was removed is skipped, never followed
+    (runs.home / "jobs" / f"{node[0].key}.2").symlink_to("../runs/20260101T000000.000000Z-0000")
+    third = distributed.join(runs, node[1])
+    assert third.run_id not in (zero.run_id, again.run_id)
+    assert (runs.home / "jobs" / f"{node[0].key}.3").resolve() == third.root_dir

@@ -1,7 +1,7 @@
 """Multi-node runs: every node's `repro run` joins one run directory; node 0 merges the record.
 
 The run directory of a job is claimed once, by whichever node comes first: a symbolic link
-`<store>/jobs/<key>.<generation>` -> run id, created atomically (a second node's `symlink`
+`<store>/jobs/<key>.<generation>` -> `../runs/<run id>`, created atomically (a second node's `symlink`
 fails and it reads the winner's). Each node then takes its slot, `members/<node rank>/`, by
 `mkdir` (atomic too): a slot already taken means the job id was used before (`--rdzv-id job42`
 run twice), so the node moves on to the next generation, where the nodes of the new job meet.
@@ -70,7 +70,7 @@ def join(runs: store.Store, job: jobs.Job) -> Membership:
             if run_id is None:
                 run_id, run_dir = runs.create_run_dir(suffix=job.key[:8])
                 try:
-                    os.symlink(run_id, link)
+                    os.symlink(f"../runs/{run_id}", link)
                     created = True
                 except FileExistsError:  # another node came first: its directory is the one
                     shutil.rmtree(run_dir, ignore_errors=True)
@@ -97,12 +97,15 @@ def join(runs: store.Store, job: jobs.Job) -> Membership:
 
 
 def _read_link(link: Path) -> str | None:
+    """The run id a claim names (`../runs/<run id>`); "" for a damaged claim, None for none."""
     try:
-        return os.readlink(link)
+        target = os.readlink(link)
     except FileNotFoundError:
         return None
     except OSError:
         return ""  # not a link: treated as a damaged claim
+    head, _, run_id = target.rpartition("/")
+    return run_id if head == "../runs" else ""
 
 
 def wait_for_members(ms: Membership, timeout: float, reporter: report.Reporter,
