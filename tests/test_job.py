@@ -192,7 +192,9 @@ def test_a_missing_member_makes_the_run_incomplete() -> None:
     # ranks 2 and 3 were never seen: said, but not a mismatch of an incomplete run
     assert "ranks 2, 3 never ran the hook" in merged.warnings[0] and not merged.mismatches
     assert members.status_of("succeeded", merged.members) == "succeeded"
-    assert members.status_of("succeeded", [member(1, status="failed")]) == "failed"
+    failed = members.merge(JOB, [member(0), member(1, status="failed", exit_code=3)])
+    assert members.status_of("succeeded", failed.members) == "failed"
+    assert members.describe(failed) == ["node 1 failed (exit 3)"] and failed.complete
 
 
 def test_world_size_and_doubled_ranks_are_checked() -> None:

@@ -163,6 +163,15 @@ def test_srun_tasks_make_one_record_and_a_killed_member_is_missing(repo: Path) -
     assert [x["ranks"] for x in d["members"]] == [[0], [1]]  # REPRO_RANK from SLURM_PROCID
     assert (repo / "out" / "task0.txt").read_text() != (repo / "out" / "task1.txt").read_text()
     assert record(run_dir)["seed"]["source"] == "job"
+    done = subprocess.run([PYTHON, "-m", "repro", "runs", "--json"], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    (row,) = json.loads(done.stdout)["runs"]  # one row for the two tasks
+    assert row["distributed"] == {"job": "slurm:4242.0", "nnodes": 2, "present": 2,
+                                  "complete": True, "world_size": 2}
+    done = subprocess.run([PYTHON, "-m", "repro", "show", "latest"], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert "slurm:4242.0 (srun, 2 nodes, world size 2)  complete" in done.stdout
+    assert "node 1" in done.stdout and "members/1/manifest.yaml" in done.stdout
 
     # Step 1: task 1 is killed (repro and its command) while it runs.
     victim = start(repo, ["--", PYTHON, "task.py", "60"], task(1, 1))
@@ -188,6 +197,14 @@ def test_srun_tasks_make_one_record_and_a_killed_member_is_missing(repo: Path) -
                                                                      (1, "missing")]
     assert "killed" in d["members"][1]["reason"] and "node 1 is missing" in m["run"]["note"]
     assert "node 1 is missing" in err
+    done = subprocess.run([PYTHON, "-m", "repro", "diff", run_dir.name, m["run"]["run_id"],
+                           "--json"], cwd=repo, capture_output=True, text=True, timeout=60)
+    topology = {c["key"]: (c["a"], c["b"])
+                for c in json.loads(done.stdout)["sections"]["topology"]["changes"]}
+    assert topology["complete"] == (True, False)
+    done = subprocess.run([PYTHON, "-m", "repro", "runs"], cwd=repo, capture_output=True,
+                          text=True, timeout=60)
+    assert "(1/2 nodes)" in done.stdout and "(2 nodes)" in done.stdout
 
     # Step 2: task 1 never comes at all.
     code, err = finish(start(repo, ["--member-timeout", "1", "--", PYTHON, "task.py"],

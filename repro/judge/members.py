@@ -118,6 +118,8 @@ def describe(d: manifest.Distributed) -> list[str]:
     for member in d.members:
         if member.status == "missing":
             lines.append(f"node {member.node_rank} is missing: {member.reason}")
+        elif member.status in ("failed", "interrupted") and member.node_rank != 0:
+            lines.append(f"node {member.node_rank} {member.status} (exit {member.exit_code})")
     for x in d.mismatches:
         where = f"node {x.get('node_rank')}" if x.get("node_rank") is not None else "the job"
         lines.append(f"{where}: {x.get('key')} {_short(x.get('value'))} differs from node "
