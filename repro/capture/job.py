@@ -2,8 +2,8 @@
 
 Pure: reads the command line (through capture/cmdline.py, the one command-line model) and the
 environment it is given, never `os.environ`; no I/O. `repro run` calls `detect` only when a
-launcher word, a SLURM step or a job identity is present (`wanted`), so a single-node run
-imports nothing of this.
+launcher word (cmdline.launcher_hint), a SLURM variable or a job id is present, so a
+single-node run imports nothing of this.
 
 Identity, first found: `--group ID`; `REPRO_GROUP`; SLURM's job id, step id and array task id
 (`srun repro run ...`); torchrun's `--rdzv-id` (not "none", its default; PET_RDZV_ID too).
@@ -35,7 +35,7 @@ _PET = {"nnodes": "PET_NNODES", "node_rank": "PET_NODE_RANK", "rdzv_id": "PET_RD
 class Job:
     """This node's view of the job it is part of."""
 
-    identity: str | None  # "rdzv:job42", "slurm:1234.0", "group:exp-7"; None: none found
+    identity: str | None  # "rdzv:job42", "slurm:1234.0", "exp-7" (--group as given); None
     source: str | None  # flag, env, slurm, rdzv
     launcher: str | None  # torchrun, accelerate, deepspeed, srun, None (plain --group)
     nnodes: int  # members (nodes, or srun tasks) expected: the launcher's minimum
@@ -53,12 +53,6 @@ class Job:
         """The job-wide seed derived from the identity: the same on every node."""
         digest = hashlib.sha256(b"repro-job-seed:" + (self.identity or "").encode()).digest()
         return int.from_bytes(digest[:4], "little")
-
-
-def wanted(argv: Sequence[str], env: Mapping[str, str], group: str | None) -> bool:
-    """Whether `repro run` must look at the job at all (cheap: no parsing, no imports)."""
-    return bool(group or env.get("REPRO_GROUP") or env.get("SLURM_JOB_ID")
-                or cmdline.launcher_hint(argv))
 
 
 def detect(argv: Sequence[str], env: Mapping[str, str], group: str | None = None) -> Job | None:

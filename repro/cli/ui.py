@@ -182,6 +182,10 @@ def run_summary(m: manifest.Manifest) -> str:
     if r.status == "failed" and r.exit_code is not None:
         status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
     of = f" (replay of {r.replay_of})" if r.replay_of else ""
+    d = m.distributed
+    if d is not None and d.node_rank is not None:  # one node's line of a multi-node run
+        of += f" (node {d.node_rank} of job {d.job}" + \
+            (", INCOMPLETE" if d.complete is False else "") + ")"
     return (f"repro: run {r.run_id}{of} {status} in {_duration(r.duration_s)}, "
             f"seed {m.seed.value};"
             f" details: repro show {r.run_id}")

@@ -100,7 +100,7 @@ class Member:
 class Distributed:
     """A run over several nodes: the job, and (in the merged record) every member."""
 
-    job: str  # the identity every node shares: "rdzv:job42", "slurm:1234.0", "group:x"
+    job: str  # the identity every node shares: "rdzv:job42", "slurm:1234.0", "exp-7" (--group)
     source: str  # where it came from: flag, env, slurm, rdzv
     launcher: str | None  # torchrun, accelerate, deepspeed, srun, None
     nnodes: int  # members expected
