@@ -267,14 +267,14 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 reporter.warn(f"the command was still running {guard.kill_after:g} s after "
                               "the signal; repro killed it (SIGKILL)",
                               hint="--kill-after SECONDS sets the grace period")
-            # Which files the run left that nobody records: git looks while outputs hash.
-            after_proc = None if req.replay_of or not coordinator else _start_quietly(root)
-            others = []
+            others = []  # node 0 of a multi-node run: the other nodes' records, or `missing`
             if ms is not None and coordinator and job is not None and job.nnodes > 1:
                 others = distributed.wait_for_members(
                     ms, req.member_timeout if req.member_timeout is not None
                     else cfg.member_timeout if cfg.member_timeout is not None
                     else distributed.DEFAULT_TIMEOUT, reporter)
+            # Which files the run left that nobody records: git looks while outputs hash.
+            after_proc = None if req.replay_of or not coordinator else _start_quietly(root)
             try:
                 m = _after_child(m, req, cfg, root, runs, run_dir, result, probe.result(),
                                  reporter, watch)
