@@ -268,7 +268,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                               "the signal; repro killed it (SIGKILL)",
                               hint="--kill-after SECONDS sets the grace period")
             others = []  # node 0 of a multi-node run: the other nodes' records, or `missing`
-            if ms is not None and coordinator and job is not None and job.nnodes > 1:
+            if ms is not None and coordinator and job is not None and job.multi:
                 others = distributed.wait_for_members(
                     ms, req.member_timeout if req.member_timeout is not None
                     else cfg.member_timeout if cfg.member_timeout is not None
