@@ -218,8 +218,8 @@ def test_mixed_gpus_and_drivers_are_flagged() -> None:
 def test_the_distributed_section_round_trips_through_yaml() -> None:
     merged = members.merge(JOB, [member(0, rank_seeds={"0": 1, "1": 2}),
                                  members.missing(1, "gone", record="members/1/manifest.yaml")])
-    text = manifest.dumps(manifest.distributed_to_dict(merged))
-    assert manifest.distributed_from_dict(manifest.loads(text, "t"), "t") == merged
+    text = manifest.dumps(merged.to_dict())
+    assert manifest.Distributed.from_dict(manifest.loads(text, "t"), "distributed", "t") == merged
 
 
 @pytest.mark.parametrize(("argv", "launcher", "expected"), [

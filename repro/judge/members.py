@@ -9,7 +9,7 @@ models or drivers. A member without a final record is `missing`, and the run inc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from repro.capture import cmdline
@@ -21,21 +21,17 @@ SHARED = ("commit", "patch", "lockfile", "lock_matches", "seed", "argv")
 
 def member_of(m: manifest.Manifest, node_rank: int, record: str | None) -> manifest.Member:
     """What the merged record keeps of one member's own manifest."""
-    hook = _mapping(_mapping(m.determinism).get("hook"))
-    rank_seeds = {str(k): v for k, v in _mapping(hook.get("rank_seeds")).items()
-                  if isinstance(v, int)}
+    hook = m.determinism.hook
+    rank_seeds = {str(k): v for k, v in (hook.rank_seeds if hook else {}).items()
+                  if isinstance(v, int) and not isinstance(v, bool)}
     ranks = tuple(sorted(int(k) for k in rank_seeds if k.lstrip("-").isdigit()))
-    lock = _mapping(_mapping(m.environment).get("lockfile"))
-    patch = m.code.patch or {}
-    gpus = tuple(_gpu(g) for g in _mapping(m.hardware).get("gpus") or []
-                 if isinstance(g, Mapping))
+    lock = m.environment.lockfile
+    gpus = tuple(_gpu(g.name, g.driver) for g in m.hardware.gpus)
     return manifest.Member(
         node_rank=node_rank, status=m.run.status, host=m.run.host, exit_code=m.run.exit_code,
         record=record, ranks=ranks, rank_seeds=rank_seeds, seed=m.seed.value,
-        commit=m.code.commit,
-        patch=str(patch.get("hash")) if isinstance(patch, Mapping) and patch.get("hash") else None,
-        lockfile=str(lock["hash"]) if lock.get("hash") else None,
-        lock_matches=lock.get("matches") if isinstance(lock.get("matches"), bool) else None,
+        commit=m.code.commit, patch=m.code.patch.hash if m.code.patch else None,
+        lockfile=lock.hash if lock else None, lock_matches=lock.matches if lock else None,
         argv=tuple(cmdline.without_node_rank(m.command.argv)), gpus=gpus)
 
 
@@ -47,7 +43,7 @@ def missing(node_rank: int, reason: str, record: str | None = None,
 
 def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> manifest.Distributed:
     """The merged `distributed` section: members in node-rank order, checks, completeness."""
-    ordered = sorted(members, key=lambda x: x.node_rank)
+    ordered = sorted(members, key=lambda x: x.node_rank or 0)
     present = [x for x in ordered if x.status != "missing"]
     reference = next((x for x in present if x.node_rank == 0), present[0] if present else None)
     mismatches: list[dict[str, Any]] = []
@@ -63,14 +59,14 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
     warnings: list[str] = []
     seen: dict[int, int] = {}
     for member in present:
-        for rank in member.ranks:
+        for rank in (r for r in member.ranks if isinstance(r, int)):
             if rank in seen:
                 mismatches.append({"key": "ranks", "node_rank": member.node_rank,
                                    "value": rank, "expected": f"rank {rank} only on node "
                                                               f"{seen[rank]}"})
-            seen.setdefault(rank, member.node_rank)
+            seen.setdefault(rank, member.node_rank or 0)
     expected_ranks = set(range(job.world_size)) if job.world_size is not None else None
-    complete = (len({x.node_rank for x in present}) >= job.nnodes
+    complete = (len({x.node_rank for x in present}) >= (job.nnodes or 1)
                 and all(x.status != "missing" for x in ordered))
     world_size = job.world_size
     if seen:
@@ -87,9 +83,9 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
                 mismatches.append({"key": "world_size", "node_rank": None,
                                    "value": len(seen), "expected": job.world_size})
             warnings.append(f"world size {world_size}: {what}")
-    models = sorted({g.split(" (driver")[0] for x in present for g in x.gpus})
-    drivers = sorted({g.partition(" (driver ")[2].rstrip(")") for x in present for g in x.gpus
-                      if "(driver " in g})
+    names = [str(g) for x in present for g in x.gpus]
+    models = sorted({g.split(" (driver")[0] for g in names})
+    drivers = sorted({g.partition(" (driver ")[2].rstrip(")") for g in names if "(driver " in g})
     if len(models) > 1:
         warnings.append("mixed GPU models across nodes: " + ", ".join(models))
     if len(drivers) > 1:
@@ -105,7 +101,7 @@ def status_of(own: str, members: Sequence[manifest.Member]) -> str:
     """The run's status: the coordinator's, unless another member failed or was interrupted."""
     if own != "succeeded":
         return own
-    others = [x.status for x in members]
+    others = [x.status or "" for x in members]
     for status in ("failed", "interrupted", "abandoned"):
         if status in others:
             return "failed" if status == "abandoned" else status
@@ -130,30 +126,25 @@ def describe(d: manifest.Distributed) -> list[str]:
     return lines
 
 
-def topology(d: Mapping[str, Any]) -> dict[str, Any]:
+def topology(d: manifest.Distributed | None) -> dict[str, Any]:
     """What `diff` compares of how a run was spread: nodes, ranks per node, GPUs per node.
 
-    `d` is the manifest's `distributed` mapping (`manifest.to_dict` form); a single-node run
-    (none) is one node. The job id and host names are per-run noise (judge/compare.py).
+    A single-node run (no `distributed` section) is one node. The job id and host names are
+    per-run noise (judge/compare.py).
     """
-    if not d:
+    if d is None:
         return {"nodes": 1}
-    out: dict[str, Any] = {"nodes": d.get("nnodes"), "world_size": d.get("world_size"),
-                           "launcher": d.get("launcher"), "complete": d.get("complete"),
-                           "job": d.get("job")}
-    listed = d.get("members")
-    if isinstance(listed, list) and listed:
-        out["members"] = [{"node_rank": x.get("node_rank"), "host": x.get("host"),
-                           "status": x.get("status"), "ranks": x.get("ranks"),
-                           "gpus": x.get("gpus")}
-                          for x in listed if isinstance(x, Mapping)]
+    out: dict[str, Any] = {"nodes": d.nnodes, "world_size": d.world_size,
+                           "launcher": d.launcher, "complete": d.complete, "job": d.job}
+    if d.members:
+        out["members"] = [{"node_rank": x.node_rank, "host": x.host, "status": x.status,
+                           "ranks": list(x.ranks), "gpus": list(x.gpus)} for x in d.members]
     return out
 
 
-def _gpu(g: Mapping[str, Any]) -> str:
-    name = str(g.get("name") or "GPU")
-    driver = g.get("driver")
-    return f"{name} (driver {driver})" if driver else name
+def _gpu(name: Any, driver: Any) -> str:
+    text = str(name or "GPU")
+    return f"{text} (driver {driver})" if driver else text
 
 
 def _ranges(values: Sequence[int]) -> str:
@@ -171,10 +162,3 @@ def _short(value: Any) -> str:
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    if isinstance(value, Mapping):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)  # typed sections (after issue 11's typed record)
-    return {}

@@ -259,7 +259,7 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict((m.metrics or {}).get("final") or {}),
+                     "metrics": dict(m.metrics.final),
                      **({"distributed": _nodes(m.distributed)} if m.distributed else {})})
     return rows
 
