@@ -52,7 +52,8 @@ class Membership:
     def section(self) -> manifest.Distributed:
         """The `distributed` section of this node's own record (before any merge)."""
         j = self.job
-        return manifest.Distributed(job=j.identity or "", source=j.source or "",
+        keys = ("job", "source", "launcher", "nnodes", "world_size", "node_rank")
+        return manifest.Distributed(keys=keys, job=j.identity or "", source=j.source or "",
                                     launcher=j.launcher, nnodes=j.nnodes,
                                     world_size=j.world_size, node_rank=j.node_rank)
 

@@ -28,7 +28,7 @@ def member_of(m: manifest.Manifest, node_rank: int, record: str | None) -> manif
     lock = m.environment.lockfile
     gpus = tuple(_gpu(g.name, g.driver) for g in m.hardware.gpus)
     return manifest.Member(
-        node_rank=node_rank, status=m.run.status, host=m.run.host, exit_code=m.run.exit_code,
+        keys=every_key(manifest.Member), node_rank=node_rank, status=m.run.status, host=m.run.host, exit_code=m.run.exit_code,
         record=record, ranks=ranks, rank_seeds=rank_seeds, seed=m.seed.value,
         commit=m.code.commit, patch=m.code.patch.hash if m.code.patch else None,
         lockfile=lock.hash if lock else None, lock_matches=lock.matches if lock else None,
@@ -37,7 +37,8 @@ def member_of(m: manifest.Manifest, node_rank: int, record: str | None) -> manif
 
 def missing(node_rank: int, reason: str, record: str | None = None,
             host: str | None = None) -> manifest.Member:
-    return manifest.Member(node_rank=node_rank, status="missing", reason=reason, record=record,
+    return manifest.Member(keys=every_key(manifest.Member), node_rank=node_rank,
+                           status="missing", reason=reason, record=record,
                            host=host)
 
 
@@ -92,9 +93,17 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
         warnings.append("mixed GPU drivers across nodes: " + ", ".join(drivers))
     if any(x.gpus for x in present) and any(not x.gpus for x in present):
         warnings.append("some nodes have GPUs and some have none")
-    return dataclasses.replace(job, members=tuple(ordered), complete=complete,
+    return dataclasses.replace(job, keys=every_key(manifest.Distributed),
+                               members=tuple(ordered), complete=complete,
                                world_size=world_size, mismatches=tuple(mismatches),
                                warnings=tuple(warnings))
+
+
+def every_key(cls: type) -> tuple[str, ...]:
+    """All of a record's fields, in order: written even when empty or null (`mismatches: []`,
+    `reason: null`), so readers of the section find every key (a Record built in code leaves
+    unset ones out)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if "kind" in f.metadata)
 
 
 def status_of(own: str, members: Sequence[manifest.Member]) -> str:
