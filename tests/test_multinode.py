@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import PYTHON, git
+from tests.test_manifest_docs import documented, undocumented
 
 DDP = """\
 import os, random
@@ -161,6 +162,8 @@ def test_srun_tasks_make_one_record_and_a_killed_member_is_missing(repo: Path) -
     assert (d["job"], d["launcher"], d["complete"], d["world_size"]) == ("slurm:4242.0", "srun",
                                                                          True, 2)
     assert [x["ranks"] for x in d["members"]] == [[0], [1]]  # REPRO_RANK from SLURM_PROCID
+    assert undocumented({"distributed": d}, documented()) == []  # docs/manifest.md
+    assert set(d["members"][1]) <= set(documented()["distributed"]["members"][0])
     assert (repo / "out" / "task0.txt").read_text() != (repo / "out" / "task1.txt").read_text()
     assert record(run_dir)["seed"]["source"] == "job"
     done = subprocess.run([PYTHON, "-m", "repro", "runs", "--json"], cwd=repo,
