@@ -270,3 +270,40 @@ def test_nodes_meet_in_one_run_directory_and_a_reused_job_id_starts_a_new_run(
     third = distributed.join(runs, node[1])
     assert third.run_id not in (zero.run_id, again.run_id)
     assert (runs.home / "jobs" / f"{node[0].key}.3").resolve() == third.root_dir
+
+
+def test_node_0_waits_for_final_records_and_names_the_missing(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from repro.api import SilentReporter
+    from repro.commands import distributed
+    from repro.record import store
+
+    runs = store.Store(root=tmp_path, home=tmp_path / ".repro")
+    argv = ["torchrun", "--nnodes", "4", "--nproc-per-node", "1", "--rdzv-id", "w", "t.py"]
+    node = {r: jobs.detect([*argv[:1], "--node-rank", str(r), *argv[1:]], {}) for r in range(4)}
+    ms = {r: distributed.join(runs, node[r]) for r in (0, 1, 2)}  # node 3 never comes
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def record(rank: int, status: str, pid: int | None) -> None:
+        m = manifest.from_dict({
+            "schema": manifest.SCHEMA,
+            "run": {"run_id": ms[rank].run_id, "status": status, "started_at": "t",
+                    "host": os.uname().nodename, "pid": pid, "exit_code": 0},
+            "command": {"argv": [*argv[:1], "--node-rank", str(rank), *argv[1:]]},
+            "seed": {"value": 5, "source": "job"}, "code": {"commit": "a" * 40},
+            "determinism": {"hook": {"rank_seeds": {str(rank): 9}}}})
+        manifest.write(ms[rank].run_dir / store.MANIFEST, m)
+
+    record(1, "succeeded", None)
+    record(2, "running", dead.pid)  # its repro is gone: abandoned, not waited for
+    found = {x.node_rank: x for x in distributed.wait_for_members(ms[0], 0.5, SilentReporter())}
+    assert found[1].status == "succeeded" and found[1].ranks == (1,) and found[1].seed == 5
+    assert found[1].argv[2] == "{node_rank}" and found[1].record == "members/1/manifest.yaml"
+    assert found[2].status == "missing" and "killed" in (found[2].reason or "")
+    assert found[3].status == "missing" and "never joined" in (found[3].reason or "")
+    interrupted = distributed.wait_for_members(ms[0], 0.0, SilentReporter())
+    assert "interrupted" in (next(x for x in interrupted if x.node_rank == 3).reason or "")

@@ -138,11 +138,15 @@ def wait_for_members(ms: Membership, timeout: float, reporter: report.Reporter,
     for rank in sorted((expected | _slots(slots) - {0}) - set(done)):
         registered = (slots / str(rank)).is_dir()
         host = _host(slots, rank)
-        result.append(members.missing(
-            rank, f"no final record after {timeout:g} s (its repro is still running or was "
-                  "killed on another host)" if registered else
-                  f"it never joined the run within {timeout:g} s",
-            record=_record(rank) if registered else None, host=host))
+        if timeout <= 0:
+            reason = "not waited for: node 0's command was interrupted"
+        elif registered:
+            reason = (f"no final record after {timeout:g} s (its repro is still running, or "
+                      "was killed on another host)")
+        else:
+            reason = f"it never joined the run within {timeout:g} s"
+        result.append(members.missing(rank, reason, record=_record(rank) if registered else None,
+                                      host=host))
     return result
 
 

@@ -270,7 +270,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             others = []  # node 0 of a multi-node run: the other nodes' records, or `missing`
             if ms is not None and coordinator and job is not None and job.multi:
                 others = distributed.wait_for_members(
-                    ms, req.member_timeout if req.member_timeout is not None
+                    ms, 0.0 if result.interrupted  # Ctrl-C: what is there now, no waiting
+                    else req.member_timeout if req.member_timeout is not None
                     else cfg.member_timeout if cfg.member_timeout is not None
                     else distributed.DEFAULT_TIMEOUT, reporter)
             # Which files the run left that nobody records: git looks while outputs hash.
