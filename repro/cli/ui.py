@@ -378,7 +378,9 @@ def _distributed_rows(d: manifest.Distributed) -> list[tuple[str, str]]:
     for x in d.members:
         ranks = ", ".join(str(r) for r in x.ranks) or "-"
         exit_text = f" (exit {x.exit_code})" if x.exit_code is not None else ""
-        text = f"{x.host or '?'}  {x.status}{exit_text}  ranks {ranks}"
+        text = (f"{x.host or '?'}  {x.status}{exit_text}  ranks {ranks}"
+                if x.status != "missing" else
+                "MISSING" + (f"  (last seen on {x.host})" if x.host else ""))
         if x.gpus:
             text += "  " + ", ".join(x.gpus)
         if x.reason:

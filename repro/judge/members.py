@@ -77,9 +77,9 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
         if set(seen) != expected_ranks:
             absent = sorted(expected_ranks - set(seen))
             extra = sorted(set(seen) - expected_ranks)
-            what = (f"ranks {_ranges(absent)} never ran the hook" if absent else "") + \
+            what = (f"{_ranks(absent)} never ran the hook" if absent else "") + \
                 ("; " if absent and extra else "") + \
-                (f"ranks {_ranges(extra)} are beyond the world size" if extra else "")
+                (f"{_ranks(extra)} beyond the world size" if extra else "")
             if complete:
                 mismatches.append({"key": "world_size", "node_rank": None,
                                    "value": len(seen), "expected": job.world_size})
@@ -156,9 +156,10 @@ def _gpu(name: Any, driver: Any) -> str:
     return f"{text} (driver {driver})" if driver else text
 
 
-def _ranges(values: Sequence[int]) -> str:
+def _ranks(values: Sequence[int]) -> str:
     shown = ", ".join(str(v) for v in values[:8])
-    return shown + (" ..." if len(values) > 8 else "")
+    return ("rank " if len(values) == 1 else "ranks ") + shown + (" ..." if len(values) > 8
+                                                                  else "")
 
 
 def _short(value: Any) -> str:
