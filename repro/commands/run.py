@@ -66,9 +66,10 @@ class RunRequest:
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
     stdout_to_stderr: bool = False
-    # Multi-node runs (commands/distributed.py): the job id every node shares (`--group`), and
-    # how long node 0 waits for the other nodes' records after its command ended (seconds).
-    group: str | None = None
+    group: manifest.Group | None = None  # a member of `repro run --repeat N`
+    # Multi-node runs (commands/distributed.py): the job id every node shares (`--group ID`),
+    # and how long node 0 waits for the other nodes' records after its command ended (seconds).
+    job_id: str | None = None
     member_timeout: float | None = None
 
 
@@ -87,13 +88,16 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
                      kill_after: float | None = None, quiet: bool = False,
-                     group: str | None = None, member_timeout: float | None = None) -> int:
+                     group: manifest.Group | None = None, job_id: str | None = None,
+                     member_timeout: float | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note, kill_after=kill_after, group=group, member_timeout=member_timeout)
+        note=note, kill_after=kill_after, group=group,
+        seed_source="group" if group is not None else None, job_id=job_id,
+        member_timeout=member_timeout)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -119,11 +123,11 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                                 hint="use one of: " + ", ".join(manifest.LEVELS))
     env = dict(os.environ if req.env is None else req.env)
     job = None  # a multi-node job (commands/distributed.py): looked at only when hinted at
-    if req.group or env.get("REPRO_GROUP") or env.get("SLURM_JOB_ID") \
+    if req.job_id or env.get("REPRO_GROUP") or env.get("SLURM_JOB_ID") \
             or cmdline.launcher_hint(req.argv):
         from repro.capture import job as jobs
 
-        job = jobs.detect(req.argv, env, req.group)
+        job = jobs.detect(req.argv, env, req.job_id)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
     status_proc = git.start_status(root)  # these three overlap with the work below
@@ -194,6 +198,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "env": environment.allowed_env(env, cfg.env_allow),
         }, "environment"),
         distributed=ms.section() if ms else None,
+        group=req.group,
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST

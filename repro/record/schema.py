@@ -37,7 +37,7 @@ from repro.record.yamlio import CORRUPT_HINT as CORRUPT_HINT
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-SEED_SOURCES = ("flag", "config", "replayed", "generated", "job")
+SEED_SOURCES = ("flag", "config", "replayed", "generated", "group", "job")
 LEVELS = ("off", "seed", "warn", "strict")
 
 
@@ -286,6 +286,41 @@ class Distributed(Record):
     warnings: tuple[Plain, ...] = field(LIST)  # mixed GPU models or drivers, ranks not seen
 
 
+# ------------------------------------------------------------------------------------- group
+
+
+GROUP_ID_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]{0,79}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The run is member `index` (0-based) of a group of `size` runs of one recipe (`repro run
+    --repeat N`, the fresh runs of `verify --level statistical`), whose member seeds derive
+    from the group's `seed`. Every field but `name` is required (validated in from_dict)."""
+
+    id: str
+    index: int
+    size: int
+    seed: int
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "index": self.index, "size": self.size, "seed": self.seed,
+                "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "manifest") -> Group:
+        if not isinstance(d, Mapping):
+            raise errors.ManifestError(f"{source}: section 'group' must be a mapping")
+        group = cls(id=_req(d, "id", str, source), index=_req(d, "index", int, source),
+                    size=_req(d, "size", int, source), seed=_req(d, "seed", int, source),
+                    name=_opt(d, "name", str, source))
+        if not GROUP_ID_RE.match(group.id) or not 0 <= group.index < group.size:
+            raise errors.ManifestError(f"{source}: group {group.id[:80]!r} index {group.index} "
+                                       f"of {group.size} is not a valid group membership")
+        return group
+
+
 # ---------------------------------------------------------------------------------- manifest
 
 
@@ -303,6 +338,7 @@ class Manifest:
     metrics: Metrics = Metrics()
     fingerprint: str | None = None
     distributed: Distributed | None = None  # multi-node runs only
+    group: Group | None = None  # a member of a group of runs (`repro run --repeat N`)
 
     @property
     def run_id(self) -> str:
@@ -343,6 +379,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "metrics": _plain(m.metrics.to_dict()),
         **({"distributed": _plain(m.distributed.to_dict())} if m.distributed else {}),
         "fingerprint": m.fingerprint,
+        **({"group": m.group.to_dict()} if m.group is not None else {}),
     }
 
 
@@ -423,6 +460,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             fingerprint=_opt(d, "fingerprint", str, source),
             distributed=None if d.get("distributed") is None else Distributed.from_dict(
                 _section(d, "distributed", source), "distributed", source),
+            group=None if d.get("group") is None else Group.from_dict(d["group"], source),
         )
     except errors.ManifestError as e:
         if e.hint is None:
