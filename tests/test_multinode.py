@@ -19,10 +19,11 @@ from tests.conftest import PYTHON, git
 from tests.test_manifest_docs import documented, undocumented
 
 DDP = """\
-import os, random
+import datetime, os, random
 import torch
 import torch.distributed as dist
-dist.init_process_group("gloo")
+# A peer that died makes the others fail within a minute instead of hanging for 30.
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
 rank = dist.get_rank()
 torch.set_num_threads(1)
 model = torch.nn.Linear(4, 1)
