@@ -94,9 +94,15 @@ def torchrun_pair(repo: Path, seed: int) -> dict:  # type: ignore[type-arg]
                           "--nproc-per-node", "2", "--rdzv-id", "job42", "--master-addr",
                           "127.0.0.1", "--master-port", port, "ddp.py"])
              for rank in (0, 1)]
-    for proc in procs:
-        code, err = finish(proc)
-        assert code == 0, err
+    try:
+        for proc in procs:
+            code, err = finish(proc)
+            assert code == 0, err
+    finally:
+        for proc in procs:  # a node left running would hold its port and CPU for good
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     return {path.name: path.read_bytes() for path in sorted((repo / "out").iterdir())}
 
 
