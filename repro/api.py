@@ -128,20 +128,23 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
            at: str | None = None, runs: int = 1, rtol: float | None = None,
            atol: float | None = None, metric: Mapping[str, float] | None = None,
            vary: Sequence[str] = (), force: bool = False, strict_env: bool = False,
+           single_node: bool = False,
            reporter: report.Reporter | None = None) -> verify_mod.Report:
     """Replay run `ref` and judge it, as `repro verify RUN` does (same options, same errors).
 
     `.verdict` is bitwise, within-tolerance or not-reproduced (`.reproduced` is a bool),
     `.checks` the checks with their details, `.runs` the ids of the replays it recorded.
     `yes=True` runs a manifest recorded elsewhere without asking (there is no prompt here:
-    without it such a run raises `ReplayError`).
+    without it such a run raises `ReplayError`). `single_node=True` replays a multi-node run's
+    ranks on this machine (`--single-node`).
     """
     from repro.commands import verify as verify_mod
 
     where = _store(root)
     opts = verify_mod.Options(
         at=at, runs=runs, vary=verify_mod.parse_vary(",".join(vary)), yes=yes, force=force,
-        strict_env=strict_env, tolerance=_tolerance(where, rtol, atol, metric))
+        strict_env=strict_env, single_node=single_node,
+        tolerance=_tolerance(where, rtol, atol, metric))
     target = ref if not isinstance(ref, Run) else ref.run_dir / store.MANIFEST
     return verify_mod.verify_run(where, _here(where, os.fspath(target)), opts,
                                  reporter or SilentReporter(), None)

@@ -270,6 +270,145 @@ def _inside(candidate: str, cwd: str, root_real: str, missing: bool = False) -> 
     return rel
 
 
+# -- distributed launchers -------------------------------------------------------------------
+# `torchrun ...`, `python -m torch.distributed.run ...`, `accelerate launch ...`, `deepspeed ...`:
+# the launcher's own options come before the training script and say how many nodes the job
+# has, which node this is and (torchrun) the rendezvous id every node shares.
+_LAUNCHER_MODULES: Mapping[str, str] = {
+    "torch.distributed.run": "torchrun",
+    "torch.distributed.launch": "torchrun",
+    "accelerate.commands.launch": "accelerate",
+    "accelerate.commands.accelerate_cli": "accelerate",
+    "deepspeed.launcher.runner": "deepspeed",
+}
+# Launcher options that take no value (names normalised: no leading dashes, `-` -> `_`).
+_LAUNCHER_FLAG_NAMES = frozenset({
+    "standalone", "no_python", "run_path", "module", "m", "use_env", "no_ssh", "no_ssh_check",
+    "multi_gpu", "cpu", "tpu", "use_deepspeed", "use_fsdp", "use_megatron_lm", "debug", "quiet",
+    "q", "autotune", "force_multi", "enable_each_rank_log", "bind_cores_to_rank", "no_local_rank",
+    "save_pid", "elastic_training", "h", "help", "same_network", "dynamo_use_fullgraph",
+    "dynamo_use_dynamic", "enable_cpu_affinity", "mixed_precision_fp8", "no_python_path",
+})
+# Options that name this node's rank: their value differs between the nodes of one job.
+NODE_RANK_OPTIONS = frozenset({"node_rank", "machine_rank"})
+
+
+class Launcher(NamedTuple):
+    """A distributed launcher found in a command line and its own options (before the script)."""
+
+    name: str  # torchrun, accelerate, deepspeed
+    options: dict[str, str]  # normalised name -> value ("" for a flag); the last one given wins
+
+
+def launcher_hint(argv: Sequence[str]) -> bool:
+    """Cheap test for `repro run`'s hot path: could `argv` start a distributed launcher?"""
+    for word in argv:
+        base = os.path.basename(word)
+        if base in ("torchrun", "accelerate", "deepspeed") or word in _LAUNCHER_MODULES:
+            return True
+    return False
+
+
+def find_launcher(argv: Sequence[str]) -> Launcher | None:
+    """The launcher `argv` runs (after wrappers such as `env A=1` or `uv run`), if any."""
+    span = _launcher_span(argv)
+    if span is None:
+        return None
+    name, start = span
+    return Launcher(name, _launcher_options(list(argv)[start:]))
+
+
+def _launcher_span(argv: Sequence[str]) -> tuple[str, int] | None:
+    """(launcher name, index of its first option word) in `argv`, or None."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        base = os.path.basename(word)
+        if base in ("torchrun", "deepspeed"):
+            return base, i + 1
+        if base == "accelerate":
+            return ("accelerate", i + 2) if words[i + 1:i + 2] == ["launch"] else None
+        if is_python(word):
+            args = python_args(words[i + 1:])
+            name = _LAUNCHER_MODULES.get(args.module or "")
+            if name is None:
+                return None
+            start = len(words) - len(args.args)
+            if args.module == "accelerate.commands.accelerate_cli":
+                return ("accelerate", start + 1) if args.args[:1] == ("launch",) else None
+            return name, start
+    return None
+
+
+def rewrite_launcher(argv: Sequence[str], drop: frozenset[str],
+                     add: Sequence[str]) -> list[str] | None:
+    """`argv` with the launcher's options named in `drop` removed and `add` put first among
+    its options (`verify --single-node` turns a two-node torchrun into a one-node one); None
+    when `argv` runs no launcher."""
+    span = _launcher_span(argv)
+    if span is None:
+        return None
+    _, start = span
+    words = list(argv)
+    kept: list[str] = []
+    i = start
+    while i < len(words):
+        word = words[i]
+        name = launcher_option_name(word)
+        if name is None:
+            break
+        takes_value = "=" not in word and not (
+            name in _LAUNCHER_FLAG_NAMES or i + 1 >= len(words) or words[i + 1].startswith("-"))
+        group = words[i:i + 2] if takes_value else [word]
+        if name not in drop:
+            kept.extend(group)
+        i += len(group)
+    return [*words[:start], *add, *kept, *words[i:]]
+
+
+def launcher_option_name(word: str) -> str | None:
+    """`--node-rank`, `--node_rank=1`, `-m` -> `node_rank`, `node_rank`, `m`; None: not one."""
+    if not word.startswith("-") or word in ("-", "--"):
+        return None
+    return word.lstrip("-").partition("=")[0].replace("-", "_")
+
+
+def _launcher_options(words: Sequence[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name = launcher_option_name(word)
+        if name is None:  # the training script (or `--` before it): the launcher's part ends
+            break
+        if "=" in word:
+            options[name] = word.partition("=")[2]
+            i += 1
+        elif name in _LAUNCHER_FLAG_NAMES or i + 1 >= len(words) or words[i + 1].startswith("-"):
+            options[name] = ""
+            i += 1
+        else:
+            options[name] = words[i + 1]
+            i += 2
+    return options
+
+
+def without_node_rank(argv: Sequence[str]) -> list[str]:
+    """`argv` with the value of a launcher's node-rank option replaced by `{node_rank}`: what
+    every node of one job runs alike (`torchrun --node-rank 1 ...` on node 1)."""
+    out = list(argv)
+    i = 0
+    while i < len(out):
+        name = launcher_option_name(out[i])
+        if name in NODE_RANK_OPTIONS:
+            if "=" in out[i]:
+                out[i] = out[i].partition("=")[0] + "={node_rank}"
+            elif i + 1 < len(out):
+                out[i + 1] = "{node_rank}"
+                i += 1
+        i += 1
+    return out
+
+
 # Launchers that run a script with their own options first: `torchrun --nproc-per-node 2 t.py`.
 # Their options that take no value (the others take one, or are written --opt=value).
 _LAUNCHER_FLAGS: Mapping[str, frozenset[str]] = {
@@ -284,9 +423,6 @@ _LAUNCHER_FLAGS: Mapping[str, frozenset[str]] = {
                             "bind_cores_to_rank", "no_ssh_check", "no_ssh", "elastic_training",
                             "module", "enable_each_rank_log_flag", "h", "help"}),
 }
-_LAUNCHER_MODULES = {"torch.distributed.run": "torchrun", "torch.distributed.launch": "torchrun",
-                     "accelerate.commands.launch": "accelerate",
-                     "deepspeed.launcher.runner": "deepspeed"}
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash"})
 
 
@@ -316,6 +452,10 @@ def script_start(argv: Sequence[str]) -> tuple[list[str], int] | None:
         py = python_args(after)
         start = len(words) - len(py.args)
         if py.module is not None and py.module in _LAUNCHER_MODULES:
+            if py.module == "accelerate.commands.accelerate_cli":  # `python -m ... launch`
+                if py.args[:1] != ("launch",):
+                    return None
+                start += 1
             return _after_launcher(words, start, _LAUNCHER_MODULES[py.module])
         if py.script is None and py.module is None and py.code is None:
             return None  # `python` alone, `python -V`

@@ -86,6 +86,9 @@ MetricsOpt = Annotated[str | None, typer.Option(
 NameOpt = Annotated[str | None, typer.Option(help="A name for the run.", metavar="TEXT")]
 YesOpt = Annotated[bool, typer.Option(
     "--yes", "-y", help="Run a manifest's command without asking (for CI).")]
+SingleNodeOpt = Annotated[bool, typer.Option(
+    "--single-node", help="A multi-node run: replay all its ranks on this machine as local "
+                          "processes (same world size).")]
 KillAfterOpt = Annotated[float | None, typer.Option(
     "--kill-after", metavar="SECONDS", min=0.0,
     help="After SIGTERM/SIGINT/SIGHUP, SIGKILL the command if it still runs this long later "
@@ -119,6 +122,14 @@ def run(
         "--image", metavar="NAME[@DIGEST]",
         help="The container image the command runs in (recorded; default: what the "
              "container runtime exposes, or $REPRO_IMAGE).")] = None,
+    job_id: Annotated[str | None, typer.Option(
+        "--group", metavar="ID",
+        help="Job id shared by every node of a multi-node run (default: REPRO_GROUP, SLURM's "
+             "job id, torchrun's --rdzv-id).")] = None,
+    member_timeout: Annotated[float | None, typer.Option(
+        "--member-timeout", metavar="SECONDS", min=0.0,
+        help="Multi-node runs: how long node 0 waits for the other nodes' records after its "
+             "command ended (default: config, else 600).")] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", metavar="N", min=1,
         help="Run CMD N times as one group, seeds derived from --seed (the group seed).")] = None,
@@ -150,12 +161,21 @@ def run(
     Example (statistics of the data, and the image the job runs in, for `repro diff`):
 
         repro run --data-stats --image org/train:1.2 -- python train.py
+
+    Example (one node of a two-node job; run it on each node with its rank):
+
+        repro run -- torchrun --nnodes 2 --node-rank 0 --rdzv-id $JOB ... train.py
     """
     from repro.commands import run as runflow
 
     if repeat is not None:
         if group_member is not None:
             raise errors.UsageError("--repeat and --group-member do not go together")
+        if job_id is not None:
+            raise errors.UsageError(
+                "--repeat and --group do not go together: --group names the multi-node job "
+                "this node's run belongs to",
+                hint="repeat a multi-node job by starting it again on every node")
         raise typer.Exit(_run_group(
             runflow.RunRequest(
                 argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism,
@@ -182,7 +202,7 @@ def run(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
         metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
-        data_stats=data_stats, image=image))
+        data_stats=data_stats, image=image, job_id=job_id, member_timeout=member_timeout))
 
 
 def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool) -> int:
@@ -604,6 +624,7 @@ def replay(
     as_script: Annotated[bool, typer.Option(
         "--script", help="Print a bash script that reproduces the run without repro.")] = False,
     kill_after: KillAfterOpt = None,
+    single_node: SingleNodeOpt = False,
 ) -> None:
     """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
 
@@ -630,7 +651,7 @@ def replay(
             ui.print_json(plan.to_dict())
         raise typer.Exit(ExitCode.OK)
     opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
-                              kill_after=kill_after)
+                              kill_after=kill_after, single_node=single_node)
     confirm = ui.confirm_command if replay_mod.interactive() else None
     reporter = ui.CliReporter()
     with replay_mod.session(runs, loaded, opts, reporter, confirm) as done:
@@ -678,6 +699,7 @@ def verify(
     output: OutputOpt = None,
     metrics: MetricsOpt = None,
     command: Annotated[bool, typer.Option("--command", hidden=True)] = False,
+    single_node: SingleNodeOpt = False,
 ) -> None:
     """Replay a run and judge it: bitwise / within-tolerance exit 0, not-reproduced 1, trouble 2.
 
@@ -688,6 +710,10 @@ def verify(
     Example (is this command deterministic at all?):
 
         repro verify --runs 2 --output out/ -- python train.py
+
+    Example (a two-node torchrun run, its 4 ranks replayed on this machine):
+
+        repro verify latest --single-node
 
     Example (does the recorded group still reproduce within seed noise, on HEAD?):
 
@@ -719,7 +745,7 @@ def verify(
                             named=[m.partition("=")[0] for m in metric or []])
     opts = verify_mod.Options(
         at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
-        strict_env=strict_env,
+        strict_env=strict_env, single_node=single_node,
         tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
                                          metric or []))
     reporter = ui.CliReporter()

@@ -41,6 +41,8 @@ RUN_OPTIONS: dict[str, tuple[str, str]] = {
     "--quiet": ("quiet", "flag"),
     "--data-stats": ("data_stats", "flag"),
     "--image": ("image", "str"),
+    "--group": ("job_id", "str"),
+    "--member-timeout": ("member_timeout", "float"),
     # A group (`--repeat`) and its members (`--group-member`, what `--jobs` starts) go through
     # the typer app: its ~150 ms are nothing next to N runs.
     "--repeat": ("repeat", "typer"),

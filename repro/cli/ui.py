@@ -183,6 +183,10 @@ def run_summary(m: manifest.Manifest) -> str:
     if r.status == "failed" and r.exit_code is not None:
         status = f"failed (exit {r.exit_code}{', ' + r.signal if r.signal else ''})"
     of = f" (replay of {r.replay_of})" if r.replay_of else ""
+    d = m.distributed
+    if d is not None and d.node_rank is not None:  # one node's line of a multi-node run
+        of += f" (node {d.node_rank} of job {d.job}" + \
+            (", INCOMPLETE" if d.complete is False else "") + ")"
     return (f"repro: run {r.run_id}{of} {status} in {_duration(r.duration_s)}, "
             f"seed {m.seed.value};"
             f" details: repro show {r.run_id}")
@@ -292,6 +296,11 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
         mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
         # Brought by `repro pull`: a teammate's run, listed, never `latest`.
         mark += " [dim](pulled)[/]" if r.get("pulled") else ""
+        nodes = r.get("distributed")
+        if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
+            present, total = nodes.get("present"), nodes.get("nnodes")
+            mark += (f" [dim]({total} nodes)[/]" if nodes.get("complete") is not False
+                     else f" [red]({present}/{total} nodes)[/]")
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
             *([escape(str(r.get("name") or ""))] if with_names else []),
@@ -390,6 +399,8 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     for k, words in params.ambiguous.items():
         rows.append(("param", f"{_cell(k)}: ambiguous in the command line: "
                               f"{_argv_text([str(w) for w in words])}"))
+    if m.distributed is not None:
+        rows.extend(_distributed_rows(m.distributed))
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
@@ -413,6 +424,36 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     for k, v in rows:
         t.add_row(escape(k), escape(v))
     c.print(t)
+
+
+def _distributed_rows(d: manifest.Distributed) -> list[tuple[str, str]]:
+    """`show`'s lines for a multi-node run: the job, one line per member, what disagrees."""
+    state = "" if d.complete is None else "complete" if d.complete else "INCOMPLETE"
+    world = f", world size {d.world_size}" if d.world_size is not None else ""
+    rows = [("job", f"{d.job} ({d.launcher or 'no launcher'}, {plural(d.nnodes or 1, 'node')}"
+                    f"{world})" + (f"  {state}" if state else ""))]
+    if not d.members and d.node_rank is not None:
+        rows.append(("node", f"{d.node_rank} (this record: one member's own)"))
+    for x in d.members:
+        ranks = ", ".join(str(r) for r in x.ranks) or "-"
+        exit_text = f" (exit {x.exit_code})" if x.exit_code is not None else ""
+        text = (f"{x.host or '?'}  {x.status}{exit_text}  ranks {ranks}"
+                if x.status != "missing" else
+                "MISSING" + (f"  (last seen on {x.host})" if x.host else ""))
+        if x.gpus:
+            text += "  " + ", ".join(x.gpus)
+        if x.reason:
+            text += f"  ({x.reason})"
+        if x.record and x.node_rank != 0:
+            text += f"  {x.record}"
+        rows.append((f"node {x.node_rank}", text))
+    for problem in d.mismatches:
+        rows.append(("mismatch", f"node {problem.get('node_rank')}: {problem.get('key')} "
+                                 f"{problem.get('value')!s:.60} (node 0: "
+                                 f"{problem.get('expected')!s:.60})"))
+    for warning in d.warnings:
+        rows.append(("warning", warning))
+    return rows
 
 
 _BARS = "▁▂▃▄▅▆▇█"

@@ -79,6 +79,9 @@ class Options:
     kill_after: float | None = None  # seconds from SIGTERM to SIGKILL (runner.KILL_AFTER_S)
     started_by: str | None = None  # "verify": the replay is verify's, never `latest`
     stdout_to_stderr: bool = False  # verify keeps its stdout for the verdict
+    # A multi-node run replayed on this machine: every rank as a local process (same world
+    # size, same per-rank seeds). Without it, such a run is refused with what it would need.
+    single_node: bool = False
     # verify --level statistical: a fresh seed instead of the recorded one, and the group of
     # fresh runs this replay belongs to
     seed: int | None = None
@@ -159,6 +162,23 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     )
 
 
+def single_node_plan(plan: Plan, d: manifest.Distributed, allowed: bool) -> Plan:
+    """The plan of a multi-node run, rewritten to run every rank here (`--single-node`)."""
+    if not allowed:
+        world = f", world size {d.world_size}" if d.world_size is not None else ""
+        raise errors.ReplayError(
+            f"run {plan.run_id} ran on {d.nnodes} nodes (job {d.job}, "
+            f"{d.launcher or 'no launcher'}{world}): replaying it needs {d.nnodes} nodes "
+            "started together with its command",
+            hint="add --single-node to replay every rank on this machine as local processes "
+                 "(same world size, same per-rank seeds); or start `repro run` with the "
+                 f"recorded command on {d.nnodes} nodes under a new job id")
+    from repro.capture import job
+
+    argv = job.single_node_argv(plan.argv, d.launcher, d.world_size)
+    return dataclasses.replace(plan, argv=tuple(argv))
+
+
 def replayable_env(values: Mapping[str, str], what: str) -> dict[str, str]:
     """Only variables repro itself manages may come from a manifest into a replay.
 
@@ -221,6 +241,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
             confirm: Callable[[str], bool] | None) -> Iterator[Replayed]:
     """Replay the run; the worktree lives until the block ends (verify judges files in it)."""
     plan = make_plan(loaded, runs, opts.at)
+    if loaded.manifest.distributed is not None and (loaded.manifest.distributed.nnodes or 1) > 1:
+        plan = single_node_plan(plan, loaded.manifest.distributed, opts.single_node)
     _consent(plan, opts, confirm)
     commit = git.resolve_rev(runs.root, opts.at) if opts.at else plan.commit
     if not git.has_commit(runs.root, commit):

@@ -28,7 +28,7 @@ from repro.record import config, manifest, store, trust
 
 # Injected variables that name this run's directory: recorded elsewhere, never part of the recipe.
 RUN_SPECIFIC = frozenset({"PYTHONPATH", "REPRO_HOOK_OUT", "REPRO_RUN_ID", "REPRO_RUN_DIR",
-                          "REPRO_METRICS_FILE", "REPRO_PARAMS_FILE"})
+                          "REPRO_METRICS_FILE", "REPRO_PARAMS_FILE", "REPRO_RANK"})
 PARAMS_FILE = "params.json"  # what the script may write at $REPRO_PARAMS_FILE (paramfiles)
 T = TypeVar("T")
 if TYPE_CHECKING:
@@ -73,6 +73,10 @@ class RunRequest:
     group: manifest.Group | None = None  # a member of `repro run --repeat N`
     data_stats: bool = False  # --data-stats: statistics of the inputs (also config data_stats)
     image: str | None = None  # --image NAME[@DIGEST]: the container image, when not detected
+    # Multi-node runs (commands/distributed.py): the job id every node shares (`--group ID`),
+    # and how long node 0 waits for the other nodes' records after its command ended (seconds).
+    job_id: str | None = None
+    member_timeout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +95,8 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      tag: Sequence[str] | None = None, note: str | None = None,
                      kill_after: float | None = None, quiet: bool = False,
                      group: manifest.Group | None = None, data_stats: bool = False,
-                     image: str | None = None) -> int:
+                     image: str | None = None, job_id: str | None = None,
+                     member_timeout: float | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
@@ -99,7 +104,7 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
         note=note, kill_after=kill_after, group=group,
         seed_source="group" if group is not None else None, data_stats=data_stats,
-        image=image)
+        image=image, job_id=job_id, member_timeout=member_timeout)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -126,6 +131,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     if req.image is not None:
         runextra.check_image(req.image)
     env = dict(os.environ if req.env is None else req.env)
+    job = None  # a multi-node job (commands/distributed.py): looked at only when hinted at
+    if req.job_id or env.get("REPRO_GROUP") or env.get("SLURM_JOB_ID") \
+            or cmdline.launcher_hint(req.argv):
+        from repro.capture import job as jobs
+
+        job = jobs.detect(req.argv, env, req.job_id)
     runs = req.store or store.open_here(req.cwd)
     root = req.root or runs.root  # a replay's code lives in its worktree, its record in runs
     status_proc = git.start_status(root)  # these three overlap with the work below
@@ -160,7 +171,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
 
         metrics.compile_patterns(cfg.metric_patterns)
     level = req.determinism or cfg.determinism or seeding.DEFAULT_LEVEL
-    seed_value, seed_source = _choose_seed(req, cfg)
+    seed_value, seed_source = _choose_seed(req, cfg, job)
     threads = req.threads or cfg.threads or seeding.default_threads(os.cpu_count())
 
     key = trust.key(runs.root)  # marks the manifests below as written in this clone
@@ -168,7 +179,15 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         reporter.warn("cannot read or create this clone's key (repro-key in the git directory); "
                       "replay and verify will ask before running this run's command",
                       hint="make the git directory writable, or remove a damaged repro-key")
-    run_id, run_dir, reserve = _open_record(runs)
+    ms = None
+    if job is not None:
+        from repro.commands import distributed
+
+        ms = distributed.join(runs, job)
+        run_id, run_dir, reserve = ms.run_id, ms.run_dir, _Reserve(ms.run_dir)
+    else:
+        run_id, run_dir, reserve = _open_record(runs)
+    coordinator = ms is None or ms.coordinator
     started = dt.datetime.now(dt.UTC)
     info = manifest.RunInfo(
         run_id=run_id, status="running", started_at=_iso(started), name=req.name,
@@ -191,6 +210,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
         }, "environment"),
+        distributed=ms.section() if ms else None,
         group=req.group,
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
@@ -199,9 +219,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         # No fsync for the `running` manifests (one costs 5-20 ms before the child starts):
         # atomic all the same, and the second is flushed while the child runs (in_background).
         manifest.write(path, m, key, durable=False)
+        if ms is not None and ms.created and not coordinator:  # `repro runs` shows it at once
+            distributed.write_initial(ms.root_dir / store.MANIFEST, m, key)
     except OSError as e:
         reserve.release()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if ms is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise _store_error(runs, e) from e
     result: runner.ChildResult | None = None
     lost: list[str] = []  # what the disk refused once the child ran (one warning at the end)
@@ -210,7 +233,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             m = m.replace(code=runsnapshot.snapshot_dirt(root, run_dir, state, m.code,
                                                          cfg.untracked_max_bytes, reporter,
                                                          subs))
-        inputs, named = runsnapshot.input_paths(req, cfg, root)
+        # Node 0 captures inputs and outputs once for the whole job; the others run, and record
+        # their own environment, hardware, logs and probes (distributed.py).
+        inputs, named = runsnapshot.input_paths(req, cfg, root) if coordinator else ([], [])
         if inputs:
             m = m.replace(data=runsnapshot.hash_inputs(inputs, root, runs, run_dir, "data",
                                                        reporter, "hashing inputs"))
@@ -220,7 +245,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         # A directory named in argv with many files (a dataset) is an input, never watched:
         # two stat walks of a large tree would cost more than the run's whole overhead.
         named = [p for p in named if not runresults.too_big_to_watch(m.data.get(p))]
-        watch = runresults.Watch.before(req, cfg, root, named)
+        watch = runresults.Watch.before(req, cfg, root, named) if coordinator \
+            else runresults.Watch.nothing()
         hook_out = run_dir / "hook"
         hook_out.mkdir()
         plan = seeding.plan(seed_value, level, {**env, **req.extra_env}, threads=threads,
@@ -229,6 +255,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl"),
                      "REPRO_PARAMS_FILE": str(run_dir / PARAMS_FILE)}
+        if job is not None and job.launcher == "srun" and job.node_rank is not None:
+            # srun's tasks are the ranks: the hook seeds each from (seed, SLURM_PROCID).
+            child_env["REPRO_RANK"] = str(job.node_rank)
         m = m.replace(determinism=manifest.Determinism.from_dict({
             "level": level, "threads": plan.threads,
             "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
@@ -271,8 +300,16 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 reporter.warn(f"the command was still running {guard.kill_after:g} s after "
                               "the signal; repro killed it (SIGKILL)",
                               hint="--kill-after SECONDS sets the grace period")
+            others = []  # node 0 of a multi-node run: the other nodes' records, or `missing`
+            if ms is not None and coordinator and job is not None and job.multi:
+                others = distributed.wait_for_members(
+                    ms, 0.0 if result.interrupted  # Ctrl-C: what is there now, no waiting
+                    else req.member_timeout if req.member_timeout is not None
+                    else cfg.member_timeout if cfg.member_timeout is not None
+                    else distributed.DEFAULT_TIMEOUT, reporter)
             # Which files the run left that nobody records: git looks while outputs hash.
-            after_proc = None if req.replay_of else runresults.start_quietly(root)
+            after_proc = None if req.replay_of or not coordinator \
+                else runresults.start_quietly(root)
             try:
                 m = runresults.after_child(m, req, cfg, root, runs, run_dir, result,
                                            probe.result(), reporter, watch)
@@ -287,6 +324,10 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             status = ("interrupted" if result.interrupted
                       else "succeeded" if result.exit_code == 0 else "failed")
             m = _finish(m, started, status, result.exit_code, result.signal)
+            if ms is not None and coordinator:
+                m = distributed.merged(ms, m, others)
+                for problem in distributed.problems_of(m):
+                    reporter.warn(f"job {job.identity if job else ''}: {problem}")
             if lost:
                 m = m.with_run(note=(m.run.note + "\n" if m.run.note else "")
                                + "incomplete record: " + "; ".join(lost))
@@ -479,11 +520,13 @@ def _recorded_argv(req: RunRequest, runs: store.Store) -> tuple[str, ...]:
     return redact.redact_argv(req.recorded_argv or req.argv, salt)
 
 
-def _choose_seed(req: RunRequest, cfg: config.Config) -> tuple[int, str]:
+def _choose_seed(req: RunRequest, cfg: config.Config, job: Any = None) -> tuple[int, str]:
     if req.seed is not None:
         return req.seed, req.seed_source or "flag"
     if cfg.seed is not None:
         return cfg.seed, "config"
+    if job is not None:  # one seed for every node of the job, never drawn per node
+        return job.seed(), "job"
     return seeding.new_seed(), "generated"
 
 

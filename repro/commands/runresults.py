@@ -35,6 +35,11 @@ class Watch:
     trees: Mapping[str, Any]  # path -> written.Tree
 
     @classmethod
+    def nothing(cls) -> Watch:
+        """No results watched: a multi-node run's other nodes (node 0 records the results)."""
+        return cls((), None, (), (), {})
+
+    @classmethod
     def before(cls, req: RunRequest, cfg: config.Config, root: Path,
                named: Sequence[str]) -> Watch:
         outputs = tuple(dict.fromkeys(runsnapshot.rel(runsnapshot.under(root, req.cwd, p), root)

@@ -33,6 +33,7 @@ class Options:
     force: bool = False
     strict_env: bool = False
     keep: bool = False
+    single_node: bool = False  # replay a multi-node run's ranks on this machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +210,8 @@ def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Lo
     ropts = replay.Options(at=opts.at, keep=opts.keep, force=opts.force,
                            strict_env=opts.strict_env, yes=opts.yes, extra_env=extra_env,
                            threads=threads, name=name, workdir_name=workdir,
-                           started_by="verify", stdout_to_stderr=True)
+                           started_by="verify", stdout_to_stderr=True,
+                           single_node=opts.single_node)
     done = stack.enter_context(replay.session(runs, baseline, ropts, reporter, confirm))
     new_ids.append(done.outcome.run_id)
     loaded = history.Loaded(done.outcome.manifest, done.outcome.run_dir)

@@ -50,8 +50,8 @@ from repro.record.schema import Code, FileEntry, Manifest, Metrics, Patch, Untra
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
 SECTIONS: tuple[str, ...] = (
-    "params", "command", "seed", "determinism", "code", "environment", "hardware", "data", "outputs",
-    "metrics",
+    "params", "command", "seed", "determinism", "code", "environment", "hardware", "topology",
+    "data", "outputs", "metrics",
 )
 
 ChangeKind = Literal["added", "removed", "changed"]
@@ -70,6 +70,7 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
                     "conda.name", "conda.source", "container.id", "container.name",
                     "container.source", "container.path", "container.engine"),
     "hardware": ("host", "gpus.*.uuid"),
+    "topology": ("job", "members.*.host"),  # every job has its own id and hosts
     "data": (),
     "outputs": (),
     "metrics": ("source", "series", "warnings"),  # steps is counted: a different run length
@@ -265,6 +266,10 @@ def _plain_section(m: Manifest, name: str) -> dict[str, Any]:
         return {"value": m.seed.value, "source": m.seed.source}
     if name == "hardware":
         return {**m.hardware.to_dict(), "host": m.run.host}
+    if name == "topology":  # the nodes and ranks a run spread over (judge/members.py)
+        from repro.judge import members
+
+        return members.topology(m.distributed)
     section: Record = getattr(m, name)
     return section.to_dict()
 
@@ -561,6 +566,8 @@ def _verdict(sections: Mapping[str, Section], fp_a: str | None, fp_b: str | None
             conditions.append("hardware")
     if len(env) > len(env_recipe):
         conditions.append("platform")
+    if counted("topology"):
+        conditions.append("topology")
 
     if causes == ["data"] and len(data) == 1 and len(data[0].key) <= 40:
         causes = [f"data ({data[0].key})"]  # the one input that changed, when it is all

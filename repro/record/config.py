@@ -59,6 +59,7 @@ class Config:
     params_files: tuple[str, ...] = ()  # YAML/JSON/TOML files whose keys are run parameters
     data_stats: bool = False  # statistics of the inputs (rows, columns, nulls, classes)
     data_stats_seconds: float = DEFAULT_DATA_STATS_SECONDS  # their time budget per run
+    member_timeout: int | None = None  # seconds node 0 waits for a multi-node run's others
     remotes: tuple[RemoteConfig, ...] = ()  # key `remote`: a URL, or names -> URLs
 
 
@@ -83,6 +84,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "params_files": ("paths", "a list of paths (YAML, JSON or TOML files of parameters)"),
     "data_stats": ("bool", "true or false"),
     "data_stats_seconds": ("seconds", "a number of seconds greater than 0"),
+    "member_timeout": ("int", "an integer number of seconds"),
     "remote": ("remote", "a URL (s3://BUCKET/PREFIX, file:///PATH) or a mapping of names to "
                          "URLs or to {url, endpoint, region}"),
 }

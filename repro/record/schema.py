@@ -37,7 +37,7 @@ from repro.record.yamlio import CORRUPT_HINT as CORRUPT_HINT
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-SEED_SOURCES = ("flag", "config", "replayed", "generated", "group")
+SEED_SOURCES = ("flag", "config", "replayed", "generated", "group", "job")
 LEVELS = ("off", "seed", "warn", "strict")
 
 
@@ -323,6 +323,48 @@ class Metrics(Record):
     warnings: tuple[Plain, ...] = field(LIST)
 
 
+# ------------------------------------------------------------------------------ distributed
+
+MEMBER_STATUSES = (*STATUSES, "missing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member(Record):
+    """One node (or srun task) of a multi-node run, as the merged record lists it."""
+
+    node_rank: int | None = field(INT)
+    status: str | None = field(STR)  # a run status, or "missing": no final record in the wait
+    host: str | None = field(STR)
+    exit_code: int | None = field(INT)
+    record: str | None = field(STR)  # its own manifest, relative to the run directory
+    ranks: tuple[Plain, ...] = field(LIST)  # the RANKs whose processes ran the hook there
+    rank_seeds: Mapping[str, Plain] = field(MAP)
+    seed: int | None = field(INT)
+    commit: str | None = field(STR)
+    patch: str | None = field(STR)  # hash of its uncommitted changes; None when clean
+    lockfile: str | None = field(STR)  # the lockfile's hash
+    lock_matches: bool | None = field(BOOL)
+    argv: tuple[Plain, ...] = field(LIST)  # with the node rank as `{node_rank}`
+    gpus: tuple[Plain, ...] = field(LIST)  # "name (driver D)" per GPU
+    reason: str | None = field(STR)  # why it is missing
+
+
+@dataclasses.dataclass(frozen=True)
+class Distributed(Record):
+    """A run over several nodes: the job, and (in node 0's merged record) every member."""
+
+    job: str | None = field(STR)  # the id every node shares: rdzv:job42, slurm:1234.0, --group's
+    source: str | None = field(STR)  # flag | env | slurm | rdzv
+    launcher: str | None = field(STR)  # torchrun | accelerate | deepspeed | srun
+    nnodes: int | None = field(INT)  # members expected
+    world_size: int | None = field(INT)  # ranks expected (None: unknown), else the ranks seen
+    node_rank: int | None = field(INT)  # the node that wrote this record
+    members: tuple[Member, ...] = field(records(Member))  # empty in a member's own record
+    complete: bool | None = field(BOOL)  # every expected member reported (None: not merged)
+    mismatches: tuple[Plain, ...] = field(LIST)  # [{key, node_rank, value, expected}]
+    warnings: tuple[Plain, ...] = field(LIST)  # mixed GPU models or drivers, ranks not seen
+
+
 # ------------------------------------------------------------------------------------- group
 
 
@@ -377,6 +419,7 @@ class Manifest:
     outputs: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
     metrics: Metrics = Metrics()
     fingerprint: str | None = None
+    distributed: Distributed | None = None  # multi-node runs only
     group: Group | None = None  # a member of a group of runs (`repro run --repeat N`)
 
     @property
@@ -417,6 +460,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "data": {k: _plain(e.to_dict()) for k, e in m.data.items()},
         "outputs": {k: _plain(e.to_dict()) for k, e in m.outputs.items()},
         "metrics": _plain(m.metrics.to_dict()),
+        **({"distributed": _plain(m.distributed.to_dict())} if m.distributed else {}),
         "fingerprint": m.fingerprint,
         **({"group": m.group.to_dict()} if m.group is not None else {}),
     }
@@ -498,6 +542,8 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             outputs=entries(_opt_map(d, "outputs", source), "outputs", source),
             metrics=Metrics.from_dict(_opt_map(d, "metrics", source), "metrics", source),
             fingerprint=_opt(d, "fingerprint", str, source),
+            distributed=None if d.get("distributed") is None else Distributed.from_dict(
+                _section(d, "distributed", source), "distributed", source),
             group=None if d.get("group") is None else Group.from_dict(d["group"], source),
         )
     except errors.ManifestError as e:

@@ -50,18 +50,22 @@ class Store:
     def bugs_dir(self) -> Path:
         return self.home / "bugs"
 
-    def create_run_dir(self, now: dt.datetime | None = None) -> tuple[str, Path]:
-        """A new, empty run directory with a time-sortable id that never collides."""
+    def create_run_dir(self, now: dt.datetime | None = None,
+                       suffix: str | None = None) -> tuple[str, Path]:
+        """A new, empty run directory with a time-sortable id that never collides.
+
+        `suffix` (hex) ends the id instead of random digits: a multi-node run's id carries its
+        job's key. Two ids in the same microsecond with one suffix draw again (random then)."""
         if not self.runs_dir.is_dir():
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             ignore_store(self.home)
         while True:
-            run_id = new_run_id(now)
+            run_id = new_run_id(now) if suffix is None else new_run_id(now, suffix)
             path = self.runs_dir / run_id
             try:
                 path.mkdir()
             except FileExistsError:
-                now = None  # same microsecond and suffix: draw again
+                now = suffix = None  # same microsecond and suffix: draw again
                 continue
             return run_id, path
 
@@ -218,9 +222,9 @@ def future_ids(runs: Store) -> list[str]:
     return [i for i in ids if i not in kept]
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
+def new_run_id(now: dt.datetime | None = None, suffix: str | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
-    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + os.urandom(2).hex()
+    return now.strftime("%Y%m%dT%H%M%S.%fZ") + "-" + (suffix or os.urandom(2).hex())
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -271,7 +275,8 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "params": dict(m.params.values),
                      "metrics": dict(m.metrics.final),
                      "group": m.group.to_dict() if m.group else None,
-                     "pulled": _exists(runs.runs_dir / run_id / PULLED)})
+                     "pulled": _exists(runs.runs_dir / run_id / PULLED),
+                     **({"distributed": _nodes(m.distributed)} if m.distributed else {})})
     return rows
 
 
@@ -318,3 +323,10 @@ def resolve_set(runs: Store, ref: str) -> list[tuple[Path, manifest.Manifest]]:
             return members
         raise
     return [(path, load_manifest(path))]
+
+
+def _nodes(d: manifest.Distributed) -> dict[str, object]:
+    """A multi-node run's summary in `repro runs`: its job, nodes expected and present."""
+    present = sum(1 for x in d.members if x.status != "missing") if d.members else None
+    return {"job": d.job, "nnodes": d.nnodes, "present": present, "complete": d.complete,
+            "world_size": d.world_size}

@@ -33,7 +33,8 @@ native (null without a numeric library; else cuda_runtime, cudnn, nccl, mkl, one
 blas, lapack as torch was built, and libraries {file name: version or null}: the BLAS, OpenMP
 and CUDA shared libraries mapped into the process at exit).
 
-Per-rank seeds: a process whose environment has RANK=r (torchrun, accelerate) seeds every RNG
+Per-rank seeds: a process whose environment has RANK=r (torchrun, accelerate; else REPRO_RANK=r,
+which repro sets for the tasks of an `srun` job from SLURM_PROCID) seeds every RNG
 with `_rank_seed(seed, r)`: output r+1 of a SplitMix64 generator started at the run's seed,
 truncated to 32 bits. Ranks get independent streams, and the same ones on every replay. A
 process without RANK uses the run's seed itself.
@@ -142,7 +143,8 @@ class Hook:
             self.error("depth", f"bad REPRO_HOOK_DEPTH {depth_text!r}")
         environ["REPRO_HOOK_DEPTH"] = str(self.depth + 1)
         self.rank: int | None = None
-        rank_text = environ.get("RANK")
+        # RANK (torchrun, accelerate); REPRO_RANK: repro's own, for srun's tasks (SLURM_PROCID).
+        rank_text = environ.get("RANK") or environ.get("REPRO_RANK")
         if rank_text:
             try:
                 self.rank = int(rank_text)
