@@ -79,3 +79,7 @@ class HookError(ReproError):
 
 class StoreError(ReproError):
     """The run record cannot be written (disk full, quota, read-only file system)."""
+
+
+class ExportError(ReproError):
+    """Runs could not be exported (client missing, server unreachable, credentials refused)."""

@@ -39,6 +39,8 @@ class Config:
     untracked_max_bytes: int = DEFAULT_UNTRACKED_MAX_BYTES
     keep_outputs_max_bytes: int = DEFAULT_KEEP_OUTPUTS_MAX_BYTES
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
+    mlflow_tracking_uri: str | None = None  # `repro export mlflow`; credentials never here
+    mlflow_experiment: str | None = None
 
 
 MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
@@ -59,6 +61,8 @@ _KEYS: dict[str, tuple[str, str]] = {
     "untracked_max_bytes": ("int", "an integer number of bytes"),
     "keep_outputs_max_bytes": ("int", "an integer number of bytes"),
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
+    "mlflow_tracking_uri": ("str", "a tracking server URI, e.g. http://mlflow:5000"),
+    "mlflow_experiment": ("str", "an MLflow experiment name"),
 }
 
 
