@@ -101,7 +101,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)  # uvicorn and its job runner can take long to stop
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
@@ -258,12 +258,21 @@ def test_a_group_becomes_a_parent_run_with_children(repo: Path, client: Any,
     for index, run_dir in enumerate(run_dirs):
         add_group(run_dir, "g7f3a", index, 3, "sweep")
     ids = [d.name for d in run_dirs]
+    # One member alone already goes under the group's parent run...
+    code, doc, err = export([ids[1], "--tracking-uri", mlflow_server, "--experiment", "groups"],
+                            capsys)
+    assert code == 0, err
+    [group] = doc["groups"]
+    assert (group["id"], group["action"], group["runs"]) == ("g7f3a", "created", [ids[1]])
+    # ... and the whole group finds that parent and adds the other two.
     code, doc, err = export(["group:g7f3a", "--tracking-uri", mlflow_server,
                              "--experiment", "groups"], capsys)
     assert code == 0, err
-    [group] = doc["groups"]
-    assert (group["id"], group["action"], group["runs"]) == ("g7f3a", "created", ids)
-    assert [r["run_id"] for r in doc["runs"]] == ids
+    [again] = doc["groups"]
+    assert (again["mlflow_run_id"], again["action"], again["runs"]) == (
+        group["mlflow_run_id"], "unchanged", ids)
+    assert [(r["run_id"], r["action"]) for r in doc["runs"]] == [
+        (ids[0], "created"), (ids[1], "unchanged"), (ids[2], "created")]
     parent = client.get_run(group["mlflow_run_id"])
     assert parent.data.tags["repro.kind"] == "group"
     assert parent.data.tags["mlflow.runName"] == "sweep"

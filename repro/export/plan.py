@@ -284,13 +284,10 @@ def artifacts(m: manifest.Manifest, run_dir: Path, manifest_path: Path
     series = _get(m.metrics, "series")
     if isinstance(series, str):
         names.append(series)
-    patch = m.code.patch
-    if isinstance(patch, Mapping) and isinstance(patch.get("file"), str):
-        names.append(patch["file"])
-    for sub in m.code.submodules:
-        sub_patch = _get(sub, "patch")
-        if isinstance(sub_patch, Mapping) and isinstance(sub_patch.get("file"), str):
-            names.append(sub_patch["file"])
+    for patch in (m.code.patch, *(_get(sub, "patch") for sub in m.code.submodules)):
+        file = _get(patch, "file")
+        if isinstance(file, str):
+            names.append(file)
     for section in (m.data, m.outputs):
         for entry in (section or {}).values():
             listing = _get(entry, "listing")
