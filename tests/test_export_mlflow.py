@@ -74,6 +74,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     where = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # Tracking only: no job runner (GenAI scoring, trace archival: a dozen huey workers).
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     log = (where / "server.log").open("wb")
     proc = subprocess.Popen(
         [*command, "server", "--backend-store-uri", f"sqlite:///{where / 'mlflow.db'}",
