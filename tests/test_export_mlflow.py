@@ -404,3 +404,29 @@ def test_an_unreachable_server_fails_in_seconds(repo: Path,
     assert time.monotonic() - started < 20
     # the client's settings were the export's own: the environment is as it was
     assert not any(k.startswith("MLFLOW_") for k in os.environ)
+
+
+def test_a_server_that_is_not_mlflow_is_one_error(repo: Path,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("MLFLOW_"):
+            monkeypatch.delenv(key)
+    assert main(["run", "--", PYTHON, "train.py"]) == 0
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)  # a plain web server
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        code, doc, err = export(["latest", "--tracking-uri",
+                                 f"http://127.0.0.1:{web.server_address[1]}"], capsys)
+    finally:
+        web.shutdown()
+        web.server_close()
+    assert code == 2
+    assert "does not answer as an MLflow tracking server (HTTP 404" in one_error(err)
+    assert "base URL" in doc["hint"]

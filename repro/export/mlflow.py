@@ -145,6 +145,10 @@ class Server:
                 else "denied access"
             return errors.ExportError(f"the MLflow server at {where} {verb} ({what})",
                                       hint=_AUTH_HINT)
+        if http in (404, 405) and code not in ("RESOURCE_DOES_NOT_EXIST",):
+            return errors.ExportError(
+                f"{where} does not answer as an MLflow tracking server (HTTP {http} while "
+                f"{what})", hint="give the tracking server's base URL, e.g. http://HOST:5000")
         if _UNREACHABLE.search(text):
             return errors.ExportError(f"cannot reach the MLflow server at {where}",
                                       hint=_REACH_HINT)
