@@ -212,7 +212,7 @@ def test_without_the_client_one_error_names_the_extra(
         repo: Path, no_mlflow_env: None, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     _record(repo)
-    for name in ("mlflow", "mlflow.entities", "mlflow.exceptions", "mlflow.tracking"):
+    for name in ("mlflow", "mlflow.entities", "mlflow.tracking"):
         monkeypatch.setitem(sys.modules, name, None)  # as if mlflow-skinny were not installed
     capsys.readouterr()
     code = main(["export", "mlflow", "latest", "--tracking-uri", "http://127.0.0.1:9",

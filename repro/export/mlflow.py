@@ -90,16 +90,15 @@ def http_settings(env: Mapping[str, str] | None = None) -> Iterator[Callable[[bo
                 environ[k] = v
 
 
-def _client_modules() -> tuple[Any, Any, Any, Any, Any]:
+def _client_modules() -> tuple[Any, Any, Any, Any]:
     try:
         from mlflow.entities import Metric, Param, RunTag
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
     except ImportError as e:
         raise errors.ExportError(
             f"the MLflow client is not installed ({e.msg if hasattr(e, 'msg') else e})",
             hint=EXTRA_HINT) from e
-    return MlflowClient, Metric, Param, RunTag, MlflowException
+    return MlflowClient, Metric, Param, RunTag
 
 
 class Server:
@@ -107,8 +106,7 @@ class Server:
 
     def __init__(self, uri: str, experiment: str, reporter: report.Reporter,
                  probe: Callable[[bool], None] | None = None) -> None:
-        (client_cls, self._metric, self._param, self._tag,
-         self._mlflow_error) = _client_modules()
+        client_cls, self._metric, self._param, self._tag = _client_modules()
         self.uri = uri
         self.reporter = reporter
         try:
