@@ -234,7 +234,9 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
             tags[name] = str(value)
     params: dict[str, str] = {}
     flat: dict[str, Any] = {}
-    _flatten(_section(m, extra, "params"), "", flat)
+    # `params.values`: the run's parameters, typed, nested keys already dotted (the rest of the
+    # section says where each came from, and is not a parameter).
+    _flatten(_get(_section(m, extra, "params"), "values"), "", flat)
     for key, value in flat.items():
         name = param_names.get(key)
         if name is not None:
