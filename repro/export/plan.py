@@ -49,6 +49,7 @@ STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "interrupted": "KILLED",
 _BAD_CHAR = re.compile(r"[^/\w.\- :]")
 # Run and group ids go into MLflow search filters: this alphabet has no quote to escape.
 _ID = re.compile(r"^[\w.:-]{1,200}$")
+_DAMAGED = "the manifest is damaged or was edited by hand; restore it or remove the run directory"
 
 
 class NameMap:
@@ -183,7 +184,7 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
     run = m.run
     if not _ID.match(run.run_id):
         raise errors.ManifestError(f"run id {run.run_id[:80]!r} is not one repro writes",
-                                   hint=manifest._CORRUPT_HINT)
+                                   hint=_DAMAGED)
     group = _group(_section(m, extra, "group"))
     tag_names, param_names = NameMap(), NameMap()
     tags: dict[str, str] = {
@@ -356,7 +357,7 @@ def _ms(text: str, run_id: str) -> int:
         return ms(text)
     except (ValueError, OverflowError, OSError) as e:
         raise errors.ManifestError(f"run {run_id}: {text!r} is not a time",
-                                   hint=manifest._CORRUPT_HINT) from e
+                                   hint=_DAMAGED) from e
 
 
 def _group(section: Any) -> Group | None:
