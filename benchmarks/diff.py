@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.judge import compare
+from repro.record import manifest
 
 
 def make_manifest(run_id: str, packages: dict[str, str], listing: str) -> dict[str, Any]:
@@ -75,22 +76,22 @@ def write_listing(path: Path, dir_path: str, files: dict[str, list[Any]]) -> Non
     path.write_text(json.dumps(doc), encoding="utf-8")
 
 
-def load_listings(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def load_listings(run_dir: Path, m: manifest.Manifest) -> dict[str, Any]:
     """What the CLI does: every hashed directory's listing, keyed by its listing file name.
 
     JSON's [hash, size] lists are passed as they are: diff_runs reads item 0 of each.
     """
     out: dict[str, Any] = {}
-    for section in ("data", "outputs"):
-        for entry in manifest[section].values():
-            name = entry.get("listing")
+    for section in (m.data, m.outputs):
+        for entry in section.values():
+            name = entry.listing
             if name:
                 with open(run_dir / name, encoding="utf-8") as f:
                     out[name] = json.load(f)["files"]
     return out
 
 
-def time_once(a: dict[str, Any], b: dict[str, Any], run_a: Path, run_b: Path,
+def time_once(a: manifest.Manifest, b: manifest.Manifest, run_a: Path, run_b: Path,
               ) -> tuple[float, float, compare.DiffReport]:
     """(engine seconds, load + engine seconds, report) for one repetition."""
     t0 = time.perf_counter()
@@ -110,7 +111,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    a, b, files_a, files_b = make_runs(args.files, args.packages)
+    plain_a, plain_b, files_a, files_b = make_runs(args.files, args.packages)
+    a, b = manifest.from_dict(plain_a), manifest.from_dict(plain_b)  # as a CLI call reads them
     with tempfile.TemporaryDirectory() as tmp:
         run_a, run_b = Path(tmp, "a"), Path(tmp, "b")
         write_listing(run_a / "data/0.json", "data/images", files_a)

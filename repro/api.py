@@ -2,7 +2,7 @@
 
     import repro
     rows = repro.runs()                       # newest first, the rows of `repro runs --json`
-    run = repro.load("latest")                # run.run_id, run.seed.value, run.metrics["final"]
+    run = repro.load("latest")                # run.run_id, run.seed.value, run.metrics.final
     report = repro.diff("latest~1", "latest")  # report.changed, report.sections["metrics"]
     result = repro.verify("latest")           # result.verdict, result.checks
 

@@ -13,6 +13,7 @@ import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from repro.capture import data
 from repro.child import seeding
 from repro.cli.main import main
 from repro.judge import checks as judge
+from repro.record import manifest
 from tests.conftest import PYTHON, git, snapshot_tree
 
 # A checkpoint laid out the way Lightning's ModelCheckpoint writes one (Lightning itself is not
@@ -76,6 +78,12 @@ ax.set_title("loss")
 fig.savefig("figures/loss.pdf")
 fig.savefig("figures/loss.png")
 """
+
+
+def compare_outputs(expected: Any, actual: Any, **kwargs: Any) -> list[judge.Check]:
+    """judge takes typed `outputs` sections: the dict fixtures are read as a manifest's are."""
+    return judge.compare_outputs(manifest.entries(expected, "outputs"),
+                                 manifest.entries(actual, "outputs"), **kwargs)
 
 
 def commit(repo: Path, files: dict[str, str], ignore: str, message: str = "script") -> None:
@@ -346,7 +354,7 @@ def test_verify_detail_names_the_png_cause(tmp_path: Path) -> None:
         _png(root / "fig.png", b"\x01\x02", time=(year, 1, 1, 0, 0, 0))
     se = data.to_section(data.hash_paths(["fig.png"], root=exp, cache_dir=None), tmp_path, "o")
     sa = data.to_section(data.hash_paths(["fig.png"], root=act, cache_dir=None), tmp_path, "o")
-    [check] = judge.compare_outputs(se, sa, expected_root=exp, actual_root=act,
+    [check] = compare_outputs(se, sa, expected_root=exp, actual_root=act,
                                     expected_listings={}, actual_listings={}, python=PYTHON,
                                     tol=judge.compare.Tolerance())
     assert check.status == "different"

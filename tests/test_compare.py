@@ -100,6 +100,16 @@ def run(**fragment: Any) -> dict[str, Any]:
     return merge(BASE, fragment)
 
 
+def as_manifest(m: Mapping[str, Any] | manifest.Manifest) -> manifest.Manifest:
+    return m if isinstance(m, manifest.Manifest) else manifest.from_dict(m)
+
+
+def diff_runs(a: Mapping[str, Any] | manifest.Manifest, b: Mapping[str, Any] | manifest.Manifest,
+              **kwargs: Any) -> compare.DiffReport:
+    """compare takes Manifest objects: the dict fixtures are read as a manifest file is."""
+    return compare.diff_runs(as_manifest(a), as_manifest(b), **kwargs)
+
+
 def keys(section: compare.Section) -> list[str]:
     return [c.key for c in section.changes if c.counted]
 
@@ -110,7 +120,7 @@ def info_keys(section: compare.Section) -> list[str]:
 
 def test_base_is_a_valid_manifest() -> None:
     m = manifest.from_dict(BASE)
-    report = compare.diff_runs(manifest.to_dict(m), BASE)
+    report = diff_runs(manifest.to_dict(m), BASE)
     assert not report.changed
     assert report.verdict == "same recipe, same results"
 
@@ -238,7 +248,7 @@ SECTION_CASES = [
 def test_diff_runs_reports_section_keys(frag_a: dict[str, Any], frag_b: dict[str, Any],
                                         section: str, counted: list[str],
                                         info: list[str]) -> None:
-    report = compare.diff_runs(run(**frag_a), run(**frag_b))
+    report = diff_runs(run(**frag_a), run(**frag_b))
     s = report.sections[section]
     assert keys(s) == counted
     assert info_keys(s) == info
@@ -250,7 +260,7 @@ def test_diff_runs_reports_section_keys(frag_a: dict[str, Any], frag_b: dict[str
 
 def test_diff_runs_commit_change_lists_files_between_commits() -> None:
     files = [("M", "train.py"), ("A", "model.py")]
-    report = compare.diff_runs(run(), run(code={"commit": COMMIT_B}), code_files=files)
+    report = diff_runs(run(), run(code={"commit": COMMIT_B}), code_files=files)
     (change,) = report.sections["code"].changes
     assert (change.key, change.a, change.b) == ("commit", COMMIT_A, COMMIT_B)
     assert change.to_dict()["files"] == [{"status": "M", "path": "train.py"},
@@ -265,10 +275,10 @@ def test_diff_runs_untracked_files_added_removed_modified() -> None:
     a = run(code={"dirty": True, "untracked": [u("a.py", "h1"), u("b.py", "h2")]})
     b = run(code={"dirty": True, "untracked": [{**u("b.py", "h3"), "copied": False},
                                                u("c.py", "h4")]})
-    (change,) = compare.diff_runs(a, b).sections["code"].changes
+    (change,) = diff_runs(a, b).sections["code"].changes
     assert change.detail["files"] == {"added": ["c.py"], "removed": ["a.py"],
                                       "modified": ["b.py"]}
-    same = compare.diff_runs(a, run(code={"dirty": True, "untracked": [
+    same = diff_runs(a, run(code={"dirty": True, "untracked": [
         {**u("a.py", "h1"), "copied": False}, u("b.py", "h2")]}))
     assert not same.changed  # where repro kept a copy is not a difference
 
@@ -276,7 +286,7 @@ def test_diff_runs_untracked_files_added_removed_modified() -> None:
 def test_diff_runs_package_changes_have_kinds() -> None:
     b = run(environment={"packages": {"numpy": "2.4.7", "scipy": "1.16.0", "torch": DELETE}})
     changes = {c.key: (c.kind, c.a, c.b) for c in
-               compare.diff_runs(run(), b).sections["environment"].changes}
+               diff_runs(run(), b).sections["environment"].changes}
     assert changes == {"packages.numpy": ("changed", "2.4.6", "2.4.7"),
                        "packages.scipy": ("added", None, "1.16.0"),
                        "packages.torch": ("removed", "2.13.0", None)}
@@ -289,7 +299,7 @@ def test_diff_runs_directory_listing_names_files(key_by: str) -> None:
     b = run(data={"data/images": {"hash": "blake3:d2", "listing": "data/1.json"}})
     la = {"data/0.json" if key_by == "listing-file" else "data/images": LISTING}
     lb = {"data/1.json" if key_by == "listing-file" else "data/images": listing_b}
-    report = compare.diff_runs(run(), b, listings_a=la, listings_b=lb)
+    report = diff_runs(run(), b, listings_a=la, listings_b=lb)
     (change,) = report.sections["data"].changes
     assert change.key == "data/images"
     assert change.detail["files"] == {"added": ["bird/1.png"], "removed": ["dog/1.png"],
@@ -301,7 +311,7 @@ def test_diff_runs_directory_listing_names_files(key_by: str) -> None:
 
 def test_diff_runs_directory_without_listings_has_no_file_detail() -> None:
     b = run(outputs={"checkpoints": {"hash": "blake3:c2"}})
-    (change,) = compare.diff_runs(run(), b, listings_a={"outputs/0.json": LISTING}
+    (change,) = diff_runs(run(), b, listings_a={"outputs/0.json": LISTING}
                                   ).sections["outputs"].changes
     assert "files" not in change.detail
 
@@ -345,7 +355,7 @@ METRIC_CASES = [
 @pytest.mark.parametrize(("va", "vb", "tol", "counted", "within"), METRIC_CASES)
 def test_diff_runs_metric_tolerance(va: Any, vb: Any, tol: compare.Tolerance, counted: bool,
                                     within: bool | None) -> None:
-    report = compare.diff_runs(run(metrics={"final": {"m": va}}),
+    report = diff_runs(run(metrics={"final": {"m": va}}),
                                run(metrics={"final": {"m": vb}}), tolerance=tol)
     s = report.sections["metrics"]
     assert s.changed is counted
@@ -358,7 +368,7 @@ def test_diff_runs_metric_tolerance(va: Any, vb: Any, tol: compare.Tolerance, co
 
 
 def test_diff_runs_metric_delta_and_relative_delta() -> None:
-    report = compare.diff_runs(run(metrics={"final": {"loss": 0.5, "acc": 0.0}}),
+    report = diff_runs(run(metrics={"final": {"loss": 0.5, "acc": 0.0}}),
                                run(metrics={"final": {"loss": 0.25, "acc": 0.5}}))
     changes = {c.key: c for c in report.sections["metrics"].changes}
     assert changes["loss"].detail == {"delta": -0.25, "rel_delta": -0.5}
@@ -367,7 +377,7 @@ def test_diff_runs_metric_delta_and_relative_delta() -> None:
 
 
 def test_diff_runs_within_tolerance_is_listed_not_counted() -> None:
-    report = compare.diff_runs(run(), run(metrics={"final": {"loss": 0.01231}}),
+    report = diff_runs(run(), run(metrics={"final": {"loss": 0.01231}}),
                                tolerance=compare.Tolerance(rtol=1e-2))
     assert not report.changed
     (change,) = report.sections["metrics"].changes
@@ -377,7 +387,7 @@ def test_diff_runs_within_tolerance_is_listed_not_counted() -> None:
 
 
 def test_diff_runs_nested_metrics_are_flattened() -> None:
-    report = compare.diff_runs(run(metrics={"final": {"val": {"loss": 1.0}}}),
+    report = diff_runs(run(metrics={"final": {"val": {"loss": 1.0}}}),
                                run(metrics={"final": {"val": {"loss": 2.0}}}),
                                tolerance=compare.Tolerance(per_metric={"val.loss": 0.5}))
     assert keys(report.sections["metrics"]) == ["val.loss"]
@@ -452,7 +462,7 @@ def test_diff_runs_noise_only_is_not_a_difference() -> None:
         outputs={"checkpoints": {"listing": "outputs/3.json"}},
         metrics={"series": "x.jsonl", "source": "out.json"},
     )
-    report = compare.diff_runs(run(), b, listings_a={"data/0.json": LISTING},
+    report = diff_runs(run(), b, listings_a={"data/0.json": LISTING},
                                listings_b={"data/5.json": LISTING})
     assert report.changed is False
     assert report.verdict == "same recipe, same results"
@@ -468,7 +478,7 @@ def test_diff_runs_noise_only_is_not_a_difference() -> None:
 def test_diff_runs_seed_variables_follow_the_seed() -> None:
     b = run(seed={"value": 7},
             determinism={"env": {"REPRO_SEED": "7", "PYTHONHASHSEED": "7"}})
-    report = compare.diff_runs(run(), b)
+    report = diff_runs(run(), b)
     assert [n for n, s in report.sections.items() if s.changed] == ["seed"]
     det = report.sections["determinism"]
     assert info_keys(det) == ["env.PYTHONHASHSEED", "env.REPRO_SEED"]
@@ -525,13 +535,13 @@ VERDICT_CASES = [
 @pytest.mark.parametrize(("frag_b", "verdict"), VERDICT_CASES)
 def test_diff_runs_verdict(frag_b: dict[str, Any], verdict: str) -> None:
     files = [("M", "train.py"), ("A", "model.py")]
-    assert compare.diff_runs(run(), run(**frag_b), code_files=files).verdict == verdict
+    assert diff_runs(run(), run(**frag_b), code_files=files).verdict == verdict
 
 
 def test_diff_runs_verdict_without_results() -> None:
     a = run(outputs=DELETE, metrics=DELETE)
-    assert compare.diff_runs(a, a).verdict == "same recipe, no outputs or metrics to compare"
-    assert compare.diff_runs(a, merge(a, {"seed": {"value": 1}})).verdict == "different seed"
+    assert diff_runs(a, a).verdict == "same recipe, no outputs or metrics to compare"
+    assert diff_runs(a, merge(a, {"seed": {"value": 1}})).verdict == "different seed"
 
 
 # ----------------------------------------------------------------------------- JSON shape
@@ -540,7 +550,7 @@ def test_diff_runs_verdict_without_results() -> None:
 def test_report_to_dict_shape() -> None:
     b = run(run={"run_id": "B"}, seed={"value": 1},
             metrics={"final": {"loss": math.nan, "accuracy": math.inf}})
-    doc = compare.diff_runs(run(), b).to_dict()
+    doc = diff_runs(run(), b).to_dict()
     text = json.dumps(doc, allow_nan=False)  # no NaN/Infinity tokens: valid JSON for jq
     assert json.loads(text) == doc
     assert doc["schema"] == "repro/diff/v1"
@@ -561,12 +571,12 @@ def test_report_to_dict_shape() -> None:
 
 def test_diff_runs_rejects_unknown_schema() -> None:
     with pytest.raises(errors.ManifestError, match="repro/run/v9"):
-        compare.diff_runs(run(), run(schema="repro/run/v9"))
+        diff_runs(run(), run(schema="repro/run/v9"))
 
 
 def test_diff_runs_rejects_section_that_is_not_a_mapping() -> None:
     with pytest.raises(errors.ManifestError, match="'data'"):
-        compare.diff_runs(run(), run(data=["x"]))
+        diff_runs(run(), run(data=["x"]))
 
 
 @pytest.mark.parametrize(("names", "expected"), [
@@ -594,6 +604,8 @@ def test_compare_imports_nothing_heavy() -> None:
 
 names = st.sampled_from(["a", "b", "c"])
 small = st.one_of(st.none(), st.integers(0, 2), st.sampled_from(["x", "y"]))
+counts = st.one_of(st.none(), st.integers(0, 2))  # where the schema wants an integer
+labels = st.one_of(st.none(), st.sampled_from(["x", "y"]))  # where it wants a string
 hashes = st.sampled_from(["blake3:01", "blake3:02"])
 
 
@@ -635,8 +647,8 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
         "command": {"argv": draw(st.lists(names, min_size=1, max_size=2)), "cwd": "."},
         "seed": {"value": seed, "source": draw(st.sampled_from(["flag", "generated"]))},
         "determinism": {"level": draw(st.sampled_from(["strict", "off"])), "env": env,
-                        "hook": {"ran": draw(st.booleans()), "processes": draw(small)}},
-        "code": {"commit": draw(st.sampled_from([COMMIT_A, COMMIT_B])), "branch": draw(small),
+                        "hook": {"ran": draw(st.booleans()), "processes": draw(counts)}},
+        "code": {"commit": draw(st.sampled_from([COMMIT_A, COMMIT_B])), "branch": draw(labels),
                  "dirty": draw(st.booleans()),
                  "patch": draw(st.one_of(st.none(), st.fixed_dictionaries(
                      {"file": st.just("code.patch"), "hash": hashes}))),
@@ -680,9 +692,9 @@ MIRROR = {"added": "removed", "removed": "added", "changed": "changed"}
 def test_diff_runs_is_symmetric(a: dict[str, Any], b: dict[str, Any], la: Any, lb: Any,
                                 tol: compare.Tolerance, code_files: list[tuple[str, str]],
                                 ) -> None:
-    ab = compare.diff_runs(a, b, code_files=code_files, listings_a={"data/0.json": la},
+    ab = diff_runs(a, b, code_files=code_files, listings_a={"data/0.json": la},
                            listings_b={"data/x": lb}, tolerance=tol)
-    ba = compare.diff_runs(b, a, code_files=code_files, listings_a={"data/x": lb},
+    ba = diff_runs(b, a, code_files=code_files, listings_a={"data/x": lb},
                            listings_b={"data/0.json": la}, tolerance=tol)
     assert ab.changed == ba.changed
     assert summary(ab) == summary(ba)
@@ -699,7 +711,7 @@ def test_diff_runs_is_symmetric(a: dict[str, Any], b: dict[str, Any], la: Any, l
 @settings(max_examples=100, deadline=None)
 @given(a=manifests())
 def test_diff_runs_of_a_run_with_itself_is_same(a: dict[str, Any]) -> None:
-    report = compare.diff_runs(a, copy.deepcopy(a))
+    report = diff_runs(a, copy.deepcopy(a))
     assert not report.changed
     assert report.verdict.startswith("same recipe")
     assert all(not s.changes and not s.info for s in report.sections.values())

@@ -19,11 +19,18 @@ import pytest
 from repro import errors
 from repro.capture import data
 from repro.judge import checks as judge
-from repro.judge import compare
+from repro.judge import compare, tensors
+from repro.record import manifest
 
 PY = sys.executable
 NO_TOL = compare.Tolerance()
 RTOL = compare.Tolerance(rtol=1e-5)
+
+
+def compare_outputs(expected: Any, actual: Any, **kwargs: Any) -> list[judge.Check]:
+    """judge takes typed `outputs` sections: the dict fixtures are read as a manifest's are."""
+    return judge.compare_outputs(manifest.entries(expected, "outputs"),
+                                 manifest.entries(actual, "outputs"), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +72,7 @@ def judge_outputs(exp: Run, act: Run, *paths: str, tol: compare.Tolerance = NO_T
                   python: str = PY) -> list[judge.Check]:
     se, le = exp.outputs(*paths)
     sa, la = act.outputs(*paths)
-    return judge.compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
+    return compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
                                  expected_listings=le, actual_listings=la, python=python, tol=tol)
 
 
@@ -213,7 +220,7 @@ def test_outputs_equal_hash_is_same_without_opening_files(tmp_path: Path) -> Non
     d = {"kind": "dir", "hash": "blake3:" + "cd" * 32, "size": 5, "files": 3,
          "listing": "outputs/0.json"}
     gone = tmp_path / "does-not-exist"
-    checks = judge.compare_outputs(
+    checks = compare_outputs(
         {"model.pt": entry, "ckpt": d}, {"model.pt": dict(entry), "ckpt": dict(d)},
         expected_root=gone, actual_root=gone, expected_listings={}, actual_listings={},
         python="/nonexistent/python", tol=NO_TOL)
@@ -276,7 +283,7 @@ def test_outputs_recorded_file_not_available(runs: tuple[Run, Run]) -> None:
     sa, _ = act.outputs("log.txt")
 
     def check(root: Path | None) -> judge.Check:
-        return one(judge.compare_outputs(se, sa, expected_root=root, actual_root=act.root,
+        return one(compare_outputs(se, sa, expected_root=root, actual_root=act.root,
                                          expected_listings={}, actual_listings={}, python=PY,
                                          tol=NO_TOL))
 
@@ -303,7 +310,7 @@ def test_outputs_missing_unexpected_kind_change_and_symlinks(runs: tuple[Run, Ru
           "link2": {"kind": "symlink", "size": 0, "target": "same"}}
     sa = {**sa, "link": {"kind": "symlink", "size": 0, "target": "target-b"},
           "link2": {"kind": "symlink", "size": 0, "target": "same"}}
-    checks = judge.compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
+    checks = compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
                                    expected_listings=le, actual_listings=la, python=PY,
                                    tol=NO_TOL)
     got = {c.name: (c.status, c.detail) for c in checks}
@@ -318,7 +325,7 @@ def test_outputs_missing_unexpected_kind_change_and_symlinks(runs: tuple[Run, Ru
 
 def test_outputs_kind_missing_on_both_sides_is_same() -> None:
     missing = {"kind": "missing", "size": 0}
-    c = one(judge.compare_outputs({"out.txt": missing}, {"out.txt": missing}, expected_root=None,
+    c = one(compare_outputs({"out.txt": missing}, {"out.txt": missing}, expected_root=None,
                                   actual_root=Path("/nonexistent"), expected_listings={},
                                   actual_listings={}, python=PY, tol=NO_TOL))
     assert (c.status, c.detail) == ("same", "absent in both runs")
@@ -368,7 +375,7 @@ def test_outputs_directory_without_listings_is_one_check(runs: tuple[Run, Run]) 
     act.write("out/a.txt", "2")
     se, _ = exp.outputs("out")
     sa, la = act.outputs("out")
-    c = one(judge.compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
+    c = one(compare_outputs(se, sa, expected_root=exp.root, actual_root=act.root,
                                   expected_listings={}, actual_listings=la, python=PY,
                                   tol=NO_TOL))
     assert (c.name, c.status) == ("out", "different")
@@ -379,7 +386,7 @@ def test_outputs_directory_without_listings_is_one_check(runs: tuple[Run, Run]) 
 def test_outputs_paths_escaping_the_root_are_refused() -> None:
     entry = {"kind": "file", "hash": "blake3:00", "size": 1}
     with pytest.raises(errors.ManifestError, match="escapes the worktree"):
-        judge.compare_outputs({"../secret": entry}, {}, expected_root=None,
+        compare_outputs({"../secret": entry}, {}, expected_root=None,
                               actual_root=Path("/tmp"), expected_listings={},
                               actual_listings={}, python=PY, tol=NO_TOL)
 
@@ -501,7 +508,7 @@ def test_outputs_probe_crash_timeout_or_garbage(runs: tuple[Run, Run], tmp_path:
     exp, act = runs
     save_npy(exp, "x.npy", np.zeros(2))
     save_npy(act, "x.npy", np.ones(2))
-    monkeypatch.setattr(judge, "TENSORCMP_TIMEOUT_S", timeout)
+    monkeypatch.setattr(tensors, "TENSORCMP_TIMEOUT_S", timeout)
     c = one(judge_outputs(exp, act, "x.npy", python=_fake_python(tmp_path, body)))
     assert (c.status, c.detail) == ("different",
                                     f"hash differs; tensors could not be compared: {reason}")

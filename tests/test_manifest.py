@@ -24,7 +24,7 @@ def sample(**run: object) -> manifest.Manifest:
         command=manifest.Command(argv=("python", "train.py", "--lr", "0.01")),
         seed=manifest.Seed(value=7, source="flag"),
         code=manifest.Code(commit="a" * 40, branch="main"),
-        metrics={"final": {"loss": 0.5}},
+        metrics=manifest.Metrics(final={"loss": 0.5}),
     )
 
 
@@ -157,3 +157,63 @@ def test_a_commit_id_that_is_not_hex_is_refused(tmp_path: Path, commit: str) -> 
                     f"code: {{commit: {commit!r}}}\n")
     with pytest.raises(errors.ManifestError, match="hexadecimal commit id"):
         manifest.read(path)
+
+
+# ------------------------------------------------------------------------------ typed sections
+
+
+def test_a_real_run_reads_typed_and_writes_back_byte_for_byte(repo: Path) -> None:
+    from repro.cli.main import main
+    from tests.conftest import PYTHON
+
+    (repo / "out").mkdir()
+    script = ("import json, pathlib; pathlib.Path('out/w.txt').write_text('1');"
+              "pathlib.Path('m.json').write_text(json.dumps({'loss': 0.5, 'val': {'acc': 1}}))")
+    assert main(["run", "--seed", "5", "--output", "out", "--metrics", "m.json", "--",
+                 PYTHON, "-c", script]) == 0
+    (path,) = (repo / ".repro" / "runs").glob("*/manifest.yaml")
+    text = path.read_text(encoding="utf-8")
+    m = manifest.read(path)
+    assert manifest.dumps(manifest.to_dict(m)) == text
+    assert isinstance(m.determinism, manifest.Determinism) and m.determinism.level == "strict"
+    assert m.determinism.hook is not None and m.determinism.hook.ran is True
+    assert m.environment.python is not None and m.environment.python.executable
+    assert m.environment.packages and isinstance(m.hardware.gpus, tuple)
+    assert m.outputs["out"].kind == "dir" and m.outputs["out"].files == 1
+    assert m.metrics.final == {"loss": 0.5, "val.acc": 1} and m.metrics.source == "m.json"
+
+
+def test_keys_a_section_does_not_declare_are_kept_in_place() -> None:
+    d = manifest.to_dict(sample())
+    d["hardware"] = {"cpu": {"model": "x"}, "future_field": [1, {"a": None}], "gpus": [],
+                     "nvml_error": None}
+    d["metrics"] = {"final": {"loss": 1.0}, "extra_key": "kept", "source": None}
+    d["outputs"] = {"o": {"kind": "file", "hash": "blake3:00", "size": 1, "mode": 0o644}}
+    d["determinism"] = {"level": "seed", "env": None, "hook": None}
+    m = manifest.from_dict(d, "m.yaml")
+    assert m.hardware.extra == {"future_field": [1, {"a": None}]}
+    assert m.metrics.extra == {"extra_key": "kept"} and m.outputs["o"].extra == {"mode": 0o644}
+    assert m.determinism.env == {} and m.determinism.hook is None
+    text = manifest.dumps(d)
+    assert manifest.dumps(manifest.to_dict(m)) == text  # order, nulls and extras as read
+
+
+def test_sections_built_in_code_write_only_what_is_set() -> None:
+    m = sample()
+    assert manifest.to_dict(m)["metrics"] == {"final": {"loss": 0.5}}
+    assert manifest.to_dict(m)["determinism"] == {} and manifest.to_dict(m)["outputs"] == {}
+
+
+@pytest.mark.parametrize(("section", "value", "fragment"), [
+    ("outputs", {"o": {"kind": 3}}, r"outputs\['o'\]\.kind must be a string"),
+    ("data", {"d": {"size": "big"}}, r"data\['d'\]\.size must be an integer"),
+    ("hardware", {"gpus": ["H100"]}, r"hardware\.gpus\[0\] must be a mapping"),
+    ("determinism", {"env": {"A": 1}}, r"determinism\.env\['A'\] must be a string"),
+    ("environment", {"lockfile": {"matches": "yes"}}, r"environment\.lockfile\.matches must be"),
+])
+def test_typed_fields_are_checked_where_they_are_read(section: str, value: object,
+                                                      fragment: str) -> None:
+    d = manifest.to_dict(sample())
+    d[section] = value
+    with pytest.raises(errors.ManifestError, match=fragment):
+        manifest.from_dict(d, "m.yaml")

@@ -12,7 +12,7 @@ from rich.console import Console
 from repro import errors
 from repro.cli import diffview as ui_diff
 from repro.judge import compare
-from tests.test_compare import COMMIT_B, LISTING, run
+from tests.test_compare import COMMIT_B, LISTING, diff_runs, run
 
 
 def rendered(report: compare.DiffReport, **kwargs: Any) -> str:
@@ -40,7 +40,7 @@ def row(text: str, *cells: str) -> bool:
     return False
 
 
-SAME = compare.diff_runs(run(), run(run={"run_id": "20261124T090000.000001Z-9c1d",
+SAME = diff_runs(run(), run(run={"run_id": "20261124T090000.000001Z-9c1d",
                                           "host": "gpu-box-4"}))
 
 
@@ -56,7 +56,7 @@ def busy_report() -> compare.DiffReport:
         data={"data/images": {"hash": "blake3:" + "d" * 64, "listing": "data/1.json"}},
         metrics={"final": {"loss": 0.01231, "accuracy": 0.5, "note": "diverged"}},
     )
-    return compare.diff_runs(run(), b, code_files=[("M", "train.py"), ("A", "model.py")],
+    return diff_runs(run(), b, code_files=[("M", "train.py"), ("A", "model.py")],
                              listings_a={"data/0.json": LISTING},
                              listings_b={"data/1.json": listing_b},
                              tolerance=compare.Tolerance(rtol=1e-2))
@@ -147,7 +147,7 @@ def test_render_sections_filter() -> None:
 def test_render_long_values_keep_the_difference_visible() -> None:
     long_a = ["python", "train.py", *[f"--opt{i}=v" for i in range(30)], "--lr", "0.01"]
     long_b = [*long_a[:-1], "0.02"]
-    text = rendered(compare.diff_runs(run(command={"argv": long_a}),
+    text = rendered(diff_runs(run(command={"argv": long_a}),
                                       run(command={"argv": long_b})))
     assert "…" in text
     assert "--lr 0.01" in text and "--lr 0.02" in text
@@ -169,7 +169,7 @@ def test_render_no_colour_when_console_has_none(monkeypatch: pytest.MonkeyPatch)
 
 def test_render_many_packages_are_capped() -> None:
     b = run(environment={"packages": {f"pkg-{i:03d}": "1" for i in range(60)}})
-    text = rendered(compare.diff_runs(run(), b))
+    text = rendered(diff_runs(run(), b))
     assert f"… and {60 - ui_diff.PACKAGE_LIMIT} more packages" in text
     assert "pkg-039" in text and "pkg-040" not in text
 
@@ -234,7 +234,7 @@ def test_markdown_show_all_and_filter() -> None:
 def test_markdown_escapes_table_breakers() -> None:
     b = run(command={"argv": ["python", "-c", "print('a|b')", "`x`"]},
             metrics={"final": {"val|loss*": 1.0}})
-    md = ui_diff.markdown(compare.diff_runs(run(metrics={"final": {"val|loss*": 2.0}}), b))
+    md = ui_diff.markdown(diff_runs(run(metrics={"final": {"val|loss*": 2.0}}), b))
     argv_row = next(line for line in md.splitlines() if line.startswith("| argv |"))
     assert "a\\|b" in argv_row
     assert argv_row.count(" | ") == 2  # three cells, no stray column
@@ -260,14 +260,17 @@ def test_counts_take_the_right_number() -> None:
 
     assert [ui.plural(n, "new run") for n in (0, 1, 2)] == ["0 new runs", "1 new run",
                                                              "2 new runs"]
-    assert ui._entry_text({"kind": "dir", "hash": "blake3:aa", "files": 1, "size": 3}) == (
+    from repro.record import manifest
+
+    entry = manifest.FileEntry(kind="dir", hash="blake3:aa", files=1, size=3)
+    assert ui._entry_text(entry) == (
         "blake3:aa (1 file, 3 B)")
 
 
 def test_relative_change_from_near_zero_is_not_a_percentage() -> None:
     a = run(metrics={"final": {"grad_norm": 1e-9, "loss": 0.5}})
     b = run(run={"run_id": "B-run"}, metrics={"final": {"grad_norm": 0.6119, "loss": 0.25}})
-    report = compare.diff_runs(a, b)
+    report = diff_runs(a, b)
     text = rendered(report)
     assert row(text, "grad_norm", "1e-09", "0.6119", "+0.6119", "n/a")
     assert row(text, "loss", "0.5", "0.25", "-0.25", "-50.000%")

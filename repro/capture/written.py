@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from repro.capture import data
+from repro.record.schema import FileEntry
 
 Sig = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
 Tree = dict[str, Sig]  # relpath inside a directory ("" for a named file) -> signature
@@ -73,7 +73,7 @@ def changed(before: Tree, after: Tree) -> bool:
     return before != after
 
 
-def rewrote(before: Tree, after: Tree, entry: Mapping[str, Any] | None, where: Path) -> bool:
+def rewrote(before: Tree, after: Tree, entry: FileEntry | None, where: Path) -> bool:
     """Whether the run replaced what a path named in its command line held: the sign of an
     output (`--save model.pt` over an earlier model), as opposed to an input it only read,
     wrote new files beside (a cache in the data directory) or appended to (a log, a dataset
@@ -89,9 +89,9 @@ def rewrote(before: Tree, after: Tree, entry: Mapping[str, Any] | None, where: P
         old, now = before[""], after.get("")
         if now is None:
             return True
-        if entry is None or now[0] <= old[0] or not isinstance(entry.get("hash"), str):
+        if entry is None or now[0] <= old[0] or entry.hash is None:
             return True
-        return bool(data.hash_prefix(where, old[0]) != entry["hash"])
+        return bool(data.hash_prefix(where, old[0]) != entry.hash)
     return any(after.get(rel) != sig for rel, sig in before.items())
 
 

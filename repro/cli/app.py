@@ -181,7 +181,7 @@ def _series_of(m: manifest.Manifest, run_dir: Path) -> dict[str, list[float]]:
     """The run's metric series (its JSON-lines file in the run directory), for a curve."""
     from repro.capture import metrics
 
-    name = (m.metrics or {}).get("series")
+    name = m.metrics.series
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
         return {}
     return metrics.series_values(run_dir / name)

@@ -318,27 +318,25 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     if m.code.remote:
         rows.append(("remote", m.code.remote))
     env = m.environment
-    py = env.get("python") or {}
-    if py:
-        rows.append(("python", f"{py.get('version')} {py.get('executable')}"))
-    lock = env.get("lockfile")
-    if isinstance(lock, Mapping):
-        state = "matches" if lock.get("matches") else "DOES NOT MATCH"
-        rows.append(("lockfile", f"{lock.get('path')} ({state})"))
-    elif "lockfile" in env:
+    py = env.python
+    if py is not None and py.to_dict():
+        rows.append(("python", f"{py.version} {py.executable}"))
+    lock = env.lockfile
+    if lock is not None:
+        state = "matches" if lock.matches else "DOES NOT MATCH"
+        rows.append(("lockfile", f"{lock.path} ({state})"))
+    elif "lockfile" in env.keys:  # recorded as null: no lockfile
         rows.append(("lockfile", "none (run with --allow-unlocked)"))
-    rows.append(("packages", str(len(env.get("packages") or {}))))
+    rows.append(("packages", str(len(env.packages))))
     hw = m.hardware
-    if hw.get("cpu"):
-        cpu = hw["cpu"]
-        rows.append(("cpu", f"{cpu.get('model')} ({cpu.get('logical_cores')} threads)"))
-    for g in hw.get("gpus") or []:
-        rows.append(("gpu", f"{g.get('name')} {g.get('uuid')}"))
+    if hw.cpu:
+        rows.append(("cpu", f"{hw.cpu.get('model')} ({hw.cpu.get('logical_cores')} threads)"))
+    for g in hw.gpus:
+        rows.append(("gpu", f"{g.name} {g.uuid}"))
     for label, section in (("input", m.data), ("output", m.outputs)):
         for path, e in section.items():
             rows.append((label, f"{path}  {_entry_text(e)}"))
-    final = (m.metrics or {}).get("final") or {}
-    for k, v in final.items():
+    for k, v in m.metrics.final.items():
         rows.append(("metric", f"{k} = {v}"))
     for k, values in (series or {}).items():
         if len(values) > 1:
@@ -380,44 +378,39 @@ def sparkline(values: Sequence[float], low: float | None = None,
     return "".join(out)
 
 
-def _determinism_text(d: Mapping[str, Any]) -> str:
-    level = d.get("level", "?")
-    hook = d.get("hook") or {}
-    if hook.get("ran") is False:
-        return f"{level}; hook did NOT run: {hook.get('reason')}"
-    seeded = ", ".join(str(s) for s in hook.get("seeded") or [])
-    return f"{level}, {d.get('threads')} threads" + (f"; seeded {seeded}" if seeded else "")
+def _determinism_text(d: manifest.Determinism) -> str:
+    level = d.level if "level" in d.keys else "?"
+    hook = d.hook or manifest.HookReport()
+    if hook.ran is False:
+        return f"{level}; hook did NOT run: {hook.reason}"
+    seeded = ", ".join(str(s) for s in hook.seeded)
+    return f"{level}, {d.threads} threads" + (f"; seeded {seeded}" if seeded else "")
 
 
-def _script_seeds(d: Mapping[str, Any]) -> list[str]:
+def _script_seeds(d: manifest.Determinism) -> list[str]:
     """Seeds the script set itself (they override repro's seed from that point on)."""
-    hook = d.get("hook") or {}
-    seeds = hook.get("script_seeds") if isinstance(hook, Mapping) else None
     out = []
-    for s in seeds if isinstance(seeds, list) else []:
-        if isinstance(s, Mapping):
+    for s in d.hook.script_seeds if d.hook else ():
+        if isinstance(s, Mapping):  # a free-form record of the call
             where = f" at {s['caller']}" if s.get("caller") else ""
             out.append(f"{s.get('call')}({s.get('value')}){where}: overrides repro's seed from there")
     return out
 
 
-def _entry_text(e: Any) -> str:
-    if not isinstance(e, Mapping):
-        return str(e)
-    kind = e.get("kind")
-    if kind == "dir":
-        files = e.get("files")
-        count = plural(files, "file") if isinstance(files, int) else f"{files} files"
-        stale = e.get("stale")
-        extra = f"; {stale} stale, not this run's" if isinstance(stale, int) and stale else ""
-        return f"{e.get('hash')} ({count}, {_size(e.get('size'))}{extra})"
-    if kind == "symlink":
-        return f"-> {e.get('target')}"
-    if kind == "missing":
+def _entry_text(e: manifest.FileEntry) -> str:
+    if e.kind == "dir":
+        count = plural(e.files, "file") if e.files is not None else "None files"
+        stale = e.stale
+        extra = (f"; {stale} stale, not this run's"
+                 if isinstance(stale, int) and stale else "")
+        return f"{e.hash} ({count}, {_size(e.size)}{extra})"
+    if e.kind == "symlink":
+        return f"-> {e.target}"
+    if e.kind == "missing":
         return "missing"
-    if e.get("stale") is True:
-        return f"stale: not written by this run ({_size(e.get('size'))})"
-    return f"{e.get('hash')} ({_size(e.get('size'))})"
+    if e.stale is True:
+        return f"stale: not written by this run ({_size(e.size)})"
+    return f"{e.hash} ({_size(e.size)})"
 
 
 def _size(n: Any) -> str:

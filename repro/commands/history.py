@@ -25,8 +25,8 @@ class Loaded:
         out: dict[str, Mapping[str, tuple[str, int]]] = {}
         for section in (self.manifest.data, self.manifest.outputs):
             for entry in section.values():
-                name = entry.get("listing") if isinstance(entry, Mapping) else None
-                if not isinstance(name, str):
+                name = entry.listing
+                if name is None:
                     continue
                 path = self.run_dir / manifest.confined(name, "listing file")
                 if path.is_file():
@@ -51,7 +51,7 @@ def diff_loaded(root: Path, a: Loaded, b: Loaded,
     code_files: list[tuple[str, str]] = []
     if ca != cb and git.has_commit(root, ca) and git.has_commit(root, cb):
         code_files = git.changed_files(root, ca, cb)
-    return compare.diff_runs(manifest.to_dict(a.manifest), manifest.to_dict(b.manifest),
+    return compare.diff_runs(a.manifest, b.manifest,
                              code_files=code_files, listings_a=a.listings(),
                              listings_b=b.listings(), tolerance=tolerance)
 

@@ -31,7 +31,7 @@ from repro.record import bounded, config, manifest, redact, store, trust
 @dataclasses.dataclass(frozen=True)
 class Input:
     path: str  # relative to the git root (or absolute, read-only, outside the repo)
-    entry: Mapping[str, Any]  # the recorded data entry
+    entry: manifest.FileEntry  # the recorded data entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Plan:
     commit: str
     at: str | None  # --at REV: the recorded recipe on another commit (patch not applied)
     patch: Path | None  # the recorded code.patch
-    untracked: tuple[tuple[str, Path | None, Mapping[str, Any]], ...]  # (path, copy, entry)
+    untracked: tuple[tuple[str, Path | None, manifest.Untracked], ...]  # (path, copy, entry)
     submodules: tuple[tuple[str, str | None, Path | None], ...]  # (path, commit, patch)
     argv: tuple[str, ...]
     cwd: str
@@ -52,8 +52,8 @@ class Plan:
     inputs: tuple[Input, ...]
     outputs: tuple[str, ...]
     metrics: str | None
-    python: Mapping[str, Any]
-    packages: Mapping[str, str]
+    python: manifest.PythonInfo
+    packages: Mapping[str, Any]
     foreign: bool  # the manifest was not produced in this clone
     # The SOURCE_DATE_EPOCH repro injected into the recorded run (the recorded commit's time):
     # injected again as recorded, also with --at (whose commit has another time).
@@ -67,7 +67,7 @@ class Plan:
             "submodules": {path: commit for path, commit, _ in self.submodules},
             "cwd": self.cwd, "seed": self.seed, "determinism": self.level,
             "threads": self.threads, "env": {**self.restored_env, **self.user_env},
-            "inputs": {i.path: i.entry.get("hash") for i in self.inputs},
+            "inputs": {i.path: i.entry.hash for i in self.inputs},
             "outputs": list(self.outputs), "metrics": self.metrics,
         }
 
@@ -93,20 +93,20 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     manifest.confined(m.command.cwd, "working directory") if m.command.cwd != "." else None
     patch = None
     if m.code.patch and at is None:
-        name = manifest.confined(str(m.code.patch.get("file", "code.patch")), "patch file")
+        name = manifest.confined(m.code.patch.file or "code.patch", "patch file")
         patch = run_dir / name
         if not patch.is_file():
             raise errors.ReplayError(f"the run's patch {patch} is missing",
                                      hint="the run directory is incomplete")
-        if data.hash_file(patch) != m.code.patch.get("hash"):
+        if data.hash_file(patch) != m.code.patch.hash:
             raise errors.ReplayError(f"the run's patch {patch} does not match its recorded hash",
                                      hint="the run directory was modified")
     untracked = []
     if at is None:
         for u in m.code.untracked:
-            rel = manifest.confined(str(u.get("path", "")), "untracked file")
-            copy = run_dir / "untracked" / rel if u.get("copied") else None
-            if copy is not None and copy.is_file() and data.hash_file(copy) != u.get("hash"):
+            rel = manifest.confined(u.path or "", "untracked file")
+            copy = run_dir / "untracked" / rel if u.copied else None
+            if copy is not None and copy.is_file() and data.hash_file(copy) != u.hash:
                 # A signed manifest does not vouch for files beside it: a pull can replace an
                 # ignored copy under .repro/ with a tracked one.
                 raise errors.ReplayError(
@@ -116,16 +116,16 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     submodules = []
     if at is None:
         for sub in m.code.submodules:
-            rel = manifest.confined(str(sub.get("path", "")), "submodule path")
-            commit = str(sub.get("commit") or "")
+            rel = manifest.confined(sub.path or "", "submodule path")
+            commit = sub.commit or ""
             if commit and not all(c in "0123456789abcdef" for c in commit):
                 raise errors.ManifestError(f"the manifest's submodule {rel} has a malformed "
                                            f"commit {commit[:50]!r}")
             sub_patch = None
-            if isinstance(sub.get("patch"), Mapping):
-                name = manifest.confined(str(sub["patch"].get("file", "")), "patch file")
+            if sub.patch is not None:
+                name = manifest.confined(sub.patch.file or "", "patch file")
                 sub_patch = run_dir / name
-                if not sub_patch.is_file() or data.hash_file(sub_patch) != sub["patch"].get("hash"):
+                if not sub_patch.is_file() or data.hash_file(sub_patch) != sub.patch.hash:
                     raise errors.ReplayError(
                         f"the patch of submodule {rel} ({sub_patch}) is missing or does not "
                         "match its recorded hash", hint="the run directory is incomplete or was "
@@ -135,11 +135,11 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
     for path, entry in m.data.items():
         if not Path(path).is_absolute():
             manifest.confined(path, "input path")
-        inputs.append(Input(path, entry if isinstance(entry, Mapping) else {}))
+        inputs.append(Input(path, entry))
     outputs = tuple(manifest.confined(p, "output path") for p in m.outputs)
-    metrics_src = m.metrics.get("source") if isinstance(m.metrics, Mapping) else None
+    metrics_src = m.metrics.source
     det = m.determinism
-    injected = replayable_env(det.get("env"), "determinism.env")  # only repro's own, named sanely
+    injected = replayable_env(det.env, "determinism.env")  # only repro's own, named sanely
     epoch = injected.get("SOURCE_DATE_EPOCH")
     if epoch is not None and not epoch.isdigit():
         raise errors.ManifestError(f"the manifest's determinism.env SOURCE_DATE_EPOCH {epoch!r} "
@@ -149,21 +149,20 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
         run_id=m.run_id, commit=m.code.commit, at=at, patch=patch, untracked=tuple(untracked),
         submodules=tuple(submodules),
         argv=m.command.argv, cwd=m.command.cwd, seed=m.seed.value,
-        level=str(det.get("level") or "strict"),
-        threads=det.get("threads") if isinstance(det.get("threads"), int) else None,
-        user_env=replayable_env(det.get("user_set"), "determinism.user_set"),
-        restored_env=restorable_env(m.environment.get("env"),
-                                    config.load(runs.root).env_allow),
+        level=det.level or "strict",
+        threads=det.threads,
+        user_env=replayable_env(det.user_set, "determinism.user_set"),
+        restored_env=restorable_env(m.environment.env, config.load(runs.root).env_allow),
         inputs=tuple(inputs), outputs=outputs,
-        metrics=manifest.confined(metrics_src, "metrics file") if isinstance(metrics_src, str) else None,
-        python=dict(m.environment.get("python") or {}),
-        packages=dict(m.environment.get("packages") or {}),
+        metrics=manifest.confined(metrics_src, "metrics file") if metrics_src is not None else None,
+        python=m.environment.python or manifest.PythonInfo(),
+        packages=m.environment.packages,
         foreign=not trust.produced_here(loaded.path or run_dir / store.MANIFEST, runs.root),
         source_date_epoch=int(epoch) if epoch is not None else None,
     )
 
 
-def replayable_env(values: Any, what: str) -> dict[str, str]:
+def replayable_env(values: Mapping[str, str], what: str) -> dict[str, str]:
     """Only variables repro itself manages may come from a manifest into a replay.
 
     A manifest is data: it must not be able to set LD_PRELOAD, BASH_ENV or PATH for the
@@ -171,10 +170,6 @@ def replayable_env(values: Any, what: str) -> dict[str, str]:
     """
     import re
 
-    if values is None:
-        return {}
-    if not isinstance(values, Mapping):
-        raise errors.ManifestError(f"the manifest's {what} is not a mapping")
     allowed = seeding.managed_variables()
     out = {}
     for key, value in values.items():
@@ -193,7 +188,7 @@ def replayable_env(values: Any, what: str) -> dict[str, str]:
 _NOT_RESTORED = frozenset({"VIRTUAL_ENV", "CONDA_DEFAULT_ENV"})
 
 
-def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
+def restorable_env(values: Mapping[str, Any], env_allow: Sequence[str]) -> dict[str, str]:
     """The recorded `environment.env` variables a replay sets again.
 
     Only names on the allow-list (repro's defaults plus this checkout's `env_allow`, which the
@@ -202,8 +197,6 @@ def restorable_env(values: Any, env_allow: Sequence[str]) -> dict[str, str]:
     """
     import fnmatch
 
-    if not isinstance(values, Mapping):
-        return {}
     patterns = (*environment.DEFAULT_ENV_ALLOW, *env_allow)
     managed = seeding.managed_variables()
     out = {}
@@ -439,7 +432,7 @@ def _check_inputs(plan: Plan, loaded: history.Loaded, runs: store.Store, force: 
         e = now.get(i.path)
         if e is None:
             problems.append(f"{i.path} (missing)")
-        elif (e.hash or e.target) != (i.entry.get("hash") or i.entry.get("target")):
+        elif (e.hash or e.target) != (i.entry.hash or i.entry.target):
             listings = loaded.listings() if listings is None else listings
             added = _added_by_run(i, e, listings, loaded.manifest, runs.root)
             if added and own is not None:
@@ -476,12 +469,12 @@ def _added_by_run(i: Input, now: data.Entry,
                   for t in (m.run.started_at, m.run.finished_at)]
     except ValueError:
         return frozenset()
-    recorded = listings.get(str(i.entry.get("listing")))
-    size, digest = i.entry.get("size"), i.entry.get("hash")
-    if (i.entry.get("kind") == "file" and now.kind == "file" and isinstance(size, int)
-            and now.size > size and isinstance(digest, str)):
+    recorded = listings.get(str(i.entry.listing))
+    size, digest = i.entry.size, i.entry.hash
+    if (i.entry.kind == "file" and now.kind == "file" and size is not None
+            and now.size > size and digest is not None):
         added = [""] if data.hash_prefix(root / i.path, size) == digest else []
-    elif i.entry.get("kind") == "dir" and recorded is not None and now.listing is not None:
+    elif i.entry.kind == "dir" and recorded is not None and now.listing is not None:
         from repro.judge import compare
 
         changes = compare.diff_listing(recorded, now.listing)
@@ -504,8 +497,8 @@ def _added_by_run(i: Input, now: data.Entry,
 def _changed_files(i: Input, now: data.Entry,
                    listings: Mapping[str, Mapping[str, tuple[str, int]]]) -> str:
     """The input and, for a directory whose listing was kept, the files that changed."""
-    recorded = listings.get(str(i.entry.get("listing")))
-    if i.entry.get("kind") != "dir" or recorded is None or now.listing is None:
+    recorded = listings.get(str(i.entry.listing))
+    if i.entry.kind != "dir" or recorded is None or now.listing is None:
         return f"{i.path} (hash changed)"
     from repro.judge import compare
 
@@ -521,8 +514,8 @@ def _check_environment(plan: Plan, strict: bool, reporter: report.Reporter) -> N
     interp = environment.finish_inspect(environment.start_inspect(python, os.environ), python, how)
     installed = environment.installed_packages(interp.sys_path).versions
     diffs = []
-    if plan.python.get("version") and plan.python["version"] != interp.version:
-        diffs.append(f"python {plan.python['version']} -> {interp.version}")
+    if plan.python.version and plan.python.version != interp.version:
+        diffs.append(f"python {plan.python.version} -> {interp.version}")
     for name in sorted(set(plan.packages) | set(installed)):
         a, b = plan.packages.get(name), installed.get(name)
         if a != b and name != "repro":
@@ -531,8 +524,8 @@ def _check_environment(plan: Plan, strict: bool, reporter: report.Reporter) -> N
         return
     # Most often the cause is another interpreter (`python` found elsewhere on PATH than the
     # venv the run used): say so first, not after ten package names.
-    recorded = plan.python.get("executable")
-    moved = isinstance(recorded, str) and recorded != interp.executable
+    recorded = plan.python.executable
+    moved = recorded is not None and recorded != interp.executable
     if moved:
         diffs.insert(0, f"interpreter {recorded} -> {interp.executable}")
     shown = ", ".join(diffs[:10]) + (f" and {len(diffs) - 10} more" if len(diffs) > 10 else "")
@@ -553,15 +546,15 @@ def _rebuild(plan: Plan, root: Path, worktree: Path, force: bool,
     for rel, copy, entry in plan.untracked:
         dest = _inside(worktree, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if entry.get("target") is not None:
-            dest.symlink_to(str(entry["target"]))
+        if entry.target is not None:
+            dest.symlink_to(str(entry.target))
         elif copy is not None and copy.is_file():
             shutil.copy2(copy, dest)
         else:
             src = root / rel  # too big to copy at record time: take it from the checkout
-            if src.is_file() and data.hash_file(src) == entry.get("hash"):
+            if src.is_file() and data.hash_file(src) == entry.hash:
                 shutil.copy2(src, dest)
-            elif not force and entry.get("secret"):
+            elif not force and entry.secret:
                 raise errors.ReplayError(
                     f"untracked file {rel} may hold secrets, so it was hashed, not copied, at "
                     "record time; the checkout's copy differs or is missing",
@@ -615,7 +608,7 @@ def _place_inputs(plan: Plan, root: Path, worktree: Path, budget: int,
             continue
         if dest.exists() and not dest.is_dir():
             continue  # tracked at this commit, or restored with the untracked files
-        size = int(i.entry.get("size") or 0)
+        size = i.entry.size or 0
         skip = (own or {}).get(i.path, frozenset())
         if copied + size > budget and not _can_clone(src, worktree):
             if skip:
@@ -787,7 +780,7 @@ def _check_in_place(inputs: Sequence[Input], before: Mapping[str, data.Entry],
             continue
         if was.listing is not None:
             listings["was"] = was.listing
-        entry = {"kind": was.kind, "listing": "was"}
+        entry = manifest.FileEntry(kind=was.kind, listing="was")
         changed.append(_changed_files(Input(i.path, entry), now, listings))
     if not changed:
         return
@@ -909,7 +902,7 @@ def _ansi_c(c: str) -> str:
 
 def script(plan: Plan, m: manifest.Manifest, root: Path) -> str:
     """A bash script that reproduces the run without repro: worktree, patch, env, command."""
-    injected = replayable_env(m.determinism.get("env"), "determinism.env")
+    injected = replayable_env(m.determinism.env, "determinism.env")
     hook_src = (seeding.hook_dir() / "sitecustomize.py").read_text(encoding="utf-8")
     q = _shell_quote
     lines = [

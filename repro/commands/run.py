@@ -166,14 +166,14 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
         seed=manifest.Seed(value=seed_value, source=seed_source),
         code=manifest.Code(commit=state.commit, branch=state.branch, remote=remote,
                            dirty=state.dirty, submodules=tuple(
-                               {"path": s.path, "commit": s.commit, "state": s.state}
+                               manifest.Submodule(path=s.path, commit=s.commit, state=s.state)
                                for s in subs)),
-        environment={
+        environment=manifest.Environment.from_dict({
             "python": interp.to_manifest(), "interpreter_source": interp.source,
             "packages": dict(installed.versions), "package_sources": dict(installed.sources),
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
-        },
+        }, "environment"),
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST
@@ -206,12 +206,12 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                             source_date_epoch=commit_time)
         child_env = {**plan.env, "REPRO_RUN_ID": run_id, "REPRO_RUN_DIR": str(run_dir),
                      "REPRO_METRICS_FILE": str(run_dir / "metrics.jsonl")}
-        m = m.replace(determinism={
+        m = m.replace(determinism=manifest.Determinism.from_dict({
             "level": level, "threads": plan.threads,
             "env": {k: v for k, v in plan.injected.items() if k not in RUN_SPECIFIC},
             "user_set": dict(plan.user_set),
             "hook": {"ran": None},
-        })
+        }, "determinism"))
         m = m.replace(fingerprint=fingerprint(m))
         manifest.write(path, m, key, durable=False)
 
@@ -424,9 +424,8 @@ def _warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Sequ
 WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
 
 
-def _too_big_to_watch(entry: Any) -> bool:
-    return isinstance(entry, Mapping) and entry.get("kind") == "dir" \
-        and int(entry.get("files") or 0) > WATCH_MAX_FILES
+def _too_big_to_watch(entry: manifest.FileEntry | None) -> bool:
+    return entry is not None and entry.kind == "dir" and (entry.files or 0) > WATCH_MAX_FILES
 
 
 def _covered(path: str, by: Sequence[str]) -> bool:
@@ -442,24 +441,24 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     from repro.capture import metrics
     from repro.child import hookprobe
 
-    hook = hookprobe.summarize(run_dir / "hook", req.argv)
-    if not hook.get("ran"):
+    hook = manifest.HookReport.from_dict(hookprobe.summarize(run_dir / "hook", req.argv),
+                                         "determinism.hook")
+    if not hook.ran:
         hint = "run Python without -I, -E or -S so repro's start-up hook can load"
-        if hook.get("reason") == hookprobe.NO_PYTHON:  # `repro run -- make`, `-- yes`
+        if hook.reason == hookprobe.NO_PYTHON:  # `repro run -- make`, `-- yes`
             hint = ("a command that runs no Python has nothing to seed: nothing to do; for one "
                     "that does, keep PYTHONPATH and run Python without -I, -E or -S")
-        reporter.warn(f"the seed could not be applied inside the command: {hook.get('reason')}",
+        reporter.warn(f"the seed could not be applied inside the command: {hook.reason}",
                       hint=hint)
-    elif hook.get("deterministic_algorithms") is False and m.determinism.get("level") in (
-            "strict", "warn"):
+    elif hook.deterministic_algorithms is False and m.determinism.level in ("strict", "warn"):
         reporter.warn("the script turned deterministic algorithms off "
                       "(torch.use_deterministic_algorithms(False)); results may not reproduce")
-    for err in hook.get("errors") or []:
+    for err in hook.errors:
         reporter.warn(f"repro's start-up hook failed inside the command: {err}")
-    m = m.replace(determinism={**m.determinism, "hook": hook})
+    m = m.replace(determinism=dataclasses.replace(m.determinism, hook=hook))
 
     top = hookprobe.top_probe(run_dir / "hook")
-    env_section = dict(m.environment)
+    env_section = m.environment.to_dict()
     if top:
         # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
         # a shell script that activates another venv).
@@ -471,7 +470,8 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
         for key in ("torch", "threads"):
             if top.get(key):
                 hw_section[key] = top[key]
-    m = m.replace(environment=env_section, hardware=hw_section)
+    m = m.replace(environment=manifest.Environment.from_dict(env_section, "environment"),
+                  hardware=manifest.Hardware.from_dict(hw_section, "hardware"))
 
     # A path named in the command line that the run created or rewrote is an output, not an
     # input: `--save model.pt` over the model of an earlier run (see written.rewrote).
@@ -484,8 +484,9 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     if moved:
         gone = set(moved)
         for p in moved:
-            listing = (m.data.get(p) or {}).get("listing")
-            if isinstance(listing, str):
+            recorded = m.data.get(p)
+            listing = recorded.listing if recorded is not None else None
+            if listing is not None:
                 with contextlib.suppress(OSError):
                     (run_dir / listing).unlink()
         m = m.replace(data={p: e for p, e in m.data.items() if p not in gone})
@@ -499,7 +500,8 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
             for i, entry in enumerate(entries):
                 entries[i], stale[entry.path] = written.split(
                     entry, root / entry.path, watch.trees.get(entry.path) or {})
-            m = m.replace(outputs=data.to_section(entries, run_dir, "outputs", stale))
+            m = m.replace(outputs=manifest.entries(
+                data.to_section(entries, run_dir, "outputs", stale), "outputs"))
             _keep_outputs(root, run_dir, entries, stale, cfg.keep_outputs_max_bytes)
         except errors.DataError as e:
             reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
@@ -508,13 +510,13 @@ def _after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root
     rewritten = metrics_file is None or written.changed(
         watch.trees.get(watch.metrics or "") or {}, written.stat_tree(metrics_file))
     try:
-        m = m.replace(metrics=metrics.collect(
+        m = m.replace(metrics=manifest.Metrics.from_dict(metrics.collect(
             metrics_file=metrics_file, series_file=series if series.exists() else None,
             log_file=run_dir / "stdout.log", patterns=cfg.metric_patterns, root=root,
-            rewritten=rewritten))
+            rewritten=rewritten), "metrics"))
     except errors.ReproError as e:
         reporter.warn(f"metrics were not recorded: {e.message}", e.hint)
-    for w in m.metrics.get("warnings", []) if isinstance(m.metrics, Mapping) else []:
+    for w in m.metrics.warnings:
         reporter.warn(str(w))
     if moved:  # they were inputs of the recipe when the run started
         m = m.replace(fingerprint=fingerprint(m))
@@ -577,21 +579,21 @@ def fingerprint(m: manifest.Manifest) -> str:
     """Hash of everything that defines the recipe; equal fingerprints ran the same recipe."""
     recipe = {
         "commit": m.code.commit,
-        "patch": (m.code.patch or {}).get("hash"),
-        "untracked": sorted((u.get("path"), u.get("hash")) for u in m.code.untracked),
-        **({"submodules": sorted((str(s.get("path")), str(s.get("commit")),
-                                  str((s.get("patch") or {}).get("hash")))
+        "patch": m.code.patch.hash if m.code.patch else None,
+        "untracked": sorted(((u.path, u.hash) for u in m.code.untracked), key=lambda t: str(t[0])),
+        **({"submodules": sorted((str(s.path), str(s.commit),
+                                  str(s.patch.hash if s.patch else None))
                                  for s in m.code.submodules)} if m.code.submodules else {}),
-        "lockfile": (m.environment.get("lockfile") or {}).get("hash"),
-        "data": {p: e.get("hash") or e.get("target") for p, e in sorted(m.data.items())},
+        "lockfile": m.environment.lockfile.hash if m.environment.lockfile else None,
+        "data": {p: e.hash or e.target for p, e in sorted(m.data.items())},
         "argv": list(m.command.argv),
         "cwd": m.command.cwd,
         "seed": m.seed.value,
-        "level": m.determinism.get("level"),
-        "threads": m.determinism.get("threads"),
-        "env": dict(sorted((m.determinism.get("env") or {}).items())),
+        "level": m.determinism.level,
+        "threads": m.determinism.threads,
+        "env": dict(sorted(m.determinism.env.items())),
         # Values the user had set (and repro kept) shape the run just as much.
-        "user_set": dict(sorted((m.determinism.get("user_set") or {}).items())),
+        "user_set": dict(sorted(m.determinism.user_set.items())),
     }
     return data.hash_bytes(json.dumps(recipe, sort_keys=True).encode())
 
@@ -640,7 +642,8 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
     diff = git.patch(root)
     if diff:
         (run_dir / "code.patch").write_bytes(diff)
-        patch_section = {"file": "code.patch", "hash": data.hash_bytes(diff), "size": len(diff)}
+        patch_section = manifest.Patch(file="code.patch", hash=data.hash_bytes(diff),
+                                       size=len(diff))
     from repro.record import redact
 
     sub_entries = []
@@ -659,7 +662,8 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
             sub_untracked += git.submodule_untracked(root, sub.path)
         sub_entries.append(entry)
     if sub_entries:
-        code = dataclasses.replace(code, submodules=tuple(sub_entries))
+        code = dataclasses.replace(code, submodules=tuple(
+            manifest.Submodule.from_dict(e, "code.submodules") for e in sub_entries))
     untracked = []
     too_big = []
     secret = []
@@ -695,7 +699,8 @@ def _snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manife
         reporter.warn(f"untracked files over {max_bytes} bytes were hashed, not copied: "
                       + ", ".join(too_big[:10]) + (" ..." if len(too_big) > 10 else ""),
                       hint="raise `untracked_max_bytes` in the configuration, or commit them")
-    return dataclasses.replace(code, patch=patch_section, untracked=tuple(untracked))
+    return dataclasses.replace(code, patch=patch_section, untracked=tuple(
+        manifest.Untracked.from_dict(u, "code.untracked") for u in untracked))
 
 
 def _explicit_inputs(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
@@ -739,11 +744,12 @@ def _result_paths(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
 
 
 def _hash(paths: Sequence[str], root: Path, runs: store.Store, run_dir: Path, subdir: str,
-          reporter: report.Reporter, label: str, cwd: Path | None = None) -> dict[str, Any]:
+          reporter: report.Reporter, label: str, cwd: Path | None = None,
+          ) -> dict[str, manifest.FileEntry]:
     rel = [_rel(_under(root, cwd, p), root) if cwd else p for p in paths]
     with reporter.progress(label) as progress:
         entries = data.hash_paths(rel, root=root, cache_dir=runs.cache_dir, progress=progress)
-    return data.to_section(entries, run_dir, subdir)
+    return manifest.entries(data.to_section(entries, run_dir, subdir), subdir)
 
 
 def _under(root: Path, cwd: Path | None, p: str) -> Path:

@@ -18,7 +18,7 @@ from repro.commands import history, replay
 from repro.commands import run as runflow
 from repro.judge import checks as judge
 from repro.judge import compare
-from repro.record import store
+from repro.record import manifest, store
 
 VARY = ("threads", "hashseed", "cwd", "tz", "locale")
 
@@ -80,29 +80,25 @@ class _Side:
 
     @property
     def python(self) -> str:
-        py = self.loaded.manifest.environment.get("python") or {}
-        return str(py.get("executable") or "python3")
+        py = self.loaded.manifest.environment.python
+        return (py.executable if py else None) or "python3"
 
 
 def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
                label: str | None = None) -> list[judge.Check]:
-    e, a = expected.loaded.manifest, actual.loaded.manifest
-    exit_check = judge.compare_exit(e.run.exit_code, a.run.exit_code)
-    if not exit_check.passed and actual.unrecorded:
-        message, hint = replay.unrecorded_message(actual.unrecorded[0])
-        exit_check = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
-                                                            f"(hint: {hint})")
-    checks = [exit_check]
     roots = tuple(dict.fromkeys(r for r in (expected.checkout_root, actual.checkout_root)
                                 if r is not None))
-    checks += judge.compare_outputs(
-        e.outputs, a.outputs, expected_root=expected.files_root,
+    checks = judge.compare_runs(
+        expected.loaded.manifest, actual.loaded.manifest, expected_root=expected.files_root,
         actual_root=actual.files_root or actual.loaded.run_dir,
         expected_listings=expected.loaded.listings(), actual_listings=actual.loaded.listings(),
         python=actual.python, tol=tol,
         structural=judge.Structural(roots, expected.trusted and actual.trusted))
-    checks += judge.compare_metrics(dict((e.metrics or {}).get("final") or {}),
-                                    dict((a.metrics or {}).get("final") or {}), tol)
+    exit_check = checks[0]
+    if not exit_check.passed and actual.unrecorded:
+        message, hint = replay.unrecorded_message(actual.unrecorded[0])
+        checks[0] = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
+                                                           f"(hint: {hint})")
     if label:
         checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
     return checks
@@ -190,7 +186,7 @@ def _require_declared_results(request: runflow.RunRequest) -> None:
 def _require_results(loaded: history.Loaded) -> None:
     """A run without outputs or metrics cannot be judged: its exit code alone proves nothing."""
     m = loaded.manifest
-    if (m.metrics or {}).get("final") or any(_written(e) for e in m.outputs.values()):
+    if m.metrics.final or any(_written(e) for e in m.outputs.values()):
         return
     what = "only outputs an earlier run left (stale)" if m.outputs else "no outputs"
     raise errors.ReproError(
@@ -199,11 +195,11 @@ def _require_results(loaded: history.Loaded) -> None:
              "repro.yaml), then verify that run")
 
 
-def _written(entry: Any) -> bool:
+def _written(entry: manifest.FileEntry) -> bool:
     """Whether an outputs entry holds something the run itself wrote (not only stale files)."""
-    if not isinstance(entry, Mapping) or entry.get("stale") is True:
+    if entry.stale is True:
         return False
-    return not (entry.get("kind") == "dir" and not entry.get("files") and entry.get("stale"))
+    return not (entry.kind == "dir" and not entry.files and entry.stale)
 
 
 def _replay(stack: contextlib.ExitStack, runs: store.Store, baseline: history.Loaded,
@@ -225,8 +221,7 @@ def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | 
     """(extra environment, thread count, worktree directory name) for one --vary condition."""
     m = baseline.manifest
     if cond == "threads":
-        recorded = m.determinism.get("threads")
-        return {}, 1 if recorded != 1 else 2, "worktree"
+        return {}, 1 if m.determinism.threads != 1 else 2, "worktree"
     if cond == "hashseed":
         return {"PYTHONHASHSEED": str((m.seed.value + 1) % 2**32)}, None, "worktree"
     if cond == "cwd":
@@ -234,8 +229,8 @@ def _varied(cond: str, baseline: history.Loaded) -> tuple[dict[str, str], int | 
     if cond == "tz":
         return {"TZ": "Pacific/Kiritimati"}, None, "worktree"  # UTC+14: far from any default
     if cond == "locale":
-        recorded = str((m.environment.get("env") or {}).get("LC_ALL", ""))
-        return {"LC_ALL": "C" if recorded != "C" else "C.UTF-8"}, None, "worktree"
+        lc_all = str(m.environment.env.get("LC_ALL", ""))
+        return {"LC_ALL": "C" if lc_all != "C" else "C.UTF-8"}, None, "worktree"
     raise errors.UsageError(f"unknown --vary condition {cond!r}")
 
 

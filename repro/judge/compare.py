@@ -1,9 +1,11 @@
-"""Two run manifests (plain dicts) -> a structured, section-by-section report of what differs.
+"""Two run manifests (`Manifest` objects) -> a structured, section-by-section report of what
+differs.
 
-Owns: the diff engine behind `repro diff`, the one-line verdict, which per-run facts are noise,
-and metric tolerance (`Tolerance`, `within`, `metric_status`), which `verify` reuses.
+Owns: the diff engine behind `repro diff`, the one-line verdict, and which per-run facts are
+noise. Metric tolerance (`Tolerance`, `within`, `metric_status`), which `verify` reuses, lives
+in judge/tolerance.py and is re-exported here.
 Must not: read files, run git, print, import rich or yaml. Callers load manifests, listings and
-the list of files changed between commits, and pass them in as plain data.
+the list of files changed between commits, and pass them in.
 
 Noise rules (shown as `info`, never counted as a difference):
 - run-level facts: run id, name, tags, note, timestamps, duration, pid, replay_of,
@@ -34,6 +36,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from repro import errors
+from repro.judge.tolerance import MetricStatus as MetricStatus
+from repro.judge.tolerance import Tolerance as Tolerance
+from repro.judge.tolerance import is_number as is_number
+from repro.judge.tolerance import metric_delta as metric_delta
+from repro.judge.tolerance import metric_status as metric_status
+from repro.judge.tolerance import parse_metric_tolerance as parse_metric_tolerance
+from repro.judge.tolerance import same_number as same_number
+from repro.judge.tolerance import same_value as _same
+from repro.judge.tolerance import within as within
+from repro.record.fields import Record
+from repro.record.schema import Code, FileEntry, Manifest, Metrics, Patch, Untracked
 
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
@@ -43,7 +56,6 @@ SECTIONS: tuple[str, ...] = (
 )
 
 ChangeKind = Literal["added", "removed", "changed"]
-MetricStatus = Literal["same", "within-tolerance", "different", "missing"]
 Listing = Mapping[str, Sequence[Any]]  # relpath -> (hash, size); JSON's lists are accepted
 
 # Per section: keys (fnmatch patterns over the dotted key) that are per-run noise.
@@ -61,100 +73,6 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
 # run.* fields that are results, reported in the `command` section (how the command ended).
 _RESULT_FIELDS = ("status", "exit_code", "signal")
 _SEED_VARS = ("REPRO_SEED", "PYTHONHASHSEED", "PL_GLOBAL_SEED")
-
-
-# ---------------------------------------------------------------------------------------------
-# Tolerance: shared with `verify`.
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """How far two numeric metrics may be apart and still count as reproduced.
-
-    `|a - b| <= atol + rtol * max(|a|, |b|)` (symmetric, like math.isclose). A per-metric entry
-    `{name: tol}` is an *absolute* tolerance that replaces rtol/atol for that metric: it is
-    what a user reads off a plot ("loss within 1e-4", "accuracy within 0.01").
-    """
-
-    rtol: float = 0.0
-    atol: float = 0.0
-    per_metric: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for label, value in (("rtol", self.rtol), ("atol", self.atol), *self.per_metric.items()):
-            _check_tol(label, value)
-        object.__setattr__(self, "per_metric", {str(k): float(v) for k, v in self.per_metric.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rtol": self.rtol, "atol": self.atol, "per_metric": dict(self.per_metric)}
-
-
-def _check_tol(label: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or value < 0:
-        raise errors.UsageError(f"tolerance {label} must be a number >= 0, got {value!r}",
-                                hint="e.g. --rtol 1e-5 --atol 1e-8 --metric loss=1e-4")
-
-
-def parse_metric_tolerance(spec: str) -> tuple[str, float]:
-    """`"loss=1e-4"` -> `("loss", 1e-4)`: an absolute tolerance for one metric."""
-    name, sep, value = spec.rpartition("=")  # the number never contains "=", a name might
-    name = name.strip()
-    hint = "write NAME=TOLERANCE, e.g. --metric loss=1e-4"
-    if not sep or not name:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: expected NAME=TOLERANCE", hint=hint)
-    try:
-        tol = float(value)
-    except ValueError:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: {value.strip()!r} is not a number",
-                                hint=hint) from None
-    if math.isnan(tol) or tol < 0:
-        raise errors.UsageError(f"bad metric tolerance {spec!r}: must be a number >= 0", hint=hint)
-    return name, tol
-
-
-def is_number(value: object) -> bool:
-    """A metric value compared numerically (bools are labels, not numbers)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def same_number(a: float, b: float) -> bool:
-    """Exactly equal, with NaN == NaN (a run that diverged twice the same way reproduced)."""
-    return a == b or (math.isnan(a) and math.isnan(b))
-
-
-def within(a: float, b: float, tol: Tolerance, name: str) -> bool:
-    """True when a and b are equal (NaN == NaN) or within the tolerance for metric `name`."""
-    if same_number(a, b):
-        return True
-    gap = abs(a - b)
-    if math.isnan(gap):
-        return False
-    if name in tol.per_metric:
-        return gap <= tol.per_metric[name]
-    return gap <= tol.atol + tol.rtol * max(abs(a), abs(b))
-
-
-def metric_status(a: object, b: object, tol: Tolerance, name: str) -> MetricStatus:
-    """Judge one metric: `missing` (absent on one side), `same`, `within-tolerance`, `different`.
-
-    Numbers compare with `within`; anything else (strings, bools, lists) by equality.
-    """
-    if a is None or b is None:
-        return "same" if a is None and b is None else "missing"
-    if is_number(a) and is_number(b):
-        fa, fb = float(a), float(b)  # type: ignore[arg-type]
-        if same_number(fa, fb):
-            return "same"
-        return "within-tolerance" if within(fa, fb, tol, name) else "different"
-    return "same" if _same(a, b) else "different"
-
-
-def metric_delta(a: float, b: float) -> tuple[float, float | None]:
-    """(b - a, (b - a) / |a|); the relative delta is None when a is 0 or not finite."""
-    delta = b - a
-    rel = delta / abs(a) if a != 0 and math.isfinite(a) else None
-    return delta, rel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,56 +182,49 @@ def select_sections(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def diff_runs(
-    a: Mapping[str, Any],
-    b: Mapping[str, Any],
+    a: Manifest,
+    b: Manifest,
     *,
     code_files: Sequence[tuple[str, str]] = (),
     listings_a: Mapping[str, Listing] = {},  # read-only, never mutated
     listings_b: Mapping[str, Listing] = {},
     tolerance: Tolerance = Tolerance(),  # frozen: safe as a default
 ) -> DiffReport:
-    """Compare two manifests in `manifest.to_dict` form.
+    """Compare two manifests.
 
     `code_files`: (git status, path) pairs of the files that differ between a's and b's
     commits, e.g. `("M", "train.py")`; used only when the commits differ.
     `listings_a`/`listings_b`: per hashed directory, relpath -> (hash, size), keyed by the
     entry's listing file name (`data/0.json`, unambiguous) or by the directory path.
     """
-    _check_schema(a, "a")
-    _check_schema(b, "b")
-    run_a, run_b = _map(a, "run"), _map(b, "run")
-    seed_a, seed_b = _map(a, "seed").get("value"), _map(b, "seed").get("value")
-
     sections: dict[str, Section] = {}
     for name in SECTIONS:
-        sa, sb = _map(a, name), _map(b, name)
-        if name == "command":
-            sa = {**sa, **{k: run_a.get(k) for k in _RESULT_FIELDS}}
-            sb = {**sb, **{k: run_b.get(k) for k in _RESULT_FIELDS}}
-        elif name == "hardware":
-            sa, sb = {**sa, "host": run_a.get("host")}, {**sb, "host": run_b.get("host")}
         if name == "code":
-            changes, info = _diff_code(sa, sb, code_files)
-        elif name in ("data", "outputs"):
-            changes, info = _diff_paths(sa, sb, listings_a, listings_b)
+            changes, info = _diff_code(a.code, b.code, code_files)
+        elif name == "data":
+            changes, info = _diff_paths(a.data, b.data, listings_a, listings_b)
+        elif name == "outputs":
+            changes, info = _diff_paths(a.outputs, b.outputs, listings_a, listings_b)
         elif name == "metrics":
-            changes, info = _diff_metrics(sa, sb, tolerance)
+            changes, info = _diff_metrics(a.metrics, b.metrics, tolerance)
         else:
-            changes, info = _split(name, _walk_section(name, sa, sb))
+            changes, info = _split(name, _walk_section(name, _plain_section(a, name),
+                                                       _plain_section(b, name)))
             if name == "determinism":
-                changes, info = _determinism_noise(changes, info, seed_a, seed_b)
+                changes, info = _determinism_noise(changes, info, a.seed.value, b.seed.value)
         sections[name] = Section(name, _sorted(changes), _sorted(info))
 
+    run_a, run_b = dataclasses.asdict(a.run), dataclasses.asdict(b.run)
     run_info = [
-        _change(str(k), run_a.get(k), run_b.get(k), noise=True)
-        for k in sorted(set(run_a) | set(run_b), key=str)
-        if k not in (*_RESULT_FIELDS, "host") and not _same(run_a.get(k), run_b.get(k))
+        _change(k, run_a[k], run_b[k], noise=True)
+        for k in sorted(run_a)
+        if k not in (*_RESULT_FIELDS, "host") and not _same(run_a[k], run_b[k])
     ]
-    fp_a, fp_b = _opt_str(a.get("fingerprint")), _opt_str(b.get("fingerprint"))
-    has_results = any(_map(m, s) for m in (a, b) for s in ("outputs", "metrics"))
+    fp_a, fp_b = a.fingerprint, b.fingerprint
+    has_results = any(m.outputs or m.metrics.to_dict() for m in (a, b))
     return DiffReport(
-        a=_opt_str(run_a.get("run_id")),
-        b=_opt_str(run_b.get("run_id")),
+        a=a.run_id,
+        b=b.run_id,
         sections=sections,
         verdict=_verdict(sections, fp_a, fp_b, has_results),
         info=tuple(run_info),
@@ -323,43 +234,20 @@ def diff_runs(
     )
 
 
-def _check_schema(m: Mapping[str, Any], side: str) -> None:
-    if not isinstance(m, Mapping):
-        raise errors.ManifestError(f"run {side} is not a manifest mapping")
-    schema = m.get("schema", RUN_SCHEMA)
-    if schema != RUN_SCHEMA:
-        raise errors.ManifestError(
-            f"run {side} has unknown schema {schema!r} (expected {RUN_SCHEMA!r})",
-            hint="it was written by another version of repro, or is not a repro manifest")
+def _plain_section(m: Manifest, name: str) -> dict[str, Any]:
+    """A section as plain data for the structural walk: command with how the run ended,
+    hardware with the host."""
+    if name == "command":
+        return {"argv": list(m.command.argv), "cwd": m.command.cwd,
+                **{k: getattr(m.run, k) for k in _RESULT_FIELDS}}
+    if name == "seed":
+        return {"value": m.seed.value, "source": m.seed.source}
+    if name == "hardware":
+        return {**m.hardware.to_dict(), "host": m.run.host}
+    section: Record = getattr(m, name)
+    return section.to_dict()
 
 
-def _map(m: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = m.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise errors.ManifestError(f"manifest section {key!r} is not a mapping")
-    return value
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Plain-data equality: lists == tuples, NaN == NaN, 1 == 1.0, a missing key == null."""
-    if a is b:
-        return True
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        keys = set(a) | set(b)
-        return all(_same(a.get(k), b.get(k)) for k in keys)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float):
-        return same_number(a, b)
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False  # YAML's `true` is not `1`
-    return bool(a == b)
 
 
 def _kind(a: Any, b: Any) -> ChangeKind:
@@ -448,22 +336,19 @@ def _determinism_noise(changes: list[Change], info: list[Change], seed_a: Any, s
     return counted, info
 
 
-def _diff_code(a: Mapping[str, Any], b: Mapping[str, Any],
+def _diff_code(code_a: Code, code_b: Code,
                code_files: Sequence[tuple[str, str]]) -> tuple[list[Change], list[Change]]:
-    a, b = dict(a), dict(b)
     special: list[Change] = []
     info: list[Change] = []
-    if not _same(a.get("commit"), b.get("commit")):
+    if code_a.commit != code_b.commit:
         files = [{"status": str(s), "path": str(p)} for s, p in code_files]
-        special.append(_change("commit", a.get("commit"), b.get("commit"), files=files))
-    a.pop("commit", None)
-    b.pop("commit", None)
+        special.append(_change("commit", code_a.commit, code_b.commit, files=files))
 
-    pa, pb = _patch(a.pop("patch", None)), _patch(b.pop("patch", None))
+    pa, pb = _patch(code_a.patch), _patch(code_b.patch)
     if not _same(pa, pb):
         special.append(_change("patch", pa, pb))
 
-    ua, ub = _untracked(a.pop("untracked", None)), _untracked(b.pop("untracked", None))
+    ua, ub = _untracked(code_a.untracked), _untracked(code_b.untracked)
     if ua != ub:
         ka, kb = ua.keys(), ub.keys()
         groups = {"added": sorted(kb - ka), "removed": sorted(ka - kb),
@@ -471,26 +356,30 @@ def _diff_code(a: Mapping[str, Any], b: Mapping[str, Any],
         special.append(Change("untracked", sorted(ka), sorted(kb), "changed",
                               detail={"files": groups}))
 
-    counted, noise = _split("code", _walk_section("code", a, b))
+    rest_a = {"branch": code_a.branch, "remote": code_a.remote, "dirty": code_a.dirty,
+              **({"submodules": [s.to_dict() for s in code_a.submodules]}
+                 if code_a.submodules else {})}
+    rest_b = {"branch": code_b.branch, "remote": code_b.remote, "dirty": code_b.dirty,
+              **({"submodules": [s.to_dict() for s in code_b.submodules]}
+                 if code_b.submodules else {})}
+    counted, noise = _split("code", _walk_section("code", rest_a, rest_b))
     return special + counted, info + noise
 
 
-def _patch(value: Any) -> Any:
+def _patch(patch: Patch | None) -> dict[str, Any] | None:
     """A patch compares by hash; its file name is the same in every run directory."""
-    if isinstance(value, Mapping):
-        return {k: v for k, v in value.items() if k != "file"}
-    return value
+    if patch is None:
+        return None
+    return {k: v for k, v in patch.to_dict().items() if k != "file"}
 
 
-def _untracked(value: Any) -> dict[str, tuple[Any, Any]]:
-    out: dict[str, tuple[Any, Any]] = {}
-    for u in _seq(value):
-        if isinstance(u, Mapping):  # `copied` is where repro kept a copy: not a difference
-            out[str(u.get("path"))] = (u.get("hash"), u.get("size"))
-    return out
+def _untracked(untracked: Sequence[Untracked]) -> dict[str, tuple[Any, Any]]:
+    # `copied` is where repro kept a copy: not a difference
+    return {str(u.path): (u.hash, u.size) for u in untracked}
 
 
-def _diff_paths(a: Mapping[str, Any], b: Mapping[str, Any], listings_a: Mapping[str, Listing],
+def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
+                listings_a: Mapping[str, Listing],
                 listings_b: Mapping[str, Listing]) -> tuple[list[Change], list[Change]]:
     """data/outputs: one change per path, with the files that differ inside a directory."""
     changes: list[Change] = []
@@ -504,28 +393,28 @@ def _diff_paths(a: Mapping[str, Any], b: Mapping[str, Any], listings_a: Mapping[
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
             changes.append(_change(str(path), ca, cb, **detail))
-        listing_a = ea.get("listing") if isinstance(ea, Mapping) else None
-        listing_b = eb.get("listing") if isinstance(eb, Mapping) else None
+        listing_a = ea.listing if ea is not None else None
+        listing_b = eb.listing if eb is not None else None
         if listing_a != listing_b and ea is not None and eb is not None:
             info.append(_change(f"{path}.listing", listing_a, listing_b, noise=True))
     return changes, info
 
 
-def _entry(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        if value.get("stale") is True:  # a file the run did not write: only that is compared
-            return {"kind": value.get("kind"), "stale": True}
-        # A directory's `stale` count says what an earlier run left there: not this run's.
-        return {k: v for k, v in value.items() if k not in ("listing", "stale")}
-    return value
-
-
-def _listing(listings: Mapping[str, Listing], entry: Any, path: str) -> Listing | None:
-    if not isinstance(entry, Mapping) or entry.get("kind") != "dir":
+def _entry(entry: FileEntry | None) -> dict[str, Any] | None:
+    if entry is None:
         return None
-    name = entry.get("listing")
-    if isinstance(name, str) and name in listings:
-        return listings[name]
+    if entry.stale is True:  # a file the run did not write: only that is compared
+        return {"kind": entry.kind, "stale": True}
+    # A directory's `stale` count says what an earlier run left there: not this run's.
+    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale")}
+
+
+def _listing(listings: Mapping[str, Listing], entry: FileEntry | None,
+             path: str) -> Listing | None:
+    if entry is None or entry.kind != "dir":
+        return None
+    if entry.listing is not None and entry.listing in listings:
+        return listings[entry.listing]
     return listings.get(path)
 
 
@@ -553,13 +442,12 @@ def flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _diff_metrics(a: Mapping[str, Any], b: Mapping[str, Any],
-                  tol: Tolerance) -> tuple[list[Change], list[Change]]:
+def _diff_metrics(a: Metrics, b: Metrics, tol: Tolerance) -> tuple[list[Change], list[Change]]:
     """Final metrics by name (nested mappings flattened to `val.loss`), with deltas."""
     fa: dict[str, Any] = {}
     fb: dict[str, Any] = {}
-    flatten(a.get("final"), "", fa)
-    flatten(b.get("final"), "", fb)
+    flatten(a.final, "", fa)
+    flatten(b.final, "", fb)
     changes: list[Change] = []
     for name in fa.keys() | fb.keys():
         x, y = fa.get(name), fb.get(name)
@@ -572,8 +460,8 @@ def _diff_metrics(a: Mapping[str, Any], b: Mapping[str, Any],
         delta, rel = metric_delta(float(x), float(y))  # type: ignore[arg-type]
         changes.append(Change(name, x, y, "changed", within_tolerance=status == "within-tolerance",
                               detail={"delta": delta, "rel_delta": rel}))
-    rest_a = {k: v for k, v in a.items() if k != "final"}
-    rest_b = {k: v for k, v in b.items() if k != "final"}
+    rest_a = {k: v for k, v in a.to_dict().items() if k != "final"}
+    rest_b = {k: v for k, v in b.to_dict().items() if k != "final"}
     counted, info = _split("metrics", _walk_section("metrics", rest_a, rest_b))
     return changes + counted, info
 

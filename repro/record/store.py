@@ -255,5 +255,5 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict((m.metrics or {}).get("final") or {})})
+                     "metrics": dict(m.metrics.final)})
     return rows

@@ -1,0 +1,445 @@
+"""The run manifest's schema: one frozen dataclass per section, validated in one place.
+
+`from_dict` turns plain data (a loaded manifest.yaml) into a `Manifest`, refusing any shape
+problem with one ManifestError that names the file and the field; `to_dict` gives back the same
+plain data, in the documented order (docs/manifest.md), so a manifest read and written again is
+the same text. The YAML itself lives in repro.record.yamlio; files in repro.record.manifest.
+
+Adding a section (docs/design.md §5): one dataclass here (a `Record` with `field(KIND)`s, plus
+a line in `Manifest`, `to_dict` and `from_dict`), one capture function, one renderer in
+cli/ui.py, and a row in judge/compare.py's SECTIONS and noise table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from repro import errors
+from repro.record.fields import (
+    ANY,
+    BOOL,
+    INT,
+    LIST,
+    MAP,
+    STR,
+    STR_MAP,
+    Plain,
+    Record,
+    field,
+    record,
+    record_map,
+    records,
+)
+from repro.record.yamlio import CORRUPT_HINT as CORRUPT_HINT
+
+SCHEMA = "repro/run/v1"
+STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
+SEED_SOURCES = ("flag", "config", "replayed", "generated")
+LEVELS = ("off", "seed", "warn", "strict")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    status: str
+    started_at: str
+    name: str | None = None
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    note: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    replay_of: str | None = None
+    # Who started the run: None for the user (`run`, `replay`), "verify" for verify's own
+    # replays, which are recorded but never count as `latest` (design §1).
+    started_by: str | None = None
+    # A replay's worktree (absolute), where its command ran: verify takes paths under it that
+    # the run's checkpoints embed for the checkout. None: it ran in the checkout.
+    worktree: str | None = None
+    repro_version: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    pid_start: int | None = None  # the pid's start time (clock ticks since boot), see store
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    cwd: str = "."
+
+
+@dataclasses.dataclass(frozen=True)
+class Seed:
+    value: int
+    source: str
+
+
+# --------------------------------------------------------------------------------------- code
+
+
+@dataclasses.dataclass(frozen=True)
+class Patch(Record):
+    """A patch file in the run directory: `code.patch` or `submodules/<n>.patch`."""
+
+    file: str | None = field(STR)
+    hash: str | None = field(STR)
+    size: int | None = field(INT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Untracked(Record):
+    path: str | None = field(STR)
+    size: int | None = field(INT)
+    hash: str | None = field(STR)  # None for a symlink (see target)
+    target: str | None = field(STR)
+    copied: bool | None = field(BOOL)  # kept under untracked/ in the run directory
+    secret: bool | None = field(BOOL)  # hashed and listed, never copied
+
+
+@dataclasses.dataclass(frozen=True)
+class Submodule(Record):
+    path: str | None = field(STR)
+    commit: str | None = field(STR)
+    state: str | None = field(STR)  # clean | modified | uninitialized
+    patch: Patch | None = field(record(Patch))
+
+
+@dataclasses.dataclass(frozen=True)
+class Code:
+    commit: str
+    branch: str | None = None
+    remote: str | None = None
+    dirty: bool = False
+    patch: Patch | None = None
+    untracked: tuple[Untracked, ...] = ()
+    submodules: tuple[Submodule, ...] = ()
+
+
+# ------------------------------------------------------------------------------- determinism
+
+
+@dataclasses.dataclass(frozen=True)
+class HookReport(Record):
+    """What the sitecustomize hook saw in the command's Python processes (child/hookprobe)."""
+
+    ran: bool | None = field(BOOL)
+    reason: str | None = field(STR)
+    processes: int | None = field(INT)
+    finished: int | None = field(INT)
+    seeded: tuple[Plain, ...] = field(LIST)
+    deterministic_algorithms: bool | None = field(BOOL)
+    overridden: tuple[Plain, ...] = field(LIST)
+    script_seeds: tuple[Plain, ...] = field(LIST)
+    rank_seeds: Mapping[str, Plain] = field(MAP)
+    nondeterministic_error: Plain = field(ANY)
+    errors: tuple[Plain, ...] = field(LIST)
+    warnings: tuple[Plain, ...] = field(LIST)
+
+
+@dataclasses.dataclass(frozen=True)
+class Determinism(Record):
+    level: str | None = field(STR)  # off | seed | warn | strict
+    threads: int | None = field(INT)
+    env: Mapping[str, str] = field(STR_MAP)  # every variable repro injected
+    user_set: Mapping[str, str] = field(STR_MAP)  # variables the user had set, kept
+    hook: HookReport | None = field(record(HookReport))
+
+
+# ------------------------------------------------------------------------------- environment
+
+
+@dataclasses.dataclass(frozen=True)
+class PythonInfo(Record):
+    version: str | None = field(STR)
+    implementation: str | None = field(STR)
+    executable: str | None = field(STR)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lockfile(Record):
+    path: str | None = field(STR)
+    kind: str | None = field(STR)
+    hash: str | None = field(STR)
+    matches: bool | None = field(BOOL)
+    mismatches: tuple[Plain, ...] = field(LIST)  # [{name, locked, installed}]
+    unlocked: tuple[Plain, ...] = field(LIST)
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment(Record):
+    python: PythonInfo | None = field(record(PythonInfo))
+    interpreter_source: str | None = field(STR)  # argv | shebang | beside | repro
+    packages: Mapping[str, Plain] = field(MAP)  # normalised name -> version
+    package_sources: Mapping[str, Plain] = field(MAP)  # name -> {url, editable, vcs, commit}
+    lockfile: Lockfile | None = field(record(Lockfile))
+    platform: Mapping[str, Plain] = field(MAP)  # system, release, machine
+    env: Mapping[str, Plain] = field(MAP)  # allow-listed variables
+
+
+# ---------------------------------------------------------------------------------- hardware
+
+
+@dataclasses.dataclass(frozen=True)
+class Gpu(Record):
+    index: Plain = field(ANY)
+    name: Plain = field(ANY)
+    uuid: Plain = field(ANY)
+    memory_bytes: Plain = field(ANY)
+    driver: Plain = field(ANY)
+    cuda_driver: Plain = field(ANY)
+    compute_capability: Plain = field(ANY)
+    pci_bus_id: Plain = field(ANY)
+    visible: Plain = field(ANY)
+    cuda_index: Plain = field(ANY)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware(Record):
+    cpu: Mapping[str, Plain] = field(MAP)  # model, logical_cores, physical_cores, usable_cores
+    memory_bytes: Plain = field(ANY)
+    os: Mapping[str, Plain] = field(MAP)  # system, release, version, machine
+    threads: Mapping[str, Plain] = field(MAP)  # thread variables; torch_intra_op
+    cuda_visible_devices: Plain = field(ANY)
+    gpus: tuple[Gpu, ...] = field(records(Gpu))
+    nvml_error: Plain = field(ANY)
+    torch: Mapping[str, Plain] = field(MAP)  # version, cuda, cudnn, cuda_initialized
+
+
+# -------------------------------------------------------------------------- data and outputs
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry(Record):
+    """One input (`data`) or output (`outputs`) path: a file, a directory, or missing."""
+
+    kind: str | None = field(STR)  # file | dir | missing
+    hash: str | None = field(STR)
+    size: int | None = field(INT)
+    files: int | None = field(INT)  # a directory's file count
+    listing: str | None = field(STR)  # data/<n>.json or outputs/<n>.json in the run directory
+    target: Plain = field(ANY)
+    dvc_md5: Plain = field(ANY)
+    # outputs: a file the run did not write has `stale: true`; a directory, the count of
+    # files an earlier run left there (`stale: 3`).
+    stale: bool | int | None = field(ANY)
+
+    @property
+    def is_stale_file(self) -> bool:
+        return self.stale is True
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics(Record):
+    final: Mapping[str, Plain] = field(MAP)  # name -> value (nested mappings allowed)
+    source: str | None = field(STR)  # --metrics path, relative to the root
+    series: Plain = field(ANY)  # metrics.jsonl in the run directory
+    steps: Plain = field(ANY)
+    warnings: tuple[Plain, ...] = field(LIST)
+
+
+# ---------------------------------------------------------------------------------- manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    run: RunInfo
+    command: Command
+    seed: Seed
+    code: Code
+    determinism: Determinism = Determinism()
+    environment: Environment = Environment()
+    hardware: Hardware = Hardware()
+    data: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
+    outputs: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
+    metrics: Metrics = Metrics()
+    fingerprint: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def replace(self, **sections: Any) -> Manifest:
+        return dataclasses.replace(self, **sections)
+
+    def with_run(self, **fields: Any) -> Manifest:
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, **fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def to_dict(m: Manifest) -> dict[str, Any]:
+    """Plain data in the documented order (docs/manifest.md)."""
+    return {
+        "schema": SCHEMA,
+        "run": {**_plain(dataclasses.asdict(m.run))},
+        "command": {"argv": list(m.command.argv), "cwd": m.command.cwd},
+        "seed": {"value": m.seed.value, "source": m.seed.source},
+        "determinism": _plain(m.determinism.to_dict()),
+        "code": {
+            "commit": m.code.commit,
+            "branch": m.code.branch,
+            "remote": m.code.remote,
+            "dirty": m.code.dirty,
+            "patch": None if m.code.patch is None else _plain(m.code.patch.to_dict()),
+            "untracked": [_plain(u.to_dict()) for u in m.code.untracked],
+            **({"submodules": [_plain(s.to_dict()) for s in m.code.submodules]}
+               if m.code.submodules else {}),
+        },
+        "environment": _plain(m.environment.to_dict()),
+        "hardware": _plain(m.hardware.to_dict()),
+        "data": {k: _plain(e.to_dict()) for k, e in m.data.items()},
+        "outputs": {k: _plain(e.to_dict()) for k, e in m.outputs.items()},
+        "metrics": _plain(m.metrics.to_dict()),
+        "fingerprint": m.fingerprint,
+    }
+
+
+def entries(d: Any, where: str, source: str = "manifest") -> dict[str, FileEntry]:
+    """A `data`/`outputs` mapping (path -> entry) from plain data."""
+    if d is None:
+        return {}
+    parsed: dict[str, FileEntry] = record_map(FileEntry).parse(d, where, source)
+    return parsed
+
+
+def from_dict(d: Any, source: str = "manifest") -> Manifest:
+    """Validate plain data into a Manifest; any shape problem is a ManifestError naming `source`."""
+    if not isinstance(d, Mapping):
+        raise errors.ManifestError(f"{source} is not a mapping", hint=CORRUPT_HINT)
+    schema = d.get("schema")
+    if schema != SCHEMA:
+        raise errors.ManifestError(
+            f"{source} has unknown schema {schema!r} (expected {SCHEMA!r})",
+            hint="it was written by another version of repro, or is not a repro manifest",
+        )
+    run = _section(d, "run", source)
+    command = _section(d, "command", source)
+    seed = _section(d, "seed", source)
+    code = _section(d, "code", source)
+    try:
+        info = RunInfo(
+            run_id=_req(run, "run_id", str, source),
+            status=_choice(run, "status", STATUSES, source),
+            started_at=_req(run, "started_at", str, source),
+            name=_opt(run, "name", str, source),
+            tags={str(k): str(v) for k, v in _opt_map(run, "tags", source).items()},
+            note=_opt(run, "note", str, source),
+            exit_code=_opt(run, "exit_code", int, source),
+            signal=_opt(run, "signal", str, source),
+            finished_at=_opt(run, "finished_at", str, source),
+            duration_s=_opt_float(run, "duration_s", source),
+            replay_of=_opt(run, "replay_of", str, source),
+            started_by=_opt(run, "started_by", str, source),
+            worktree=_opt(run, "worktree", str, source),
+            repro_version=_opt(run, "repro_version", str, source),
+            host=_opt(run, "host", str, source),
+            pid=_opt(run, "pid", int, source),
+            pid_start=_opt(run, "pid_start", int, source),
+        )
+        argv = _req(command, "argv", list, source)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise errors.ManifestError(f"{source}: command.argv must be a non-empty list of strings")
+        patch = code.get("patch")
+        if patch is not None and not isinstance(patch, Mapping):
+            raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
+        untracked = _opt(code, "untracked", list, source) or []
+        submodules = _opt(code, "submodules", list, source) or []
+        return Manifest(
+            run=info,
+            command=Command(argv=tuple(argv), cwd=_opt(command, "cwd", str, source) or "."),
+            seed=Seed(value=_req(seed, "value", int, source),
+                      source=_choice(seed, "source", SEED_SOURCES, source)),
+            code=Code(
+                commit=_commit(_req(code, "commit", str, source), source),
+                branch=_opt(code, "branch", str, source),
+                remote=_opt(code, "remote", str, source),
+                dirty=bool(code.get("dirty", False)),
+                patch=None if patch is None else Patch.from_dict(patch, "code.patch", source),
+                untracked=tuple(Untracked.from_dict(u, f"code.untracked[{i}]", source)
+                                for i, u in enumerate(untracked) if isinstance(u, Mapping)),
+                submodules=tuple(Submodule.from_dict(u, f"code.submodules[{i}]", source)
+                                 for i, u in enumerate(submodules) if isinstance(u, Mapping)),
+            ),
+            determinism=Determinism.from_dict(_opt_map(d, "determinism", source),
+                                              "determinism", source),
+            environment=Environment.from_dict(_opt_map(d, "environment", source),
+                                              "environment", source),
+            hardware=Hardware.from_dict(_opt_map(d, "hardware", source), "hardware", source),
+            data=entries(_opt_map(d, "data", source), "data", source),
+            outputs=entries(_opt_map(d, "outputs", source), "outputs", source),
+            metrics=Metrics.from_dict(_opt_map(d, "metrics", source), "metrics", source),
+            fingerprint=_opt(d, "fingerprint", str, source),
+        )
+    except errors.ManifestError as e:
+        if e.hint is None:
+            e.hint = CORRUPT_HINT
+        raise
+
+
+def _plain(value: Any) -> Any:
+    """Mappings -> dict, tuples -> list, recursively: what the emitter writes."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = d.get(key)
+    if not isinstance(value, Mapping):
+        raise errors.ManifestError(f"{source}: section {key!r} is missing or not a mapping",
+                                   hint=CORRUPT_HINT)
+    return value
+
+
+def _commit(value: str, source: str) -> str:
+    """A commit id goes to git as an argument: hex only, so a manifest cannot pass an option."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", value):
+        raise errors.ManifestError(f"{source}: 'commit' must be a hexadecimal commit id, "
+                                   f"got {value[:80]!r}")
+    return value
+
+
+def _req(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    value = d.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise errors.ManifestError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _opt(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
+    return None if d.get(key) is None else _req(d, key, kind, source)
+
+
+def _opt_float(d: Mapping[str, Any], key: str, source: str) -> float | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.ManifestError(f"{source}: {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _opt_map(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.ManifestError(f"{source}: {key!r} must be a mapping")
+    return value
+
+
+def _choice(d: Mapping[str, Any], key: str, choices: tuple[str, ...], source: str) -> str:
+    value = d.get(key)
+    if value not in choices:
+        raise errors.ManifestError(f"{source}: {key!r} is {value!r}, not one of {', '.join(choices)}")
+    return str(value)
