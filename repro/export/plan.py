@@ -200,9 +200,9 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
         tags["mlflow.source.git.repoURL"] = git.strip_credentials(m.code.remote)
     if run.note:
         tags["mlflow.note.content"] = run.note
-    lock = _get(m.environment, "lockfile")
-    matches = _get(lock, "matches") if lock is not None else None
-    determinism = _get(m.determinism, "level")
+    lock = m.environment.lockfile
+    matches = lock.matches if lock is not None else None
+    determinism = m.determinism.level
     tags.update({
         RUN_ID_TAG: run.run_id,
         KIND_TAG: "run",
@@ -243,7 +243,7 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
         if name is not None:
             params[name] = clip(_text(value), MAX_PARAM_VALUE)
     params["seed" if "seed" not in params else "repro.seed"] = str(m.seed.value)
-    final = _get(m.metrics, "final")
+    final = m.metrics.final
     return RunPlan(
         run_id=run.run_id, name=run.name or run.run_id, start_ms=_ms(run.started_at, run.run_id),
         end_ms=_ms(run.finished_at, run.run_id) if run.finished_at else None,
@@ -284,18 +284,16 @@ def artifacts(m: manifest.Manifest, run_dir: Path, manifest_path: Path
     patches and the listings. Only regular files inside the run directory: a name from the
     manifest that escapes it, or a symlink, is left out (a manifest is data, design §6)."""
     names = ["stdout.log", "stderr.log"]
-    series = _get(m.metrics, "series")
+    series = m.metrics.series
     if isinstance(series, str):
         names.append(series)
-    for patch in (m.code.patch, *(_get(sub, "patch") for sub in m.code.submodules)):
-        file = _get(patch, "file")
-        if isinstance(file, str):
-            names.append(file)
+    for patch in (m.code.patch, *(sub.patch for sub in m.code.submodules)):
+        if patch is not None and patch.file is not None:
+            names.append(patch.file)
     for section in (m.data, m.outputs):
-        for entry in (section or {}).values():
-            listing = _get(entry, "listing")
-            if isinstance(listing, str):
-                names.append(listing)
+        for entry in section.values():
+            if entry.listing is not None:
+                names.append(entry.listing)
     out: list[tuple[str, Path]] = []
     if _regular(manifest_path):
         out.append((f"{ARTIFACT_DIR}/manifest.yaml", manifest_path))
@@ -392,7 +390,7 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def _series(m: manifest.Manifest, run_dir: Path) -> Path | None:
-    name = _get(m.metrics, "series")
+    name = m.metrics.series
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
         return None
     path = run_dir / name
