@@ -430,3 +430,22 @@ def test_a_server_that_is_not_mlflow_is_one_error(repo: Path,
     assert code == 2
     assert "does not answer as an MLflow tracking server (HTTP 404" in one_error(err)
     assert "base URL" in doc["hint"]
+
+
+def test_a_run_still_running_is_skipped(repo: Path, client: Any, mlflow_server: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from repro.record import manifest, store
+
+    assert main(["run", "--", PYTHON, "train.py"]) == 0
+    path = sorted((repo / ".repro" / "runs").iterdir())[-1] / "manifest.yaml"
+    m = manifest.read(path)
+    # as `repro run` leaves it while the command runs: this test's process is the live repro
+    live = m.with_run(status="running", finished_at=None, pid=os.getpid(),
+                      pid_start=store.process_start_ticks(os.getpid()), host=os.uname().nodename)
+    manifest.write(path, live)
+    code, doc, err = export(["latest", "--tracking-uri", mlflow_server, "--experiment", "live"],
+                            capsys)
+    assert code == 0, err
+    assert [(r["action"], r["reason"]) for r in doc["runs"]] == [("skipped", "still running")]
+    assert "is still running: not exported" in err
+    assert all_runs(client, "live") == []
