@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -239,3 +240,28 @@ def test_group_reference_selects_its_runs_in_order(repo: Path) -> None:
         s.manifest.run_id for s in chosen]
     with pytest.raises(errors.RunNotFoundError, match="no group matches"):
         export_mod.select(runs, ["group:nope"])
+
+
+def test_http_settings_are_the_exports_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.export import mlflow as mlflowmod
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")  # the user's: kept
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    with mlflowmod.http_settings() as probe:
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+        probe(True)
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+        probe(False)
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+
+
+def test_mlflow_is_imported_only_when_an_export_talks_to_a_server() -> None:
+    code = ("import sys, repro.cli.app, repro.commands.export, repro.export.mlflow; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
