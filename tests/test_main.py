@@ -58,6 +58,8 @@ def test_fast_parser_matches_typer(args: list[str]) -> None:
     ["run", "--seed"],
     ["run", "--seed", "three", "python"],
     ["run", "--seed", "-1", "python"],
+    ["run", "--repeat", "3", "python"],  # a group: the typer app's
+    ["run", "--seed", "1", "--jobs", "2", "--repeat", "3", "python"],
     ["run", "--seed", "4294967296", "python"],
     ["run", "--threads", "0", "python"],
     ["run", "--kill-after", "-1", "python"],
@@ -81,7 +83,7 @@ def test_typer_reports_what_the_fast_parser_declines(capfd: pytest.CaptureFixtur
 
 
 @pytest.mark.parametrize("command", ["run", "runs", "show", "diff", "replay", "verify", "init",
-                                     "doctor"])
+                                     "doctor", "compare"])
 def test_every_command_has_help_with_an_example(command: str,
                                                 capfd: pytest.CaptureFixture[str]) -> None:
     assert main.main([command, "--help"]) == 0
@@ -101,7 +103,12 @@ def test_run_help_example_gives_repro_its_own_options(
     parsed_all = []
     for example in examples:
         parsed = main.parse_run(example.split()[1:])
-        assert parsed is not None, example
+        if parsed is None:  # a group (--repeat): the typer app's, which must take it
+            words = example.split()
+            assert {w for w, (_, kind) in main.RUN_OPTIONS.items() if kind == "typer"} \
+                & set(words), example
+            assert typer_parse(words[1:])["repeat"] is not None
+            continue
         # Options repro declares are repro's, not the script's: none of them after the command.
         assert not set(parsed["cmd"]) & set(main.RUN_OPTIONS), example
         parsed_all.append(parsed)

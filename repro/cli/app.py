@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from repro.cli import ui
 from repro.errors import ExitCode
 
 if TYPE_CHECKING:
+    from repro.commands import run as runflow
     from repro.record import manifest, store
 
 app = typer.Typer(
@@ -108,6 +110,14 @@ def run(
     kill_after: KillAfterOpt = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No summary line on stderr when the run ends.")] = False,
+    repeat: Annotated[int | None, typer.Option(
+        "--repeat", metavar="N", min=1,
+        help="Run CMD N times as one group, seeds derived from --seed (the group seed).")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", metavar="K", min=1,
+        help="With --repeat: run K members at once (not with a shared --metrics file or "
+             "--output: each member would overwrite the others').")] = None,
+    group_member: Annotated[str | None, typer.Option("--group-member", hidden=True)] = None,
 ) -> None:
     """Run CMD reproducibly: pre-flight, inject seeds and determinism, record a manifest.
 
@@ -123,26 +133,80 @@ def run(
     Example (give the command 120 s to save a checkpoint after SIGTERM, then kill it):
 
         repro run --kill-after 120 -- python train.py
+
+    Example (a group of 5 runs, seeds derived from 7; then `repro compare`):
+
+        repro run --repeat 5 --seed 7 --name baseline -- python train.py --lr 0.01
     """
     from repro.commands import run as runflow
 
+    if repeat is not None:
+        if group_member is not None:
+            raise errors.UsageError("--repeat and --group-member do not go together")
+        raise typer.Exit(_run_group(
+            runflow.RunRequest(
+                argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism,
+                threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
+                data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, name=name,
+                tags=runflow.parse_tags(tag or []), note=note, kill_after=kill_after),
+            repeat, jobs or 1, quiet))
+    if jobs is not None:
+        raise errors.UsageError("--jobs goes with --repeat N",
+                                hint="e.g. repro run --repeat 8 --jobs 2 -- python train.py")
+    if group_member is not None:
+        from repro.commands import group as groupflow
+
+        membership = groupflow.parse_member(group_member)
+        if seed is None:
+            raise errors.UsageError("--group-member needs --seed")
+        raise typer.Exit(runflow.run_from_options(
+            ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
+            allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
+            metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet,
+            group=membership))
     raise typer.Exit(runflow.run_from_options(
         ui.CliReporter(), cmd=cmd, seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=data, output=output,
         metrics=metrics, name=name, tag=tag, note=note, kill_after=kill_after, quiet=quiet))
 
 
+def _run_group(request: runflow.RunRequest, repeat: int, jobs: int, quiet: bool) -> int:
+    """`repro run --repeat N`: the members, then one summary line (a failed member fails it)."""
+    from repro.commands import compare as comparemod
+    from repro.commands import group as groupflow
+    from repro.judge import stats
+
+    reporter = ui.CliReporter()
+    outcome = groupflow.run_group(request, repeat, reporter, jobs=jobs)
+    if not quiet:
+        from repro.record import store
+
+        values: dict[str, list[float]] = {}
+        for m in groupflow.group_runs(request.store or store.open_here(), outcome.id):
+            if m.run.status == "succeeded":
+                for k, x in comparemod.final_metrics(m).items():
+                    values.setdefault(k, []).append(x)
+        shown = [(k, stats.mean(v), stats.sd(v)) for k, v in list(values.items())[:3]]
+        sys.stderr.write(groupflow.summary(outcome, shown) + "\n")
+    return outcome.exit_code
+
+
 @app.command("runs")
 def runs_cmd(
     limit: Annotated[int, typer.Option("--limit", "-n", help="Show at most N runs.", metavar="N",
                                        min=1)] = 20,
+    expand: Annotated[bool, typer.Option(
+        "--expand", help="Show every member of a group (`run --repeat`), not one row.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
 
+    A group (`repro run --repeat N`) is one row (`group:<id>`, metrics as mean±sd) unless
+    --expand; `--json` lists every run, with its `group`.
+
     Example:
 
-        repro runs --limit 5
+        repro runs --limit 5 --expand
     """
     from repro.record import store
 
@@ -151,6 +215,10 @@ def runs_cmd(
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
     else:
+        if not expand:
+            from repro.cli import statsview
+
+            rows = statsview.collapse_groups(rows)
         ui.runs_table(rows, runs.run_ids())
 
 
@@ -249,6 +317,53 @@ def diff(
     raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
 
 
+@app.command("compare")
+def compare_cmd(
+    left: Annotated[str, typer.Argument(
+        metavar="A", help="group:<id>, a group's name, or a RUN.", autocompletion=complete_run)],
+    right: Annotated[str, typer.Argument(
+        metavar="B", help="group:<id>, a group's name, or a RUN.", autocompletion=complete_run)],
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", metavar="NAME[:higher|lower]",
+        help="Compare this metric (repeatable; default: every metric both record); the "
+             "direction that is better turns `different` into `better`/`worse`.")] = None,
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", metavar="WHAT",
+        help="difference (default): exit 1 on any difference; worse: only on a regression.")
+    ] = "difference",
+    as_json: JsonFlag = False,
+    as_markdown: Annotated[bool, typer.Option(
+        "--markdown", help="GitHub-flavoured markdown, e.g. for a pull-request comment.")] = False,
+) -> None:
+    """Is B a real change from A, or seed noise? Exit 0 no detectable difference, 1 a
+    difference (with --fail-on worse: a regression), 2 trouble.
+
+    Per metric: mean ± sd of each side, B − A with a 95% confidence interval (Welch), P(B > A)
+    with a bootstrap interval, a p-value (Welch and a permutation test must agree; Holm over
+    metrics) and a verdict. A and B are groups from `repro run --repeat N`; a single run on a
+    side cannot tell noise from change (a warning says so).
+
+    Example:
+
+        repro compare group:baseline group:new-lr --metric accuracy:higher --fail-on worse
+    """
+    from repro.cli import statsview
+    from repro.commands import compare as comparemod
+    from repro.record import store
+
+    runs = store.open_here()
+    warn_future(runs, left, right)
+    report = comparemod.compare_refs(runs, left, right, metric or [], fail_on=fail_on,
+                                     reporter=ui.CliReporter())
+    if as_json:
+        ui.print_json(report.to_dict())
+    elif as_markdown:
+        sys.stdout.write(statsview.compare_markdown(report))
+    else:
+        statsview.compare_report(report)
+    raise typer.Exit(ExitCode.DIFFERENT if report.failing else ExitCode.OK)
+
+
 @app.command()
 def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
          ) -> None:
@@ -341,11 +456,19 @@ def verify(
         autocompletion=complete_run)] = None,
     at: Annotated[str | None, typer.Option(
         "--at", metavar="REV", help="Run the recorded recipe on REV (e.g. HEAD).")] = None,
-    runs_n: Annotated[int, typer.Option("--runs", help="Fresh executions to compare.",
-                                        metavar="N", min=1)] = 1,
+    runs_n: Annotated[int | None, typer.Option(
+        "--runs", help="Fresh executions to compare (default 1; 5 with --level statistical).",
+        metavar="N", min=1)] = None,
+    level: Annotated[str, typer.Option(
+        "--level", metavar="LEVEL",
+        help="bitwise (default: bitwise or within tolerance) or statistical (N fresh-seed "
+             "runs judged within seed noise).")] = "bitwise",
     rtol: Rtol = None,
     atol: Atol = None,
-    metric: MetricTol = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", metavar="NAME=TOL",
+        help="Absolute tolerance for one metric (repeatable); with --level statistical, the "
+             "equivalence margin against a recorded group.")] = None,
     vary: Annotated[str | None, typer.Option(
         metavar="LIST", help="Rerun varying threads,hashseed,cwd,tz,locale and name the "
                              "condition that breaks reproduction.")] = None,
@@ -375,6 +498,13 @@ def verify(
     Example (is this command deterministic at all?):
 
         repro verify --runs 2 --output out/ -- python train.py
+
+    Example (does the recorded group still reproduce within seed noise, on HEAD?):
+
+        repro verify group:baseline --level statistical --runs 5 --at HEAD --yes
+
+    With --level statistical: statistically-reproduced exits 0; not-reproduced and
+    inconclusive (too few runs to tell; it names how many would decide) exit 1.
     """
     from repro.commands import history
     from repro.commands import replay as replay_mod
@@ -384,8 +514,18 @@ def verify(
 
     words = list(target or [])
     runs = store.open_here()
+    if level not in ("bitwise", "statistical"):
+        raise errors.UsageError(f"--level {level!r}: use bitwise or statistical")
+    if level == "statistical":
+        if vary:
+            raise errors.UsageError("--vary goes with bitwise verify, not --level statistical")
+        margins = history.tolerance_from(config.load(runs.root).tolerance, None, None,
+                                         metric or []).per_metric
+        _verify_statistical(runs, words, command, at=at, runs_n=runs_n, junit=junit,
+                            as_json=as_json, yes=yes, force=force, strict_env=strict_env,
+                            margins=margins)
     opts = verify_mod.Options(
-        at=at, runs=runs_n, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
+        at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
         strict_env=strict_env,
         tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
                                          metric or []))
@@ -473,6 +613,32 @@ def export_mlflow(
         ui.print_json(result.to_dict())
     else:
         exportview.render(result)
+
+
+def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
+                        runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
+                        force: bool, strict_env: bool, margins: Mapping[str, float]) -> None:
+    from repro.cli import statsview
+    from repro.commands import replay as replay_mod
+    from repro.commands import statverify
+
+    if command or len(words) != 1:
+        raise errors.UsageError("--level statistical verifies one recorded RUN or group",
+                                hint="repro verify group:<id> --level statistical --runs 5")
+    warn_future(runs, words[0])
+    confirm = ui.confirm_command if replay_mod.interactive() else None
+    report = statverify.verify(runs, words[0], n=runs_n or statverify.DEFAULT_RUNS, at=at,
+                               yes=yes, force=force, strict_env=strict_env, margins=margins,
+                               reporter=ui.CliReporter(), confirm=confirm)
+    if junit is not None:
+        from repro.record import manifest
+
+        manifest.write_text_atomic(junit, statverify.junit(report))
+    if as_json:
+        ui.print_json(report.to_dict())
+    else:
+        statsview.verify_report(report)
+    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
 
 
 def dispatch(args: list[str]) -> int:

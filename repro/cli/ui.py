@@ -269,7 +269,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         t.add_column(col, no_wrap=True)
     t.add_column("command", overflow="fold", ratio=2, min_width=12)
     with_metrics = any(r.get("metrics") for r in rows)
-    short = short_ids([str(r["run_id"]) for r in rows], all_ids)
+    short = short_ids([str(r["run_id"]) for r in rows if not r.get("is_group")], all_ids)
     if with_metrics:
         t.add_column("metrics", overflow="fold", ratio=1)
     for r in rows:
@@ -280,7 +280,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = ()) -
         # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
         mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
         t.add_row(
-            escape(short[str(r["run_id"])]),
+            escape(short.get(str(r["run_id"]), str(r["run_id"]))),
             (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
             _duration(r.get("duration_s")), escape(commit),
             escape(str(r.get("seed") if r.get("seed") is not None else "-")),
@@ -310,6 +310,10 @@ def show_run(m: manifest.Manifest, run_dir: str | None,
     ]
     for call in _script_seeds(m.determinism):
         rows.append(("script seed", call))
+    if m.group is not None:
+        grp = m.group
+        rows.append(("group", f"group:{grp.id}" + (f" ({grp.name})" if grp.name else "")
+                     + f", member {grp.index + 1} of {grp.size}, group seed {grp.seed}"))
     if r.replay_of:
         rows.append(("replay of", r.replay_of + ("  (by verify: never `latest`)"
                                                  if r.started_by == "verify" else "")))

@@ -86,6 +86,10 @@ class Options:
     kill_after: float | None = None  # seconds from SIGTERM to SIGKILL (runner.KILL_AFTER_S)
     started_by: str | None = None  # "verify": the replay is verify's, never `latest`
     stdout_to_stderr: bool = False  # verify keeps its stdout for the verdict
+    # verify --level statistical: a fresh seed instead of the recorded one, and the group of
+    # fresh runs this replay belongs to
+    seed: int | None = None
+    group: manifest.Group | None = None
 
 
 def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) -> Plan:
@@ -253,7 +257,8 @@ def session(runs: store.Store, loaded: history.Loaded, opts: Options, reporter: 
         request = runflow.RunRequest(
             argv=redact.restore_argv(replay_argv(plan, runs.root, worktree), os.environ),
             recorded_argv=plan.argv,
-            cwd=worktree / plan.cwd, seed=plan.seed, seed_source="replayed",
+            cwd=worktree / plan.cwd, seed=plan.seed if opts.seed is None else opts.seed,
+            seed_source="replayed" if opts.seed is None else "group", group=opts.group,
             determinism=plan.level, threads=opts.threads or plan.threads, allow_dirty=True,
             allow_unlocked=True, data=tuple(i.path if Path(i.path).is_absolute()
                                              else str(worktree / i.path) for i in plan.inputs),

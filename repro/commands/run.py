@@ -66,6 +66,7 @@ class RunRequest:
     # The child's stdout goes to repro's stderr (and stdout.log): `verify` keeps its own stdout
     # for the verdict, so `--json` is exactly one document.
     stdout_to_stderr: bool = False
+    group: manifest.Group | None = None  # a member of `repro run --repeat N`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +83,15 @@ def run_from_options(reporter: report.Reporter, *, cmd: Sequence[str], seed: int
                      data: Sequence[str] | None = None, output: Sequence[str] | None = None,
                      metrics: str | None = None, name: str | None = None,
                      tag: Sequence[str] | None = None, note: str | None = None,
-                     kill_after: float | None = None, quiet: bool = False) -> int:
+                     kill_after: float | None = None, quiet: bool = False,
+                     group: manifest.Group | None = None) -> int:
     """`repro run`'s options (as both command-line parsers give them) -> the exit code."""
     request = RunRequest(
         argv=tuple(cmd), cwd=Path.cwd(), seed=seed, determinism=determinism, threads=threads,
         allow_dirty=allow_dirty, allow_unlocked=allow_unlocked, data=tuple(data or ()),
         outputs=tuple(output or ()), metrics=metrics, name=name, tags=parse_tags(tag or []),
-        note=note, kill_after=kill_after)
+        note=note, kill_after=kill_after, group=group,
+        seed_source="group" if group is not None else None)
     outcome = execute(request, reporter)
     finished = None if quiet else getattr(reporter, "finished", None)
     if finished is not None:  # the CLI's reporter ends the run with a summary line
@@ -174,6 +177,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
             "lockfile": lock.section, "platform": environment.platform_info(),
             "env": environment.allowed_env(env, cfg.env_allow),
         }, "environment"),
+        group=req.group,
     )
     # From here on the run exists: evidence first, and every way out leaves a finished one.
     path = run_dir / store.MANIFEST

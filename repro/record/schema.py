@@ -37,7 +37,7 @@ from repro.record.yamlio import CORRUPT_HINT as CORRUPT_HINT
 
 SCHEMA = "repro/run/v1"
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-SEED_SOURCES = ("flag", "config", "replayed", "generated")
+SEED_SOURCES = ("flag", "config", "replayed", "generated", "group")
 LEVELS = ("off", "seed", "warn", "strict")
 
 
@@ -244,6 +244,41 @@ class Metrics(Record):
     warnings: tuple[Plain, ...] = field(LIST)
 
 
+# ------------------------------------------------------------------------------------- group
+
+
+GROUP_ID_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]{0,79}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The run is member `index` (0-based) of a group of `size` runs of one recipe (`repro run
+    --repeat N`, the fresh runs of `verify --level statistical`), whose member seeds derive
+    from the group's `seed`. Every field but `name` is required (validated in from_dict)."""
+
+    id: str
+    index: int
+    size: int
+    seed: int
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "index": self.index, "size": self.size, "seed": self.seed,
+                "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "manifest") -> Group:
+        if not isinstance(d, Mapping):
+            raise errors.ManifestError(f"{source}: section 'group' must be a mapping")
+        group = cls(id=_req(d, "id", str, source), index=_req(d, "index", int, source),
+                    size=_req(d, "size", int, source), seed=_req(d, "seed", int, source),
+                    name=_opt(d, "name", str, source))
+        if not GROUP_ID_RE.match(group.id) or not 0 <= group.index < group.size:
+            raise errors.ManifestError(f"{source}: group {group.id[:80]!r} index {group.index} "
+                                       f"of {group.size} is not a valid group membership")
+        return group
+
+
 # ---------------------------------------------------------------------------------- manifest
 
 
@@ -260,6 +295,7 @@ class Manifest:
     outputs: Mapping[str, FileEntry] = dataclasses.field(default_factory=dict)
     metrics: Metrics = Metrics()
     fingerprint: str | None = None
+    group: Group | None = None  # a member of a group of runs (`repro run --repeat N`)
 
     @property
     def run_id(self) -> str:
@@ -299,6 +335,7 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "outputs": {k: _plain(e.to_dict()) for k, e in m.outputs.items()},
         "metrics": _plain(m.metrics.to_dict()),
         "fingerprint": m.fingerprint,
+        **({"group": m.group.to_dict()} if m.group is not None else {}),
     }
 
 
@@ -377,6 +414,7 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             outputs=entries(_opt_map(d, "outputs", source), "outputs", source),
             metrics=Metrics.from_dict(_opt_map(d, "metrics", source), "metrics", source),
             fingerprint=_opt(d, "fingerprint", str, source),
+            group=None if d.get("group") is None else Group.from_dict(d["group"], source),
         )
     except errors.ManifestError as e:
         if e.hint is None:

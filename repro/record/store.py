@@ -255,5 +255,51 @@ def run_rows(runs: Store, limit: int | None = None) -> list[dict[str, object]]:
                      "seed": m.seed.value, "commit": m.code.commit, "dirty": m.code.dirty,
                      "name": m.run.name, "exit_code": m.run.exit_code,
                      "replay_of": m.run.replay_of, "started_by": m.run.started_by,
-                     "metrics": dict(m.metrics.final)})
+                     "metrics": dict(m.metrics.final),
+                     "group": m.group.to_dict() if m.group else None})
     return rows
+
+
+GROUP_PREFIX = "group:"
+
+
+def group_members(runs: Store, ref: str) -> list[tuple[Path, manifest.Manifest]]:
+    """The runs of one group (`repro run --repeat N`), by member index: `ref` is `group:<id>`,
+    a group id, or a group's name (the newest group of that name). [] when none matches."""
+    key = ref[len(GROUP_PREFIX):] if ref.startswith(GROUP_PREFIX) else ref
+    chosen: str | None = None
+    found: list[tuple[Path, manifest.Manifest]] = []
+    for run_id, m in runs.iter_manifests():  # newest first: the first match is the newest
+        if isinstance(m, errors.ReproError) or m.group is None:
+            continue
+        if chosen is None and key in (m.group.id, m.group.name):
+            chosen = m.group.id
+        if m.group.id == chosen:
+            found.append((runs.runs_dir / run_id / MANIFEST, m))
+    return sorted(found, key=lambda pm: pm[1].group.index if pm[1].group else 0)
+
+
+def resolve_set(runs: Store, ref: str) -> list[tuple[Path, manifest.Manifest]]:
+    """A RUN reference or a group (`group:<id>`, a group's name, or a directory of run
+    directories, such as a group's manifests committed for CI) -> its runs' manifests."""
+    as_path = Path(ref)
+    if (os.sep in ref or ref in (".", "..")) and _is_dir(as_path) \
+            and not _exists(as_path / MANIFEST):
+        found = sorted(as_path.glob("*/" + MANIFEST))
+        if found:
+            return [(p, load_manifest(p)) for p in found]
+    if ref.startswith(GROUP_PREFIX):
+        members = group_members(runs, ref)
+        if not members:
+            raise errors.RunNotFoundError(f"no group matches {_show(ref)!r}",
+                                          hint="record one with `repro run --repeat N -- CMD`; "
+                                               "list them with `repro runs`")
+        return members
+    try:
+        path = runs.resolve(ref)
+    except errors.RunNotFoundError:
+        members = group_members(runs, ref)
+        if members:
+            return members
+        raise
+    return [(path, load_manifest(path))]

@@ -1,0 +1,275 @@
+"""The statistical level on real runs: `run --repeat`, groups, `compare`, `verify --level
+statistical`, with a small noisy training script in a real git repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from repro.cli.main import main
+from repro.commands import group as groupflow
+from tests.conftest import PYTHON, git
+
+# A small "training": loss decays with the learning rate, plus seed noise; seeded from the
+# seed repro injects (stdlib random), so a group's seed fixes every member's result.
+NOISY = """\
+import json, os, random, sys
+lr = float(sys.argv[1])
+rng = random.Random(int(os.environ["REPRO_SEED"]))
+loss = 1.0
+with open(os.environ["REPRO_METRICS_FILE"], "w") as series:
+    for step in range(12):
+        loss = loss * (1 - lr) + rng.gauss(0, 0.01)
+        series.write(json.dumps({"step": step, "loss": loss}) + "\\n")
+json.dump({"loss": loss + OFFSET, "accuracy": 1 - loss + rng.gauss(0, 0.01)},
+          open("metrics.json", "w"))
+"""
+# Seeded from the clock (not reproducible bit for bit), small noise around a fixed result.
+CLOCK = """\
+import json, random, time
+rng = random.Random(time.time_ns())
+json.dump({"loss": 0.5 + rng.gauss(0, 0.001)}, open("metrics.json", "w"))
+"""
+FAILS_SECOND_TIME = """\
+import json, pathlib, sys
+count = pathlib.Path("count.txt")
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+json.dump({"loss": 1.0}, open("metrics.json", "w"))
+sys.exit(3 if n == 2 else 0)
+"""
+
+
+def commit(repo: Path, text: str, message: str = "script", offset: float = 0.0) -> None:
+    (repo / "train.py").write_text(text.replace("OFFSET", repr(offset)))
+    (repo / ".gitignore").write_text(".repro/\nmetrics.json\ncount.txt\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+
+
+def group(*args: str, lr: float = 0.1, repeat: int = 5, expect: int = 0) -> None:
+    code = main(["run", "--repeat", str(repeat), *args, "--metrics", "metrics.json", "--",
+                 PYTHON, "train.py", str(lr)])
+    assert code == expect
+
+
+def json_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    capsys.readouterr()
+    code = main(args)
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.slow
+def test_repeat_records_a_group_with_derived_seeds(repo: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--seed", "7", "--name", "base", repeat=3)
+    capsys.readouterr()
+    _, listing = json_of(["runs", "--json"], capsys)
+    members = [r for r in listing["runs"] if r["group"]]
+    assert len(members) == 3
+    gid = members[0]["group"]["id"]
+    by_index = {r["group"]["index"]: r for r in members}
+    for i in range(3):
+        assert by_index[i]["group"] == {"id": gid, "index": i, "size": 3, "seed": 7,
+                                        "name": "base"}
+        assert by_index[i]["seed"] == groupflow.member_seed(7, i)
+    _, shown = json_of(["show", by_index[1]["run_id"], "--json"], capsys)
+    assert shown["group"]["index"] == 1 and shown["seed"]["source"] == "group"
+    assert main(["show", by_index[1]["run_id"]]) == 0
+    assert f"group:{gid} (base), member 2 of 3, group seed 7" in capsys.readouterr().out
+    # one row for the group, unless expanded
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    table = capsys.readouterr().out
+    assert f"group:{gid}" in table and "succeeded ×3" in table
+    assert main(["runs", "--expand"]) == 0
+    expanded = capsys.readouterr().out
+    assert "group:" not in expanded and expanded.count("succeeded") == 3
+    # K at once gives the same members: the seeds come from the group seed alone (the loss is
+    # read from each run's own series file: a shared metrics file is refused with --jobs)
+    assert main(["run", "--repeat", "3", "--jobs", "2", "--metrics", "metrics.json", "--",
+                 PYTHON, "train.py", "0.1"]) == 125
+    assert "overwrite each other's metrics.json" in capsys.readouterr().err
+    for name, jobs in (("serial", "1"), ("parallel", "2")):
+        assert main(["run", "--repeat", "3", "--jobs", jobs, "--seed", "7", "--name", name,
+                     "--", PYTHON, "train.py", "0.1"]) == 0
+    _, listing = json_of(["runs", "--json"], capsys)
+    found = {name: sorted((r["group"]["index"], r["seed"], r["metrics"]["loss"])
+                          for r in listing["runs"] if r["group"] and r["group"]["name"] == name)
+             for name in ("serial", "parallel")}
+    assert len(found["parallel"]) == 3 and found["parallel"] == found["serial"]
+
+
+@pytest.mark.slow
+def test_a_failed_member_fails_the_group(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, FAILS_SECOND_TIME)
+    capsys.readouterr()
+    group("--name", "flaky", repeat=4, expect=3)
+    err = capsys.readouterr().err
+    assert "GROUP FAILED: member 1" in err and "(exit 3)" in err and "2 not run" in err
+    assert main(["runs"]) == 0
+    assert "failed 1/4" in capsys.readouterr().out
+    # compare leaves the failed member out, and says so
+    assert main(["compare", "flaky", "flaky"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 run(s) that did not succeed" in err
+    assert "one sample cannot tell seed noise" in err
+
+
+@pytest.mark.slow
+def test_compare_large_lr_difference_is_better_with_the_right_sign(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--seed", "1", "--name", "slow-lr", lr=0.1)
+    group("--seed", "2", "--name", "fast-lr", lr=0.3)
+    code, doc = json_of(["compare", "slow-lr", "fast-lr", "--metric", "loss:lower",
+                         "--metric", "accuracy:higher", "--json"], capsys)
+    assert code == 1 and doc["schema"] == "repro/compare/v1" and doc["verdict"] == "better"
+    loss = next(m for m in doc["metrics"] if m["name"] == "loss")
+    assert loss["verdict"] == "better" and loss["difference"] < 0
+    assert loss["ci"][1] < 0 and loss["n_a"] == loss["n_b"] == 5
+    assert loss["prob_b_greater"] == 0.0 and loss["p_adjusted"] < 0.05
+    # no direction: `different`; a regression fails only with --fail-on worse
+    code, doc = json_of(["compare", "group:slow-lr", "group:fast-lr", "--json"], capsys)
+    assert (code, doc["verdict"]) == (1, "different")
+    assert main(["compare", "slow-lr", "fast-lr", "--metric", "loss:lower",
+                 "--fail-on", "worse"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "fast-lr", "slow-lr", "--metric", "loss:lower",
+                 "--fail-on", "worse"]) == 1
+    out = capsys.readouterr().out
+    assert "worse" in out and "┃" in out  # the verdict, and the box plot of both samples
+    assert "mean curve" in out  # the loss series: mean curve per group with a band
+    capsys.readouterr()
+    assert main(["compare", "slow-lr", "fast-lr", "--markdown"]) == 1
+    assert "| `loss` |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_compare_same_recipe_is_no_detectable_difference(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--seed", "3", "--name", "a")
+    group("--seed", "4", "--name", "b")
+    code, doc = json_of(["compare", "a", "b", "--json"], capsys)
+    assert (code, doc["verdict"]) == (0, "no-detectable-difference")
+    for m in doc["metrics"]:
+        assert m["verdict"] == "no-detectable-difference" and m["detectable_effect"] > 0
+        assert m["ci"][0] < 0 < m["ci"][1]
+
+
+@pytest.mark.slow
+def test_compare_single_runs_warn_and_usage_errors(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    for seed in ("1", "2"):
+        assert main(["run", "--seed", seed, "--metrics", "metrics.json", "--", PYTHON,
+                     "train.py", "0.1"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "latest~1", "latest"]) == 0
+    captured = capsys.readouterr()
+    assert "one sample cannot tell seed noise from a change" in captured.err
+    assert main(["compare", "latest~1", "latest", "--metric", "nope"]) == 2
+    assert "recorded no numeric metric 'nope'" in capsys.readouterr().err
+    assert main(["compare", "group:missing", "latest"]) == 2
+    assert "no group matches" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_clock_seeded_group_reproduces_statistically_not_bitwise(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "repro.yaml").write_text("tolerance:\n  metrics:\n    loss: 0.02\n")
+    commit(repo, CLOCK)
+    assert main(["run", "--repeat", "5", "--name", "baseline", "--metrics", "metrics.json",
+                 "--", PYTHON, "train.py"]) == 0
+    junit = tmp_path / "stat.xml"
+    code, doc = json_of(["verify", "baseline", "--level", "statistical", "--runs", "5",
+                         "--json", "--junit", str(junit)], capsys)
+    assert (code, doc["verdict"]) == (0, "statistically-reproduced")
+    (check,) = doc["checks"]
+    assert check["method"] == "equivalence" and check["margin"] == 0.02
+    assert check["margin_source"] == "tolerance" and len(doc["runs"]) == 5
+    assert ET.parse(junit).getroot().find(".//failure") is None
+    # bit for bit (no tolerance: the configured one would make it within-tolerance), the same
+    # run does not reproduce
+    code, doc = json_of(["verify", "--json", "latest", "--metric", "loss=0"], capsys)
+    assert (code, doc["verdict"]) == (1, "not-reproduced")
+    # verify's own runs are one group of their own, never `latest`
+    _, listing = json_of(["runs", "--json"], capsys)
+    fresh = [r for r in listing["runs"] if r["started_by"] == "verify" and r["group"]]
+    assert len({r["group"]["id"] for r in fresh}) == 1 and len(fresh) == 5
+
+
+@pytest.mark.slow
+def test_shifted_metric_is_not_reproduced_at_head(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    group("--seed", "5", "--name", "baseline")
+    assert main(["run", "--seed", "9", "--metrics", "metrics.json", "--", PYTHON, "train.py",
+                 "0.1"]) == 0
+    single = json_of(["runs", "--json"], capsys)[1]["runs"][0]["run_id"]
+    commit(repo, NOISY, "a change that shifts the loss", offset=0.5)
+    junit = tmp_path / "stat.xml"
+    code, doc = json_of(["verify", "group:baseline", "--level", "statistical", "--at", "HEAD",
+                         "--runs", "4", "--json", "--junit", str(junit)], capsys)
+    assert (code, doc["verdict"]) == (1, "not-reproduced")
+    loss = next(c for c in doc["checks"] if c["name"] == "loss")
+    assert loss["verdict"] == "not-reproduced" and loss["margin_source"] == "baseline-spread"
+    failures = ET.parse(junit).getroot().findall(".//failure")
+    assert any(f.get("message") == "not-reproduced" for f in failures)
+    # a margin on the command line: a shift of 0.5 within +-1 is the same result
+    code, doc = json_of(["verify", "group:baseline", "--level", "statistical", "--at", "HEAD",
+                         "--runs", "4", "--metric", "loss=1", "--metric", "accuracy=0.5",
+                         "--json"], capsys)
+    assert (code, doc["verdict"]) == (0, "statistically-reproduced")
+    assert {c["margin"] for c in doc["checks"]} == {1.0, 0.5}
+    # the same, from the group's manifests committed for CI (a directory of run directories)
+    _, listing = json_of(["runs", "--json"], capsys)
+    for r in listing["runs"]:
+        if r["group"] and r["group"]["name"] == "baseline" and r["started_by"] is None:
+            (repo / "baselines" / r["run_id"]).mkdir(parents=True)
+            shutil.copy(repo / ".repro" / "runs" / r["run_id"] / "manifest.yaml",
+                        repo / "baselines" / r["run_id"])
+    assert len(list((repo / "baselines").iterdir())) == 5
+    code, doc = json_of(["verify", "baselines/", "--level", "statistical", "--at", "HEAD",
+                         "--runs", "3", "--yes", "--json"], capsys)
+    assert (code, doc["verdict"]) == (1, "not-reproduced") and len(doc["baseline_runs"]) == 5
+    # against one recorded run: outside the new runs' prediction interval
+    code, doc = json_of(["verify", single, "--level", "statistical", "--at", "HEAD",
+                         "--runs", "4", "--json"], capsys)
+    assert (code, doc["verdict"]) == (1, "not-reproduced")
+    loss = next(c for c in doc["checks"] if c["name"] == "loss")
+    assert loss["method"] == "prediction-interval"
+    assert not loss["interval"][0] <= loss["recorded_mean"] <= loss["interval"][1]
+
+
+@pytest.mark.slow
+def test_too_few_runs_are_inconclusive_naming_how_many(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, NOISY)
+    assert main(["run", "--seed", "9", "--metrics", "metrics.json", "--", PYTHON, "train.py",
+                 "0.1"]) == 0
+    code, doc = json_of(["verify", "latest", "--level", "statistical", "--runs", "2",
+                         "--json"], capsys)
+    assert (code, doc["verdict"]) == (1, "inconclusive")
+    assert doc["runs_needed"] == 3
+    capsys.readouterr()
+    assert main(["verify", "latest", "--level", "statistical", "--runs", "1"]) == 2
+    assert "N >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_member_refused_after_the_first_fails_the_group(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the first member leaves an untracked file: the next one finds the tree dirty
+    commit(repo, "import pathlib; pathlib.Path('notes.txt').write_text('x')\n")
+    capsys.readouterr()
+    assert main(["run", "--repeat", "3", "--", PYTHON, "train.py"]) == 125
+    err = capsys.readouterr().err
+    assert "member 1 of group" in err and "notes.txt" in err
+    assert "GROUP FAILED: member 1" in err and "1 not run" in err
