@@ -242,32 +242,26 @@ def test_an_export_cut_short_is_completed(repo: Path, client: Any, mlflow_server
     assert len(all_runs(client, "partial")) == 1
 
 
-def add_group(run_dir: Path, gid: str, index: int, size: int, name: str) -> None:
-    """The manifest `group` section `repro run --repeat` writes."""
-    path = run_dir / "manifest.yaml"
-    path.write_text(path.read_text() + f"group:\n  id: {gid}\n  index: {index}\n"
-                    f"  size: {size}\n  seed: 11\n  name: {name}\n")
-
-
 def test_a_group_becomes_a_parent_run_with_children(repo: Path, client: Any,
                                                     mlflow_server: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / "train.py").write_text("import json, os\nprint(os.environ['REPRO_SEED'])\n")
+    (repo / "train.py").write_text("import os\nprint(os.environ['REPRO_SEED'])\n")
     git(repo, "commit", "-qam", "seeded")
-    for _ in range(3):
-        assert main(["run", "--", PYTHON, "train.py"]) == 0
-    run_dirs = sorted((repo / ".repro" / "runs").iterdir())
-    for index, run_dir in enumerate(run_dirs):
-        add_group(run_dir, "g7f3a", index, 3, "sweep")
-    ids = [d.name for d in run_dirs]
+    assert main(["run", "--repeat", "3", "--seed", "11", "--name", "sweep", "--",
+                 PYTHON, "train.py"]) == 0
+    from repro.record import store
+
+    rows = sorted(store.run_rows(store.open_here()), key=lambda r: r["group"]["index"])
+    ids = [r["run_id"] for r in rows]
+    gid = rows[0]["group"]["id"]
     # One member alone already goes under the group's parent run...
     code, doc, err = export([ids[1], "--tracking-uri", mlflow_server, "--experiment", "groups"],
                             capsys)
     assert code == 0, err
     [group] = doc["groups"]
-    assert (group["id"], group["action"], group["runs"]) == ("g7f3a", "created", [ids[1]])
+    assert (group["id"], group["action"], group["runs"]) == (gid, "created", [ids[1]])
     # ... and the whole group finds that parent and adds the other two.
-    code, doc, err = export(["group:g7f3a", "--tracking-uri", mlflow_server,
+    code, doc, err = export([f"group:{gid}", "--tracking-uri", mlflow_server,
                              "--experiment", "groups"], capsys)
     assert code == 0, err
     [again] = doc["groups"]
@@ -278,19 +272,23 @@ def test_a_group_becomes_a_parent_run_with_children(repo: Path, client: Any,
     parent = client.get_run(group["mlflow_run_id"])
     assert parent.data.tags["repro.kind"] == "group"
     assert parent.data.tags["mlflow.runName"] == "sweep"
+    assert parent.data.params == {"seed": "11"}
     assert parent.info.status == "FINISHED"
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert sorted(c.data.tags["repro.run_id"] for c in children) == ids
+    assert sorted(c.data.tags["repro.run_id"] for c in children) == sorted(ids)
     assert sorted(c.data.tags["repro.group.index"] for c in children) == ["0", "1", "2"]
+    # each member's own seed, derived from the group's
+    assert {c.data.tags["repro.run_id"]: c.data.params["seed"] for c in children} == {
+        r["run_id"]: str(r["seed"]) for r in rows}
     assert {r["parent_run_id"] for r in doc["runs"]} == {parent.info.run_id}
 
-    code, again, err = export(["group:g7f3a", "--tracking-uri", mlflow_server,
-                               "--experiment", "groups"], capsys)
+    code, again_doc, err = export([f"group:{gid}", "--tracking-uri", mlflow_server,
+                                   "--experiment", "groups"], capsys)
     assert code == 0, err
-    assert [g["action"] for g in again["groups"]] == ["unchanged"]
-    assert [r["action"] for r in again["runs"]] == ["unchanged"] * 3
+    assert [g["action"] for g in again_doc["groups"]] == ["unchanged"]
+    assert [r["action"] for r in again_doc["runs"]] == ["unchanged"] * 3
     assert len(all_runs(client, "groups")) == 4
 
 

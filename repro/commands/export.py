@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from repro.export import plan as planmod
 from repro.record import config, manifest, store
 
 SCHEMA = "repro/export-mlflow/v1"
-GROUP_PREFIX = "group:"
 # Sections read as plain data while the Manifest type does not carry them (yet).
-_EXTRA_SECTIONS = ("params", "group")
+_EXTRA_SECTIONS = ("params",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +105,9 @@ def target(root: Path, tracking_uri: str | None, experiment: str | None,
 
 
 def select(runs: store.Store, refs: Sequence[str], all_runs: bool = False) -> list[Selected]:
-    """The runs `refs` name, in order, each once: RUN references and `group:<id>` (every run
-    of the group, by index); `all_runs`: every run, oldest first."""
+    """The runs `refs` name, in order, each once: RUN references, `group:<id>` or a group's
+    name (every run of the group, by index: store.resolve_set); `all_runs`: every run,
+    oldest first."""
     if all_runs:
         if refs:
             raise errors.UsageError("give RUN references or --all, not both")
@@ -120,37 +120,11 @@ def select(runs: store.Store, refs: Sequence[str], all_runs: bool = False) -> li
     out: list[Selected] = []
     seen: set[str] = set()
     for ref in refs:
-        if ref.startswith(GROUP_PREFIX):
-            chosen = group_members(runs, ref[len(GROUP_PREFIX):])
-        else:
-            chosen = [_load(runs.resolve(ref))]
-        for sel in chosen:
-            if sel.manifest.run_id not in seen:
-                seen.add(sel.manifest.run_id)
-                out.append(sel)
+        for path, m in store.resolve_set(runs, ref):
+            if m.run_id not in seen:
+                seen.add(m.run_id)
+                out.append(_selected(path, m))
     return out
-
-
-def group_members(runs: store.Store, ref: str) -> list[Selected]:
-    """Every run of the group whose id (or a unique prefix of it), or name, is `ref`."""
-    found: dict[str, list[Selected]] = {}
-    for sel in _all(runs):
-        group = sel.extra.get("group") or getattr(sel.manifest, "group", None)
-        gid = _get(group, "id")
-        if isinstance(gid, str) and (gid.startswith(ref) or _get(group, "name") == ref):
-            found.setdefault(gid, []).append(sel)
-    exact = {g: v for g, v in found.items() if g == ref}
-    found = exact or found
-    if not found or not ref:
-        raise errors.RunNotFoundError(f"no group matches {ref[:120]!r}",
-                                      hint="list runs with `repro runs`; a group's runs "
-                                           "carry its id")
-    if len(found) > 1:
-        raise errors.RunNotFoundError(
-            f"group {ref[:120]!r} is ambiguous: it matches {', '.join(sorted(found)[:10])}",
-            hint="give more characters of the group id")
-    members = next(iter(found.values()))
-    return sorted(members, key=lambda s: (_index(s), s.manifest.run_id))
 
 
 def export_mlflow(runs: store.Store, refs: Sequence[str], *, tracking_uri: str | None = None,
@@ -170,7 +144,7 @@ def export_mlflow(runs: store.Store, refs: Sequence[str], *, tracking_uri: str |
                                                     reason="still running")
             continue
         plans.append(planmod.run_plan(sel.manifest, sel.run_dir, sel.path, sel.extra))
-    groups = _group_plans(runs, plans, selected)
+    groups = _group_plans(runs, plans)
 
     from repro.export import mlflow as mlflowmod
 
@@ -202,58 +176,30 @@ def export_mlflow(runs: store.Store, refs: Sequence[str], *, tracking_uri: str |
                   groups=tuple(out_groups))
 
 
-def _group_plans(runs: store.Store, plans: Sequence[planmod.RunPlan],
-                 selected: Iterable[Selected]) -> dict[str, tuple[planmod.GroupPlan, list[str]]]:
+def _group_plans(runs: store.Store, plans: Sequence[planmod.RunPlan]
+                 ) -> dict[str, tuple[planmod.GroupPlan, list[str]]]:
     """A parent run for each group among `plans`, planned from every local run of the group
     (its span and status), so exporting one member makes the same parent as exporting all."""
-    wanted = {p.group.id: p.group for p in plans if p.group is not None}
-    if not wanted:
-        return {}
-    members: dict[str, list[planmod.RunPlan]] = {gid: [] for gid in wanted}
-    for sel in _all(runs, also=selected):
-        try:
-            p = planmod.run_plan(sel.manifest, sel.run_dir, sel.path, sel.extra)
-        except errors.ReproError:
-            continue
-        if p.group is not None and p.group.id in members:
-            members[p.group.id].append(p)
     out = {}
-    for gid, group in wanted.items():
-        mine = [p for p in plans if p.group is not None and p.group.id == gid]
-        out[gid] = (planmod.group_plan(group, members[gid]), [p.run_id for p in mine])
+    for gid, group in {p.group.id: p.group for p in plans if p.group is not None}.items():
+        members = []
+        for path, m in store.group_members(runs, f"{store.GROUP_PREFIX}{gid}"):
+            try:
+                members.append(planmod.run_plan(m, path.parent, path))
+            except errors.ReproError:
+                continue
+        mine = [p.run_id for p in plans if p.group is not None and p.group.id == gid]
+        out[gid] = (planmod.group_plan(group, members or [p for p in plans
+                                                          if p.run_id in mine]), mine)
     return out
 
 
-def _all(runs: store.Store, also: Iterable[Selected] = ()) -> list[Selected]:
-    """Every readable run of the store (and `also`, runs named by path), each once."""
-    out: dict[str, Selected] = {s.manifest.run_id: s for s in also}
-    for run_id in runs.run_ids():
-        if run_id in out:
-            continue
-        try:
-            out[run_id] = _load(runs.runs_dir / run_id / store.MANIFEST)
-        except errors.ReproError:
-            continue  # a damaged run is `repro runs`' to report, not a group member
-    return list(out.values())
-
-
 def _load(path: Path) -> Selected:
-    m = store.load_manifest(path)
+    return _selected(path, store.load_manifest(path))
+
+
+def _selected(path: Path, m: manifest.Manifest) -> Selected:
     raw = manifest.read_yaml_file(path)
     extra = {k: raw[k] for k in _EXTRA_SECTIONS
              if isinstance(raw, Mapping) and isinstance(raw.get(k), Mapping)}
     return Selected(m, path.parent, path, extra)
-
-
-def _index(sel: Selected) -> int:
-    group = sel.extra.get("group") or getattr(sel.manifest, "group", None)
-    index = _get(group, "index")
-    return index if isinstance(index, int) else 0
-
-
-def _get(obj: Any, key: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
