@@ -156,8 +156,8 @@ def test_group_parent_spans_its_members(tmp_path: Path) -> None:
     for i, status in enumerate(["succeeded", "failed", "succeeded"]):
         mi = m.with_run(run_id=f"20261201T10000{i}.000000Z-abc{i}", status=status,
                         started_at=f"2026-12-01T10:00:0{i}Z", finished_at=f"2026-12-01T10:01:0{i}Z")
-        members.append(plan.run_plan(mi, tmp_path, extra={"group": {
-            "id": "g1", "index": i, "size": 3, "seed": 5, "name": "sweep"}}))
+        mi = mi.replace(group=manifest.Group(id="g1", index=i, size=3, seed=5, name="sweep"))
+        members.append(plan.run_plan(mi, tmp_path))
     assert members[1].tags["repro.group.id"] == "g1"
     assert members[1].tags["repro.group.index"] == "1"
     assert members[1].group is not None

@@ -184,8 +184,11 @@ class Server:
         return f"{base}/#/experiments/{self.experiment_id}"
 
     def find(self, conditions: Mapping[str, str]) -> Any:
-        """The active run of the experiment whose tags are `conditions` (values are ids from
-        plan's `_ID` alphabet: no quote can reach the filter), preferring a complete one."""
+        """The active run of the experiment whose tags are `conditions` (run and group ids,
+        whose alphabets have no quote: checked again here), preferring a complete one."""
+        if any("'" in v or "\\" in v for v in conditions.values()):
+            raise errors.ExportError(f"cannot search MLflow for {dict(conditions)!r}",
+                                     hint="a run or group id with a quote is not repro's")
         where = " AND ".join(f"tags.`{k}` = '{v}'" for k, v in conditions.items())
         found = self._call("searching runs", self.client.search_runs, [self.experiment_id],
                            filter_string=where, max_results=10)

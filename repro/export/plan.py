@@ -102,15 +102,6 @@ class Point:
 
 
 @dataclasses.dataclass(frozen=True)
-class Group:
-    id: str
-    name: str | None = None
-    index: int | None = None
-    size: int | None = None
-    seed: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class RunPlan:
     run_id: str
     name: str
@@ -122,7 +113,7 @@ class RunPlan:
     series: Path | None  # the JSON-lines series, read when the points are
     finals: Mapping[str, Any]  # metrics.final
     artifacts: tuple[tuple[str, Path], ...]  # (artifact path, e.g. repro/data/0.json; file)
-    group: Group | None
+    group: manifest.Group | None  # the run's `group` section
     tag_names: NameMap
     param_names: NameMap
 
@@ -167,7 +158,7 @@ class RunPlan:
 
 @dataclasses.dataclass(frozen=True)
 class GroupPlan:
-    group: Group
+    group: manifest.Group
     name: str
     start_ms: int
     end_ms: int | None
@@ -179,13 +170,13 @@ class GroupPlan:
 def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = None,
              extra: Mapping[str, Any] | None = None, user: str | None = None) -> RunPlan:
     """What the run `m` (recorded in `run_dir`) becomes. `extra`: manifest sections this
-    version of the Manifest type does not carry yet (`params`, `group`), as plain data."""
+    version of the Manifest type does not carry yet (`params`), as plain data."""
     extra = extra or {}
     run = m.run
     if not _ID.match(run.run_id):
         raise errors.ManifestError(f"run id {run.run_id[:80]!r} is not one repro writes",
                                    hint=_DAMAGED)
-    group = _group(_section(m, extra, "group"))
+    group = m.group
     tag_names, param_names = NameMap(), NameMap()
     tags: dict[str, str] = {
         "mlflow.runName": run.name or run.run_id,
@@ -220,11 +211,10 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
                 "repro.version": run.repro_version}
     tags.update({k: str(v) for k, v in optional.items() if v is not None})
     if group is not None:
-        tags[GROUP_TAG] = group.id
-        for key in ("name", "index", "size"):
-            value = getattr(group, key)
-            if value is not None:
-                tags[f"repro.group.{key}"] = str(value)
+        tags.update({GROUP_TAG: group.id, "repro.group.index": str(group.index),
+                     "repro.group.size": str(group.size)})
+        if group.name:
+            tags["repro.group.name"] = group.name
     for key, value in (run.tags or {}).items():
         key = str(key)
         # The user's own tags keep their names, except where they would pose as MLflow's or
@@ -254,7 +244,8 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
         group=group, tag_names=tag_names, param_names=param_names)
 
 
-def group_plan(group: Group, members: Iterable[RunPlan], user: str | None = None) -> GroupPlan:
+def group_plan(group: manifest.Group, members: Iterable[RunPlan], user: str | None = None
+               ) -> GroupPlan:
     """The parent run of a group: its name, span, overall status and the members' source."""
     members = list(members)
     first = members[0] if members else None
@@ -267,11 +258,10 @@ def group_plan(group: Group, members: Iterable[RunPlan], user: str | None = None
             GROUP_TAG: group.id}
     if first is not None:
         tags.update({k: v for k, v in first.tags.items() if k.startswith("mlflow.source.")})
-    for key in ("name", "size", "seed"):
-        value = getattr(group, key)
-        if value is not None:
-            tags[f"repro.group.{key}"] = str(value)
-    params = {"seed": str(group.seed)} if group.seed is not None else {}
+    tags.update({"repro.group.size": str(group.size), "repro.group.seed": str(group.seed)})
+    if group.name:
+        tags["repro.group.name"] = group.name
+    params = {"seed": str(group.seed)}
     return GroupPlan(group=group, name=name,
                      start_ms=min((p.start_ms for p in members), default=0),
                      end_ms=max(ends) if ends and len(ends) == len(members) else None,
@@ -356,22 +346,6 @@ def _ms(text: str, run_id: str) -> int:
     except (ValueError, OverflowError, OSError) as e:
         raise errors.ManifestError(f"run {run_id}: {text!r} is not a time",
                                    hint=_DAMAGED) from e
-
-
-def _group(section: Any) -> Group | None:
-    if section is None:
-        return None
-    gid = _get(section, "id")
-    if not isinstance(gid, str) or not _ID.match(gid):
-        return None
-
-    def integer(key: str) -> int | None:
-        v = _get(section, key)
-        return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-    name = _get(section, "name")
-    return Group(id=gid, name=name if isinstance(name, str) and name else None,
-                 index=integer("index"), size=integer("size"), seed=integer("seed"))
 
 
 def _section(m: manifest.Manifest, extra: Mapping[str, Any], name: str) -> Any:
