@@ -194,10 +194,6 @@ def _group_plans(runs: store.Store, plans: Sequence[planmod.RunPlan]
     return out
 
 
-def _load(path: Path) -> Selected:
-    return _selected(path, store.load_manifest(path))
-
-
 def _selected(path: Path, m: manifest.Manifest) -> Selected:
     raw = manifest.read_yaml_file(path)
     extra = {k: raw[k] for k in _EXTRA_SECTIONS
