@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from repro.capture import data
+from repro.capture import data, hashing, listings
 from repro.child import seeding
 from repro.cli.main import main
 from repro.judge import checks as judge
@@ -168,7 +168,7 @@ def test_a_foreign_manifest_s_checkpoint_is_never_unpickled(
     evil = foreign / "kept" / "model.ckpt"
     subprocess.run([PYTHON, "-c", EVIL, str(evil), str(marker)], check=True, timeout=60)
     doc = yaml.safe_load((foreign / "manifest.yaml").read_text())
-    doc["outputs"]["model.ckpt"].update(hash=data.hash_file(evil), size=evil.stat().st_size)
+    doc["outputs"]["model.ckpt"].update(hash=hashing.hash_file(evil), size=evil.stat().st_size)
     (foreign / "manifest.yaml").write_text(yaml.safe_dump(doc))
     git(repo, "add", "baseline")
     git(repo, "commit", "-qm", "a manifest from elsewhere")
@@ -190,6 +190,19 @@ def test_probe_normalises_roots_only_as_whole_path_prefixes() -> None:
     assert roots.norm("/home/me/project/x") == "/home/me/project/x"
     assert roots.norm("/tmp/r/worktree2/x") == "/tmp/r/worktree2/x"
     assert tensorcmp.Roots(["/"]).norm("/etc/passwd") == "/etc/passwd"
+
+
+@pytest.mark.parametrize("flags", [[], ["-I"], ["-P"]])
+def test_probe_run_by_path_finds_its_helper_whatever_sys_path_holds(
+        tmp_path: Path, flags: list[str]) -> None:
+    # -I and -P (PYTHONSAFEPATH) leave the script's directory off sys.path; the probe loads
+    # its sibling _tensorcmp_load.py all the same.
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.arange(4.0))
+    done = subprocess.run([PYTHON, *flags, str(judge.TENSORCMP), str(tmp_path / "a.npy"),
+                           str(tmp_path / "a.npy")], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["status"] == "same", done.stdout + done.stderr
 
 
 # ---------------------------------------------------------------------------- SOURCE_DATE_EPOCH
@@ -352,8 +365,8 @@ def test_verify_detail_names_the_png_cause(tmp_path: Path) -> None:
     for root, year in ((exp, 2025), (act, 2026)):
         root.mkdir()
         _png(root / "fig.png", b"\x01\x02", time=(year, 1, 1, 0, 0, 0))
-    se = data.to_section(data.hash_paths(["fig.png"], root=exp, cache_dir=None), tmp_path, "o")
-    sa = data.to_section(data.hash_paths(["fig.png"], root=act, cache_dir=None), tmp_path, "o")
+    se = listings.to_section(data.hash_paths(["fig.png"], root=exp, cache_dir=None), tmp_path, "o")
+    sa = listings.to_section(data.hash_paths(["fig.png"], root=act, cache_dir=None), tmp_path, "o")
     [check] = compare_outputs(se, sa, expected_root=exp, actual_root=act,
                                     expected_listings={}, actual_listings={}, python=PYTHON,
                                     tol=judge.compare.Tolerance())

@@ -46,3 +46,19 @@ def test_the_full_command_runs_slow_tests_and_a_plain_pytest_does_not() -> None:
     default = collected()
     assert QUICK_TEST in default and SLOW_TEST not in default
     assert collected(where=SLOW_TEST) == {SLOW_TEST}  # named by its id, it runs
+
+
+def test_docs_link_only_to_files_in_the_repository() -> None:
+    """README.md and CONTRIBUTING.md (and the docs they send readers to) link only to files a
+    clone has; README sends new engineers to CONTRIBUTING.md."""
+    docs = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor
+            path = (doc.parent / target.split("#", 1)[0]).resolve()
+            if not path.exists() or not path.is_relative_to(ROOT):
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert broken == []
+    assert "](CONTRIBUTING.md)" in (ROOT / "README.md").read_text(encoding="utf-8")

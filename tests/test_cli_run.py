@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from repro.cli.main import main
-from repro.commands import run as runflow
+from repro.commands import runsnapshot
 from repro.record import manifest
 from tests.conftest import PYTHON, git
 
@@ -471,7 +471,7 @@ def test_interrupted_before_the_child_starts_is_recorded_as_interrupted(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # stands in for Ctrl-C while hashing a large input
 
-    monkeypatch.setattr(runflow, "_hash", interrupted)
+    monkeypatch.setattr(runsnapshot, "hash_inputs", interrupted)
     assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 130
     m = load(only_run(repo))
     assert (m["run"]["status"], m["run"]["exit_code"]) == ("interrupted", 130)
@@ -483,7 +483,7 @@ def test_a_crash_before_the_child_leaves_a_readable_manifest(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("synthetic")
 
-    monkeypatch.setattr(runflow, "_hash", boom)
+    monkeypatch.setattr(runsnapshot, "hash_inputs", boom)
     assert main(["run", "--data", "train.py", "--", PYTHON, "-c", "pass"]) == 3
     m = load(only_run(repo))
     assert m["run"]["status"] == "failed"

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.capture import cmdline, data
-from repro.capture import environment as envmod
-from repro.child import hookprobe
+from repro.capture import cmdline
 
 PYTHON_WORDS = ["python", "python3", "python3.11", "python3.11.4", "python3.13t", "pypy3",
                 "pypy", "python3.8m", "python.exe", ".venv/bin/python", "/venv/bin/python3",
@@ -22,13 +20,11 @@ NOT_PYTHON = ["torchrun", "accelerate", "bash", "env", "python-config", "python3
 @pytest.mark.parametrize("word", PYTHON_WORDS)
 def test_python_words(word: str) -> None:
     assert cmdline.is_python(word)
-    assert envmod.is_python_word(word)
 
 
 @pytest.mark.parametrize("word", NOT_PYTHON)
 def test_not_python_words(word: str) -> None:
     assert not cmdline.is_python(word)
-    assert not envmod.is_python_word(word)
 
 
 # words after the interpreter -> (flags, module, code, script, args)
@@ -118,16 +114,16 @@ def test_interpreter_table(venv: Path, monkeypatch: pytest.MonkeyPatch, argv: li
     env = env_for(venv)
     monkeypatch.chdir(root)
     monkeypatch.setenv("PATH", env["PATH"])
-    found = envmod.find_interpreter(argv, root, env)
+    found = cmdline.find_interpreter(argv, root, env)
     assert found == (str(venv / name), how)
-    assert hookprobe.interpreter_flags(argv) == flags
+    assert cmdline.interpreter_flags(argv) == flags
 
 
 def test_no_python_is_repro_own(venv: Path) -> None:
-    assert envmod.find_interpreter(["true"], venv, {"PATH": "/usr/bin:/bin"}) == (
+    assert cmdline.find_interpreter(["true"], venv, {"PATH": "/usr/bin:/bin"}) == (
         sys.executable, "repro")
     assert cmdline.python_words(["bash", "train.sh"]) is None
-    assert hookprobe.interpreter_flags(["make", "train"]) == frozenset()
+    assert cmdline.interpreter_flags(["make", "train"]) == frozenset()
 
 
 @pytest.mark.parametrize("python", ["python3.11.4", "python3.13t", "pypy3", "venv/bin/pypy3"])
@@ -135,8 +131,8 @@ def test_argv_paths_skip_the_script_of_every_python(tmp_path: Path, python: str)
     for name in ("train.py", "data.csv"):
         (tmp_path / name).write_text("x")
     argv = [python, "-uW", "ignore", "train.py", "data.csv"]
-    assert data.argv_paths(argv, tmp_path, tmp_path) == ["data.csv"]
-    assert data.argv_paths([python, "-c", "print(1)", "data.csv"], tmp_path, tmp_path) == [
+    assert cmdline.argv_paths(argv, tmp_path, tmp_path) == ["data.csv"]
+    assert cmdline.argv_paths([python, "-c", "print(1)", "data.csv"], tmp_path, tmp_path) == [
         "data.csv"]
 
 

@@ -1,4 +1,5 @@
-"""Tests for repro.capture.data: hashing real files and trees, the stat cache, DVC, argv paths."""
+"""Tests for repro.capture.data and the modules it uses (hashing, statcache, listings, dvc, and
+cmdline.argv_paths): hashing real files and trees, the stat cache, DVC, argv paths."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repro import errors
-from repro.capture import data
+from repro.capture import cmdline, data, dvc, hashing, listings, statcache
 
 # Published BLAKE3 test vectors: an oracle independent of the code under test.
 BLAKE3_EMPTY = "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
@@ -33,7 +35,7 @@ def write(path: Path, content: bytes | str) -> Path:
 
 def age() -> None:
     """Let freshly written files get older than the racy-timestamp margin, so they may be cached."""
-    time.sleep(data._RACY_MARGIN_NS / 1e9 + 0.02)
+    time.sleep(statcache._RACY_MARGIN_NS / 1e9 + 0.02)
 
 
 def one(paths: list[str], root: Path, cache: Path | None = None) -> data.Entry:
@@ -43,15 +45,15 @@ def one(paths: list[str], root: Path, cache: Path | None = None) -> data.Entry:
 
 @pytest.fixture
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every read of file contents goes through data._readinto: count them."""
+    """Every read of file contents goes through hashing._readinto: count them."""
     calls: list[int] = []
-    real = data._readinto
+    real = hashing._readinto
 
     def counting(fd: int, view: memoryview) -> int:
         calls.append(fd)
         return real(fd, view)
 
-    monkeypatch.setattr(data, "_readinto", counting)
+    monkeypatch.setattr(hashing, "_readinto", counting)
     return calls
 
 
@@ -60,25 +62,25 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize(("content", "expected"), [(b"", BLAKE3_EMPTY), (b"abc", BLAKE3_ABC)])
 def test_hash_bytes_known_vectors(content: bytes, expected: str) -> None:
-    assert data.hash_bytes(content) == expected
+    assert hashing.hash_bytes(content) == expected
 
 
 @pytest.mark.parametrize("size", [
-    0, 1, 4096, data._SMALL_MAX - 1, data._SMALL_MAX, data._CHUNK, data._CHUNK + 1,
-    3 * data._CHUNK, data._PIPELINE_MIN + 12345,  # the last one takes the reader-thread path
+    0, 1, 4096, hashing._SMALL_MAX - 1, hashing._SMALL_MAX, hashing._CHUNK, hashing._CHUNK + 1,
+    3 * hashing._CHUNK, hashing._PIPELINE_MIN + 12345,  # the last one takes the reader-thread path
 ])
 def test_hash_file_and_hash_paths_agree_with_hash_bytes(tmp_path: Path, size: int) -> None:
     content = os.urandom(size)
     f = write(tmp_path / "f.bin", content)
-    expected = data.hash_bytes(content)
-    assert data.hash_file(f) == expected
+    expected = hashing.hash_bytes(content)
+    assert hashing.hash_file(f) == expected
     entry = one(["f.bin"], tmp_path)
     assert (entry.kind, entry.hash, entry.size) == ("file", expected, size)
 
 
 def test_hash_file_refuses_a_directory(tmp_path: Path) -> None:
     with pytest.raises(errors.DataError, match="it is a directory") as e:
-        data.hash_file(tmp_path)
+        hashing.hash_file(tmp_path)
     assert e.value.hint
 
 
@@ -97,14 +99,14 @@ def test_dir_hash_follows_the_documented_encoding(tmp_path: Path) -> None:
     make_tree(tmp_path / "d", list(TREE), TREE)
     entry = one(["d"], tmp_path)
     # Sorted by path bytes: relpath NUL hash NUL for every file.
-    encoded = b"".join(f"{p}\0{data.hash_bytes(TREE[p])}\0".encode() for p in sorted(TREE))
-    assert entry.hash == data.hash_bytes(encoded)
+    encoded = b"".join(f"{p}\0{hashing.hash_bytes(TREE[p])}\0".encode() for p in sorted(TREE))
+    assert entry.hash == hashing.hash_bytes(encoded)
     assert entry.kind == "dir"
     assert entry.files == 4
     assert entry.size == sum(len(v) for v in TREE.values())
-    assert entry.listing == {p: (data.hash_bytes(TREE[p]), len(TREE[p])) for p in sorted(TREE)}
+    assert entry.listing == {p: (hashing.hash_bytes(TREE[p]), len(TREE[p])) for p in sorted(TREE)}
     assert list(entry.listing) == sorted(TREE)
-    assert data.hash_listing(entry.listing) == entry.hash
+    assert hashing.hash_listing(entry.listing) == entry.hash
 
 
 def test_dir_hash_ignores_creation_order_mtimes_and_permissions(tmp_path: Path) -> None:
@@ -151,15 +153,15 @@ def test_dir_hash_matches_the_encoding_for_any_tree(tmp_path_factory: pytest.Tem
     (root / "d").mkdir()
     make_tree(root / "d", list(tree), tree)
     order = sorted(tree, key=lambda p: p.encode())
-    expected = data.hash_bytes(b"".join(
-        p.encode() + b"\0" + data.hash_bytes(tree[p]).encode() + b"\0" for p in order))
+    expected = hashing.hash_bytes(b"".join(
+        p.encode() + b"\0" + hashing.hash_bytes(tree[p]).encode() + b"\0" for p in order))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "_RACY_MARGIN_NS", -10**12)  # trust fresh files: exercise the cache
+        mp.setattr(statcache, "_RACY_MARGIN_NS", -10**12)  # trust fresh files: exercise the cache
         uncached = one(["d"], root)
         first = one(["d"], root, root / ".repro" / "cache")
         second = one(["d"], root, root / ".repro" / "cache")
     assert uncached.hash == first.hash == second.hash == expected
-    assert second.listing == {p: (data.hash_bytes(tree[p]), len(tree[p])) for p in order}
+    assert second.listing == {p: (hashing.hash_bytes(tree[p]), len(tree[p])) for p in order}
     assert list(second.listing) == order
 
 
@@ -180,10 +182,10 @@ def test_undecodable_names_sort_by_bytes_and_round_trip(tmp_path: Path) -> None:
     entry = one(["d"], tmp_path)
     assert entry.listing is not None
     assert [os.fsencode(k) for k in entry.listing] == [b"a~", b"a\xc3\xa9", b"a\xff", b"b"]
-    section = data.to_section([entry], tmp_path / "run", "data")
-    listing = data.read_listing(tmp_path / "run" / section["d"]["listing"])
+    section = listings.to_section([entry], tmp_path / "run", "data")
+    listing = listings.read_listing(tmp_path / "run" / section["d"]["listing"])
     assert listing == entry.listing
-    assert data.hash_listing(listing) == entry.hash
+    assert hashing.hash_listing(listing) == entry.hash
 
 
 def test_root_itself_skips_git_and_repro(tmp_path: Path) -> None:
@@ -192,7 +194,7 @@ def test_root_itself_skips_git_and_repro(tmp_path: Path) -> None:
     write(tmp_path / ".repro" / "runs" / "x", "x")
     entry = one(["."], tmp_path, tmp_path / ".repro" / "cache")
     assert entry.path == "."
-    assert entry.listing == {"a.txt": (data.hash_bytes(b"a"), 1)}
+    assert entry.listing == {"a.txt": (hashing.hash_bytes(b"a"), 1)}
 
 
 @pytest.mark.parametrize(("requested", "recorded"), [
@@ -276,14 +278,14 @@ def test_symlinks_inside_a_directory_are_recorded_as_links_and_never_followed(
     entry = one(["d"], tmp_path)
     assert entry.listing == {
         "dangling": ("symlink:does/not/exist", 0),
-        "f.txt": (data.hash_bytes(b"content"), 7),
+        "f.txt": (hashing.hash_bytes(b"content"), 7),
         "parent": ("symlink:..", 0),
         "self_dir": ("symlink:.", 0),
         "to_file": ("symlink:f.txt", 0),
     }
     # Named on its own, a link is followed: the caller asked for that data.
     link = one(["d/to_file"], tmp_path)
-    assert (link.kind, link.hash, link.size) == ("file", data.hash_bytes(b"content"), 7)
+    assert (link.kind, link.hash, link.size) == ("file", hashing.hash_bytes(b"content"), 7)
     dangling = one(["d/dangling"], tmp_path)
     assert (dangling.kind, dangling.hash) == ("missing", None)
 
@@ -343,7 +345,7 @@ def test_permission_denied_is_a_data_error_naming_it(tmp_path: Path) -> None:
 def appending_reads(monkeypatch: pytest.MonkeyPatch, target: Path,
                     times: int) -> list[int]:
     """Make the first `times` reads of `target` append a byte to it: a real change mid-hash."""
-    real = data._readinto
+    real = hashing._readinto
     appended: list[int] = []
     target_ino = target.stat().st_ino
 
@@ -355,11 +357,11 @@ def appending_reads(monkeypatch: pytest.MonkeyPatch, target: Path,
             appended.append(got)
         return got
 
-    monkeypatch.setattr(data, "_readinto", reading)
+    monkeypatch.setattr(hashing, "_readinto", reading)
     return appended
 
 
-@pytest.mark.parametrize("size", [100, 3 * data._CHUNK, data._PIPELINE_MIN + 1])
+@pytest.mark.parametrize("size", [100, 3 * hashing._CHUNK, hashing._PIPELINE_MIN + 1])
 def test_file_changed_once_while_hashing_is_hashed_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     f = write(tmp_path / "d" / "growing.bin", os.urandom(size))
@@ -368,10 +370,10 @@ def test_file_changed_once_while_hashing_is_hashed_again(
     entry = one(["d"], tmp_path)
     assert appended
     assert entry.listing is not None
-    assert entry.listing["growing.bin"] == (data.hash_bytes(f.read_bytes()), size + 1)
+    assert entry.listing["growing.bin"] == (hashing.hash_bytes(f.read_bytes()), size + 1)
 
 
-@pytest.mark.parametrize("size", [100, 3 * data._CHUNK])
+@pytest.mark.parametrize("size", [100, 3 * hashing._CHUNK])
 def test_file_changing_on_every_read_is_a_data_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
     f = write(tmp_path / "d" / "log.txt", os.urandom(size))
@@ -400,7 +402,7 @@ def test_cache_hit_reads_no_file_contents(tmp_path: Path, count_reads: list[int]
     age()
     third = data.hash_paths(["d", "single.txt"], root=tmp_path, cache_dir=cache)
     assert len(count_reads) == 1
-    assert third[0].listing["a.txt"] == (data.hash_bytes(b"AY"), 2)  # type: ignore[index]
+    assert third[0].listing["a.txt"] == (hashing.hash_bytes(b"AY"), 2)  # type: ignore[index]
     assert third[0].hash != first[0].hash
 
 
@@ -428,7 +430,7 @@ def test_racy_fresh_file_is_not_trusted(tmp_path: Path, count_reads: list[int]) 
     assert len(count_reads) == 1  # unchanged, but too fresh to have been cached
     write(tmp_path / "d" / "fresh.bin", "v2")  # same size, possibly the same tick
     entry = one(["d"], tmp_path, cache)
-    assert entry.listing == {"fresh.bin": (data.hash_bytes(b"v2"), 2)}
+    assert entry.listing == {"fresh.bin": (hashing.hash_bytes(b"v2"), 2)}
     age()
     one(["d"], tmp_path, cache)  # now old enough to be stored
     count_reads.clear()
@@ -447,7 +449,7 @@ START = 1_700_000_000_123_456_789
     (START - START % 10**9 - 3 * 10**9, True),  # whole-second timestamp, over 2 s old
 ])
 def test_racy_rule(ctime: int, trusted: bool) -> None:
-    assert data._trusted(ctime, START) is trusted
+    assert statcache.trusted(ctime, START) is trusted
 
 
 def test_cache_drops_entries_of_deleted_files_and_ignores_damaged_snapshots(
@@ -462,7 +464,7 @@ def test_cache_drops_entries_of_deleted_files_and_ignores_damaged_snapshots(
     one(["d"], tmp_path, cache)
     [snap2] = shard.glob("*.snap")
     assert snap2 != snap
-    loaded = data._StatCache(cache, os.path.realpath(tmp_path / "d"))
+    loaded = statcache.StatCache(cache, os.path.realpath(tmp_path / "d"))
     loaded.load()
     assert sorted(loaded.rels) == ["a.txt", "sub/c.bin", "sub/deeper/d"]
     # Damage it: the cache is ignored (and rebuilt), results stay right.
@@ -484,15 +486,15 @@ def test_cache_merges_several_snapshots_into_one(tmp_path: Path,
     [shard] = (cache / "stat-v1").iterdir()
     [snap] = shard.glob("*.snap")
     # As if two runs had written at once: two snapshots, each with half of the entries.
-    full = data._StatCache(cache, os.path.realpath(tmp_path / "d"))
+    full = statcache.StatCache(cache, os.path.realpath(tmp_path / "d"))
     full.load()
     halves = []
     for part in (slice(0, 2), slice(2, None)):
-        new = data._Snapshot()
+        new = statcache.Snapshot()
         for rel, sig, h, size in list(zip(full.rels, full.sigs, full.hashes, full.sizes,
                                           strict=True))[part]:
             new.add(rel, sig, (h, size))
-        halves.append(data._format_snapshot(new, digest=False))
+        halves.append(statcache._format_snapshot(new, digest=False))
     snap.unlink()
     (shard / "1-a.snap").write_bytes(halves[0])
     (shard / "2-b.snap").write_bytes(halves[1])
@@ -554,7 +556,7 @@ def test_concurrent_runs_share_the_cache_safely(tmp_path: Path) -> None:
     for shard in shards:
         assert not list(shard.glob(".tmp-*"))
         for snap in shard.glob("*.snap"):
-            parsed = data._parse_snapshot(snap.read_bytes())
+            parsed = statcache._parse_snapshot(snap.read_bytes())
             assert parsed is not None, snap
             rels, sigs, hashes, sizes, _, _ = parsed
             for rel, sig, h, size in zip(rels, sigs, hashes, sizes, strict=True):
@@ -562,8 +564,8 @@ def test_concurrent_runs_share_the_cache_safely(tmp_path: Path) -> None:
                     f = root / top / rel
                     if f.is_file():
                         st = f.stat()
-                        if sig == data._SIG.pack(*data._signature(st)):
-                            assert (h, size) == (data.hash_file(f), st.st_size)
+                        if sig == statcache.SIG.pack(*hashing.signature(st)):
+                            assert (h, size) == (hashing.hash_file(f), st.st_size)
                             checked += 1
     assert checked > 300
     final = data.hash_paths(["data", "data/shared", "data/other"], root=root, cache_dir=cache)
@@ -581,12 +583,12 @@ def test_to_section_and_read_listing_round_trip(tmp_path: Path) -> None:
     write(root / "e" / "x", "x")
     entries = data.hash_paths(["d", "f.csv", "link", "gone", "e"], root=root, cache_dir=None)
     run_dir = tmp_path / "run"
-    section = data.to_section(entries, run_dir, "outputs")
+    section = listings.to_section(entries, run_dir, "outputs")
     assert section == {
         "d": {"kind": "dir", "hash": entries[0].hash, "size": entries[0].size, "files": 4,
               "listing": "outputs/0.json"},
-        "f.csv": {"kind": "file", "hash": data.hash_bytes(b"1,2\n"), "size": 4},
-        "link": {"kind": "file", "hash": data.hash_bytes(b"1,2\n"), "size": 4},
+        "f.csv": {"kind": "file", "hash": hashing.hash_bytes(b"1,2\n"), "size": 4},
+        "link": {"kind": "file", "hash": hashing.hash_bytes(b"1,2\n"), "size": 4},
         "gone": {"kind": "missing", "size": 0},
         "e": {"kind": "dir", "hash": entries[4].hash, "size": 1, "files": 1,
               "listing": "outputs/1.json"},
@@ -594,10 +596,10 @@ def test_to_section_and_read_listing_round_trip(tmp_path: Path) -> None:
     doc = json.loads((run_dir / "outputs" / "0.json").read_text())
     assert doc["schema"] == "repro/listing/v1"
     assert doc["path"] == "d"
-    assert doc["files"]["sub/c.bin"] == [data.hash_bytes(b"\x00\x01"), 2]
-    listing = data.read_listing(run_dir / "outputs" / "0.json")
+    assert doc["files"]["sub/c.bin"] == [hashing.hash_bytes(b"\x00\x01"), 2]
+    listing = listings.read_listing(run_dir / "outputs" / "0.json")
     assert listing == entries[0].listing
-    assert data.hash_listing(listing) == entries[0].hash
+    assert hashing.hash_listing(listing) == entries[0].hash
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -611,14 +613,14 @@ def test_to_section_and_read_listing_round_trip(tmp_path: Path) -> None:
 def test_read_listing_rejects_bad_files(tmp_path: Path, text: str, message: str) -> None:
     f = write(tmp_path / "0.json", text)
     with pytest.raises(errors.DataError, match=message) as e:
-        data.read_listing(f)
+        listings.read_listing(f)
     assert str(f) in e.value.message
     assert e.value.hint
 
 
 def test_read_listing_missing_file(tmp_path: Path) -> None:
     with pytest.raises(errors.DataError, match="cannot read listing"):
-        data.read_listing(tmp_path / "nope.json")
+        listings.read_listing(tmp_path / "nope.json")
 
 
 # --- DVC ------------------------------------------------------------------------------------
@@ -664,8 +666,8 @@ stages:
 def test_dvc_md5(tmp_path: Path, path: str, expected: str | None) -> None:
     write(tmp_path / "data" / "raw.bin.dvc", DVC_FILE)
     write(tmp_path / "dvc.lock", DVC_LOCK)
-    assert data.dvc_md5(Path(path), tmp_path) == expected
-    assert data.dvc_md5(tmp_path / path, tmp_path) == expected
+    assert dvc.dvc_md5(Path(path), tmp_path) == expected
+    assert dvc.dvc_md5(tmp_path / path, tmp_path) == expected
 
 
 def test_hash_paths_fills_dvc_md5_even_for_missing_data(tmp_path: Path) -> None:
@@ -677,14 +679,14 @@ def test_hash_paths_fills_dvc_md5_even_for_missing_data(tmp_path: Path) -> None:
     assert (raw.kind, raw.dvc_md5) == ("file", "5d41402abc4b2a76b9719d911017c592")
     assert (prepared.kind, prepared.dvc_md5) == ("missing",
                                                  "0123456789abcdef0123456789abcdef.dir")
-    section = data.to_section([raw], tmp_path / "run", "data")
+    section = listings.to_section([raw], tmp_path / "run", "data")
     assert section["data/raw.bin"]["dvc_md5"] == "5d41402abc4b2a76b9719d911017c592"
 
 
 def test_dvc_file_that_is_not_yaml_is_a_data_error(tmp_path: Path) -> None:
     write(tmp_path / "dvc.lock", "stages: [unclosed\n")
     with pytest.raises(errors.DataError, match=r"cannot read DVC file .*dvc\.lock") as e:
-        data.dvc_md5(Path("x"), tmp_path)
+        dvc.dvc_md5(Path("x"), tmp_path)
     assert e.value.hint
 
 
@@ -725,7 +727,7 @@ def test_argv_paths(tmp_path: Path, argv: list[str], cwd: str, expected: list[st
         else:
             write(root / name, "x")
     write(tmp_path / "outside", "x")
-    assert data.argv_paths(argv, root / cwd, root) == expected
+    assert cmdline.argv_paths(argv, root / cwd, root) == expected
 
 
 def test_argv_paths_excludes_paths_leaving_root_through_a_symlink(tmp_path: Path) -> None:
@@ -734,14 +736,16 @@ def test_argv_paths_excludes_paths_leaving_root_through_a_symlink(tmp_path: Path
     root.mkdir()
     (root / "ext").symlink_to(tmp_path / "elsewhere")
     write(root / "in.csv", "x")
-    assert data.argv_paths(["python", "t.py", "ext/d.csv", "ext", "in.csv"], root, root) == [
+    assert cmdline.argv_paths(["python", "t.py", "ext/d.csv", "ext", "in.csv"], root, root) == [
         "ext", "in.csv"]
 
 
-def test_module_keeps_layering() -> None:
+@pytest.mark.parametrize("module", [data, hashing, statcache, listings, dvc],
+                         ids=lambda m: m.__name__)
+def test_module_keeps_layering(module: Any) -> None:
     # The module docstring states what it owns and must not do; no printing anywhere.
-    source = Path(data.__file__).read_text()
-    assert data.__doc__ and "Must not" in data.__doc__
+    source = Path(module.__file__).read_text()
+    assert module.__doc__ and "Must not" in module.__doc__
     assert "print(" not in source
     assert "import yaml" not in source
 

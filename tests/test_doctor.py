@@ -77,6 +77,35 @@ def test_doctor_reports_each_hazard(repo: Path, monkeypatch: pytest.MonkeyPatch,
     assert "hint:" in text and text.splitlines()[-1] == "9 hazards found, 1 note"
 
 
+# A line of a Makefile -> the flags doctor names (read as capture/cmdline reads argv).
+ISOLATED_LINES = [
+    ("repro run -- python -I train.py", "-I"),
+    ("repro run -- python3.13t -X gil=0 -S train.py", "-S"),
+    ("repro run --seed 1 -- pypy3 -uI train.py", "-I"),
+    ("repro run -- /opt/venv/bin/python3.11.4 -E -S train.py", "-ES"),
+    ("repro run -- env A=1 python3 -I train.py", "-I"),
+    ('repro run -- sh -c "python3.11.4 -E train.py"', "-E"),
+    ("repro run -- python train.py -I", None),  # the script's own argument
+    ('repro run -- python -c "import x" -S', None),  # the program's argument too
+    ("repro run -- torchrun --nproc-per-node 2 train.py", None),
+    ("python -I train.py", None),  # not under repro
+]
+
+
+@pytest.mark.parametrize(("line", "flags"), ISOLATED_LINES)
+def test_doctor_reads_isolated_python_as_the_command_line_model_does(
+        repo: Path, pinned: None, capsys: pytest.CaptureFixture[str], line: str,
+        flags: str | None) -> None:
+    (repo / "Makefile").write_text(f"train:\n\t{line}\n")
+    git(repo, "add", "Makefile")
+    git(repo, "commit", "-qm", "make")
+    _, found = hazards(capsys)
+    if flags is None:
+        assert "isolated-python" not in found
+    else:
+        assert f"Makefile:2 runs `python {flags}` under repro" in found["isolated-python"]
+
+
 def test_doctor_missing_lockfile(repo: Path, pinned: None,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     git(repo, "rm", "-q", "requirements.lock")

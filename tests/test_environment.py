@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from repro import errors
+from repro.capture import cmdline, lockfiles
 from repro.capture import environment as envmod
 
 
@@ -35,15 +36,15 @@ from repro.capture import environment as envmod
 def test_read_lock_every_kind(tmp_path: Path, name: str, text: str, pins: dict[str, set[str]],
                               must: set[str]) -> None:
     (tmp_path / name).write_text(text)
-    assert envmod.find_lockfile(tmp_path, None) == tmp_path / name
-    lock = envmod.read_lock(tmp_path, tmp_path / name)
+    assert lockfiles.find_lockfile(tmp_path, None) == tmp_path / name
+    lock = lockfiles.read_lock(tmp_path, tmp_path / name)
     assert {k: set(v) for k, v in lock.pins.items()} == pins
     assert set(lock.exhaustive) == must
 
 
 def test_unpinned_requirements_txt_is_not_a_lockfile(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("numpy>=1.0\ntorch==2.13.0\n")
-    assert envmod.find_lockfile(tmp_path, None) is None
+    assert lockfiles.find_lockfile(tmp_path, None) is None
 
 
 @pytest.mark.parametrize(("installed", "matches", "mismatches"), [
@@ -55,8 +56,8 @@ def test_unpinned_requirements_txt_is_not_a_lockfile(tmp_path: Path) -> None:
 def test_check_lock(tmp_path: Path, installed: dict[str, str], matches: bool,
                     mismatches: list[dict[str, str | None]]) -> None:
     (tmp_path / "requirements.lock").write_text("numpy==2.4.6\ntorch==2.13.0\n")
-    lock = envmod.read_lock(tmp_path, tmp_path / "requirements.lock")
-    result = envmod.check_lock(lock, installed)
+    lock = lockfiles.read_lock(tmp_path, tmp_path / "requirements.lock")
+    result = lockfiles.check_lock(lock, installed)
     assert result["matches"] is matches
     assert result["mismatches"] == mismatches
     if matches:
@@ -104,12 +105,12 @@ def test_find_interpreter(tmp_path: Path) -> None:
     script.write_text(f"#!{py}\n")
     script.chmod(0o755)
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    assert envmod.find_interpreter(["python", "t.py"], tmp_path, env) == (str(py), "argv")
-    assert envmod.find_interpreter(["env", "A=1", "python", "t.py"], tmp_path, env) == (
+    assert cmdline.find_interpreter(["python", "t.py"], tmp_path, env) == (str(py), "argv")
+    assert cmdline.find_interpreter(["env", "A=1", "python", "t.py"], tmp_path, env) == (
         str(py), "argv")
-    assert envmod.find_interpreter(["torchrun", "t.py"], tmp_path, env) == (str(py), "beside")
-    assert envmod.find_interpreter(["./run.py"], tmp_path, env) == (str(py), "shebang")
-    assert envmod.find_interpreter(["true"], tmp_path, {"PATH": "/usr/bin:/bin"}) == (
+    assert cmdline.find_interpreter(["torchrun", "t.py"], tmp_path, env) == (str(py), "beside")
+    assert cmdline.find_interpreter(["./run.py"], tmp_path, env) == (str(py), "shebang")
+    assert cmdline.find_interpreter(["true"], tmp_path, {"PATH": "/usr/bin:/bin"}) == (
         sys.executable, "repro")
 
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from repro import errors
-from repro.capture import environment, metrics
+from repro.capture import lockfiles, metrics
 from repro.record import config, manifest, store
 from tests.conftest import PYTHON
 
@@ -280,7 +280,7 @@ def test_fuzz_every_lockfile_format(tmp_path_factory: pytest.TempPathFactory,
     name, text = lock
     root = tmp_path_factory.mktemp("lock")
     (root / name).write_text(text, encoding="utf-8", errors="surrogateescape")
-    result = clear_or_value(lambda: environment.read_lock(root, root / name))
+    result = clear_or_value(lambda: lockfiles.read_lock(root, root / name))
     if isinstance(result, errors.ReproError):
         assert isinstance(result, errors.LockfileError)
     else:

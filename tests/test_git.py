@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repro import errors
-from repro.capture import git
+from repro.capture import git, gitfiles
 from tests.conftest import git as run_git
 
 
@@ -81,10 +81,10 @@ def hook_strip(value: str) -> str:
     from repro.child import seeding
 
     spec = importlib.util.spec_from_file_location(
-        "repro_hook_copy", seeding.hook_dir() / "sitecustomize.py")
+        "repro_hook_copy", seeding.hook_dir() / "_repro_hook_probe.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    spec.loader.exec_module(module)  # the hook's exit-time helper: defines, runs nothing
     return str(module.strip_credentials(value))
 
 
@@ -132,13 +132,13 @@ def test_in_index_reads_gits_index_and_leaves_the_rest_to_git(repo: Path) -> Non
     (repo / ".gitignore").write_text(".repro/\nignored.lock\n")
     run_git(repo, "add", "sub", ".gitignore")
     run_git(repo, "commit", "-qm", "sub")
-    assert git._in_index(repo, "requirements.lock")
-    assert git._in_index(repo, "sub/requirements.lock")
+    assert gitfiles.in_index(repo, "requirements.lock")
+    assert gitfiles.in_index(repo, "sub/requirements.lock")
     for path in ("ignored.lock", "lock", "sub", "requirements", "sub/requirements.loc"):
-        assert not git._in_index(repo, path), path
+        assert not gitfiles.in_index(repo, path), path
         assert git.is_tracked(repo, path) is (path == "sub"), path  # git: a dir with files
     run_git(repo, "update-index", "--index-version", "4")  # prefix-compressed names: ask git
-    assert not git._in_index(repo, "requirements.lock")
+    assert not gitfiles.in_index(repo, "requirements.lock")
     assert git.is_tracked(repo, "sub/requirements.lock")
 
 

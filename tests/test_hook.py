@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from repro.capture import git
+from repro.capture import cmdline, git
 from repro.child import hookprobe, seeding
 
 PY = sys.executable
@@ -686,12 +686,12 @@ def test_hook_seeds_cuda_without_initialising_it(tmp_path: Path) -> None:
     ],
 )
 def test_interpreter_flags(argv: list[str], flags: set[str]) -> None:
-    assert hookprobe.interpreter_flags(argv) == flags
+    assert cmdline.interpreter_flags(argv) == flags
 
 
 def test_interpreter_flags_reads_shebang(tmp_path: Path) -> None:
     tool = script(tmp_path, "tool", "#!/usr/bin/env -S python3 -I\nprint(1)\n")
-    assert hookprobe.interpreter_flags([str(tool), "--lr", "1"]) == {"I"}
+    assert cmdline.interpreter_flags([str(tool), "--lr", "1"]) == {"I"}
 
 
 def write_json(directory: Path, name: str, data: object) -> None:
@@ -783,10 +783,10 @@ def test_summarize_notes_flags_when_children_ran_the_hook(tmp_path: Path) -> Non
 
 def _hook_module() -> Any:
     spec = importlib.util.spec_from_file_location(
-        "repro_hook_exit_copy", seeding.hook_dir() / "sitecustomize.py")
+        "repro_hook_exit_copy", seeding.hook_dir() / "_repro_hook_probe.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    spec.loader.exec_module(module)  # the hook's exit-time helper: defines, runs nothing
     return module
 
 
@@ -828,7 +828,7 @@ def test_hook_json_and_names_match_the_json_and_re_they_replace() -> None:
     hook = _hook_module()
     value = {"b": [1, 2.5, float("nan"), float("-inf"), True, None, "é\n\"\\\x01\U0001f600"],
              "a": {"z": object, "3": "x", "y": (1, 2)}, "c": -0.0, "d": {}}
-    assert hook._json_text(value) == json.dumps(value, default=repr, sort_keys=True)
+    assert hook.json_text(value) == json.dumps(value, default=repr, sort_keys=True)
     for text in ['{"url": "file:///x", "dir_info": {"editable": true}}', ' [1, 2.5e3, "\\u00e9"]\n',
                  '{"a": NaN, "b": -Infinity, "c": null, "d": false}', '"x"', '7']:
         assert json.dumps(hook._json_value(text)) == json.dumps(json.loads(text))

@@ -18,6 +18,7 @@ import pytest
 
 from repro import errors
 from repro.capture import data
+from repro.capture.listings import read_listing, to_section
 from repro.judge import checks as judge
 from repro.judge import compare, tensors
 from repro.record import manifest
@@ -57,8 +58,8 @@ class Run:
 
     def outputs(self, *paths: str) -> tuple[dict[str, Any], dict[str, dict[str, tuple[str, int]]]]:
         entries = data.hash_paths(list(paths), root=self.root, cache_dir=None)
-        section = data.to_section(entries, self.run_dir, "outputs")
-        listings = {e["listing"]: data.read_listing(self.run_dir / e["listing"])
+        section = to_section(entries, self.run_dir, "outputs")
+        listings = {e["listing"]: read_listing(self.run_dir / e["listing"])
                     for e in section.values() if "listing" in e}
         return section, listings
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from repro.cli.main import main
-from repro.commands import run as runflow
+from repro.commands import runresults
 from tests.conftest import PYTHON, git, snapshot_tree
 
 
@@ -181,7 +181,7 @@ def test_a_path_in_argv_is_an_output_only_when_the_run_replaced_its_content(
 def test_a_large_directory_named_in_argv_stays_an_input_and_is_not_watched(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
-    monkeypatch.setattr(runflow, "WATCH_MAX_FILES", 1)  # ckpt/ holds 2 files: "a dataset"
+    monkeypatch.setattr(runresults, "WATCH_MAX_FILES", 1)  # ckpt/ holds 2 files: "a dataset"
     commit(repo, {"use.py": USE}, "ckpt/\n")
     (repo / "ckpt").mkdir()
     (repo / "ckpt" / "model.pt").write_text("old\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.capture import data
+from repro.capture import data, hashing
 from repro.cli.main import main
 from tests.conftest import PYTHON, git
 
@@ -239,6 +239,8 @@ def test_script_reproduces_the_outputs_in_a_fresh_clone(
     entry = data.hash_paths(["out"], root=tree, cache_dir=None)[0]
     assert entry.hash == recorded["outputs"]["out"]["hash"]
     assert (tree / "notes.txt").read_text() == "untracked\n"
+    # The script's copy of the hook ran to the end: its probe (written at exit) is there.
+    assert list((tree.parent / "probe").glob("*.probe.json"))
     cleanup = done.stderr.strip().splitlines()[-2].removeprefix("when done: ")
     assert str(tree) in git(fresh, "worktree", "list")
     subprocess.run(["bash", "-c", cleanup], check=True, timeout=60)
@@ -408,7 +410,7 @@ def test_replay_never_writes_through_a_symlink_from_the_manifest(
     doc["code"]["untracked"] = [
         {"path": "lnk", "size": 0, "hash": None, "target": str(outside), "copied": False},
         {"path": "lnk/pwned.txt", "size": 5, "copied": True,
-         "hash": data.hash_file(run_dir / "untracked" / "lnk" / "pwned.txt")}]
+         "hash": hashing.hash_file(run_dir / "untracked" / "lnk" / "pwned.txt")}]
     (run_dir / "manifest.yaml").write_text(yaml.safe_dump(doc))
     capfd.readouterr()
     assert main(["replay", "latest", "--yes"]) == 125  # an edited manifest is foreign

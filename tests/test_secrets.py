@@ -202,10 +202,10 @@ def test_a_secret_file_is_taken_from_the_checkout_by_hash_or_refused(repo: Path)
 
 def _hook_module() -> object:
     spec = importlib.util.spec_from_file_location(
-        "repro_hook_copy", seeding.hook_dir() / "sitecustomize.py")
+        "repro_hook_copy", seeding.hook_dir() / "_repro_hook_probe.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # with no REPRO_SEED set the hook does nothing on load
+    spec.loader.exec_module(module)  # the hook's exit-time helper: defines, runs nothing
     return module
 
 

@@ -170,10 +170,11 @@ def test_new_seed_is_a_fresh_32_bit_integer() -> None:
 
 
 def test_hook_dir_holds_only_the_hook() -> None:
+    # The directory is on the child's PYTHONPATH: nothing in it may shadow a user's module.
     directory = seeding.hook_dir()
     assert directory.is_absolute()
     assert {p.name for p in directory.iterdir() if p.name != "__pycache__"} == {
-        "sitecustomize.py"}
+        "sitecustomize.py", "_repro_hook_probe.py"}
 
 
 def test_levels_match_the_manifest_schema() -> None:

@@ -3,10 +3,11 @@
 The one place that decides whether a word names a Python interpreter (`python`, `python3`,
 `python3.11`, `python3.11.4`, `python3.13t`, `pypy3`, `/venv/bin/python`, `python.exe`), reads a
 script's `#!` line, and walks the interpreter's own options (`-u`, `-uB`, `-W arg`, `-X opt`,
-`-I/-E/-S`, `-c code`, `-m module`). Used by the pre-run interpreter lookup
-(environment.find_interpreter), argv path detection (data.argv_paths), the probe reader
-(hookprobe.interpreter_flags) and replay. Standard library only; reads at most a script's first
-line, never runs anything.
+`-I/-E/-S`, `-c code`, `-m module`), and picks out the paths the words name (``argv_paths``:
+candidate data inputs, and outputs a run will create). Used by the pre-run interpreter lookup
+(find_interpreter), data capture (argv_paths), the probe reader and doctor (interpreter_flags)
+and replay. Standard library only at import; reads at most a script's first line and the
+metadata of the paths the words name, never runs anything.
 """
 
 from __future__ import annotations
@@ -136,6 +137,19 @@ def python_words(argv: Sequence[str], cwd: Path | None = None, path: str | None 
     return None
 
 
+def interpreter_flags(argv: Sequence[str], cwd: Path | None = None) -> frozenset[str]:
+    """The single-letter options given to the Python interpreter the command runs, if any.
+
+    Finds `python...` in argv (after wrappers such as `env`, `uv run` or `sh -c '...'`), or in
+    the shebang line of the script argv[0] names.
+    """
+    located = python_words(argv, cwd)
+    if located is None:
+        return frozenset()
+    words, index, _ = located
+    return python_args(words[index + 1:]).flags
+
+
 def find_interpreter(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[str, str]:
     """(path, how) of the Python the command will run.
 
@@ -190,3 +204,65 @@ def _shebang_python(line: Sequence[str], path: str) -> str | None:
     else:
         return None
     return candidate if candidate and os.path.isfile(candidate) else None
+
+
+# --- the paths a command line names --------------------------------------------------------
+
+
+def argv_paths(argv: Sequence[str], cwd: Path, root: Path, *, missing: bool = False
+               ) -> list[str]:
+    """Existing paths inside `root` named in `argv`, relative to `root`, deduplicated in order.
+
+    Words are plain arguments, ``--flag=path`` values and ``key=path`` values (Hydra-style
+    overrides). argv[0] is skipped, and so is the script when argv[0] is a Python interpreter;
+    so are the root itself and anything under ``.repro/`` or ``.git/``. `missing`: instead,
+    the words that would name a path inside `root` that does not exist (yet): a run that
+    creates one wrote an output (``--save model.pt``).
+    """
+    words = list(argv[1:])
+    if argv and is_python(argv[0]):
+        words = list(python_args(words).args)
+    root_real = os.path.realpath(root)
+    base = os.path.abspath(cwd)
+    seen: set[str] = set()
+    out: list[str] = []
+    for word in words:
+        for candidate in _candidates(word):
+            rel = _inside(candidate, base, root_real, missing)
+            if rel is not None and rel not in seen:
+                seen.add(rel)
+                out.append(rel)
+                break
+    return out
+
+
+def _candidates(word: str) -> list[str]:
+    if not word or "\0" in word:
+        return []
+    if word.startswith("-"):
+        return [word.split("=", 1)[1]] if "=" in word else []
+    if "=" in word:
+        return [word, word.split("=", 1)[1]]
+    return [word]
+
+
+def _inside(candidate: str, cwd: str, root_real: str, missing: bool = False) -> str | None:
+    if not candidate:
+        return None
+    try:
+        abs_path = os.path.normpath(os.path.join(cwd, candidate))
+        if os.path.lexists(abs_path) == missing:
+            return None
+        real_parent = os.path.realpath(os.path.dirname(abs_path))
+        real = os.path.join(real_parent, os.path.basename(abs_path))
+    except (OSError, ValueError):
+        return None
+    rel = os.path.relpath(real, root_real)
+    if rel == "." or rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+        return None
+    rel = rel.replace(os.sep, "/")
+    from repro.capture.data import SKIP_AT_ROOT  # loaded already wherever data is captured
+
+    if rel.split("/", 1)[0] in SKIP_AT_ROOT:
+        return None
+    return rel

@@ -6,7 +6,7 @@ run's when its (size, mtime_ns, ctime_ns, inode) after the run differs from befo
 not exist before: ctime cannot be set back by a program, and a file replaced by a rename has a
 new inode, so rewriting a file with the same bytes still counts as writing it.
 
-Must not: hash (content hashes are capture/data's; `rewrote` asks it for one file's prefix),
+Must not: hash (content hashes are capture/hashing's; `rewrote` asks it for one file's prefix),
 print, or follow a symlink inside a directory (a named path is followed, as capture/data
 follows it). Stat only: the snapshot is one walk of the named paths, on `repro run`'s hot path.
 """
@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from repro.capture import data
+from repro.capture import data, hashing
 from repro.record.schema import FileEntry
 
 Sig = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
@@ -91,7 +91,7 @@ def rewrote(before: Tree, after: Tree, entry: FileEntry | None, where: Path) -> 
             return True
         if entry is None or now[0] <= old[0] or entry.hash is None:
             return True
-        return bool(data.hash_prefix(where, old[0]) != entry.hash)
+        return bool(hashing.hash_prefix(where, old[0]) != entry.hash)
     return any(after.get(rel) != sig for rel, sig in before.items())
 
 
@@ -124,7 +124,7 @@ def split(entry: data.Entry, where: Path, before: Tree) -> tuple[data.Entry, lis
         return entry, []
     gone = set(stale)
     listing = {k: v for k, v in entry.listing.items() if k not in gone}
-    fresh = dataclasses.replace(entry, hash=data.hash_listing(listing),
+    fresh = dataclasses.replace(entry, hash=hashing.hash_listing(listing),
                                 size=sum(v[1] for v in listing.values()), files=len(listing),
                                 listing=listing)
     return fresh, sorted(stale)

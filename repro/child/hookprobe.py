@@ -66,7 +66,7 @@ def summarize(hook_out: Path, argv: Sequence[str]) -> dict[str, Any]:
     (no pids, no times), so two runs' summaries can be compared directly.
     """
     processes, read_errors = _load(hook_out)
-    flags = interpreter_flags(argv)
+    flags = cmdline.interpreter_flags(argv)
     defeated = [DEFEATING_FLAGS[f] for f in DEFEATING_FLAGS if f in flags]
     finished = [p.probe for p in processes if p.probe is not None]
     warnings: list[str] = []
@@ -113,19 +113,6 @@ def top_probe(hook_out: Path) -> dict[str, Any] | None:
     none finished (no hook, or the process was killed before exit)."""
     processes, _ = _load(hook_out)
     return _top(processes)
-
-
-def interpreter_flags(argv: Sequence[str]) -> frozenset[str]:
-    """The single-letter options given to the Python interpreter the command runs, if any.
-
-    Finds `python...` in argv (after wrappers such as `env`, `uv run` or `sh -c '...'`), or in
-    the shebang line of the script argv[0] names.
-    """
-    located = cmdline.python_words(argv)
-    if located is None:
-        return frozenset()
-    words, index, _ = located
-    return cmdline.python_args(words[index + 1:]).flags
 
 
 def _load(hook_out: Path) -> tuple[list[_Process], list[dict[str, Any]]]:

@@ -74,13 +74,15 @@ def default_threads(cpu_count: int | None) -> int:
 
 
 def hook_dir() -> Path:
-    """The directory holding only the hook's `sitecustomize.py` (prepended to PYTHONPATH)."""
+    """The directory holding only the hook (prepended to PYTHONPATH): its `sitecustomize.py`
+    and the `_repro_hook_probe.py` that imports at exit."""
     here = Path(__file__).resolve().parent / "hook"
-    if not (here / "sitecustomize.py").is_file():
-        raise errors.HookError(
-            f"the determinism hook is missing: {here / 'sitecustomize.py'}",
-            hint="reinstall repro (pip install --force-reinstall repro)",
-        )
+    for name in ("sitecustomize.py", "_repro_hook_probe.py"):
+        if not (here / name).is_file():
+            raise errors.HookError(
+                f"the determinism hook is missing: {here / name}",
+                hint="reinstall repro (pip install --force-reinstall repro)",
+            )
     return here
 
 

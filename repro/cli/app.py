@@ -435,7 +435,9 @@ def replay(
     if dry_run or as_script:
         plan = replay_mod.make_plan(loaded, runs)
         if as_script:
-            sys.stdout.write(replay_mod.script(plan, loaded.manifest, runs.root))
+            from repro.commands import replayscript
+
+            sys.stdout.write(replayscript.script(plan, loaded.manifest, runs.root))
         else:
             ui.print_json(plan.to_dict())
         raise typer.Exit(ExitCode.OK)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import data, environment, git, hardware
+from repro.capture import cmdline, environment, git, hardware, hashing
 from repro.child import seeding
 from repro.commands import preflight
 from repro.record import config, store
@@ -70,7 +70,7 @@ def examine(cwd: Path, env: Mapping[str, str], python: str | None = None) -> lis
     installed = environment.installed_packages(interp.sys_path)
     try:
         if state is not None:
-            preflight.check_lock(root, state, cfg.lockfile, installed, False, data.hash_file)
+            preflight.check_lock(root, state, cfg.lockfile, installed, False, hashing.hash_file)
     except errors.LockfileError as e:
         found.append(Hazard("lockfile", e.message, e.hint or ""))
     found.extend(_environment_hazards(env))
@@ -144,7 +144,7 @@ def _ignored(root: Path, rel: str) -> bool:
     return done.returncode == 0
 
 
-_FLAG_RE = re.compile(r"repro\s+run\b.*?\bpython[\d.]*\s+(-[A-Za-z]*[IES][A-Za-z]*)\b")
+_REPRO_RUN_RE = re.compile(r"\brepro\s+run\b")
 
 
 def _isolated_commands(root: Path) -> list[Hazard]:
@@ -159,14 +159,28 @@ def _isolated_commands(root: Path) -> list[Hazard]:
         except (OSError, UnicodeDecodeError):
             continue
         for lineno, line in enumerate(text.splitlines(), 1):
-            m = _FLAG_RE.search(line)
-            if m:
+            m = _REPRO_RUN_RE.search(line)
+            flags = _defeating_flags(line[m.end():], root) if m else ""
+            if flags:
                 rel = path.relative_to(root).as_posix()
                 found.append(Hazard(
-                    "isolated-python", f"{rel}:{lineno} runs `python {m.group(1)}` under repro: "
+                    "isolated-python", f"{rel}:{lineno} runs `python -{flags}` under repro: "
                                        "-I, -E and -S stop the seeding hook from loading",
                     "drop the flag; the run would be recorded with hook.ran: false"))
     return found
+
+
+def _defeating_flags(command: str, root: Path) -> str:
+    """Which of -I, -E, -S the Python interpreter in `command` (the words after `repro run`
+    on a line of a Makefile or a CI file) is given, read as capture/cmdline reads argv."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:  # an unbalanced quote: a line continued on the next one
+        words = command.split()
+    flags = cmdline.interpreter_flags(words, root)
+    return "".join(f for f in "IES" if f in flags)
 
 
 def _shadowed_sitecustomize(python: str, env: Mapping[str, str]) -> str | None:

@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from repro.capture import data, git
+from repro.capture import git, listings
 from repro.judge import compare
 from repro.record import manifest, store
 
@@ -30,7 +30,7 @@ class Loaded:
                     continue
                 path = self.run_dir / manifest.confined(name, "listing file")
                 if path.is_file():
-                    out[name] = data.read_listing(path)
+                    out[name] = listings.read_listing(path)
         return out
 
 

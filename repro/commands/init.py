@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from repro import errors
-from repro.capture import environment, git
+from repro.capture import git, lockfiles
 from repro.record import manifest, store
 
 DATA_DIRS = ("data", "datasets")
@@ -34,7 +34,7 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
         raise errors.ConfigError(f"{target.name} already exists",
                                  hint="edit it, or pass --force to overwrite it")
     found: dict[str, object] = {}
-    lock = environment.find_lockfile(root, None)
+    lock = lockfiles.find_lockfile(root, None)
     data = [d + "/" for d in DATA_DIRS if (root / d).is_dir()]
     outputs = [d + "/" for d in OUTPUT_DIRS if (root / d).is_dir()]
     metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)

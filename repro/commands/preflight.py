@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import environment, git
+from repro.capture import environment, git, lockfiles
 
 SHOWN = 10  # offending paths listed before "and N more"
 
@@ -55,7 +55,7 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
                installed: environment.Packages, allow_unlocked: bool,
                hash_file: Any) -> LockFinding:
     """Find the lockfile, check it is committed and that installed packages match its pins."""
-    path = environment.find_lockfile(root, configured)
+    path = lockfiles.find_lockfile(root, configured)
     if path is None:
         return _refuse_or_record(
             allow_unlocked, None,
@@ -78,8 +78,8 @@ def check_lock(root: Path, state: git.TreeState, configured: str | None,
             allow_unlocked, {"path": rel, "matches": False},
             errors.LockfileError(f"the lockfile {rel} is not tracked by git (ignored?)",
                                  hint=f"commit {rel}, or pass --allow-unlocked"))
-    lock = environment.read_lock(root, path)
-    result = environment.check_lock(lock, installed.versions)
+    lock = lockfiles.read_lock(root, path)
+    result = lockfiles.check_lock(lock, installed.versions)
     section = {"path": rel, "kind": lock.kind, "hash": hash_file(path), **result}
     if result["matches"]:
         return LockFinding(section, ())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors, report
-from repro.commands import history, replay
+from repro.commands import history, replay, runresults
 from repro.commands import run as runflow
 from repro.judge import checks as judge
 from repro.judge import compare
@@ -110,7 +110,7 @@ def verify_run(runs: store.Store, ref: str, opts: Options, reporter: report.Repo
     started = time.monotonic()
     baseline = history.load(runs, ref)
     _require_results(baseline)
-    kept = baseline.run_dir / runflow.KEPT
+    kept = baseline.run_dir / runresults.KEPT
     # Outputs kept in the run directory still are the recorded files; the checkout's copies
     # may have been overwritten since (judge checks their hashes either way).
     # The recorded run ran in the checkout, or (a run a replay recorded) in a worktree that is

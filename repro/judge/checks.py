@@ -76,7 +76,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.capture import data
+from repro.capture import hashing
 from repro.judge import compare
 from repro.judge.filediff import _compare_bytes, _read_at, format_cause
 from repro.judge.junit import junit_xml
@@ -406,7 +406,7 @@ def _available(root: Path | None, rel: str, want: str) -> Path | None:
         real_root = os.path.realpath(root)
         if os.path.commonpath([real_root, os.path.realpath(p)]) != real_root:
             return None  # a directory symlink on the way leads out of the root
-        return p if data.hash_file(p) == want else None
+        return p if hashing.hash_file(p) == want else None
     except (OSError, ValueError, errors.ReproError):
         return None
 

@@ -5,7 +5,7 @@ The values of command-line arguments whose names look like secrets (`--api-key X
 environment variable a replay takes the value from, a per-clone salt and a slow salted hash
 (two runs with the same secret in one clone record the same placeholder, so `diff` can tell
 "same secret" from "different secret" without the value). The real argv still goes to the
-command unchanged. The start-up hook (repro/child/hook/sitecustomize.py, standard library only)
+command unchanged. The hook (repro/child/hook/_repro_hook_probe.py, standard library only)
 carries a copy of the name rule for the argv it records; tests/test_secrets.py holds the two
 equal. Never prints.
 """

@@ -128,9 +128,9 @@ def tag_path(manifest_path: Path) -> Path:
 
 
 def tag(secret: bytes, text: bytes) -> str:
-    from repro.capture import data  # blake3 is loaded on every run anyway: no import cost
+    from repro.capture import hashing  # blake3 is loaded on every run anyway: no import cost
 
-    return data.keyed_hash(secret, text)
+    return hashing.keyed_hash(secret, text)
 
 
 def tag_text(secret: bytes, text: bytes, manifest_path: Path) -> str:

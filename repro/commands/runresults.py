@@ -1,0 +1,218 @@
+"""What a run left, read after its command: the hook's report, the outputs (declared ones, and
+paths named in argv that the run created or rewrote), metrics, copies of small outputs, and
+the files it wrote that nobody records.
+
+Part of the `repro run` flow (commands/run.py). Reports through a Reporter; never prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repro import errors, report
+from repro.capture import cmdline, data, git, listings
+from repro.commands import preflight, runner, runsnapshot
+from repro.record import config, manifest, store
+
+if TYPE_CHECKING:
+    from repro.commands.run import RunRequest
+
+
+@dataclasses.dataclass(frozen=True)
+class Watch:
+    """Result paths (relative to the root) and their stat trees from before the command."""
+
+    outputs: tuple[str, ...]  # declared: --output and the configuration's `outputs`
+    metrics: str | None  # the metrics file
+    named: tuple[str, ...]  # existing paths named in argv, recorded as inputs before the run
+    unborn: tuple[str, ...]  # paths named in argv that did not exist before the run
+    trees: Mapping[str, Any]  # path -> written.Tree
+
+    @classmethod
+    def before(cls, req: RunRequest, cfg: config.Config, root: Path,
+               named: Sequence[str]) -> Watch:
+        outputs = tuple(dict.fromkeys(runsnapshot.rel(runsnapshot.under(root, req.cwd, p), root)
+                                      for p in (*req.outputs, *cfg.outputs)))
+        metrics_path = req.metrics or cfg.metrics
+        metrics_rel = (runsnapshot.rel(runsnapshot.under(root, req.cwd, metrics_path), root)
+                       if metrics_path else None)
+        results = (*outputs, *([metrics_rel] if metrics_rel else []))
+        unborn = tuple(p for p in cmdline.argv_paths(req.argv, req.cwd, root, missing=True)
+                       if not runsnapshot.covered(p, results))
+        watched = (*results, *named)
+        trees: Mapping[str, Any] = {}
+        if watched:
+            from repro.capture import written
+
+            trees = written.snapshot(root, watched)
+        return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+
+
+def start_quietly(root: Path) -> Any:
+    try:
+        return git.start_status(root)
+    except errors.ReproError:
+        return None
+
+
+def warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Sequence[str],
+                     m: manifest.Manifest, reporter: report.Reporter) -> None:
+    """Name the files the run created that git does not ignore and repro does not record
+    (`mnist_cnn.pt` written beside the script): verify could not compare them, and the next
+    run would be refused for them. Replays skip this: their recorded run already said it."""
+    if proc is None:
+        return
+    try:
+        after = preflight.without_results(git.finish_status(proc, root), results)
+    except errors.ReproError:
+        return
+    known = {d.path for d in before.dirt}
+    recorded = [*m.outputs, *m.data]
+    new = [d.path for d in after.dirt if d.state == "untracked" and d.path not in known
+           and not runsnapshot.covered(d.path, recorded)]
+    if new:
+        shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+        reporter.warn(f"the run wrote files that are not recorded as outputs: {shown}",
+                      hint="declare them with --output PATH (or `outputs:` in repro.yaml) so "
+                           "verify compares them, or add them to .gitignore")
+
+
+WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
+
+
+def too_big_to_watch(entry: manifest.FileEntry | None) -> bool:
+    return entry is not None and entry.kind == "dir" and (entry.files or 0) > WATCH_MAX_FILES
+
+
+def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root: Path,
+                 runs: store.Store, run_dir: Path, result: runner.ChildResult,
+                 hw: Mapping[str, Any] | None, reporter: report.Reporter,
+                 watch: Watch) -> manifest.Manifest:
+    """Read what the child left: the hook's probes, outputs, metrics."""
+    from repro.capture import metrics
+    from repro.child import hookprobe
+
+    hook = manifest.HookReport.from_dict(hookprobe.summarize(run_dir / "hook", req.argv),
+                                         "determinism.hook")
+    if not hook.ran:
+        hint = "run Python without -I, -E or -S so repro's start-up hook can load"
+        if hook.reason == hookprobe.NO_PYTHON:  # `repro run -- make`, `-- yes`
+            hint = ("a command that runs no Python has nothing to seed: nothing to do; for one "
+                    "that does, keep PYTHONPATH and run Python without -I, -E or -S")
+        reporter.warn(f"the seed could not be applied inside the command: {hook.reason}",
+                      hint=hint)
+    elif hook.deterministic_algorithms is False and m.determinism.level in ("strict", "warn"):
+        reporter.warn("the script turned deterministic algorithms off "
+                      "(torch.use_deterministic_algorithms(False)); results may not reproduce")
+    for err in hook.errors:
+        reporter.warn(f"repro's start-up hook failed inside the command: {err}")
+    m = m.replace(determinism=dataclasses.replace(m.determinism, hook=hook))
+
+    top = hookprobe.top_probe(run_dir / "hook")
+    env_section = m.environment.to_dict()
+    if top:
+        # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
+        # a shell script that activates another venv).
+        for key in ("python", "packages", "package_sources"):
+            if top.get(key):
+                env_section[key] = top[key]
+    hw_section = dict(hw or {})
+    if top:
+        for key in ("torch", "threads"):
+            if top.get(key):
+                hw_section[key] = top[key]
+    m = m.replace(environment=manifest.Environment.from_dict(env_section, "environment"),
+                  hardware=manifest.Hardware.from_dict(hw_section, "hardware"))
+
+    # A path named in the command line that the run created or rewrote is an output, not an
+    # input: `--save model.pt` over the model of an earlier run (see written.rewrote).
+    from repro.capture import written
+
+    moved = [p for p in watch.named
+             if written.rewrote(watch.trees.get(p) or {}, written.stat_tree(root / p),
+                                m.data.get(p), root / p)]
+    born = [p for p in watch.unborn if os.path.lexists(root / p)]
+    if moved:
+        gone = set(moved)
+        for p in moved:
+            recorded = m.data.get(p)
+            listing = recorded.listing if recorded is not None else None
+            if listing is not None:
+                with contextlib.suppress(OSError):
+                    (run_dir / listing).unlink()
+        m = m.replace(data={p: e for p, e in m.data.items() if p not in gone})
+    outputs = list(dict.fromkeys([*watch.outputs, *moved, *born]))
+    if outputs:
+        try:
+            with reporter.progress("hashing outputs") as progress:
+                entries = data.hash_paths(outputs, root=root, cache_dir=runs.cache_dir,
+                                          progress=progress)
+            stale: dict[str, list[str]] = {}
+            for i, entry in enumerate(entries):
+                entries[i], stale[entry.path] = written.split(
+                    entry, root / entry.path, watch.trees.get(entry.path) or {})
+            m = m.replace(outputs=manifest.entries(
+                listings.to_section(entries, run_dir, "outputs", stale), "outputs"))
+            keep_outputs(root, run_dir, entries, stale, cfg.keep_outputs_max_bytes)
+        except errors.DataError as e:
+            reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
+    series = run_dir / "metrics.jsonl"
+    metrics_file = root / watch.metrics if watch.metrics else None
+    rewritten = metrics_file is None or written.changed(
+        watch.trees.get(watch.metrics or "") or {}, written.stat_tree(metrics_file))
+    try:
+        m = m.replace(metrics=manifest.Metrics.from_dict(metrics.collect(
+            metrics_file=metrics_file, series_file=series if series.exists() else None,
+            log_file=run_dir / "stdout.log", patterns=cfg.metric_patterns, root=root,
+            rewritten=rewritten), "metrics"))
+    except errors.ReproError as e:
+        reporter.warn(f"metrics were not recorded: {e.message}", e.hint)
+    for w in m.metrics.warnings:
+        reporter.warn(str(w))
+    if moved:  # they were inputs of the recipe when the run started
+        from repro.commands.run import fingerprint  # run imports this module
+
+        m = m.replace(fingerprint=fingerprint(m))
+    return m
+
+
+KEPT = "kept"  # run-directory folder with copies of small outputs (see keep_outputs)
+
+
+def keep_outputs(root: Path, run_dir: Path, entries: Sequence[data.Entry],
+                  stale: Mapping[str, Sequence[str]], cap: int) -> None:
+    """Copy the outputs into the run directory when they total at most `cap` bytes.
+
+    `verify` judges a replay's tensors and text against the recorded files; the checkout's
+    copies are usually overwritten by the next run, so without these a result that reproduced
+    within tolerance could only be reported as "hash differs". Copies, not hard links: torch
+    and numpy rewrite files in place, which would change a linked copy too. Only what the run
+    wrote: stale files are never compared, so never kept.
+    """
+    kept = [e for e in entries if e.kind in ("file", "dir")
+            and not (e.kind == "file" and stale.get(e.path))]
+    if not kept or sum(e.size for e in kept) > cap:
+        return
+    try:
+        for entry in kept:
+            src, dest = root / entry.path, run_dir / KEPT / entry.path
+            if entry.kind == "file":
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+                continue
+            dest.mkdir(parents=True, exist_ok=True)
+            for rel, (digest, _) in (entry.listing or {}).items():
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if digest.startswith("symlink:"):
+                    os.symlink(digest.removeprefix("symlink:"), target)
+                else:
+                    shutil.copyfile(src / rel, target, follow_symlinks=False)
+    except OSError:
+        shutil.rmtree(run_dir / KEPT, ignore_errors=True)  # all or nothing
