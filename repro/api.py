@@ -59,7 +59,8 @@ class Run(manifest.Manifest):
 
 RunRef: TypeAlias = "str | os.PathLike[str] | Run"
 """A run id, a unique prefix of one, latest, latest~N, a run directory, a manifest.yaml path,
-or a `Run` already loaded."""
+`REMOTE:ref` (a run at a configured remote, fetched into the local cache), or a `Run` already
+loaded."""
 
 
 class SilentReporter:
@@ -92,8 +93,18 @@ def load(ref: RunRef, root: str | os.PathLike[str] = ".") -> Run:
     """The run `ref` names, with its sections: `load("latest").seed.value`."""
     if isinstance(ref, Run):
         return ref
-    path = _store(root).resolve(os.fspath(ref))
+    where = _store(root)
+    path = where.resolve(_here(where, os.fspath(ref)))
     return Run.of(store.load_manifest(path), path.parent)
+
+
+def _here(where: store.Store, ref: str) -> str:
+    """`REMOTE:ref` (a run at a configured remote) fetched into the local cache; its path."""
+    if ":" not in ref:
+        return ref
+    from repro.commands import pull
+
+    return pull.local_ref(where, ref)
 
 
 def diff(a: RunRef, b: RunRef, root: str | os.PathLike[str] = ".", *,
@@ -131,8 +142,8 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
         at=at, runs=runs, vary=verify_mod.parse_vary(",".join(vary)), yes=yes, force=force,
         strict_env=strict_env, tolerance=_tolerance(where, rtol, atol, metric))
     target = ref if not isinstance(ref, Run) else ref.run_dir / store.MANIFEST
-    return verify_mod.verify_run(where, os.fspath(target), opts, reporter or SilentReporter(),
-                                 None)
+    return verify_mod.verify_run(where, _here(where, os.fspath(target)), opts,
+                                 reporter or SilentReporter(), None)
 
 
 def _loaded(ref: RunRef, where: store.Store) -> history.Loaded:

@@ -59,7 +59,8 @@ def warn_future(runs: store.Store, *refs: str) -> None:
 
 
 RunRef = Annotated[str, typer.Argument(
-    metavar="RUN", help="Run id, unique prefix, latest, latest~N, run directory or manifest.yaml.",
+    metavar="RUN", help="Run id, unique prefix, latest, latest~N, run directory, manifest.yaml "
+                        "or REMOTE:ref (a run at a named remote, e.g. teammate:latest).",
     autocompletion=complete_run)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -198,6 +199,10 @@ def runs_cmd(
     expand: Annotated[bool, typer.Option(
         "--expand", help="Show every member of a group (`run --repeat`), not one row.")] = False,
     as_json: JsonFlag = False,
+    remote: Annotated[str | None, typer.Option(
+        "--remote", metavar="[NAME|URL]",
+        help="List the runs of a remote store (default: the configured one) instead; reads "
+             "only the manifests shown.")] = None,
 ) -> None:
     """List runs, newest first. Replays show what they replay; verify's are marked `verify`.
 
@@ -207,10 +212,32 @@ def runs_cmd(
     Example:
 
         repro runs --limit 5 --expand
+
+    Example (what the team pushed):
+
+        repro runs --remote teammate
     """
     from repro.record import store
 
     runs = store.open_here()
+    if remote is not None:
+        from repro.commands import pull as pull_mod
+        from repro.record import config
+        from repro.remote import store as remote_store
+
+        where = remote_store.locate(remote, config.load(runs.root))
+        rows, ids, _ = pull_mod.remote_rows(runs, where, limit)
+        if as_json:
+            ui.print_json({"schema": "repro/runs/v1", "remote": where.url, "runs": rows})
+        elif rows:
+            if not expand:
+                from repro.cli import statsview
+
+                rows = statsview.collapse_groups(rows)
+            ui.runs_table(rows, ids)
+        else:
+            ui.info(f"no runs at {where.label} yet: `repro push` sends yours")
+        return
     rows = store.run_rows(runs, limit)
     if as_json:
         ui.print_json({"schema": "repro/runs/v1", "runs": rows})
@@ -237,7 +264,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
 
     runs = store.open_here()
     warn_future(runs, ref)
-    path = runs.resolve(ref)
+    path = runs.resolve(_here(runs, ref))
     m = store.load_manifest(path)
     if as_json:
         ui.print_json(manifest.to_dict(m))
@@ -301,6 +328,7 @@ def diff(
 
     runs = store.open_here()
     warn_future(runs, left, right)
+    left, right = _here(runs, left), _here(runs, right)
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
@@ -315,6 +343,102 @@ def diff(
     # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
     changed = any(report.sections[n].changed for n in names)
     raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
+
+
+RemoteOpt = Annotated[str | None, typer.Option(
+    "--remote", metavar="NAME|URL",
+    help="Remote store: a name from the `remote` setting, or s3://BUCKET/PREFIX or "
+         "file:///PATH (default: the configured remote).")]
+
+
+@app.command()
+def push(
+    refs: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN...]", help="Runs to push (default: every run not yet at the remote).",
+        autocompletion=complete_run)] = None,
+    remote: RemoteOpt = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Say what would be pushed; upload nothing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy runs to a shared remote store (S3-compatible or a shared filesystem).
+
+    Files are stored once by hash, every write is create-only and the manifest goes last, so
+    pushing twice uploads nothing and a push cut short is completed by the next one.
+    Credentials come from the standard AWS chain (environment, profile, instance role).
+
+    Example:
+
+        AWS_ENDPOINT_URL=http://minio:9000 repro push --remote s3://team-runs/repro
+    """
+    from repro.cli import remoteview
+    from repro.commands import push as push_mod
+    from repro.record import config, store
+    from repro.remote import store as remote_store
+
+    runs = store.open_here()
+    where = remote_store.locate(remote, config.load(runs.root))
+    result = push_mod.push(runs, where, list(refs or []), ui.CliReporter(), dry_run=dry_run)
+    if as_json:
+        ui.print_json(result.to_dict())
+    else:
+        remoteview.push_summary(result, where.label)
+    if result.conflicts:
+        ui.error(errors.RemoteError(
+            f"{len(result.conflicts)} run(s) differ from the copy at the remote, which was "
+            "kept: " + ", ".join(result.conflicts[:5]),
+            hint="runs at a remote are write-once; a run edited after its push stays local"))
+        raise typer.Exit(ExitCode.TROUBLE)
+
+
+@app.command()
+def pull(
+    refs: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN...]", help="Runs at the remote: id, unique prefix, latest, latest~N.")
+    ] = None,
+    pull_all: Annotated[bool, typer.Option("--all", help="Pull every run of the remote.")
+                        ] = False,
+    remote: RemoteOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy runs from a remote store into this clone's .repro/runs/, checked by hash.
+
+    Pulled runs are listed by `repro runs` and can be shown, diffed and verified; they never
+    become `latest` (which counts the runs you started).
+
+    Example:
+
+        repro pull --all --remote teammate
+
+    (To compare with one remote run, no pull is needed: repro diff latest teammate:latest.)
+    """
+    from repro.cli import remoteview
+    from repro.commands import pull as pull_mod
+    from repro.record import config, store
+    from repro.remote import store as remote_store
+
+    runs = store.open_here()
+    where = remote_store.locate(remote, config.load(runs.root))
+    result = pull_mod.pull(runs, where, list(refs or []), pull_all, ui.CliReporter())
+    if as_json:
+        ui.print_json(result.to_dict())
+    else:
+        remoteview.pull_summary(result, where.label)
+    if result.conflicts:
+        ui.error(errors.RemoteError(
+            f"{len(result.conflicts)} run(s) here differ from the remote's copy, which was "
+            "not pulled: " + ", ".join(result.conflicts[:5]),
+            hint="the local copy was kept; compare them with `repro diff ID REMOTE:ID`"))
+        raise typer.Exit(ExitCode.TROUBLE)
+
+
+def _here(runs: store.Store, ref: str) -> str:
+    """A `REMOTE:ref` reference fetched into the local cache (its path); others unchanged."""
+    if ":" not in ref:
+        return ref
+    from repro.commands import pull as pull_mod
+
+    return pull_mod.local_ref(runs, ref)
 
 
 @app.command("compare")
@@ -431,7 +555,7 @@ def replay(
 
     runs = store.open_here()
     warn_future(runs, ref)
-    loaded = history.load(runs, ref)
+    loaded = history.load(runs, _here(runs, ref))
     if dry_run or as_script:
         plan = replay_mod.make_plan(loaded, runs)
         if as_script:
@@ -543,7 +667,7 @@ def verify(
     elif len(words) == 1:
         warn_future(runs, words[0])
         confirm = ui.confirm_command if replay_mod.interactive() else None
-        report = verify_mod.verify_run(runs, words[0], opts, reporter, confirm)
+        report = verify_mod.verify_run(runs, _here(runs, words[0]), opts, reporter, confirm)
     elif words:
         raise errors.UsageError(f"verify takes one RUN, got {len(words)} words",
                                 hint="to verify a command, put it after `--`: "
@@ -657,6 +781,12 @@ def dispatch(args: list[str]) -> int:
         # click swallows `--`; tell verify that the words after it are a command, not a RUN.
         cut = args.index("--")
         args = [*args[:cut], "--command", *args[cut:]]
+    if command in ("runs", "ls") and "--remote" in args:
+        # `repro runs --remote` alone means the configured remote: typer has no option with
+        # an optional value, so give it an empty one.
+        at = args.index("--remote")
+        if at + 1 == len(args) or args[at + 1].startswith("-"):
+            args = [*args[:at + 1], "", *args[at + 1:]]
     try:
         result = app(args=args, prog_name="repro", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0

@@ -6,6 +6,7 @@ Validates keys and types and names the key and the file on any error. Never prin
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,21 @@ DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
 # Inputs a replay copies into its worktree (reflinks cost nothing and do not count); larger
 # inputs are linked, named before the replay and checked after it.
 DEFAULT_REPLAY_COPY_MAX_BYTES = 1024 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteConfig:
+    """A remote run store (`repro push`/`pull`, `NAME:run` references). No credentials here:
+    they come from the standard AWS chain only."""
+
+    name: str
+    url: str
+    endpoint: str | None = None  # S3 endpoint for this remote (else AWS_ENDPOINT_URL)
+    region: str | None = None
+
+
+REMOTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_REMOTE = "origin"  # the name of a `remote: URL` given alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,7 @@ class Config:
     replay_copy_max_bytes: int = DEFAULT_REPLAY_COPY_MAX_BYTES
     mlflow_tracking_uri: str | None = None  # `repro export mlflow`; credentials never here
     mlflow_experiment: str | None = None
+    remotes: tuple[RemoteConfig, ...] = ()  # key `remote`: a URL, or names -> URLs
 
 
 MAX_SEED = 2**32 - 1  # what numpy's legacy seeding and PL_GLOBAL_SEED accept
@@ -63,7 +80,10 @@ _KEYS: dict[str, tuple[str, str]] = {
     "replay_copy_max_bytes": ("int", "an integer number of bytes"),
     "mlflow_tracking_uri": ("str", "a tracking server URI, e.g. http://mlflow:5000"),
     "mlflow_experiment": ("str", "an MLflow experiment name"),
+    "remote": ("remote", "a URL (s3://BUCKET/PREFIX, file:///PATH) or a mapping of names to "
+                         "URLs or to {url, endpoint, region}"),
 }
+_FIELD = {"remote": "remotes"}
 
 
 def load(root: Path) -> Config:
@@ -103,7 +123,7 @@ def parse(table: Mapping[str, Any], source: str) -> Config:
             known = ", ".join(sorted(_KEYS))
             raise errors.ConfigError(f"{source}: unknown key {key!r}", hint=f"known keys: {known}")
         kind, desc = _KEYS[key]
-        values[key] = _convert(raw, kind, f"{source}: {key!r} must be {desc}, got {raw!r:.100}")
+        values[_FIELD.get(key, key)] = _convert(raw, kind, f"{source}: {key!r} must be {desc}, got {raw!r:.100}")
     return Config(**values)
 
 
@@ -151,7 +171,35 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
 
         return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
                          per_metric={str(k): float(v) for k, v in per.items()})
+    if kind == "remote":
+        return _remotes(raw, message, hint)
     raise AssertionError(kind)
+
+
+def _remotes(raw: Any, message: str, hint: str) -> tuple[RemoteConfig, ...]:
+    """`remote: URL` (named origin) or `remote: {name: URL | {url, endpoint, region}}`."""
+    if isinstance(raw, str):
+        raw = {DEFAULT_REMOTE: raw}
+    if not isinstance(raw, Mapping) or not raw:
+        raise errors.ConfigError(message, hint=hint)
+    out = []
+    for name, value in raw.items():
+        if not isinstance(name, str) or not REMOTE_NAME_RE.match(name) or name == "group":
+            raise errors.ConfigError(f"{message}: {name!r} is not a remote name",
+                                     hint="names start with a letter: letters, digits, _ . -")
+        if isinstance(value, str):
+            value = {"url": value}
+        if (not isinstance(value, Mapping) or set(value) - {"url", "endpoint", "region"}
+                or not all(isinstance(v, str) and _is_path(v) for v in value.values())
+                or "url" not in value):
+            raise errors.ConfigError(message, hint=hint)
+        if any("@" in str(v).partition("://")[2].partition("/")[0] for v in value.values()):
+            raise errors.ConfigError(
+                f"{message}: remote {name!r} holds credentials",
+                hint="remove them: repro reads credentials only from the standard AWS chain")
+        out.append(RemoteConfig(name=name, url=value["url"], endpoint=value.get("endpoint"),
+                                region=value.get("region")))
+    return tuple(out)
 
 
 _INT_RANGES = {"int": (0, 2**63 - 1), "seed": (0, MAX_SEED), "threads": (1, MAX_THREADS)}

@@ -18,6 +18,7 @@ from repro.record import bounded, manifest
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{4,}$")
 LATEST_RE = re.compile(r"^latest(?:~(\d+))?$")
 MANIFEST = "manifest.yaml"
+PULLED = "pulled.json"  # in a run `repro pull` brought from a remote: never `latest`
 
 
 def find_root(start: Path) -> Path:
@@ -82,7 +83,8 @@ class Store:
             back = int(latest.group(1) or 0)
             found = 0
             for run_id in not_future(self.run_ids()):
-                if _started_by_verify(self.runs_dir / run_id / MANIFEST):
+                if (_started_by_verify(self.runs_dir / run_id / MANIFEST)
+                        or _exists(self.runs_dir / run_id / PULLED)):
                     continue
                 if found == back:
                     return self.runs_dir / run_id / MANIFEST

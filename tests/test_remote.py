@@ -1,0 +1,414 @@
+"""Remote run stores against a real SeaweedFS S3 endpoint and a real `file://` directory:
+push, pull in a second clone, show/diff/verify there, create-only writes, killed and concurrent
+pushes, bad remotes, and a credential canary."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from repro.capture import hashing
+from repro.cli.main import main
+from repro.record import config
+from repro.remote import store as remote
+from tests.conftest import PYTHON, git
+from tests.remote_fixtures import SeaweedS3, seaweed  # noqa: F401  (the session fixture)
+
+TRAIN = """\
+import json, pathlib, random, sys
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+value = random.random()
+(out / "result.txt").write_text(f"{value!r}\\n")
+pathlib.Path("metrics.json").write_text(json.dumps({"score": value}))
+print("trained", value)
+"""
+RUN = ["run", "--output", "out", "--metrics", "metrics.json", "--", PYTHON, "train.py"]
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    (repo / "train.py").write_text(TRAIN)
+    (repo / ".gitignore").write_text(".repro/\nout/\nmetrics.json\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "train")
+    return repo
+
+
+@pytest.fixture
+def s3(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+    """A fresh bucket at the SeaweedFS endpoint, its URL; the AWS variables point at it."""
+    for key, value in seaweed.env().items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{seaweed.new_bucket()}/team"
+
+
+def record(n: int = 1) -> list[str]:
+    for _ in range(n):
+        assert main(RUN) == 0
+    return sorted(os.listdir(".repro/runs"))[-n:]
+
+
+def clone(src: Path, dest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    subprocess.run(["git", "clone", "-q", str(src), str(dest)], check=True, timeout=60)
+    monkeypatch.chdir(dest)
+    return dest
+
+
+def json_of(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, object]]:
+    capsys.readouterr()
+    code = main([*args, "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def repro_proc(args: list[str], cwd: Path, **kw: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, "-m", "repro", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+
+
+def test_push_pull_show_diff_in_a_second_clone_and_push_again_uploads_nothing(
+        project: Path, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ids = record(2)
+    code, pushed = json_of(["push", "--remote", s3], capsys)
+    assert code == 0 and pushed["pushed"] == ids and pushed["uploaded_files"]
+    code, again = json_of(["push", "--remote", s3], capsys)
+    assert code == 0 and again["pushed"] == [] and again["uploaded_files"] == 0
+    assert again["stats"]["bytes_up"] == 0  # type: ignore[index]
+    assert set(again["stats"]["requests"]) == {"list"}  # type: ignore[index]
+    code, named = json_of(["push", "--remote", s3, ids[0]], capsys)
+    assert code == 0 and named["already"] == [ids[0]] and named["uploaded_files"] == 0
+
+    second = clone(project, tmp_path / "second", monkeypatch)
+    code, listed = json_of(["runs", "--remote", s3], capsys)
+    assert [r["run_id"] for r in listed["runs"]] == ids[::-1]  # type: ignore[attr-defined]
+    assert not (second / ".repro" / "runs").exists()  # listing downloads no run
+    code, pulled = json_of(["pull", "--remote", s3, "--all"], capsys)
+    assert code == 0 and sorted(pulled["pulled"]) == ids  # type: ignore[arg-type]
+    for run_id in ids:  # bitwise the same files
+        mine, theirs = project / ".repro/runs" / run_id, second / ".repro/runs" / run_id
+        for f in mine.rglob("*"):
+            if f.is_file() and f.name != "manifest.yaml.tag":
+                assert (theirs / f.relative_to(mine)).read_bytes() == f.read_bytes(), f
+    capsys.readouterr()
+    assert main(["show", ids[1]]) == 0
+    assert ids[1] in capsys.readouterr().out
+    code, diff = json_of(["diff", ids[0], ids[1]], capsys)
+    assert code == 1 and diff["sections"]["seed"]["changed"]  # type: ignore[index]
+    code, again = json_of(["pull", "--remote", s3, "--all"], capsys)
+    assert code == 0 and again["pulled"] == [] and sorted(again["already"]) == ids  # type: ignore[arg-type]
+    # Pulled runs are listed but never `latest`: that counts the runs you started.
+    assert main(["show", "latest"]) == 2
+
+
+@pytest.mark.slow
+def test_verify_a_teammates_run_by_remote_reference(
+        project: Path, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ids = record(2)
+    assert main(["push", "--remote", s3]) == 0
+    second = clone(project, tmp_path / "second", monkeypatch)
+    mine = record(1)[0]
+    (second / "repro.yaml").write_text(f"remote:\n  teammate: {s3}\n")
+    capsys.readouterr()
+    code, diff = json_of(["diff", mine, "teammate:latest"], capsys)
+    assert code == 1 and diff["b"] == ids[1]
+    cache = second / ".repro" / "remotes"
+    fetched = [p.name for p in cache.glob("*/runs/*") if (p / ".remote-index.json").exists()]
+    assert fetched == [ids[1]]  # only that run was fetched, not the other one
+    code, verdict = json_of(["verify", f"teammate:{ids[0][:20]}", "--yes"], capsys)
+    assert (code, verdict["verdict"]) == (0, "bitwise")
+    code, shown = json_of(["show", f"teammate:{ids[0]}"], capsys)
+    assert code == 0 and shown["run"]["run_id"] == ids[0]  # type: ignore[index]
+    # Pulled into .repro/runs/, the run verifies there too (bitwise), by its plain id.
+    assert main(["pull", "--remote", "teammate", ids[1]]) == 0
+    code, verdict = json_of(["verify", ids[1], "--yes"], capsys)
+    assert (code, verdict["verdict"]) == (0, "bitwise")
+    # The cache is checked by hash: a damaged cached file is fetched again, not trusted.
+    log = next(cache.glob(f"*/runs/{ids[0]}")) / "stdout.log"
+    log.write_text("tampered\n")
+    code, _ = json_of(["diff", f"teammate:{ids[0]}", "teammate:latest"], capsys)
+    assert code == 1 and "trained" in log.read_text()
+
+
+def test_the_store_refuses_to_overwrite_a_manifest(s3: str, tmp_path: Path) -> None:
+    backend = remote.open_backend(remote.parse_url(s3))
+    key = "runs/20260101T000000.000000Z-abcd/manifest.yaml"
+    assert backend.put_bytes(key, b"first") is True
+    assert backend.put_bytes(key, b"second") is False
+    assert backend.get_bytes(key, 100) == b"first"
+    f = tmp_path / "other"
+    f.write_bytes(b"third")
+    assert backend.put_file(key, f) is False
+    assert backend.get_bytes(key, 100) == b"first"
+    local = remote.open_backend(remote.parse_url((tmp_path / "share").as_uri()))
+    (tmp_path / "share").mkdir()
+    assert local.put_bytes(key, b"first") is True
+    assert local.put_bytes(key, b"second") is False
+    assert local.put_file(key, f) is False
+    assert local.get_bytes(key, 100) == b"first"
+
+
+def test_push_refuses_a_changed_run_and_keeps_the_remote_copy(
+        project: Path, s3: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = record(1)[0]
+    assert main(["push", "--remote", s3]) == 0
+    manifest = project / ".repro/runs" / run_id / "manifest.yaml"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b"status: succeeded", b"status: failed"))
+    capsys.readouterr()
+    assert main(["push", "--remote", s3, run_id]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "write-once" in err and "Traceback" not in err
+    backend = remote.open_backend(remote.parse_url(s3))
+    assert backend.get_bytes(f"runs/{run_id}/manifest.yaml", 1 << 20) == original
+
+
+def test_a_shared_filesystem_remote(project: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    ids = record(2)
+    (project / "repro.yaml").write_text(f"remote: {share.as_uri()}\n")
+    code, planned = json_of(["push", "--dry-run"], capsys)
+    assert code == 0 and planned["pushed"] == ids and planned["planned_bytes"]
+    assert list(share.iterdir()) == []  # a dry run writes nothing
+    assert main(["push"]) == 0
+    assert (share / "runs" / ids[0] / "manifest.yaml").is_file()
+    blobs = list((share / "blobs" / "blake3").glob("*/*"))
+    assert blobs and all(hashing.hash_file(b) == "blake3:" + b.name for b in blobs)
+    assert not list(share.rglob(".tmp-*"))
+    code, again = json_of(["push"], capsys)
+    assert code == 0 and again["uploaded_files"] == 0
+    second = clone(project, tmp_path / "second", monkeypatch)
+    (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
+    code, diff = json_of(["diff", "team:latest~1", "team:latest"], capsys)
+    assert code == 1 and (diff["a"], diff["b"]) == (ids[0], ids[1])
+    code, pulled = json_of(["pull", ids[1][:22]], capsys)
+    assert code == 0 and pulled["pulled"] == [ids[1]]
+    import repro
+
+    assert repro.load("team:latest~1").run.run_id == ids[0]  # the Python API takes them too
+
+
+def test_a_canary_secret_appears_nowhere_repro_wrote(
+        project: Path, s3: str, seaweed: SeaweedS3, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert canary.startswith("canary-")
+    record(1)
+    assert main(["push", "--remote", s3]) == 0
+    second = clone(project, tmp_path / "second", monkeypatch)
+    (second / "repro.yaml").write_text(f"remote:\n  teammate: {s3}\n")
+    assert main(["pull", "--all", "--remote", "teammate"]) == 0
+    assert main(["diff", "teammate:latest", "teammate:latest"]) == 0
+    needle = canary.encode()
+    for root in (project / ".repro", second / ".repro", project / ".git", second / ".git"):
+        for f in root.rglob("*"):
+            if f.is_file():
+                assert needle not in f.read_bytes(), f
+    client = seaweed.client()
+    bucket = s3.split("/")[2]
+    keys = seaweed.keys(bucket)
+    assert any(k.endswith("manifest.yaml") for k in keys)
+    for key in keys:
+        assert needle not in client.get_object(Bucket=bucket, Key=key)["Body"].read(), key
+
+
+def _trouble(args: list[str], capsys: pytest.CaptureFixture[str], within: float = 30.0) -> str:
+    capsys.readouterr()
+    started = time.monotonic()
+    assert main(args) == 2
+    assert time.monotonic() - started < within
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "hint:" in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.slow
+def test_bad_remotes_are_one_error_and_a_hint(
+        project: Path, s3: str, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = record(1)[0]
+    assert main(["push", "--remote", s3]) == 0
+    bucket = s3.split("/")[2]
+    err = _trouble(["pull", "--all", "--remote", f"s3://nobucket-{bucket}/x"], capsys)
+    assert "does not exist" in err
+    with monkeypatch.context() as m:
+        m.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+        err = _trouble(["push", "--remote", s3], capsys)
+        assert "refused the AWS credentials" in err and "wrong" not in err
+    with monkeypatch.context() as m:
+        m.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard: nothing listens
+        err = _trouble(["runs", "--remote", s3], capsys, within=15)
+        assert "cannot reach" in err
+    with socket.socket() as hung, monkeypatch.context() as m:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)  # connections are made, but nothing ever answers
+        m.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        err = _trouble(["pull", "--all", "--remote", s3], capsys, within=30)
+        assert "cannot reach" in err and "timeout" in err.lower()
+    with monkeypatch.context() as m:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            m.delenv(key)
+        err = _trouble(["push", "--remote", s3], capsys)
+        assert "no AWS credentials" in err
+    # A blob whose content no longer matches its hash: the pull fails, nothing half-pulled.
+    client = seaweed.client()
+    log_hash = hashing.hash_file(project / ".repro/runs" / run_id / "stdout.log")
+    key = f"team/{remote.blob_key(log_hash)}"
+    client.delete_object(Bucket=bucket, Key=key)
+    client.put_object(Bucket=bucket, Key=key, Body=b"not what was pushed\n")
+    (project / ".repro").rename(project.parent / "old-repro")
+    err = _trouble(["pull", "--all", "--remote", s3], capsys)
+    assert "corrupted" in err and run_id in err
+    assert not any((project / ".repro" / "runs").iterdir())
+
+
+def test_a_missing_boto3_names_the_extra(project: Path) -> None:
+    code = ("import sys; sys.modules['boto3'] = None; from repro.cli.main import main; "
+            "sys.exit(main(['runs', '--remote', 's3://some-bucket/p']))")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "error: s3:// remotes need boto3" in done.stderr
+    assert "hint: pip install 'repro[s3]'" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("s3://key:secret@bucket/p", "credentials"),
+    ({"t": {"url": "s3://b-b-b/p", "token": "x"}}, "must be"),
+    ({"group": "s3://bucket/p"}, "not a remote name"),
+])
+def test_remote_config_is_checked(value: object, message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        config.parse({"remote": value}, "repro.yaml")
+
+
+def test_remote_urls() -> None:
+    where = remote.parse_url("s3://team-runs/a/b/")
+    assert (where.bucket, where.prefix) == ("team-runs", "a/b")
+    assert remote.parse_url("file:///mnt/share/runs").path == Path("/mnt/share/runs")
+    for bad in ("s3://AK:SK@bucket/p", "http://x/y", "file://otherhost/p", "s3://B/p",
+                "s3://bucket/a/../b"):
+        with pytest.raises(Exception):  # noqa: B017
+            remote.parse_url(bad)
+    cfg = config.parse({"remote": {"origin": "s3://aa-bb/p", "mine": "file:///tmp/x"}}, "r")
+    assert remote.locate(None, cfg).name == "origin"
+    assert remote.locate("mine", cfg).scheme == "file"
+    with pytest.raises(Exception, match="no remote configured"):
+        remote.locate(None, config.Config())
+    with pytest.raises(Exception, match="no remote named 'theirs'"):
+        remote.locate("theirs", cfg)
+
+
+@pytest.mark.slow
+def test_a_killed_push_leaves_no_visible_half_run_and_the_next_push_completes_it(
+        project: Path, s3: str, seaweed: SeaweedS3, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Six runs, each with its own 8 MB output: a push takes long enough to be cut.
+    (project / "train.py").write_text(
+        "import os, pathlib\npathlib.Path('out').mkdir(exist_ok=True)\n"
+        "pathlib.Path('out/weights.bin').write_bytes(os.urandom(8 << 20))\n")
+    git(project, "commit", "-qam", "big outputs")
+    for _ in range(6):
+        assert main(["run", "--output", "out", "--", PYTHON, "train.py"]) == 0
+    ids = sorted(os.listdir(".repro/runs"))
+    bucket, prefix = s3.split("/")[2], "team/"
+    for _attempt in range(3):
+        proc = repro_proc(["push", "--remote", s3], project, start_new_session=True)
+        visible: list[str] = []
+        while proc.poll() is None:
+            keys = seaweed.keys(bucket, prefix)
+            visible = [k for k in keys if k.endswith("/manifest.yaml")]
+            if any("/blobs/" in k for k in keys) and len(visible) < len(ids) - 1:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+        if proc.returncode == -signal.SIGKILL:
+            break
+    assert proc.returncode == -signal.SIGKILL, "the push ended before it could be killed"
+    keys = seaweed.keys(bucket, prefix)
+    visible_ids = {k.split("/")[2] for k in keys if k.endswith("/manifest.yaml")}
+    assert len(visible_ids) < len(ids)
+    # Every run the remote shows is whole: a fresh clone can pull and diff it.
+    second = clone(project, tmp_path / "second", monkeypatch)
+    code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
+    assert code == 0 and set(pulled["pulled"]) == visible_ids  # type: ignore[arg-type]
+    monkeypatch.chdir(project)
+    code, done = json_of(["push", "--remote", s3], capsys)
+    assert code == 0 and set(done["pushed"]) == set(ids) - visible_ids  # type: ignore[arg-type]
+    assert done["reused_files"] or len(visible_ids) == 0  # the killed push's blobs were kept
+    monkeypatch.chdir(second)
+    code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
+    assert code == 0 and set(pulled["pulled"]) == set(ids) - visible_ids  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_two_clones_pushing_at_once_lose_nothing(
+        project: Path, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    second = tmp_path / "second"
+    subprocess.run(["git", "clone", "-q", str(project), str(second)], check=True, timeout=60)
+    ids = record(4)
+    monkeypatch.chdir(second)
+    ids += record(4)
+    monkeypatch.chdir(project)
+    procs = [repro_proc(["push", "--remote", s3, "--json"], where) for where in (project, second)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    pushed = [set(json.loads(out)["pushed"]) for out, _ in outs]
+    assert pushed == [set(ids[:4]), set(ids[4:])]
+    third = clone(project, tmp_path / "third", monkeypatch)
+    code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
+    assert code == 0 and sorted(pulled["pulled"]) == sorted(ids)  # type: ignore[arg-type]
+    assert sorted(os.listdir(third / ".repro" / "runs")) == sorted(ids)
+
+
+def test_repro_run_never_loads_the_remote_code(project: Path) -> None:
+    (project / "repro.yaml").write_text("remote: s3://team-runs/repro\n")
+    git(project, "add", "repro.yaml")
+    git(project, "commit", "-qm", "remote")
+    code = ("import sys; from repro.cli.main import main; "
+            f"code = main(['run', '--', {PYTHON!r}, '-c', 'pass']); "
+            "loaded = [m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore') "
+            "or m.startswith('repro.remote') or m in ('repro.commands.push', "
+            "'repro.commands.pull')]; print(loaded); sys.exit(code)")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=project)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+H = "blake3:" + "ab" * 32
+
+
+@pytest.mark.parametrize("doc", [
+    {"files": {"../escape": {"hash": H, "size": 1}}},
+    {"files": {"/etc/passwd": {"hash": H, "size": 1}}},
+    {"files": {"manifest.yaml.tag": {"hash": H, "size": 1}}},
+    {"files": {"ok.log": {"hash": "md5:00", "size": 1}}},
+    {"files": {"ok.log": {"hash": H, "size": -1}}},
+    {"run_id": "20260101T000000.000000Z-ffff"},
+    {"schema": "something/else"},
+])
+def test_a_hostile_run_index_is_refused(doc: dict[str, object]) -> None:
+    from repro import errors
+    from repro.remote import layout
+
+    run_id = "20260101T000000.000000Z-abcd"
+    base = {"schema": layout.SCHEMA, "run_id": run_id, "manifest": {"hash": H, "size": 3},
+            "files": {}}
+    raw = json.dumps({**base, **doc}).encode()
+    with pytest.raises(errors.RemoteError):
+        layout.parse_index(raw, run_id, "files.json")
+    assert layout.parse_index(json.dumps(base).encode(), run_id, "x").manifest_size == 3
+    with pytest.raises(errors.RemoteError, match="BLAKE3"):
+        remote.blob_key("blake3:../../x")
