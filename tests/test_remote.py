@@ -271,6 +271,12 @@ def test_bad_remotes_are_one_error_and_a_hint(
     err = _trouble(["pull", "--all", "--remote", s3], capsys)
     assert "corrupted" in err and run_id in err
     assert not any((project / ".repro" / "runs").iterdir())
+    # ... or more bytes than the run index gives: refused before they are all downloaded
+    client.delete_object(Bucket=bucket, Key=key)
+    client.put_object(Bucket=bucket, Key=key, Body=b"x" * 1_000_000)
+    err = _trouble(["pull", "--all", "--remote", s3], capsys)
+    assert "is over the" in err and "bytes its run index gives" in err
+    assert not any((project / ".repro" / "runs").iterdir())
 
 
 def test_a_missing_boto3_names_the_extra(project: Path) -> None:
@@ -412,3 +418,38 @@ def test_a_hostile_run_index_is_refused(doc: dict[str, object]) -> None:
     assert layout.parse_index(json.dumps(base).encode(), run_id, "x").manifest_size == 3
     with pytest.raises(errors.RemoteError, match="BLAKE3"):
         remote.blob_key("blake3:../../x")
+
+
+@pytest.mark.slow
+def test_a_blob_bigger_than_its_index_says_or_not_a_file_is_refused_in_bounded_time(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile or damaged share: a blob replaced by a FIFO (would block forever) or by more
+    bytes than the run index gives (/dev/zero would fill the disk) is an error, nothing pulled."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (run_id,) = record(1)
+    assert main(["push", "--remote", share.as_uri()]) == 0
+    blob = share / remote.blob_key(
+        hashing.hash_file(project / ".repro/runs" / run_id / "stdout.log"))
+    second = clone(project, tmp_path / "second", monkeypatch)
+    for plant, message in ((os.mkfifo, "is not a regular file"),
+                           (lambda p: p.write_bytes(b"x" * 10_000_000), "is over the")):
+        blob.unlink()
+        plant(blob)
+        done = subprocess.run([PYTHON, "-m", "repro", "pull", "--all", "--remote",
+                               share.as_uri()], cwd=second, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not any((second / ".repro" / "runs").iterdir())
+
+
+def test_an_endpoint_holding_credentials_is_refused_without_echoing_them(
+        project: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://canary:S3CRETCANARY@127.0.0.1:9/")
+    assert main(["push", "--remote", "s3://bucket-x/team"]) != 0
+    err = capsys.readouterr().err
+    assert "holds credentials" in err and "S3CRETCANARY" not in err

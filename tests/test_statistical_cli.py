@@ -34,6 +34,20 @@ import json, random, time
 rng = random.Random(time.time_ns())
 json.dump({"loss": 0.5 + rng.gauss(0, 0.001)}, open("metrics.json", "w"))
 """
+# Diverges (loss nan) on its second run when OFFSET is not 0; seed noise otherwise.
+DIVERGES_SECOND_TIME = """\
+import json, os, pathlib, random
+count = pathlib.Path("count.txt")
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+rng = random.Random(int(os.environ["REPRO_SEED"]))
+loss = float("nan") if n == 2 and OFFSET else 0.5 + rng.gauss(0, 0.01)
+with open(os.environ["REPRO_METRICS_FILE"], "w") as series:
+    for step in range(4):
+        value = loss if step > 1 else 1.0 / (step + 1) + rng.gauss(0, 0.01)
+        series.write(json.dumps({"step": step, "loss": value}) + "\\n")
+json.dump({"loss": loss, "steps": 4}, open("metrics.json", "w"))
+"""
 FAILS_SECOND_TIME = """\
 import json, pathlib, sys
 count = pathlib.Path("count.txt")
@@ -161,6 +175,33 @@ def test_compare_same_recipe_is_no_detectable_difference(
     for m in doc["metrics"]:
         assert m["verdict"] == "no-detectable-difference" and m["detectable_effect"] > 0
         assert m["ci"][0] < 0 < m["ci"][1]
+
+
+@pytest.mark.slow
+def test_compare_a_group_with_a_diverged_run_is_worse(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commit(repo, DIVERGES_SECOND_TIME)
+    group("--seed", "3", "--name", "a", repeat=4)
+    (repo / "count.txt").unlink()
+    commit(repo, DIVERGES_SECOND_TIME, "diverges", offset=1.0)
+    group("--seed", "4", "--name", "b", repeat=4)
+    code, doc = json_of(["compare", "a", "b", "--metric", "loss:lower", "--json"], capsys)
+    (m,) = doc["metrics"]
+    assert (code, doc["verdict"], m["verdict"]) == (1, "worse", "worse")
+    assert m["n_b"] == 3 and "1 of 4 run(s) of B gave nan or inf" in m["note"]
+    capsys.readouterr()
+    assert main(["compare", "a", "b", "--metric", "loss:lower"]) == 1  # the curves drawn too
+    out = capsys.readouterr().out
+    assert "worse" in out and "mean curve per group" in out
+    assert "1 of 4 run(s) of B gave nan or inf" in out
+    # every run diverged: named, not "recorded no numeric metric"
+    (repo / "count.txt").write_text("1")
+    group("--seed", "5", "--name", "c", repeat=1)
+    capsys.readouterr()
+    assert main(["compare", "a", "c", "--metric", "loss:lower"]) != 0
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
+    assert main(["compare", "c", "a"]) != 0  # not "no detectable difference" on what is left
+    assert "every run of c gave nan or inf for 'loss'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -232,6 +232,18 @@ def test_compare_permutation_confirms_welch_where_it_can_resolve() -> None:
     assert big.p_value == max(big.p_welch, big.p_permutation)
 
 
+def test_full_false_skips_only_what_cannot_change_a_verdict() -> None:
+    # y's Welch p (0.045) is above alpha/2 but below alpha: Holm tests it at alpha once x is
+    # rejected, and there the permutation test (p 0.056) decides: simulations must run it too.
+    a = {"x": [-0.6674, 1.3279, 0.2775, -1.5693, -0.9536],
+         "y": [-0.0507, 0.6655, -0.7748, -0.2191, -0.9]}
+    b = {"x": [4.6358, 3.0608, 4.0757, 2.7697, 2.5098],
+         "y": [0.2151, 0.6051, 0.3774, 1.4944, 0.3657]}
+    full, quick = judge.compare(a, b), judge.compare(a, b, full=False)
+    assert [m.verdict for m in full.metrics] == [judge.DIFFERENT, judge.SAME]
+    assert [m.verdict for m in quick.metrics] == [m.verdict for m in full.metrics]
+
+
 def test_compare_single_runs_warn() -> None:
     result = judge.compare({"m": [1.0]}, {"m": [1.2]})
     assert result.verdict == judge.SAME and result.warnings
@@ -281,6 +293,36 @@ def test_verify_group_constant_metrics() -> None:
         == judge.REPRODUCED
     assert judge.verify_group({"epoch": [3.0, 3.0]}, {"epoch": [4.0, 4.0, 4.0]}).verdict \
         == judge.NOT_REPRODUCED
+
+
+def test_runs_that_gave_nan_or_inf_are_not_seed_noise() -> None:
+    # Two of B's five runs diverged (loss nan, left out); the three finite ones look like A's.
+    a = {"loss": _gauss(1, 5, 1.0, 0.01)}
+    b = {"loss": _gauss(2, 3, 1.0, 0.01)}
+    (m,) = judge.compare(a, b, {"loss": "lower"}, nonfinite_b={"loss": 2}).metrics
+    assert m.verdict == judge.WORSE and m.note is not None and "2 of 5" in m.note
+    (m,) = judge.compare(a, b, nonfinite_b={"loss": 2}).metrics
+    assert m.verdict == judge.DIFFERENT
+    (m,) = judge.compare(b, a, {"loss": "lower"}, nonfinite_a={"loss": 2}).metrics
+    assert m.verdict == judge.BETTER
+    # both sides diverged sometimes: the finite values decide
+    both = judge.compare(a, b, nonfinite_a={"loss": 1}, nonfinite_b={"loss": 2})
+    assert both.verdict == judge.SAME
+    # verify: a fresh run whose metric went nan does not reproduce a finite result
+    new = {"loss": _gauss(7, 4, 1.0, 0.01)}
+    assert judge.verify_run({"loss": 1.0}, new).verdict == judge.REPRODUCED
+    run = judge.verify_run({"loss": 1.0}, new, nonfinite={"loss": 1})
+    assert run.verdict == judge.NOT_REPRODUCED and "1 of 5" in (run.checks[0].note or "")
+    all_nan = judge.verify_run({"loss": 1.0}, {}, nonfinite={"loss": 3})
+    assert all_nan.verdict == judge.NOT_REPRODUCED and "nan" in (all_nan.checks[0].note or "")
+    base = {"loss": _gauss(1, 10, 1.0, 0.01)}
+    fresh = {"loss": _gauss(2, 8, 1.0, 0.01)}
+    assert judge.verify_group(base, fresh).verdict == judge.REPRODUCED
+    assert judge.verify_group(base, fresh, nonfinite={"loss": 2}).verdict \
+        == judge.NOT_REPRODUCED
+    # ... unless the recorded group diverged as often: then the finite values decide
+    assert judge.verify_group(base, fresh, nonfinite={"loss": 2},
+                              recorded_nonfinite={"loss": 2}).verdict == judge.REPRODUCED
 
 
 def test_to_dict_has_no_nan() -> None:

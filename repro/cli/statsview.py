@@ -6,6 +6,7 @@ on the terminal (no plotting library); markdown for pull-request comments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -124,6 +125,8 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                         f"difference of about {num(m.detectable_effect, 3)} (80% power)[/]")
             elif m.note:
                 c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
+        elif m.note:  # why it differs where that is not the test (a run that diverged)
+            c.print(f"[dim]{escape(m.name)}: {escape(m.note)}[/]")
     c.print()
     for m in result.metrics:
         c.print(f"[bold]{escape(m.name)}[/]")
@@ -187,6 +190,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
     """Mean curve per side (A ─ cyan, B ─ magenta) with a band of ± one sd across runs."""
     sides = []
     for curves in (curves_a, curves_b):
+        # A run whose loss went to nan or inf (it diverged) is drawn up to that step.
+        curves = [list(itertools.takewhile(math.isfinite, c)) for c in curves]
         steps = min(len(c) for c in curves)
         if steps == 0:
             return []
@@ -201,6 +206,8 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
         sides.append((_resample(mean, width), _resample(low, width), _resample(high, width)))
     lo = min(min(s[1]) for s in sides)
     hi = max(max(s[2]) for s in sides)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # overflowed: nothing to draw
+        return []
     span = hi - lo or 1.0
 
     def row(y: float) -> int:
@@ -245,6 +252,8 @@ def compare_markdown(rep: Any) -> str:
         if m.verdict == "no-detectable-difference" and m.detectable_effect is not None:
             lines.append(f"\n`{m.name}`: {m.n_a} vs {m.n_b} runs could detect a difference of "
                          f"about {num(m.detectable_effect, 3)} (80% power).")
+        elif m.verdict != "no-detectable-difference" and m.note:
+            lines.append(f"\n`{m.name}`: {m.note}.")
     for w in result.warnings:
         lines.append(f"\n> warning: {w}")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Terminal rendering: errors, warnings, progress, run tables and summaries (rich).
 
-With cli.py the only place that writes to the terminal. stdout carries results, stderr the rest.
+With the rest of repro/cli/, the only place that writes to the terminal. stdout carries
+results, stderr the rest.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""One module per command flow (run, replay, verify, diff's history, doctor, init)."""
+"""One module per command flow (run, replay, verify, compare, push, pull, doctor, init, diff's
+history), and the helpers a flow split off (runsnapshot, runresults, replayinputs, ...)."""

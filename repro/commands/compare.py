@@ -27,6 +27,7 @@ class Side:
     left_out: tuple[str, ...]  # members that did not succeed
     values: Mapping[str, tuple[float, ...]]  # metric -> one value per run
     series: Mapping[str, tuple[tuple[float, ...], ...]]  # metric -> one curve per run
+    nonfinite: Mapping[str, int] = dataclasses.field(default_factory=dict)  # runs with nan/inf
 
     def to_dict(self) -> dict[str, Any]:
         return {"ref": self.ref, "group": self.group, "runs": list(self.run_ids),
@@ -87,6 +88,21 @@ def final_metrics(m: manifest.Manifest) -> dict[str, float]:
     return out
 
 
+def nonfinite_metrics(m: manifest.Manifest) -> list[str]:
+    """The final metrics that are nan or inf (a diverged run), left out by final_metrics."""
+    return [str(k) for k, v in m.metrics.final.items()
+            if isinstance(v, float) and not math.isfinite(v)]
+
+
+def count_nonfinite(ms: Sequence[manifest.Manifest]) -> dict[str, int]:
+    """Per metric, how many of `ms` gave nan or inf."""
+    counts: dict[str, int] = {}
+    for m in ms:
+        for k in nonfinite_metrics(m):
+            counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
 def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
     members = store.resolve_set(runs, ref)
     ok = [(p, m) for p, m in members if m.run.status == "succeeded"]
@@ -107,7 +123,15 @@ def load_side(runs: store.Store, ref: str, *, series: bool = True) -> Side:
     group = first.id if first is not None and _is_group_ref(ref, members) else None
     return Side(ref, tuple(m.run_id for _, m in ok), group, left_out,
                 {k: tuple(v) for k, v in values.items()},
-                {k: tuple(v) for k, v in curves.items()})
+                {k: tuple(v) for k, v in curves.items()},
+                count_nonfinite([m for _, m in ok]))
+
+
+def _all_diverged(side: Side, name: str) -> errors.ReproError:
+    return errors.ReproError(f"every run of {side.ref} gave nan or inf for {name!r}: they "
+                             "diverged, there is nothing to compare",
+                             hint="see `repro show RUN`; name the metrics to compare with "
+                                  "--metric")
 
 
 def _is_group_ref(ref: str, members: Sequence[tuple[Path, manifest.Manifest]]) -> bool:
@@ -144,11 +168,17 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
         names = [n for n, _ in specs]
         for n in names:
             for side in (a, b):
+                if n not in side.values and n in side.nonfinite:
+                    raise _all_diverged(side, n)
                 if n not in side.values:
                     known = ", ".join(sorted(side.values)[:10]) or "none"
                     raise errors.UsageError(f"{side.ref} recorded no numeric metric {n!r}",
                                             hint=f"its metrics: {known}")
     else:
+        for side, other in ((a, b), (b, a)):
+            for n in other.values:  # a metric the other side has, that every run here lost
+                if n not in side.values and n in side.nonfinite:
+                    raise _all_diverged(side, n)
         names = [n for n in a.values if n in b.values]
         if not names:
             raise errors.ReproError(f"{ref_a} and {ref_b} share no numeric metric",
@@ -156,7 +186,8 @@ def compare_refs(runs: store.Store, ref_a: str, ref_b: str, metric_specs: Sequen
                                          "with --metric")
     directions = {n: d for n, d in specs}
     result = statistical.compare({n: a.values[n] for n in names},
-                                 {n: b.values[n] for n in names}, directions)
+                                 {n: b.values[n] for n in names}, directions,
+                                 nonfinite_a=a.nonfinite, nonfinite_b=b.nonfinite)
     if fail_on == "worse" and not any(d for d in directions.values()):
         raise errors.UsageError("--fail-on worse needs a direction for at least one metric",
                                 hint="e.g. --metric loss:lower --fail-on worse")

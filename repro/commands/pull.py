@@ -265,7 +265,7 @@ def _downloader(backend: remote.Backend, tmp: Path, run_id: str, local: dict[str
             with contextlib.suppress(OSError):
                 target.unlink()
         key = remote.blob_key(f.hash)
-        size = backend.get_file(key, target)
+        size = backend.get_file(key, target, f.size)
         _check(hashing.hash_file(target), f.hash, backend.url, key, f"{run_id}/{f.path}")
         return size
     return one

@@ -92,6 +92,7 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
     new_ids: list[str] = []
     failed: list[str] = []
     fresh: dict[str, list[float]] = {}
+    fresh_ok: list[manifest.Manifest] = []
     for i in range(n):
         group = manifest.Group(id=gid, index=i, size=n, seed=group_seed, name=label)
         opts = replay.Options(at=at, force=force, strict_env=strict_env, yes=yes,
@@ -106,16 +107,21 @@ def verify(runs: store.Store, ref: str, *, n: int = DEFAULT_RUNS, at: str | None
         if outcome.manifest.run.status != "succeeded":
             failed.append(outcome.run_id)
             continue
+        fresh_ok.append(outcome.manifest)
         for k, x in compare.final_metrics(outcome.manifest).items():
             fresh.setdefault(k, []).append(x)
     if failed:
         reporter.warn(f"{len(failed)} of {n} fresh run(s) failed: {', '.join(failed[:3])}",
                       hint="a run that fails does not reproduce; see `repro show RUN`")
+    nonfinite = compare.count_nonfinite(fresh_ok)
     if len(baseline) == 1:
-        verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh)
+        verification = statistical.verify_run({k: v[0] for k, v in recorded.items()}, fresh,
+                                              nonfinite=nonfinite)
     else:
         verification = statistical.verify_group(
-            recorded, fresh, _margins(runs) if margins is None else margins)
+            recorded, fresh, _margins(runs) if margins is None else margins,
+            nonfinite=nonfinite,
+            recorded_nonfinite=compare.count_nonfinite([m for _, m in baseline]))
     verdict = verification.verdict
     if failed and verdict == statistical.REPRODUCED:
         verdict = statistical.NOT_REPRODUCED

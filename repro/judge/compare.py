@@ -36,13 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from repro import errors
-from repro.judge.tolerance import MetricStatus as MetricStatus
 from repro.judge.tolerance import Tolerance as Tolerance
 from repro.judge.tolerance import is_number as is_number
 from repro.judge.tolerance import metric_delta as metric_delta
 from repro.judge.tolerance import metric_status as metric_status
 from repro.judge.tolerance import parse_metric_tolerance as parse_metric_tolerance
-from repro.judge.tolerance import same_number as same_number
 from repro.judge.tolerance import same_value as _same
 from repro.judge.tolerance import within as within
 from repro.record.fields import Record

@@ -98,8 +98,13 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
             seed: int = stats.DEFAULT_SEED,
             permutation_resamples: int = stats.PERMUTATION_RESAMPLES,
             bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES,
-            full: bool = True) -> Comparison:
+            full: bool = True, nonfinite_a: Mapping[str, int] | None = None,
+            nonfinite_b: Mapping[str, int] | None = None) -> Comparison:
     """Compare every metric named in both `a` and `b` (name -> values of each run).
+
+    `nonfinite_a`/`nonfinite_b`: per metric, how many more runs of that side gave nan or inf
+    (left out of `a`/`b`). Where only one side has such runs the metric differs whatever the
+    finite values say: a run whose loss went to nan is not seed noise.
 
     `directions` names which way is better for a metric ("higher"/"lower"); without one a
     difference is `different`. Metrics with no value on a side are left out. `full=False`
@@ -113,7 +118,8 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
     level = alpha / max(1, sum(1 for n in names if len(a[n]) > 1 or len(b[n]) > 1))
     for name in names:
         xs, ys = list(a[name]), list(b[name])
-        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples, level, full)))
+        raw.append((name, *_test_pair(xs, ys, seed, permutation_resamples, level, full,
+                                      alpha)))
     p_values = [p for _, p, _ in raw if p is not None]
     adjusted = iter(stats.holm(p_values))
     m = max(1, len(p_values))
@@ -128,9 +134,16 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
             else (prob, prob)
         diff = stats.mean(ys) - stats.mean(xs)
         note = parts.get("note")
-        if p_adj is not None and p_adj < alpha:
-            verdict = _directed(diff, direction)
+        bad_a, bad_b = (nonfinite_a or {}).get(name, 0), (nonfinite_b or {}).get(name, 0)
+        if bool(bad_a) != bool(bad_b):
+            verdict = DIFFERENT if direction is None else BETTER if bad_a else WORSE
             effect: float | None = None
+            side, bad, n_ok = ("A", bad_a, len(xs)) if bad_a else ("B", bad_b, len(ys))
+            note = (f"{bad} of {bad + n_ok} run(s) of {side} gave nan or inf "
+                    f"(none of the other side's did)")
+        elif p_adj is not None and p_adj < alpha:
+            verdict = _directed(diff, direction)
+            effect = None
         else:
             verdict = SAME
             effect, why = _detectable(xs, ys, alpha / m)
@@ -150,9 +163,11 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
 
 
 def _test_pair(xs: list[float], ys: list[float], seed: int, resamples: int,
-               level: float, full: bool = True) -> tuple[float | None, dict[str, Any]]:
+               level: float, full: bool = True,
+               alpha: float = ALPHA) -> tuple[float | None, dict[str, Any]]:
     """The p-value a metric's verdict uses, and the parts shown beside it. `level`: the
-    smallest significance level the verdict may need (alpha over the number of metrics)."""
+    smallest significance level the verdict may need (alpha over the number of metrics);
+    `alpha`: the largest (Holm rejects the last metric at alpha itself)."""
     if len(xs) == 1 and len(ys) == 1:
         return None, {"note": "one run on each side: no estimate of noise"}
     if len(xs) == 1 or len(ys) == 1:
@@ -166,7 +181,7 @@ def _test_pair(xs: list[float], ys: list[float], seed: int, resamples: int,
     # The permutation test confirms Welch's where it can resolve the level; below that (too
     # few runs for any split to be rare enough) it could only ever say "no".
     resolves = stats.min_permutation_p(len(xs), len(ys)) < level
-    if not full and (not resolves or w.p_value >= level):
+    if not full and (not resolves or w.p_value >= alpha):  # the permutation test cannot matter
         return w.p_value, {"p_welch": w.p_value, "ci_low": w.ci_low, "ci_high": w.ci_high}
     perm = stats.permutation_test(xs, ys, seed=seed, resamples=resamples)
     return max(w.p_value, perm.p_value) if resolves else w.p_value, {
@@ -253,12 +268,20 @@ def _overall_verify(checks: Sequence[MetricCheck]) -> str:
     return REPRODUCED
 
 
+def _nonfinite_note(bad: int, finite: int) -> str:
+    return f"{bad} of {bad + finite} new run(s) gave nan or inf"
+
+
 def verify_run(recorded: Mapping[str, float], new: Mapping[str, Sequence[float]], *,
-               alpha: float = ALPHA) -> Verification:
-    """One recorded run's metrics against N new runs: inside the 95% prediction interval?"""
+               alpha: float = ALPHA, nonfinite: Mapping[str, int] | None = None) -> Verification:
+    """One recorded run's metrics against N new runs: inside the 95% prediction interval?
+
+    `nonfinite`: per metric, how many more new runs gave nan or inf (left out of `new`); a
+    metric with any is not reproduced (the recorded value is finite)."""
+    nonfinite = nonfinite or {}
     names = list(recorded)
     p_values = {n: stats.prediction_p_value(recorded[n], new[n]) for n in names
-                if len(new.get(n, ())) >= MIN_NEW_RUNS}
+                if len(new.get(n, ())) >= MIN_NEW_RUNS and not nonfinite.get(n)}
     adjusted = dict(zip(p_values, stats.holm(list(p_values.values())), strict=True))
     checks = []
     for n in names:
@@ -266,6 +289,12 @@ def verify_run(recorded: Mapping[str, float], new: Mapping[str, Sequence[float]]
         base: dict[str, Any] = dict(name=n, method="prediction-interval", n_recorded=1, n_new=len(xs),
                     recorded_mean=recorded[n], recorded_sd=0.0, margin=None, margin_source=None,
                     p_equivalence=None)
+        if nonfinite.get(n):
+            checks.append(MetricCheck(**base, new_mean=stats.mean(xs) if xs else None,
+                                      new_sd=stats.sd(xs) if xs else None, interval=None,
+                                      p_difference=None, p_adjusted=None, verdict=NOT_REPRODUCED,
+                                      note=_nonfinite_note(nonfinite[n], len(xs))))
+            continue
         if not xs:
             checks.append(MetricCheck(**base, new_mean=None, new_sd=None, interval=None,
                                       p_difference=None, p_adjusted=None, verdict=NOT_REPRODUCED,
@@ -289,18 +318,23 @@ def verify_group(recorded: Mapping[str, Sequence[float]], new: Mapping[str, Sequ
                  margins: Mapping[str, float] | None = None, *, alpha: float = ALPHA,
                  seed: int = stats.DEFAULT_SEED,
                  permutation_resamples: int = stats.PERMUTATION_RESAMPLES,
-                 full: bool = True) -> Verification:
+                 full: bool = True, nonfinite: Mapping[str, int] | None = None,
+                 recorded_nonfinite: Mapping[str, int] | None = None) -> Verification:
     """A recorded group's metrics against N new runs: equivalent within the margin (TOST)?
 
     Every metric must be shown equivalent at alpha (an intersection-union test needs no
     correction); a difference (the compare test, Holm-corrected) is `not-reproduced`.
+    `nonfinite`/`recorded_nonfinite`: per metric, how many more new/recorded runs gave nan or
+    inf (left out of `new`/`recorded`); new ones where no recorded run had any do not reproduce.
     """
     margins = margins or {}
+    diverged = {n: k for n, k in (nonfinite or {}).items()
+                if k and not (recorded_nonfinite or {}).get(n)}
     names = [n for n in recorded if len(recorded[n]) >= 2]
-    testable = [n for n in names if len(new.get(n, ())) >= 2]
+    testable = [n for n in names if len(new.get(n, ())) >= 2 and n not in diverged]
     level = alpha / max(1, len(testable))
     p_diff = {n: _test_pair(list(recorded[n]), list(new[n]), seed, permutation_resamples,
-                            level, full)[0] for n in testable}
+                            level, full, alpha)[0] for n in testable}
     adjusted = dict(zip(p_diff, stats.holm([1.0 if p is None else p for p in p_diff.values()]), strict=True))
     checks = []
     for n in (n for n in recorded if recorded[n]):
@@ -314,6 +348,13 @@ def verify_group(recorded: Mapping[str, Sequence[float]], new: Mapping[str, Sequ
         common: dict[str, Any] = dict(name=n, method="equivalence", n_recorded=len(base_xs), n_new=len(xs),
                       recorded_mean=stats.mean(base_xs), recorded_sd=sd_a, margin=margin,
                       margin_source=source)
+        if n in diverged:
+            checks.append(MetricCheck(**common, new_mean=stats.mean(xs) if xs else None,
+                                      new_sd=stats.sd(xs) if xs else None, interval=None,
+                                      p_difference=None, p_adjusted=None, p_equivalence=None,
+                                      verdict=NOT_REPRODUCED,
+                                      note=_nonfinite_note(diverged[n], len(xs))))
+            continue
         if not xs:
             checks.append(MetricCheck(**common, new_mean=None, new_sd=None, interval=None,
                                       p_difference=None, p_adjusted=None, p_equivalence=None,

@@ -15,7 +15,7 @@ from repro import errors
 from repro.record import bounded, manifest
 
 if TYPE_CHECKING:
-    from repro.judge.compare import Tolerance
+    from repro.judge.tolerance import Tolerance
 
 DEFAULT_UNTRACKED_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP_OUTPUTS_MAX_BYTES = 64 * 1024 * 1024
@@ -167,7 +167,7 @@ def _convert(raw: Any, kind: str, message: str) -> Any:
         for k in ("rtol", "atol"):
             if k in raw and not _is_number(raw[k]):
                 raise errors.ConfigError(message, hint=hint)
-        from repro.judge.compare import Tolerance
+        from repro.judge.tolerance import Tolerance
 
         return Tolerance(rtol=float(raw.get("rtol", 0.0)), atol=float(raw.get("atol", 0.0)),
                          per_metric={str(k): float(v) for k, v in per.items()})

@@ -43,6 +43,8 @@ LEVELS = ("off", "seed", "warn", "strict")
 
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
+    """The `run` section: identity, status and timing of the run."""
+
     run_id: str
     status: str
     started_at: str
@@ -68,12 +70,16 @@ class RunInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Command:
+    """The `command` section: the argv as recorded (secrets redacted) and where it ran."""
+
     argv: tuple[str, ...]
     cwd: str = "."
 
 
 @dataclasses.dataclass(frozen=True)
 class Seed:
+    """The `seed` section: the seed injected and where it came from."""
+
     value: int
     source: str
 
@@ -92,6 +98,8 @@ class Patch(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Untracked(Record):
+    """An untracked file the run saw (the `code.untracked` list)."""
+
     path: str | None = field(STR)
     size: int | None = field(INT)
     hash: str | None = field(STR)  # None for a symlink (see target)
@@ -102,6 +110,8 @@ class Untracked(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Submodule(Record):
+    """A git submodule and its commit (the `code.submodules` list)."""
+
     path: str | None = field(STR)
     commit: str | None = field(STR)
     state: str | None = field(STR)  # clean | modified | uninitialized
@@ -110,6 +120,8 @@ class Submodule(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Code:
+    """The `code` section: the commit, branch and remote, and how the tree differed from it."""
+
     commit: str
     branch: str | None = None
     remote: str | None = None
@@ -142,6 +154,8 @@ class HookReport(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Determinism(Record):
+    """The `determinism` section: the level, threads and variables repro set, and the hook."""
+
     level: str | None = field(STR)  # off | seed | warn | strict
     threads: int | None = field(INT)
     env: Mapping[str, str] = field(STR_MAP)  # every variable repro injected
@@ -154,6 +168,8 @@ class Determinism(Record):
 
 @dataclasses.dataclass(frozen=True)
 class PythonInfo(Record):
+    """The interpreter the command ran (`environment.python`)."""
+
     version: str | None = field(STR)
     implementation: str | None = field(STR)
     executable: str | None = field(STR)
@@ -161,6 +177,8 @@ class PythonInfo(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Lockfile(Record):
+    """The lockfile pinning the environment (`environment.lockfile`)."""
+
     path: str | None = field(STR)
     kind: str | None = field(STR)
     hash: str | None = field(STR)
@@ -171,6 +189,8 @@ class Lockfile(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Environment(Record):
+    """The `environment` section: interpreter, packages, lockfile, platform, variables."""
+
     python: PythonInfo | None = field(record(PythonInfo))
     interpreter_source: str | None = field(STR)  # argv | shebang | beside | repro
     packages: Mapping[str, Plain] = field(MAP)  # normalised name -> version
@@ -185,6 +205,8 @@ class Environment(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Gpu(Record):
+    """One GPU (`hardware.gpus`)."""
+
     index: Plain = field(ANY)
     name: Plain = field(ANY)
     uuid: Plain = field(ANY)
@@ -199,6 +221,8 @@ class Gpu(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Hardware(Record):
+    """The `hardware` section: CPU, memory, OS, threads, GPUs and torch's view of them."""
+
     cpu: Mapping[str, Plain] = field(MAP)  # model, logical_cores, physical_cores, usable_cores
     memory_bytes: Plain = field(ANY)
     os: Mapping[str, Plain] = field(MAP)  # system, release, version, machine
@@ -237,6 +261,8 @@ class FileEntry(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Metrics(Record):
+    """The `metrics` section: final values, where they came from, and the series."""
+
     final: Mapping[str, Plain] = field(MAP)  # name -> value (nested mappings allowed)
     source: str | None = field(STR)  # --metrics path, relative to the root
     series: Plain = field(ANY)  # metrics.jsonl in the run directory
@@ -284,6 +310,8 @@ class Group:
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
+    """A run's whole record, one attribute per section (docs/manifest.md)."""
+
     run: RunInfo
     command: Command
     seed: Seed

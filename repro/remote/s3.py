@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from repro import errors
-from repro.remote.store import CHUNK, Location, RemoteNotFound, Stats
+from repro.remote.store import CHUNK, Location, RemoteNotFound, Stats, too_big
 
 CONNECT_TIMEOUT_S = 3
 META_READ_TIMEOUT_S = 5  # listings, HEADs, manifests: a silent endpoint fails in ~10 s
@@ -50,6 +50,12 @@ class S3Backend:
         self._data: Any = None
         endpoint = (where.endpoint or os.environ.get("AWS_ENDPOINT_URL_S3")
                     or os.environ.get("AWS_ENDPOINT_URL") or None)
+        if endpoint and "@" in endpoint.partition("://")[2].partition("/")[0]:
+            # Shown in every connection error (by botocore too): never echo it.
+            raise errors.UsageError(
+                f"the S3 endpoint for {self.url} holds credentials (user:password@)",
+                hint="remove them from AWS_ENDPOINT_URL / the remote's `endpoint`: repro "
+                     "reads credentials only from the standard AWS chain")
 
         def make(read_timeout: float, attempts: int) -> Any:
             cfg = bconfig.Config(
@@ -148,15 +154,21 @@ class S3Backend:
                                      hint="the remote's copy is damaged")
         return data
 
-    def get_file(self, key: str, dest: Path) -> int:
+    def get_file(self, key: str, dest: Path, limit: int) -> int:
         response = self._call(key, self.data.get_object, Bucket=self.bucket,
                               Key=self._key(key))
         total = 0
         body = response["Body"]
+        if int(response.get("ContentLength") or 0) > limit:
+            body.close()
+            raise too_big(self.url, key, limit)
         with open(dest, "xb") as out:
-            while chunk := self._read(key, body.read, CHUNK):
+            while chunk := self._read(key, body.read, min(CHUNK, limit + 1 - total)):
                 out.write(chunk)
                 total += len(chunk)
+                if total > limit:
+                    body.close()
+                    raise too_big(self.url, key, limit)
         self.stats.count("get", down=total)
         return total
 

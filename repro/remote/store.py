@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -73,8 +74,9 @@ class Backend(Protocol):
     def get_bytes(self, key: str, limit: int) -> bytes:
         """The object's content (at most `limit` bytes, else RemoteError); RemoteNotFound."""
 
-    def get_file(self, key: str, dest: Path) -> int:
-        """Stream the object into the new file `dest`; its size. RemoteNotFound if absent."""
+    def get_file(self, key: str, dest: Path, limit: int) -> int:
+        """Stream the object into the new file `dest`; its size. RemoteNotFound if absent;
+        RemoteError (having written at most `limit` + 1 bytes) if it is over `limit` bytes."""
 
 
 class RemoteNotFound(errors.RemoteError):
@@ -285,19 +287,26 @@ class FileBackend:
         self.stats.count("get", down=len(data))
         return data
 
-    def get_file(self, key: str, dest: Path) -> int:
+    def get_file(self, key: str, dest: Path, limit: int) -> int:
         path = self._path(key)
         try:
-            src = open(path, "rb")  # noqa: SIM115
+            # O_NONBLOCK: a FIFO planted in the share must not block the open (refused below).
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except FileNotFoundError as e:
             raise RemoteNotFound(f"{self.url}: {key} does not exist") from e
         except OSError as e:
             raise self._error(key, e) from e
         total = 0
-        with src, open(dest, "xb") as out:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-                total += len(chunk)
+        with open(fd, "rb") as src:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero, a FIFO: never a blob
+                raise errors.RemoteError(f"{self.url}: {key} is not a regular file",
+                                         hint="the remote's copy is damaged")
+            with open(dest, "xb") as out:
+                while chunk := src.read(min(CHUNK, limit + 1 - total)):
+                    out.write(chunk)
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_big(self.url, key, limit)
         self.stats.count("get", down=total)
         return total
 
@@ -309,6 +318,11 @@ class FileBackend:
             e.errno or 0, "is the shared filesystem mounted and writable?")
         return errors.RemoteError(f"{self.url}: cannot write {key}: {bounded.reason(e)}",
                                   hint=hint)
+
+
+def too_big(url: str, key: str, limit: int) -> errors.RemoteError:
+    return errors.RemoteError(f"{url}: {key} is over the {limit} bytes its run index gives",
+                              hint="the remote's copy is damaged")
 
 
 def _write_all(fd: int, data: bytes) -> None:
