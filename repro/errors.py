@@ -81,6 +81,10 @@ class StoreError(ReproError):
     """The run record cannot be written (disk full, quota, read-only file system)."""
 
 
+class ExportError(ReproError):
+    """Runs could not be exported (client missing, server unreachable, credentials refused)."""
+
+
 class RemoteError(ReproError):
     """A remote run store cannot be used: unreachable, refused credentials, no such bucket,
     a missing extra (boto3), or a downloaded file whose hash does not match."""

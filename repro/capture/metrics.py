@@ -320,3 +320,30 @@ def _thin(values: list[float], points: int) -> list[float]:
         return values[:max(points, 1)] if points < 2 else values
     last = len(values) - 1
     return [values[round(i * last / (points - 1))] for i in range(points)]
+
+
+def series_records(path: Path) -> Iterator[tuple[int, dict[str, Scalar]]]:
+    """(step, flattened values) for each record of a JSON-lines series, streamed.
+
+    The step is the record's own integer ``step`` when it has one, else its index among the
+    records (0, 1, ...). Lines that are not JSON objects are skipped, as ``read_series`` skips
+    them; memory holds one line. A file that cannot be opened raises ``errors.DataError``.
+    """
+    index = 0
+    try:
+        with bounded.open_regular(path, errors.DataError, "metrics series") as f:
+            for _, line, state in _lines(f):
+                text = line.strip()
+                record = _json_line(text) if text and state != _OVERLONG else None
+                if not isinstance(record, Mapping):
+                    continue
+                step = record.get("step")
+                if isinstance(step, bool) or not isinstance(step, int) or abs(step) >= 2**63:
+                    step = index
+                index += 1
+                flat: dict[str, Scalar] = {}
+                _flatten({k: v for k, v in record.items() if k != "step"}, "", flat)
+                yield step, flat
+    except OSError as e:
+        raise errors.DataError(f"cannot read metrics series {path}: {_reason(e)}",
+                               hint="check the file's permissions") from e

@@ -801,6 +801,61 @@ def _write_report(path: Path, text: str, option: str) -> None:
                                 hint="give a path in a folder you can write to") from e
 
 
+export_app = typer.Typer(
+    name="export", help="Copy recorded runs into other tools (MLflow).", no_args_is_help=True,
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("mlflow")
+def export_mlflow(
+    refs: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN... | group:ID]",
+        help="Runs to export: ids, latest, latest~N, paths, or group:ID for a group's runs.",
+        autocompletion=complete_run)] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", metavar="URI",
+        help="The tracking server (default: $MLFLOW_TRACKING_URI, else mlflow_tracking_uri in "
+             "the configuration). Credentials: MLFLOW_TRACKING_TOKEN or "
+             "MLFLOW_TRACKING_USERNAME/PASSWORD.")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        "--experiment", metavar="NAME",
+        help="Experiment to export into, created if missing (default: "
+             "$MLFLOW_EXPERIMENT_NAME, else mlflow_experiment, else the repository's name).")
+    ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Export every recorded run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mirror runs into an MLflow tracking server: tags, params, metric series, files.
+
+    One MLflow run per repro run (a group becomes a parent run with its runs as children),
+    with the provenance MLflow does not capture itself: seed, determinism, dirty patch,
+    lockfile match, fingerprint. Exporting again adds nothing; an export cut short is
+    completed. Exit 0, 2 on trouble.
+
+    Example:
+
+        repro export mlflow latest --tracking-uri http://127.0.0.1:5000 --experiment vision
+
+    Example (a group of runs from `repro run --repeat`, as one parent run):
+
+        MLFLOW_TRACKING_URI=https://mlflow.example.com repro export mlflow group:3f2a --json
+    """
+    from repro.cli import exportview
+    from repro.commands import export as export_mod
+    from repro.record import store
+
+    runs = store.open_here()
+    warn_future(runs, *(refs or []))
+    result = export_mod.export_mlflow(runs, refs or [], tracking_uri=tracking_uri,
+                                      experiment=experiment, all_runs=all_runs,
+                                      reporter=ui.CliReporter())
+    if as_json:
+        ui.print_json(result.to_dict())
+    else:
+        exportview.render(result)
+
+
 def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
                         runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
                         force: bool, strict_env: bool, margins: Mapping[str, float],

@@ -60,6 +60,8 @@ class Config:
     data_stats: bool = False  # statistics of the inputs (rows, columns, nulls, classes)
     data_stats_seconds: float = DEFAULT_DATA_STATS_SECONDS  # their time budget per run
     member_timeout: int | None = None  # seconds node 0 waits for a multi-node run's others
+    mlflow_tracking_uri: str | None = None  # `repro export mlflow`; credentials never here
+    mlflow_experiment: str | None = None
     remotes: tuple[RemoteConfig, ...] = ()  # key `remote`: a URL, or names -> URLs
 
 
@@ -85,6 +87,8 @@ _KEYS: dict[str, tuple[str, str]] = {
     "data_stats": ("bool", "true or false"),
     "data_stats_seconds": ("seconds", "a number of seconds greater than 0"),
     "member_timeout": ("int", "an integer number of seconds"),
+    "mlflow_tracking_uri": ("str", "a tracking server URI, e.g. http://mlflow:5000"),
+    "mlflow_experiment": ("str", "an MLflow experiment name"),
     "remote": ("remote", "a URL (s3://BUCKET/PREFIX, file:///PATH) or a mapping of names to "
                          "URLs or to {url, endpoint, region}"),
 }
