@@ -108,7 +108,13 @@ def _scipy_permutation(a: list[float], b: list[float], **kw: object) -> float:
     return float(sps.permutation_test((a, b), diff, vectorized=True, **kw).pvalue)  # type: ignore[arg-type]
 
 
-@given(a=st.lists(finite, min_size=2, max_size=6), b=st.lists(finite, min_size=2, max_size=6))
+# Metric values as scripts print them (a few decimals): with values a few ulps apart (228.8
+# and 228.79999999999995) which splits tie depends on the order each side rounds its sums in
+# (numpy's pairwise sums, repro's exact fsum), so the two p-values may differ there.
+printed = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False).map(lambda x: round(x, 4))
+
+
+@given(a=st.lists(printed, min_size=2, max_size=6), b=st.lists(printed, min_size=2, max_size=6))
 @settings(max_examples=100, deadline=None)
 def test_exact_permutation_test_matches_scipy(a: list[float], b: list[float]) -> None:
     p = stats.permutation_test(a, b)
