@@ -138,7 +138,8 @@ def record_dirty_run(repo: Path) -> Path:
     git(repo, "commit", "-qm", "train")
     (repo / "train.py").write_text(TRAIN + "# tuning\n")  # uncommitted: the patch
     assert main(["run", "--allow-dirty", "--metrics", "metrics.json", "--name", "baseline",
-                 "--tag", "team=vision", "--note", "first try", "--", PYTHON, "train.py"]) == 0
+                 "--tag", "team=vision", "--note", "first try", "--", PYTHON, "train.py",
+                 "--lr", "0.01", "--batch-size", "32"]) == 0
     return sorted((repo / ".repro" / "runs").iterdir())[-1]
 
 
@@ -181,7 +182,8 @@ def test_a_run_reads_back_through_mlflow(repo: Path, client: Any, mlflow_server:
         "repro.dirty": "true", "repro.lockfile_matches": "true", "team": "vision"}
     assert tags["mlflow.user"] and run.info.user_id == tags["mlflow.user"]
     assert not any("s3cret" in v for v in tags.values())
-    assert run.data.params == {"seed": str(m["seed"]["value"])}
+    assert m["params"]["values"] == {"lr": 0.01, "batch_size": 32}  # parsed from argv
+    assert run.data.params == {"lr": "0.01", "batch_size": "32", "seed": str(m["seed"]["value"])}
     # status and times are the run's own, not the export's
     assert run.info.status == "FINISHED"
     assert run.info.start_time == plan.ms(m["run"]["started_at"])

@@ -109,9 +109,10 @@ def test_tags_params_and_files(tmp_path: Path) -> None:
     (tmp_path / "stderr.log").symlink_to("/etc/hostname")  # a symlink is never uploaded
     (tmp_path / "manifest.yaml").write_text("x")
     m = _manifest(tmp_path, final={})
-    p = plan.run_plan(m, tmp_path, extra={"params": {
-        "values": {"lr": 0.1, "model": {"depth": 3}, "amp": True, "seed": 1},
-        "sources": {"lr": "argv"}, "program": ["python", "train.py"]}}, user="alice")
+    m = m.replace(params=manifest.Params(
+        values={"lr": 0.1, "model.depth": 3, "amp": True, "seed": 1},
+        sources={"lr": "argv"}, program=("python", "train.py")))
+    p = plan.run_plan(m, tmp_path, user="alice")
     assert p.tags["mlflow.runName"] == "base"
     assert p.tags["mlflow.user"] == "alice"
     assert p.tags["mlflow.source.name"] == "train.py"
@@ -139,7 +140,7 @@ def test_tags_params_and_files(tmp_path: Path) -> None:
 def test_long_values_are_clipped_to_mlflow_limits(tmp_path: Path) -> None:
     m = _manifest(tmp_path, final={})
     m = m.with_run(note="n" * 10_000)
-    p = plan.run_plan(m, tmp_path, extra={"params": {"values": {"text": "p" * 7000}}})
+    p = plan.run_plan(m.replace(params=manifest.Params(values={"text": "p" * 7000})), tmp_path)
     assert len(p.tags["mlflow.note.content"]) == plan.MAX_TAG_VALUE
     assert len(p.params["text"]) == plan.MAX_PARAM_VALUE
 

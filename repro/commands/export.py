@@ -21,8 +21,6 @@ from repro.export import plan as planmod
 from repro.record import config, manifest, store
 
 SCHEMA = "repro/export-mlflow/v1"
-# Sections read as plain data while the Manifest type does not carry them (yet).
-_EXTRA_SECTIONS = ("params",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +77,6 @@ class Selected:
     manifest: manifest.Manifest
     run_dir: Path
     path: Path  # the manifest file read
-    extra: Mapping[str, Any]  # _EXTRA_SECTIONS as plain data
 
 
 def target(root: Path, tracking_uri: str | None, experiment: str | None,
@@ -143,7 +140,7 @@ def export_mlflow(runs: store.Store, refs: Sequence[str], *, tracking_uri: str |
             skipped[sel.manifest.run_id] = Exported(sel.manifest.run_id, None, "skipped",
                                                     reason="still running")
             continue
-        plans.append(planmod.run_plan(sel.manifest, sel.run_dir, sel.path, sel.extra))
+        plans.append(planmod.run_plan(sel.manifest, sel.run_dir, sel.path))
     groups = _group_plans(runs, plans)
 
     from repro.export import mlflow as mlflowmod
@@ -195,7 +192,4 @@ def _group_plans(runs: store.Store, plans: Sequence[planmod.RunPlan]
 
 
 def _selected(path: Path, m: manifest.Manifest) -> Selected:
-    raw = manifest.read_yaml_file(path)
-    extra = {k: raw[k] for k in _EXTRA_SECTIONS
-             if isinstance(raw, Mapping) and isinstance(raw.get(k), Mapping)}
-    return Selected(m, path.parent, path, extra)
+    return Selected(m, path.parent, path)

@@ -168,10 +168,8 @@ class GroupPlan:
 
 
 def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = None,
-             extra: Mapping[str, Any] | None = None, user: str | None = None) -> RunPlan:
-    """What the run `m` (recorded in `run_dir`) becomes. `extra`: manifest sections this
-    version of the Manifest type does not carry yet (`params`), as plain data."""
-    extra = extra or {}
+             user: str | None = None) -> RunPlan:
+    """What the run `m` (recorded in `run_dir`, read from `manifest_path`) becomes."""
     run = m.run
     if not _ID.match(run.run_id):
         raise errors.ManifestError(f"run id {run.run_id[:80]!r} is not one repro writes",
@@ -227,7 +225,7 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
     flat: dict[str, Any] = {}
     # `params.values`: the run's parameters, typed, nested keys already dotted (the rest of the
     # section says where each came from, and is not a parameter).
-    _flatten(_get(_section(m, extra, "params"), "values"), "", flat)
+    _flatten(m.params.values, "", flat)
     for key, value in flat.items():
         name = param_names.get(key)
         if name is not None:
@@ -348,21 +346,6 @@ def _ms(text: str, run_id: str) -> int:
                                    hint=_DAMAGED) from e
 
 
-def _section(m: manifest.Manifest, extra: Mapping[str, Any], name: str) -> Any:
-    """A manifest section by name: the Manifest's own attribute, else the plain data."""
-    value = getattr(m, name, None)
-    return value if value is not None else extra.get(name)
-
-
-def _get(obj: Any, key: str) -> Any:
-    """`obj[key]` of a plain mapping, `obj.key` of a typed section, else None."""
-    if obj is None:
-        return None
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
 def _series(m: manifest.Manifest, run_dir: Path) -> Path | None:
     name = m.metrics.series
     if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
@@ -375,8 +358,6 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _flatten(dataclasses.asdict(value), prefix, out)
     elif prefix:
         out[prefix] = value
 
