@@ -174,6 +174,11 @@ def test_srun_tasks_make_one_record_and_a_killed_member_is_missing(repo: Path) -
     assert set(d["members"][1]) <= set(documented()["distributed"]["members"][0])
     assert (repo / "out" / "task0.txt").read_text() != (repo / "out" / "task1.txt").read_text()
     assert record(run_dir)["seed"]["source"] == "job"
+    # srun's tasks cannot be replayed on one machine: replay does not offer --single-node
+    done = subprocess.run([PYTHON, "-m", "repro", "replay", run_dir.name, "--yes"], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 125 and "ran on 2 nodes" in done.stderr
+    assert "--single-node" not in done.stderr and "srun on as many tasks" in done.stderr
     done = subprocess.run([PYTHON, "-m", "repro", "runs", "--json"], cwd=repo,
                           capture_output=True, text=True, timeout=60)
     (row,) = json.loads(done.stdout)["runs"]  # one row for the two tasks
