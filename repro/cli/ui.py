@@ -508,6 +508,10 @@ def _stats_text(stats: Mapping[str, Any]) -> str:
         tables = stats.get("tables")
         inside = f"; {plural(len(tables), 'table')} inside" if isinstance(tables, Mapping) \
             and tables else ""
+        if not classes:  # a flat directory: no class distribution to show
+            files = stats.get("files")
+            count = f"{files:,} file{'' if files == 1 else 's'}, " if isinstance(files, int) else ""
+            return f"{count}no sub-directories{inside}"
         return (f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
                 f"{inside}")
     found = stats.get("columns")
