@@ -263,3 +263,22 @@ def test_a_member_on_another_commit_is_flagged(repo: Path, tmp_path: Path) -> No
     assert [(x["key"], x["node_rank"]) for x in m["distributed"]["mismatches"]] == [("commit", 1)]
     assert m["distributed"]["complete"] is True
     assert "node 1: commit" in errs[0] and "node 1: commit" in m["run"]["note"]
+
+
+def test_a_one_node_job_and_a_lone_member_read_as_words(repo: Path) -> None:
+    """`--group` on one node: "(1 node)"; a member whose node 0 never came: no "None"."""
+    commit(repo, "task.py", TASK)
+    wide = {**os.environ, "COLUMNS": "200"}
+    code, err = finish(start(repo, ["--group", "one", "--", PYTHON, "task.py"]))
+    assert code == 0, err
+    done = subprocess.run([PYTHON, "-m", "repro", "runs"], cwd=repo, capture_output=True,
+                          text=True, timeout=60, env=wide)
+    assert "(1 node)" in done.stdout and "(1 nodes)" not in done.stdout
+    code, err = finish(start(repo, ["--group", "lone", "--", PYTHON, "task.py"],
+                             {"REPRO_NODE_RANK": "1", "REPRO_NNODES": "2"}))
+    assert code == 0, err
+    newest = max(runs(repo), key=lambda p: p.name)
+    done = subprocess.run([PYTHON, "-m", "repro", "show", newest.name], cwd=repo,
+                          capture_output=True, text=True, timeout=60, env=wide)
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout, done.stdout

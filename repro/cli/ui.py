@@ -299,7 +299,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
         nodes = r.get("distributed")
         if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
             present, total = nodes.get("present"), nodes.get("nnodes")
-            mark += (f" [dim]({total} nodes)[/]" if nodes.get("complete") is not False
+            mark += (f" [dim]({total} node{'' if total == 1 else 's'})[/]"
+                     if nodes.get("complete") is not False
                      else f" [red]({present}/{total} nodes)[/]")
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
@@ -484,7 +485,8 @@ def _determinism_text(d: manifest.Determinism) -> str:
     if hook.ran is False:
         return f"{level}; hook did NOT run: {hook.reason}"
     seeded = ", ".join(str(s) for s in hook.seeded)
-    return f"{level}, {d.threads} threads" + (f"; seeded {seeded}" if seeded else "")
+    threads = f", {d.threads} threads" if d.threads is not None else ""
+    return f"{level}{threads}" + (f"; seeded {seeded}" if seeded else "")
 
 
 def _script_seeds(d: manifest.Determinism) -> list[str]:
