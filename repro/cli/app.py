@@ -274,6 +274,7 @@ def runs_cmd(
 
         repro runs --remote teammate
     """
+    from repro.cli import runsview
     from repro.judge import query
     from repro.record import store
 
@@ -314,7 +315,7 @@ def runs_cmd(
                                lambda n: pull_mod.remote_rows(runs, place, n)[0])
         elif not expand:
             rows = _group_rows(rows, limit, len(ids), lambda n: store.run_rows(runs, n))
-        ui.runs_table(rows, ids, names)
+        runsview.runs_table(rows, ids, names)
 
 
 def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
