@@ -436,7 +436,8 @@ def test_a_killed_push_leaves_no_visible_half_run_and_the_next_push_completes_it
     assert done["reused_files"] or len(visible_ids) == 0  # the killed push's blobs were kept
     monkeypatch.chdir(second)
     code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
-    assert code == 0 and set(pulled["pulled"]) == set(ids) - visible_ids  # type: ignore[arg-type]
+    assert code == 0, (pulled, capsys.readouterr().err)
+    assert set(pulled["pulled"]) == set(ids) - visible_ids  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

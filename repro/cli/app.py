@@ -1,13 +1,18 @@
 """The command line: parse, call one function, render, return an exit code.
 
 `main()` is the single place that turns exceptions into `error:`/`hint:` lines and exit codes.
+
+This module holds the typer `app`, the option types commands share, `dispatch`, completion
+helpers and the core commands (run, runs, show, diff); the other commands are in its
+cmd_*.py siblings (replay/verify, push/pull/export, compare, init/doctor), imported at the
+end so that they register on `app`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -269,6 +274,7 @@ def runs_cmd(
 
         repro runs --remote teammate
     """
+    from repro.cli import runsview
     from repro.judge import query
     from repro.record import store
 
@@ -315,7 +321,7 @@ def runs_cmd(
                                lambda n: pull_mod.remote_rows(runs, place, n)[0])
         elif not expand:
             rows = _group_rows(rows, limit, len(ids), lambda n: store.run_rows(runs, n))
-        ui.runs_table(rows, ids, names)
+        runsview.runs_table(rows, ids, names)
 
 
 def _group_rows(rows: list[dict[str, object]], limit: int, total: int,
@@ -352,7 +358,7 @@ def show(ref: RunRef, as_json: JsonFlag = False) -> None:
 
     runs = store.open_here()
     warn_future(runs, ref)
-    path = runs.resolve(_here(runs, ref))
+    path = runs.resolve(local_ref(runs, ref))
     m = store.load_manifest(path)
     if as_json:
         ui.print_json(manifest.to_dict(m))
@@ -416,7 +422,7 @@ def diff(
 
     runs = store.open_here()
     warn_future(runs, left, right)
-    left, right = _here(runs, left), _here(runs, right)
+    left, right = local_ref(runs, left), local_ref(runs, right)
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
@@ -433,95 +439,7 @@ def diff(
     raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
 
 
-RemoteOpt = Annotated[str | None, typer.Option(
-    "--remote", metavar="NAME|URL",
-    help="Remote store: a name from the `remote` setting, or s3://BUCKET/PREFIX or "
-         "file:///PATH (default: the configured remote).")]
-
-
-@app.command()
-def push(
-    refs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN...]", help="Runs to push (default: every run not yet at the remote).",
-        autocompletion=complete_run)] = None,
-    remote: RemoteOpt = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Say what would be pushed; upload nothing.")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Copy runs to a shared remote store (S3-compatible or a shared filesystem).
-
-    Files are stored once by hash, every write is create-only and the manifest goes last, so
-    pushing twice uploads nothing and a push cut short is completed by the next one.
-    Credentials come from the standard AWS chain (environment, profile, instance role).
-
-    Example:
-
-        AWS_ENDPOINT_URL=http://minio:9000 repro push --remote s3://team-runs/repro
-    """
-    from repro.cli import remoteview
-    from repro.commands import push as push_mod
-    from repro.record import config, store
-    from repro.remote import store as remote_store
-
-    runs = store.open_here()
-    where = remote_store.locate(remote, config.load(runs.root))
-    result = push_mod.push(runs, where, list(refs or []), ui.CliReporter(), dry_run=dry_run)
-    if as_json:
-        ui.print_json(result.to_dict())
-    else:
-        remoteview.push_summary(result, where.label)
-    if result.conflicts:
-        ui.error(errors.RemoteError(
-            f"{len(result.conflicts)} run(s) differ from the copy at the remote, which was "
-            "kept: " + ", ".join(result.conflicts[:5]),
-            hint="runs at a remote are write-once; a run edited after its push stays local"))
-        raise typer.Exit(ExitCode.TROUBLE)
-
-
-@app.command()
-def pull(
-    refs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN...]",
-        help="Runs at the remote: id, unique prefix, latest, latest~N, group:ID|NAME.")
-    ] = None,
-    pull_all: Annotated[bool, typer.Option("--all", help="Pull every run of the remote.")
-                        ] = False,
-    remote: RemoteOpt = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Copy runs from a remote store into this clone's .repro/runs/, checked by hash.
-
-    Pulled runs are listed by `repro runs` and can be shown, diffed and verified; they never
-    become `latest` (which counts the runs you started).
-
-    Example:
-
-        repro pull --all --remote teammate
-
-    (To compare with one remote run, no pull is needed: repro diff latest teammate:latest.)
-    """
-    from repro.cli import remoteview
-    from repro.commands import pull as pull_mod
-    from repro.record import config, store
-    from repro.remote import store as remote_store
-
-    runs = store.open_here()
-    where = remote_store.locate(remote, config.load(runs.root))
-    result = pull_mod.pull(runs, where, list(refs or []), pull_all, ui.CliReporter())
-    if as_json:
-        ui.print_json(result.to_dict())
-    else:
-        remoteview.pull_summary(result, where.label)
-    if result.conflicts:
-        ui.error(errors.RemoteError(
-            f"{len(result.conflicts)} run(s) here differ from the remote's copy, which was "
-            "not pulled: " + ", ".join(result.conflicts[:5]),
-            hint="the local copy was kept; compare them with `repro diff ID REMOTE:ID`"))
-        raise typer.Exit(ExitCode.TROUBLE)
-
-
-def _here(runs: store.Store, ref: str) -> str:
+def local_ref(runs: store.Store, ref: str) -> str:
     """A `REMOTE:ref` reference fetched into the local cache (its path); others unchanged."""
     if ":" not in ref:
         return ref
@@ -530,362 +448,6 @@ def _here(runs: store.Store, ref: str) -> str:
     return pull_mod.local_ref(runs, ref)
 
 
-@app.command("compare")
-def compare_cmd(
-    left: Annotated[str, typer.Argument(
-        metavar="A", help="group:<id>, a group's name, or a RUN.", autocompletion=complete_run)],
-    right: Annotated[str, typer.Argument(
-        metavar="B", help="group:<id>, a group's name, or a RUN.", autocompletion=complete_run)],
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", metavar="NAME[:higher|lower]",
-        help="Compare this metric (repeatable; default: every metric both record); the "
-             "direction that is better turns `different` into `better`/`worse`.")] = None,
-    fail_on: Annotated[str, typer.Option(
-        "--fail-on", metavar="WHAT",
-        help="difference (default): exit 1 on any difference; worse: only on a regression.")
-    ] = "difference",
-    as_json: JsonFlag = False,
-    as_markdown: Annotated[bool, typer.Option(
-        "--markdown", help="GitHub-flavoured markdown, e.g. for a pull-request comment.")] = False,
-) -> None:
-    """Is B a real change from A, or seed noise? Exit 0 no detectable difference, 1 a
-    difference (with --fail-on worse: a regression), 2 trouble.
-
-    Per metric: mean ± sd of each side, B − A with a 95% confidence interval (Welch), P(B > A)
-    with a bootstrap interval, a p-value (Welch and a permutation test must agree; Holm over
-    metrics) and a verdict. A and B are groups from `repro run --repeat N`; a single run on a
-    side cannot tell noise from change (a warning says so).
-
-    Example:
-
-        repro compare group:baseline group:new-lr --metric accuracy:higher --fail-on worse
-    """
-    from repro.cli import statsview
-    from repro.commands import compare as comparemod
-    from repro.record import store
-
-    runs = store.open_here()
-    warn_future(runs, left, right)
-    report = comparemod.compare_refs(runs, _here(runs, left), _here(runs, right), metric or [],
-                                     fail_on=fail_on, reporter=ui.CliReporter(),
-                                     labels=(left, right))
-    if as_json:
-        ui.print_json(report.to_dict())
-    elif as_markdown:
-        sys.stdout.write(statsview.compare_markdown(report))
-    else:
-        statsview.compare_report(report)
-    raise typer.Exit(ExitCode.DIFFERENT if report.failing else ExitCode.OK)
-
-
-@app.command()
-def init(force: Annotated[bool, typer.Option("--force", help="Overwrite repro.yaml.")] = False,
-         ) -> None:
-    """Write a starter repro.yaml from what the project has; ignore .repro/ and results in git.
-
-    Example:
-
-        repro init && git add repro.yaml .gitignore && git commit -m "Configure repro"
-    """
-    from repro.commands import init as scaffold
-
-    result = scaffold.init(Path.cwd(), force=force)
-    sys.stdout.write(result.config_text)
-    ui.info(f"wrote {result.config_path}")
-    if result.ignored:
-        ui.info(f"added {', '.join(result.ignored)} to .gitignore")
-
-
-@app.command()
-def doctor(as_json: JsonFlag = False) -> None:
-    """Report determinism hazards of this project and machine. Exit 0 none, 1 hazards, 2 trouble.
-
-    Notes (hazards that `repro run` neutralises itself, such as unpinned threads) are listed
-    but do not make it exit 1.
-
-    Example:
-
-        repro doctor --json | jq -r '.hazards[].code'
-    """
-    from repro.commands import doctor as doctor_mod
-
-    hazards = doctor_mod.examine(Path.cwd(), dict(os.environ))
-    if as_json:
-        ui.print_json({"schema": "repro/doctor/v1", "hazards": [h.to_dict() for h in hazards]})
-    else:
-        ui.hazards(hazards)
-    raise typer.Exit(ExitCode.DIFFERENT if doctor_mod.failing(hazards) else ExitCode.OK)
-
-
-@app.command()
-def replay(
-    ref: RunRef,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the worktree afterwards.")] = False,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Replay even if inputs changed (recorded in the new run).")] = False,
-    strict_env: Annotated[bool, typer.Option(
-        "--strict-env", help="Refuse when packages or Python differ from the run's.")] = False,
-    yes: YesOpt = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; run nothing.")] = False,
-    as_script: Annotated[bool, typer.Option(
-        "--script", help="Print a bash script that reproduces the run without repro.")] = False,
-    kill_after: KillAfterOpt = None,
-    single_node: SingleNodeOpt = False,
-) -> None:
-    """Run a recorded run again: same commit, patch, argv, seed and settings, in a worktree.
-
-    Your working tree and index are never touched. Exits with the command's exit code.
-
-    Example:
-
-        repro replay latest~1
-    """
-    from repro.commands import history
-    from repro.commands import replay as replay_mod
-    from repro.record import store
-
-    runs = store.open_here()
-    warn_future(runs, ref)
-    loaded = history.load(runs, _here(runs, ref))
-    if dry_run or as_script:
-        plan = replay_mod.make_plan(loaded, runs)
-        if as_script:
-            from repro.commands import replayscript
-
-            sys.stdout.write(replayscript.script(plan, loaded.manifest, runs.root))
-        else:
-            ui.print_json(plan.to_dict())
-        raise typer.Exit(ExitCode.OK)
-    opts = replay_mod.Options(keep=keep, force=force, strict_env=strict_env, yes=yes,
-                              kill_after=kill_after, single_node=single_node)
-    confirm = ui.confirm_command if replay_mod.interactive() else None
-    reporter = ui.CliReporter()
-    with replay_mod.session(runs, loaded, opts, reporter, confirm) as done:
-        code = done.outcome.exit_code
-    reporter.finished(done.outcome)  # the new run's id, as `repro run` ends
-    raise typer.Exit(code)
-
-
-@app.command()
-def verify(
-    target: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN | -- CMD...]", help="A recorded run, or `-- CMD` with --runs N.",
-        autocompletion=complete_run)] = None,
-    at: Annotated[str | None, typer.Option(
-        "--at", metavar="REV", help="Run the recorded recipe on REV (e.g. HEAD).")] = None,
-    runs_n: Annotated[int | None, typer.Option(
-        "--runs", help="Fresh executions to compare (default 1; 5 with --level statistical).",
-        metavar="N", min=1)] = None,
-    level: Annotated[str, typer.Option(
-        "--level", metavar="LEVEL",
-        help="bitwise (default: bitwise or within tolerance) or statistical (N fresh-seed "
-             "runs judged within seed noise).")] = "bitwise",
-    rtol: Rtol = None,
-    atol: Atol = None,
-    metric: Annotated[list[str] | None, typer.Option(
-        "--metric", metavar="NAME=TOL",
-        help="Absolute tolerance for one metric (repeatable); with --level statistical, the "
-             "equivalence margin against a recorded group.")] = None,
-    vary: Annotated[str | None, typer.Option(
-        metavar="LIST", help="Rerun varying threads,hashseed,cwd,tz,locale and name the "
-                             "condition that breaks reproduction.")] = None,
-    junit: Annotated[Path | None, typer.Option(
-        "--junit", metavar="FILE", help="Write a JUnit XML report.")] = None,
-    as_json: JsonFlag = False,
-    yes: YesOpt = False,
-    force: Annotated[bool, typer.Option("--force", help="Go on when inputs changed.")] = False,
-    strict_env: Annotated[bool, typer.Option(
-        "--strict-env", help="Refuse when packages or Python differ.")] = False,
-    seed: SeedOpt = None,
-    determinism: LevelOpt = None,
-    threads: ThreadsOpt = None,
-    allow_dirty: DirtyOpt = False,
-    allow_unlocked: UnlockedOpt = False,
-    data: DataOpt = None,
-    output: OutputOpt = None,
-    metrics: MetricsOpt = None,
-    command: Annotated[bool, typer.Option("--command", hidden=True)] = False,
-    single_node: SingleNodeOpt = False,
-) -> None:
-    """Replay a run and judge it: bitwise / within-tolerance exit 0, not-reproduced 1, trouble 2.
-
-    Example (CI, against a baseline manifest committed to the repository):
-
-        repro verify baselines/manifest.yaml --at HEAD --yes --junit verify.xml
-
-    Example (is this command deterministic at all?):
-
-        repro verify --runs 2 --output out/ -- python train.py
-
-    Example (a two-node torchrun run, its 4 ranks replayed on this machine):
-
-        repro verify latest --single-node
-
-    Example (does the recorded group still reproduce within seed noise, on HEAD?):
-
-        repro verify group:baseline --level statistical --runs 5 --at HEAD --yes
-
-    With --level statistical: statistically-reproduced exits 0; not-reproduced and
-    inconclusive (too few runs to tell; it names how many would decide) exit 1.
-    """
-    from repro.commands import history
-    from repro.commands import replay as replay_mod
-    from repro.commands import run as runflow
-    from repro.commands import verify as verify_mod
-    from repro.record import config, store
-
-    words = list(target or [])
-    runs = store.open_here()
-    if level not in ("bitwise", "statistical"):
-        raise errors.UsageError(f"--level {level!r}: use bitwise or statistical")
-    if junit is not None:
-        _check_report_path(junit, "--junit")  # before the replays, not after them
-    if level == "statistical":
-        if vary:
-            raise errors.UsageError("--vary goes with bitwise verify, not --level statistical")
-        margins = history.tolerance_from(config.load(runs.root).tolerance, None, None,
-                                         metric or []).per_metric
-        _verify_statistical(runs, words, command, at=at, runs_n=runs_n, junit=junit,
-                            as_json=as_json, yes=yes, force=force, strict_env=strict_env,
-                            margins=margins,
-                            named=[m.partition("=")[0] for m in metric or []])
-    opts = verify_mod.Options(
-        at=at, runs=runs_n or 1, vary=verify_mod.parse_vary(vary), yes=yes, force=force,
-        strict_env=strict_env, single_node=single_node,
-        tolerance=history.tolerance_from(config.load(runs.root).tolerance, rtol, atol,
-                                         metric or []))
-    reporter = ui.CliReporter()
-    if command:
-        if at:
-            raise errors.UsageError("--at goes with a recorded RUN, not with -- CMD")
-        request = runflow.RunRequest(
-            argv=tuple(words), cwd=Path.cwd(), seed=seed, determinism=determinism,
-            threads=threads, allow_dirty=allow_dirty, allow_unlocked=allow_unlocked,
-            data=tuple(data or ()), outputs=tuple(output or ()), metrics=metrics, store=runs)
-        report = verify_mod.verify_command(request, opts, reporter)
-    elif len(words) == 1:
-        warn_future(runs, words[0])
-        confirm = ui.confirm_command if replay_mod.interactive() else None
-        report = verify_mod.verify_run(runs, _here(runs, words[0]), opts, reporter, confirm)
-    elif words:
-        raise errors.UsageError(f"verify takes one RUN, got {len(words)} words",
-                                hint="to verify a command, put it after `--`: "
-                                     "repro verify --runs 2 -- python train.py")
-    else:
-        raise errors.UsageError("nothing to verify",
-                                hint="repro verify RUN, or repro verify --runs 2 -- CMD")
-    if junit is not None:
-        _write_report(junit, verify_mod.junit(report), "--junit")
-    if as_json:
-        ui.print_json(report.to_dict())
-    else:
-        ui.verify_report(report)
-    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
-
-
-def _check_report_path(path: Path, option: str) -> None:
-    """A report file must be writable where it is to go: a missing or unwritable folder is
-    said before the work, not found after it (it was a traceback)."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise errors.UsageError(f"{option} {path}: is a directory", hint="give a file path")
-    if not folder.is_dir():
-        raise errors.UsageError(f"{option} {path}: no folder {folder}",
-                                hint=f"create it (mkdir -p {folder}) or give another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise errors.UsageError(f"{option} {path}: cannot write in {folder}",
-                                hint="give a path in a folder you can write to")
-
-
-def _write_report(path: Path, text: str, option: str) -> None:
-    from repro.record import bounded, manifest
-
-    try:
-        manifest.write_text_atomic(path, text)
-    except OSError as e:
-        raise errors.ReproError(f"{option} {path}: cannot write it: {bounded.reason(e)}",
-                                hint="give a path in a folder you can write to") from e
-
-
-export_app = typer.Typer(
-    name="export", help="Copy recorded runs into other tools (MLflow).", no_args_is_help=True,
-    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
-app.add_typer(export_app, name="export")
-
-
-@export_app.command("mlflow")
-def export_mlflow(
-    refs: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN... | group:ID]",
-        help="Runs to export: ids, latest, latest~N, paths, or group:ID for a group's runs.",
-        autocompletion=complete_run)] = None,
-    tracking_uri: Annotated[str | None, typer.Option(
-        "--tracking-uri", metavar="URI",
-        help="The tracking server (default: $MLFLOW_TRACKING_URI, else mlflow_tracking_uri in "
-             "the configuration). Credentials: MLFLOW_TRACKING_TOKEN or "
-             "MLFLOW_TRACKING_USERNAME/PASSWORD.")] = None,
-    experiment: Annotated[str | None, typer.Option(
-        "--experiment", metavar="NAME",
-        help="Experiment to export into, created if missing (default: "
-             "$MLFLOW_EXPERIMENT_NAME, else mlflow_experiment, else the repository's name).")
-    ] = None,
-    all_runs: Annotated[bool, typer.Option("--all", help="Export every recorded run.")] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Mirror runs into an MLflow tracking server: tags, params, metric series, files.
-
-    One MLflow run per repro run (a group becomes a parent run with its runs as children),
-    with the provenance MLflow does not capture itself: seed, determinism, dirty patch,
-    lockfile match, fingerprint. Exporting again adds nothing; an export cut short is
-    completed. Exit 0, 2 on trouble.
-
-    Example:
-
-        repro export mlflow latest --tracking-uri http://127.0.0.1:5000 --experiment vision
-
-    Example (a group of runs from `repro run --repeat`, as one parent run):
-
-        MLFLOW_TRACKING_URI=https://mlflow.example.com repro export mlflow group:3f2a --json
-    """
-    from repro.cli import exportview
-    from repro.commands import export as export_mod
-    from repro.record import store
-
-    runs = store.open_here()
-    warn_future(runs, *(refs or []))
-    result = export_mod.export_mlflow(runs, refs or [], tracking_uri=tracking_uri,
-                                      experiment=experiment, all_runs=all_runs,
-                                      reporter=ui.CliReporter())
-    if as_json:
-        ui.print_json(result.to_dict())
-    else:
-        exportview.render(result)
-
-
-def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, at: str | None,
-                        runs_n: int | None, junit: Path | None, as_json: bool, yes: bool,
-                        force: bool, strict_env: bool, margins: Mapping[str, float],
-                        named: Sequence[str] = ()) -> None:
-    from repro.cli import statsview
-    from repro.commands import replay as replay_mod
-    from repro.commands import statverify
-
-    if command or len(words) != 1:
-        raise errors.UsageError("--level statistical verifies one recorded RUN or group",
-                                hint="repro verify group:<id> --level statistical --runs 5")
-    warn_future(runs, words[0])
-    confirm = ui.confirm_command if replay_mod.interactive() else None
-    report = statverify.verify(runs, _here(runs, words[0]), n=runs_n or statverify.DEFAULT_RUNS, at=at,
-                               yes=yes, force=force, strict_env=strict_env, margins=margins,
-                               named=named, shown=words[0],
-                               reporter=ui.CliReporter(), confirm=confirm)
-    if junit is not None:
-        _write_report(junit, statverify.junit(report), "--junit")
-    if as_json:
-        ui.print_json(report.to_dict())
-    else:
-        statsview.verify_report(report)
-    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
 
 
 def dispatch(args: list[str]) -> int:
@@ -921,3 +483,8 @@ def dispatch(args: list[str]) -> int:
         # run/replay: 125, not 2, which the child itself may return (timeout(1), env(1)).
         return int(ExitCode.REFUSED) if code == ExitCode.TROUBLE and command in (
             "run", "replay") else code
+
+
+# The other commands live beside this module, one group a module; importing them registers
+# them on `app`, in the order `repro --help` lists them.
+from repro.cli import cmd_share, cmd_stats, cmd_setup, cmd_verify  # noqa: E402, F401, I001

@@ -1,4 +1,4 @@
-"""Terminal rendering: errors, warnings, progress, run tables and summaries (rich).
+"""Terminal rendering: errors, warnings, progress, `repro show` and summaries (rich).
 
 With the rest of repro/cli/, the only place that writes to the terminal. stdout carries
 results, stderr the rest.
@@ -256,63 +256,7 @@ def verify_report(report: Any) -> None:
                 f"{escape(verdict)}[/] ({mark})")
 
 
-# ---------------------------------------------------------------------------- runs and show
-
-
-def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
-               columns: Sequence[str] = ()) -> None:
-    """`all_ids`: every run id in the store, so the short ids shown stay unique references.
-    `columns`: parameters and final metrics shown one per column (instead of the metrics)."""
-    c = out_console()
-    if not rows:
-        err_console().print("no runs yet: record one with `repro run -- CMD`")
-        return
-    from rich.table import Table
-
-    # The id already says when a run started (and `--json` has started_at): the width goes to
-    # the command and metrics, the only columns allowed to wrap.
-    t = Table(box=None, pad_edge=False, header_style="bold")
-    # `--name`: what a group is called by (`repro compare lr-0.1 lr-0.3`), so it is shown
-    with_names = any(r.get("name") for r in rows)
-    for col in ("run", *(("name",) if with_names else ()), "status", "time", "commit", "seed"):
-        t.add_column(col, no_wrap=col != "name", overflow="fold", max_width=None)
-    t.add_column("command", overflow="fold", ratio=2, min_width=12)
-    with_metrics = not columns and any(r.get("metrics") for r in rows)
-    short = short_ids([str(r["run_id"]) for r in rows if not r.get("is_group")], all_ids)
-    if with_metrics:
-        t.add_column("metrics", overflow="fold", ratio=1)
-    from repro.judge import query
-
-    cells = {name: [_cell(query.value_of(r, name)) for r in rows] for name in columns}
-    for name in columns:  # values are never cut: the command column folds instead
-        width = min(24, max(len(name), *(len(c) for c in cells[name])))
-        t.add_column(escape(name), justify="right", min_width=width, overflow="fold")
-    for i, r in enumerate(rows):
-        status = str(r["status"])
-        style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
-                 "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
-        commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
-        # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
-        mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
-        # Brought by `repro pull`: a teammate's run, listed, never `latest`.
-        mark += " [dim](pulled)[/]" if r.get("pulled") else ""
-        nodes = r.get("distributed")
-        if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
-            present, total = nodes.get("present"), nodes.get("nnodes")
-            mark += (f" [dim]({total} node{'' if total == 1 else 's'})[/]"
-                     if nodes.get("complete") is not False
-                     else f" [red]({present}/{total} nodes)[/]")
-        t.add_row(
-            escape(short.get(str(r["run_id"]), str(r["run_id"]))),
-            *([escape(str(r.get("name") or ""))] if with_names else []),
-            (f"[{style}]{escape(status)}[/]" if style else escape(status)) + mark,
-            _duration(r.get("duration_s")), escape(commit),
-            escape(str(r.get("seed") if r.get("seed") is not None else "-")),
-            escape(_argv_text(_short_program(r.get("command") or []))),
-            *([escape(_metrics_text(r.get("metrics") or {}))] if with_metrics else []),
-            *[escape(cells[name][i]) for name in columns],
-        )
-    c.print(t)
+# ---------------------------------------------------------------------------- show
 
 
 def _pulled_from(run_dir: str | None) -> str | None:
@@ -553,24 +497,6 @@ def _size(n: Any) -> str:
     return f"{n} B"
 
 
-def short_ids(shown: Sequence[str], all_ids: Sequence[str], least: int = 15) -> dict[str, str]:
-    """Each id's shortest prefix (at least the `YYYYMMDDTHHMMSS` timestamp) that names only it,
-    like git's abbreviated hashes: any of them works as a RUN reference."""
-    everyone = sorted(set(all_ids) | set(shown))
-    out = {}
-    for run_id in shown:
-        n = least
-        while n < len(run_id) and sum(1 for other in everyone if other[:n] == run_id[:n]) > 1:
-            n += 1
-        out[run_id] = run_id[:n]
-    return out
-
-
-def _short_program(argv: Sequence[str]) -> list[str]:
-    """`/venv/bin/python t.py` -> `python t.py` for listings; `show` has the full argv."""
-    return [os.path.basename(argv[0]), *argv[1:]] if argv else []
-
-
 def _argv_text(argv: Sequence[str]) -> str:
     """Shell-quoted, control characters escaped: a manifest from elsewhere must not move the
     cursor or erase lines of `runs`/`show` (ESC sequences in an argv word)."""
@@ -589,12 +515,6 @@ def _duration(s: Any) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-
-
-def _metrics_text(final: Mapping[str, Any], most: int = 3) -> str:
-    items = list(final.items())[:most]
-    text = " ".join(f"{k}={_num(v)}" for k, v in items)
-    return text + (" …" if len(final) > most else "")
 
 
 def _cell(v: Any) -> str:

@@ -3,7 +3,8 @@
 `from_dict` turns plain data (a loaded manifest.yaml) into a `Manifest`, refusing any shape
 problem with one ManifestError that names the file and the field; `to_dict` gives back the same
 plain data, in the documented order (docs/manifest.md), so a manifest read and written again is
-the same text. The YAML itself lives in repro.record.yamlio; files in repro.record.manifest.
+the same text. The YAML itself lives in repro.record.yamlio; files in repro.record.manifest;
+the plain-data checks `from_dict` makes (keys, kinds, choices) in repro.record.schemacheck.
 
 Adding a section (docs/design.md §5): one dataclass here (a `Record` with `field(KIND)`s, plus
 a line in `Manifest`, `to_dict` and `from_dict`), one capture function, one renderer in
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from repro import errors
+from repro.record import schemacheck as check
 from repro.record.fields import (
     ANY,
     BOOL,
@@ -391,9 +393,9 @@ class Group:
     def from_dict(cls, d: Any, source: str = "manifest") -> Group:
         if not isinstance(d, Mapping):
             raise errors.ManifestError(f"{source}: section 'group' must be a mapping")
-        group = cls(id=_req(d, "id", str, source), index=_req(d, "index", int, source),
-                    size=_req(d, "size", int, source), seed=_req(d, "seed", int, source),
-                    name=_opt(d, "name", str, source))
+        group = cls(id=check.req(d, "id", str, source), index=check.req(d, "index", int, source),
+                    size=check.req(d, "size", int, source), seed=check.req(d, "seed", int, source),
+                    name=check.opt(d, "name", str, source))
         if not GROUP_ID_RE.match(group.id) or not 0 <= group.index < group.size:
             raise errors.ManifestError(f"{source}: group {group.id[:80]!r} index {group.index} "
                                        f"of {group.size} is not a valid group membership")
@@ -440,27 +442,27 @@ def to_dict(m: Manifest) -> dict[str, Any]:
     """Plain data in the documented order (docs/manifest.md)."""
     return {
         "schema": SCHEMA,
-        "run": {**_plain(dataclasses.asdict(m.run))},
+        "run": {**check.plain(dataclasses.asdict(m.run))},
         "command": {"argv": list(m.command.argv), "cwd": m.command.cwd},
         "seed": {"value": m.seed.value, "source": m.seed.source},
-        "determinism": _plain(m.determinism.to_dict()),
+        "determinism": check.plain(m.determinism.to_dict()),
         "code": {
             "commit": m.code.commit,
             "branch": m.code.branch,
             "remote": m.code.remote,
             "dirty": m.code.dirty,
-            "patch": None if m.code.patch is None else _plain(m.code.patch.to_dict()),
-            "untracked": [_plain(u.to_dict()) for u in m.code.untracked],
-            **({"submodules": [_plain(s.to_dict()) for s in m.code.submodules]}
+            "patch": None if m.code.patch is None else check.plain(m.code.patch.to_dict()),
+            "untracked": [check.plain(u.to_dict()) for u in m.code.untracked],
+            **({"submodules": [check.plain(s.to_dict()) for s in m.code.submodules]}
                if m.code.submodules else {}),
         },
-        "environment": _plain(m.environment.to_dict()),
-        "hardware": _plain(m.hardware.to_dict()),
-        **({"params": _plain(m.params.to_dict())} if m.params.to_dict() else {}),
-        "data": {k: _plain(e.to_dict()) for k, e in m.data.items()},
-        "outputs": {k: _plain(e.to_dict()) for k, e in m.outputs.items()},
-        "metrics": _plain(m.metrics.to_dict()),
-        **({"distributed": _plain(m.distributed.to_dict())} if m.distributed else {}),
+        "environment": check.plain(m.environment.to_dict()),
+        "hardware": check.plain(m.hardware.to_dict()),
+        **({"params": check.plain(m.params.to_dict())} if m.params.to_dict() else {}),
+        "data": {k: check.plain(e.to_dict()) for k, e in m.data.items()},
+        "outputs": {k: check.plain(e.to_dict()) for k, e in m.outputs.items()},
+        "metrics": check.plain(m.metrics.to_dict()),
+        **({"distributed": check.plain(m.distributed.to_dict())} if m.distributed else {}),
         "fingerprint": m.fingerprint,
         **({"group": m.group.to_dict()} if m.group is not None else {}),
     }
@@ -484,47 +486,47 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
             f"{source} has unknown schema {schema!r} (expected {SCHEMA!r})",
             hint="it was written by another version of repro, or is not a repro manifest",
         )
-    run = _section(d, "run", source)
-    command = _section(d, "command", source)
-    seed = _section(d, "seed", source)
-    code = _section(d, "code", source)
+    run = check.section(d, "run", source)
+    command = check.section(d, "command", source)
+    seed = check.section(d, "seed", source)
+    code = check.section(d, "code", source)
     try:
         info = RunInfo(
-            run_id=_req(run, "run_id", str, source),
-            status=_choice(run, "status", STATUSES, source),
-            started_at=_req(run, "started_at", str, source),
-            name=_opt(run, "name", str, source),
-            tags={str(k): str(v) for k, v in _opt_map(run, "tags", source).items()},
-            note=_opt(run, "note", str, source),
-            exit_code=_opt(run, "exit_code", int, source),
-            signal=_opt(run, "signal", str, source),
-            finished_at=_opt(run, "finished_at", str, source),
-            duration_s=_opt_float(run, "duration_s", source),
-            replay_of=_opt(run, "replay_of", str, source),
-            started_by=_opt(run, "started_by", str, source),
-            worktree=_opt(run, "worktree", str, source),
-            repro_version=_opt(run, "repro_version", str, source),
-            host=_opt(run, "host", str, source),
-            pid=_opt(run, "pid", int, source),
-            pid_start=_opt(run, "pid_start", int, source),
+            run_id=check.req(run, "run_id", str, source),
+            status=check.choice(run, "status", STATUSES, source),
+            started_at=check.req(run, "started_at", str, source),
+            name=check.opt(run, "name", str, source),
+            tags={str(k): str(v) for k, v in check.opt_map(run, "tags", source).items()},
+            note=check.opt(run, "note", str, source),
+            exit_code=check.opt(run, "exit_code", int, source),
+            signal=check.opt(run, "signal", str, source),
+            finished_at=check.opt(run, "finished_at", str, source),
+            duration_s=check.opt_float(run, "duration_s", source),
+            replay_of=check.opt(run, "replay_of", str, source),
+            started_by=check.opt(run, "started_by", str, source),
+            worktree=check.opt(run, "worktree", str, source),
+            repro_version=check.opt(run, "repro_version", str, source),
+            host=check.opt(run, "host", str, source),
+            pid=check.opt(run, "pid", int, source),
+            pid_start=check.opt(run, "pid_start", int, source),
         )
-        argv = _req(command, "argv", list, source)
+        argv = check.req(command, "argv", list, source)
         if not argv or not all(isinstance(a, str) for a in argv):
             raise errors.ManifestError(f"{source}: command.argv must be a non-empty list of strings")
         patch = code.get("patch")
         if patch is not None and not isinstance(patch, Mapping):
             raise errors.ManifestError(f"{source}: code.patch must be a mapping or null")
-        untracked = _opt(code, "untracked", list, source) or []
-        submodules = _opt(code, "submodules", list, source) or []
+        untracked = check.opt(code, "untracked", list, source) or []
+        submodules = check.opt(code, "submodules", list, source) or []
         return Manifest(
             run=info,
-            command=Command(argv=tuple(argv), cwd=_opt(command, "cwd", str, source) or "."),
-            seed=Seed(value=_req(seed, "value", int, source),
-                      source=_choice(seed, "source", SEED_SOURCES, source)),
+            command=Command(argv=tuple(argv), cwd=check.opt(command, "cwd", str, source) or "."),
+            seed=Seed(value=check.req(seed, "value", int, source),
+                      source=check.choice(seed, "source", SEED_SOURCES, source)),
             code=Code(
-                commit=_commit(_req(code, "commit", str, source), source),
-                branch=_opt(code, "branch", str, source),
-                remote=_opt(code, "remote", str, source),
+                commit=check.commit(check.req(code, "commit", str, source), source),
+                branch=check.opt(code, "branch", str, source),
+                remote=check.opt(code, "remote", str, source),
                 dirty=bool(code.get("dirty", False)),
                 patch=None if patch is None else Patch.from_dict(patch, "code.patch", source),
                 untracked=tuple(Untracked.from_dict(u, f"code.untracked[{i}]", source)
@@ -532,82 +534,21 @@ def from_dict(d: Any, source: str = "manifest") -> Manifest:
                 submodules=tuple(Submodule.from_dict(u, f"code.submodules[{i}]", source)
                                  for i, u in enumerate(submodules) if isinstance(u, Mapping)),
             ),
-            determinism=Determinism.from_dict(_opt_map(d, "determinism", source),
+            determinism=Determinism.from_dict(check.opt_map(d, "determinism", source),
                                               "determinism", source),
-            environment=Environment.from_dict(_opt_map(d, "environment", source),
+            environment=Environment.from_dict(check.opt_map(d, "environment", source),
                                               "environment", source),
-            hardware=Hardware.from_dict(_opt_map(d, "hardware", source), "hardware", source),
-            params=Params.from_dict(_opt_map(d, "params", source), "params", source),
-            data=entries(_opt_map(d, "data", source), "data", source),
-            outputs=entries(_opt_map(d, "outputs", source), "outputs", source),
-            metrics=Metrics.from_dict(_opt_map(d, "metrics", source), "metrics", source),
-            fingerprint=_opt(d, "fingerprint", str, source),
+            hardware=Hardware.from_dict(check.opt_map(d, "hardware", source), "hardware", source),
+            params=Params.from_dict(check.opt_map(d, "params", source), "params", source),
+            data=entries(check.opt_map(d, "data", source), "data", source),
+            outputs=entries(check.opt_map(d, "outputs", source), "outputs", source),
+            metrics=Metrics.from_dict(check.opt_map(d, "metrics", source), "metrics", source),
+            fingerprint=check.opt(d, "fingerprint", str, source),
             distributed=None if d.get("distributed") is None else Distributed.from_dict(
-                _section(d, "distributed", source), "distributed", source),
+                check.section(d, "distributed", source), "distributed", source),
             group=None if d.get("group") is None else Group.from_dict(d["group"], source),
         )
     except errors.ManifestError as e:
         if e.hint is None:
             e.hint = CORRUPT_HINT
         raise
-
-
-def _plain(value: Any) -> Any:
-    """Mappings -> dict, tuples -> list, recursively: what the emitter writes."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _section(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = d.get(key)
-    if not isinstance(value, Mapping):
-        raise errors.ManifestError(f"{source}: section {key!r} is missing or not a mapping",
-                                   hint=CORRUPT_HINT)
-    return value
-
-
-def _commit(value: str, source: str) -> str:
-    """A commit id goes to git as an argument: hex only, so a manifest cannot pass an option."""
-    if not re.fullmatch(r"[0-9a-f]{1,64}", value):
-        raise errors.ManifestError(f"{source}: 'commit' must be a hexadecimal commit id, "
-                                   f"got {value[:80]!r}")
-    return value
-
-
-def _req(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
-    value = d.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise errors.ManifestError(f"{source}: {key!r} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _opt(d: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
-    return None if d.get(key) is None else _req(d, key, kind, source)
-
-
-def _opt_float(d: Mapping[str, Any], key: str, source: str) -> float | None:
-    value = d.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise errors.ManifestError(f"{source}: {key!r} must be a number, got {value!r}")
-    return float(value)
-
-
-def _opt_map(d: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = d.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise errors.ManifestError(f"{source}: {key!r} must be a mapping")
-    return value
-
-
-def _choice(d: Mapping[str, Any], key: str, choices: tuple[str, ...], source: str) -> str:
-    value = d.get(key)
-    if value not in choices:
-        raise errors.ManifestError(f"{source}: {key!r} is {value!r}, not one of {', '.join(choices)}")
-    return str(value)
