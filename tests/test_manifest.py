@@ -232,3 +232,18 @@ def test_every_schema_dataclass_has_a_docstring() -> None:
     # the generated one reads `Name(field: type, ...)`
     assert [c.__name__ for c in classes
             if not c.__doc__ or c.__doc__.startswith(c.__name__ + "(")] == []
+
+
+def test_records_compare_hash_and_show_like_generated_dataclasses() -> None:
+    # The shared __eq__/__hash__/__repr__ (record/fields.plain_methods) keep dataclass meaning:
+    # fields marked compare=False (the keys as read) do not count, another class never equals.
+    from repro.record import schema
+
+    a = schema.Seed(value=1, source="flag")
+    assert a == schema.Seed(value=1, source="flag") and a != schema.Seed(value=2, source="flag")
+    assert hash(a) == hash(schema.Seed(value=1, source="flag")) and repr(a) == \
+        "Seed(value=1, source='flag')"
+    p = schema.Patch.from_dict({"file": "p.diff", "hash": "ab"}, "code.patch")
+    q = schema.Patch.from_dict({"hash": "ab", "file": "p.diff"}, "code.patch")
+    assert p.keys != q.keys and p == q  # (a record with `extra` is unhashable, as before)
+    assert "keys=" not in repr(p) and p != schema.Seed(value=1, source="flag")

@@ -31,6 +31,7 @@ from repro.record.fields import (
     Plain,
     Record,
     field,
+    plain_methods,
     record,
     record_map,
     records,
@@ -43,7 +44,8 @@ SEED_SOURCES = ("flag", "config", "replayed", "generated", "group", "job")
 LEVELS = ("off", "seed", "warn", "strict")
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class RunInfo:
     """The `run` section: identity, status and timing of the run."""
 
@@ -70,7 +72,8 @@ class RunInfo:
     pid_start: int | None = None  # the pid's start time (clock ticks since boot), see store
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Command:
     """The `command` section: the argv as recorded (secrets redacted) and where it ran."""
 
@@ -78,7 +81,8 @@ class Command:
     cwd: str = "."
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Seed:
     """The `seed` section: the seed injected and where it came from."""
 
@@ -89,7 +93,8 @@ class Seed:
 # --------------------------------------------------------------------------------------- code
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Patch(Record):
     """A patch file in the run directory: `code.patch` or `submodules/<n>.patch`."""
 
@@ -98,7 +103,8 @@ class Patch(Record):
     size: int | None = field(INT)
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Untracked(Record):
     """An untracked file the run saw (the `code.untracked` list)."""
 
@@ -110,7 +116,8 @@ class Untracked(Record):
     secret: bool | None = field(BOOL)  # hashed and listed, never copied
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Submodule(Record):
     """A git submodule and its commit (the `code.submodules` list)."""
 
@@ -120,7 +127,8 @@ class Submodule(Record):
     patch: Patch | None = field(record(Patch))
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Code:
     """The `code` section: the commit, branch and remote, and how the tree differed from it."""
 
@@ -136,7 +144,8 @@ class Code:
 # ------------------------------------------------------------------------------- determinism
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class HookReport(Record):
     """What the sitecustomize hook saw in the command's Python processes (child/hookprobe)."""
 
@@ -154,7 +163,8 @@ class HookReport(Record):
     warnings: tuple[Plain, ...] = field(LIST)
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Determinism(Record):
     """The `determinism` section: the level, threads and variables repro set, and the hook."""
 
@@ -168,7 +178,8 @@ class Determinism(Record):
 # ------------------------------------------------------------------------------- environment
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class PythonInfo(Record):
     """The interpreter the command ran (`environment.python`)."""
 
@@ -177,7 +188,8 @@ class PythonInfo(Record):
     executable: str | None = field(STR)
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Lockfile(Record):
     """The lockfile pinning the environment (`environment.lockfile`)."""
 
@@ -189,7 +201,8 @@ class Lockfile(Record):
     unlocked: tuple[Plain, ...] = field(LIST)
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Container(Record):
     """The container the run ran in (capture/container.py)."""
 
@@ -207,7 +220,8 @@ class Container(Record):
     source: str | None = field(STR)  # where image came from
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Conda(Record):
     """The conda environment of the command's interpreter (capture/conda.py)."""
 
@@ -217,7 +231,8 @@ class Conda(Record):
     packages: Mapping[str, Plain] = field(MAP)  # conda name -> {version, build, channel}
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Environment(Record):
     """The `environment` section: interpreter, packages, lockfile, platform, variables."""
 
@@ -238,7 +253,8 @@ class Environment(Record):
 # ---------------------------------------------------------------------------------- hardware
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Gpu(Record):
     """One GPU (`hardware.gpus`)."""
 
@@ -254,7 +270,8 @@ class Gpu(Record):
     cuda_index: Plain = field(ANY)
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Hardware(Record):
     """The `hardware` section: CPU, memory, OS, threads, GPUs and torch's view of them."""
 
@@ -271,7 +288,8 @@ class Hardware(Record):
 # -------------------------------------------------------------------------- data and outputs
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class FileEntry(Record):
     """One input (`data`) or output (`outputs`) path: a file, a directory, or missing."""
 
@@ -296,7 +314,8 @@ class FileEntry(Record):
 # ------------------------------------------------------------------------------------ params
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Params(Record):
     """Hyperparameters (capture/params.py): config files, the script's command line, Hydra's
     resolved config and what the script wrote at $REPRO_PARAMS_FILE, merged in that order."""
@@ -314,7 +333,8 @@ class Params(Record):
 # ----------------------------------------------------------------------------------- metrics
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Metrics(Record):
     """The `metrics` section: final values, where they came from, and the series."""
 
@@ -330,7 +350,8 @@ class Metrics(Record):
 MEMBER_STATUSES = (*STATUSES, "missing")
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Member(Record):
     """One node (or srun task) of a multi-node run, as the merged record lists it."""
 
@@ -351,7 +372,8 @@ class Member(Record):
     reason: str | None = field(STR)  # why it is missing
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Distributed(Record):
     """A run over several nodes: the job, and (in node 0's merged record) every member."""
 
@@ -373,7 +395,8 @@ class Distributed(Record):
 GROUP_ID_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]{0,79}$")
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Group:
     """The run is member `index` (0-based) of a group of `size` runs of one recipe (`repro run
     --repeat N`, the fresh runs of `verify --level statistical`), whose member seeds derive
@@ -405,7 +428,8 @@ class Group:
 # ---------------------------------------------------------------------------------- manifest
 
 
-@dataclasses.dataclass(frozen=True)
+@plain_methods
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class Manifest:
     """A run's whole record, one attribute per section (docs/manifest.md)."""
 
