@@ -715,3 +715,22 @@ def test_diff_runs_of_a_run_with_itself_is_same(a: dict[str, Any]) -> None:
     assert not report.changed
     assert report.verdict.startswith("same recipe")
     assert all(not s.changes and not s.info for s in report.sections.values())
+
+
+def _two_nodes(host1: str, ranks1: list[int]) -> dict[str, Any]:
+    return run(distributed={
+        "job": "slurm:7.0", "source": "slurm", "launcher": "srun", "nnodes": 2, "world_size": 2,
+        "node_rank": 0, "complete": True,
+        "members": [{"node_rank": 0, "status": "succeeded", "host": "n0", "ranks": [0]},
+                    {"node_rank": 1, "status": "succeeded", "host": host1, "ranks": ranks1}]})
+
+
+def test_diff_runs_topology_compares_members_field_by_field() -> None:
+    """Another host for a node is noise (every job lands on other hosts), and a change names
+    the member and its field, not the whole list of members."""
+    same = diff_runs(_two_nodes("n1", [1]), _two_nodes("n7", [1]))
+    assert keys(same.sections["topology"]) == []
+    assert info_keys(same.sections["topology"]) == ["members.1.host"]
+    assert same.verdict == "same recipe, same results"
+    moved = diff_runs(_two_nodes("n1", [1]), _two_nodes("n1", []))
+    assert keys(moved.sections["topology"]) == ["members.1.ranks"]

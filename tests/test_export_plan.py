@@ -263,3 +263,15 @@ def test_mlflow_is_imported_only_when_an_export_talks_to_a_server() -> None:
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("uri", ["127.0.0.1:5000", "localhost:5000", "mlflow.example.com:443/x"])
+def test_a_host_and_port_without_a_scheme_names_the_fix(repo: Path, no_mlflow_env: None,
+                                                        uri: str) -> None:
+    """MLflow would read `localhost:5000` as a local folder and answer with its file store's
+    deprecation notice; the user meant a server."""
+    with pytest.raises(errors.UsageError, match="no scheme") as caught:
+        export_mod.target(repo, uri, None, {})
+    assert f"http://{uri}" in (caught.value.hint or "")
+    for fine in ("http://localhost:5000", "databricks", "sqlite:///m.db", "./mlruns"):
+        assert export_mod.target(repo, fine, None, {}).tracking_uri == fine

@@ -240,13 +240,18 @@ def test_a_multi_node_command_rewritten_for_one_machine(argv: list[str], launche
     assert jobs.single_node_argv(argv, launcher, 4) == expected
 
 
-@pytest.mark.parametrize(("argv", "launcher", "world"), [
-    ([PY, "train.py"], "srun", 2), (["torchrun", "t.py"], "torchrun", None),
+@pytest.mark.parametrize(("argv", "launcher", "world", "hint"), [
+    ([PY, "train.py"], "srun", 2, "with srun on as many tasks"),
+    (["torchrun", "t.py"], "torchrun", None, "on as many nodes"),
+    ([PY, "train.py"], None, 2, "REPRO_NODE_RANK"),  # --group: no srun to name
 ])
-def test_what_cannot_be_replayed_on_one_machine_says_why(argv: list[str], launcher: str,
-                                                         world: int | None) -> None:
-    with pytest.raises(errors.UsageError):
+def test_what_cannot_be_replayed_on_one_machine_says_why(argv: list[str], launcher: str | None,
+                                                         world: int | None, hint: str) -> None:
+    with pytest.raises(errors.UsageError) as caught:
         jobs.single_node_argv(argv, launcher, world)
+    assert hint in (caught.value.hint or "")
+    if launcher != "srun":
+        assert "srun" not in (caught.value.hint or "")
 
 
 def test_nodes_meet_in_one_run_directory_and_a_reused_job_id_starts_a_new_run(

@@ -174,6 +174,11 @@ def test_srun_tasks_make_one_record_and_a_killed_member_is_missing(repo: Path) -
     assert set(d["members"][1]) <= set(documented()["distributed"]["members"][0])
     assert (repo / "out" / "task0.txt").read_text() != (repo / "out" / "task1.txt").read_text()
     assert record(run_dir)["seed"]["source"] == "job"
+    # srun's tasks cannot be replayed on one machine: replay does not offer --single-node
+    done = subprocess.run([PYTHON, "-m", "repro", "replay", run_dir.name, "--yes"], cwd=repo,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 125 and "ran on 2 nodes" in done.stderr
+    assert "--single-node" not in done.stderr and "srun on as many tasks" in done.stderr
     done = subprocess.run([PYTHON, "-m", "repro", "runs", "--json"], cwd=repo,
                           capture_output=True, text=True, timeout=60)
     (row,) = json.loads(done.stdout)["runs"]  # one row for the two tasks
@@ -258,3 +263,22 @@ def test_a_member_on_another_commit_is_flagged(repo: Path, tmp_path: Path) -> No
     assert [(x["key"], x["node_rank"]) for x in m["distributed"]["mismatches"]] == [("commit", 1)]
     assert m["distributed"]["complete"] is True
     assert "node 1: commit" in errs[0] and "node 1: commit" in m["run"]["note"]
+
+
+def test_a_one_node_job_and_a_lone_member_read_as_words(repo: Path) -> None:
+    """`--group` on one node: "(1 node)"; a member whose node 0 never came: no "None"."""
+    commit(repo, "task.py", TASK)
+    wide = {**os.environ, "COLUMNS": "200"}
+    code, err = finish(start(repo, ["--group", "one", "--", PYTHON, "task.py"]))
+    assert code == 0, err
+    done = subprocess.run([PYTHON, "-m", "repro", "runs"], cwd=repo, capture_output=True,
+                          text=True, timeout=60, env=wide)
+    assert "(1 node)" in done.stdout and "(1 nodes)" not in done.stdout
+    code, err = finish(start(repo, ["--group", "lone", "--", PYTHON, "task.py"],
+                             {"REPRO_NODE_RANK": "1", "REPRO_NNODES": "2"}))
+    assert code == 0, err
+    newest = max(runs(repo), key=lambda p: p.name)
+    done = subprocess.run([PYTHON, "-m", "repro", "show", newest.name], cwd=repo,
+                          capture_output=True, text=True, timeout=60, env=wide)
+    assert done.returncode == 0, done.stderr
+    assert "None" not in done.stdout, done.stdout

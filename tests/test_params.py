@@ -502,6 +502,10 @@ def test_runs_where_and_columns(repo: Path, capfd: pytest.CaptureFixture[str]) -
     assert code == 2 and "has no comparison" in err
     code, out, err = cli(capfd, "runs", "--where", "lr=5")
     assert code == 0 and out == "" and "no runs match lr=5" in err
+    assert "warning:" not in err  # lr is a parameter of these runs: no value matched
+    code, out, err = cli(capfd, "runs", "--where", "seed=42", "--where", "lr=0.01")
+    assert code == 0 and out == "" and "no runs match seed=42 and lr=0.01" in err
+    assert "warning: no run has a parameter or metric `seed`" in err and "hint:" in err
 
 
 def test_script_params_override_the_command_line(repo: Path) -> None:

@@ -234,3 +234,13 @@ def test_group_members_started_with_jobs_keep_data_stats_and_image(tmp_path: Pat
     options = argv[:argv.index("--")]
     assert "--data-stats" in options
     assert options[options.index("--image") + 1] == f"org/train:1@{DIGEST}"
+
+
+def test_a_flat_directory_statistics_line_names_no_empty_class_list() -> None:
+    from repro.cli import ui
+
+    flat = {"format": "dir", "files": 7, "top_files": 7, "subdirs": {},
+            "tables": {"a.csv": {"format": "csv", "rows": 1, "columns": {}}}}
+    assert ui._stats_text(flat) == "7 files, no sub-directories; 1 table inside"
+    classes = {"format": "dir", "files": 5, "top_files": 0, "subdirs": {"cat": 3, "dog": 2}}
+    assert ui._stats_text(classes) == "2 sub-directories: cat 3, dog 2"

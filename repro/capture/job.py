@@ -229,5 +229,8 @@ def single_node_argv(argv: Sequence[str], launcher: str | None,
         raise errors.UsageError(
             f"a {launcher or 'launcher-less'} job cannot be replayed on one machine by repro",
             hint="srun's tasks are separate commands: replay it with srun on as many tasks, "
-                 "or launch the script through torchrun")
+                 "or launch the script through torchrun" if launcher == "srun" else
+                 "its nodes ran separate commands: start them again on as many nodes (with "
+                 "REPRO_NODE_RANK and REPRO_NNODES under a new --group), or launch the script "
+                 "through torchrun")
     return rewritten

@@ -288,10 +288,11 @@ def runs_cmd(
 
         place = remote_store.locate(remote, config.load(runs.root))
         rows, ids, _ = pull_mod.remote_rows(runs, place, limit)  # reads the newest `limit`
+        every = rows
         if wheres:
             rows = [dict(r) for r in query.select(rows, wheres)]
     else:
-        rows = store.run_rows(runs, None if wheres else limit)
+        rows = every = store.run_rows(runs, None if wheres else limit)
         if wheres:
             rows = [dict(r) for r in query.select(rows, wheres, limit)]
         ids = runs.run_ids()
@@ -302,6 +303,11 @@ def runs_cmd(
         ui.print_json({"schema": "repro/runs/v1",
                        **({"remote": place.url} if remote is not None else {}), "runs": rows})
     elif wheres and not rows:
+        missing = query.unknown(every, wheres)
+        if missing:
+            ui.warn("no run has a parameter or metric " + ", ".join(f"`{n}`" for n in missing),
+                    hint="--where filters on parameters and final metrics (`repro runs "
+                         "--columns NAME` shows a name's values; `repro show RUN` lists them)")
         ui.info("no runs match " + " and ".join(where or []))
     elif remote is not None and not rows:
         ui.info(f"no runs at {place.label} yet: `repro push` sends yours")

@@ -49,7 +49,8 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
         nodes = r.get("distributed")
         if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
             present, total = nodes.get("present"), nodes.get("nnodes")
-            mark += (f" [dim]({total} nodes)[/]" if nodes.get("complete") is not False
+            mark += (f" [dim]({total} node{'' if total == 1 else 's'})[/]"
+                     if nodes.get("complete") is not False
                      else f" [red]({present}/{total} nodes)[/]")
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),

@@ -429,7 +429,8 @@ def _determinism_text(d: manifest.Determinism) -> str:
     if hook.ran is False:
         return f"{level}; hook did NOT run: {hook.reason}"
     seeded = ", ".join(str(s) for s in hook.seeded)
-    return f"{level}, {d.threads} threads" + (f"; seeded {seeded}" if seeded else "")
+    threads = f", {d.threads} threads" if d.threads is not None else ""
+    return f"{level}{threads}" + (f"; seeded {seeded}" if seeded else "")
 
 
 def _script_seeds(d: manifest.Determinism) -> list[str]:
@@ -453,6 +454,10 @@ def _stats_text(stats: Mapping[str, Any]) -> str:
         tables = stats.get("tables")
         inside = f"; {plural(len(tables), 'table')} inside" if isinstance(tables, Mapping) \
             and tables else ""
+        if not classes:  # a flat directory: no class distribution to show
+            files = stats.get("files")
+            count = f"{files:,} file{'' if files == 1 else 's'}, " if isinstance(files, int) else ""
+            return f"{count}no sub-directories{inside}"
         return (f"{plural(len(classes), 'sub-directory', 'sub-directories')}: {shown}{more}"
                 f"{inside}")
     found = stats.get("columns")

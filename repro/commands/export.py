@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ class Selected:
     path: Path  # the manifest file read
 
 
+# `localhost:5000`, `10.0.0.1:5000/mlflow`: a server given without http://
+_HOST_PORT = re.compile(r"[A-Za-z0-9.-]+:\d+(/\S*)?\Z")
+
+
 def target(root: Path, tracking_uri: str | None, experiment: str | None,
            env: Mapping[str, str]) -> Target:
     """The server and experiment: flag, else MLflow's variable, else the configuration; the
@@ -97,6 +102,10 @@ def target(root: Path, tracking_uri: str | None, experiment: str | None,
             "no MLflow tracking server given",
             hint="pass --tracking-uri http://HOST:5000, or set MLFLOW_TRACKING_URI, or "
                  "mlflow_tracking_uri in the configuration")
+    if _HOST_PORT.match(uri):  # MLflow would take it for a folder: its file store's notice
+        raise errors.UsageError(
+            f"the MLflow tracking URI {git.strip_credentials(uri)!r} has no scheme",
+            hint=f"give the server as http://{git.strip_credentials(uri)} (or https://)")
     name = experiment or env.get("MLFLOW_EXPERIMENT_NAME") or cfg.mlflow_experiment or root.name
     return Target(tracking_uri=uri, experiment=name)
 

@@ -164,18 +164,28 @@ def make_plan(loaded: history.Loaded, runs: store.Store, at: str | None = None) 
 
 def single_node_plan(plan: Plan, d: manifest.Distributed, allowed: bool) -> Plan:
     """The plan of a multi-node run, rewritten to run every rank here (`--single-node`)."""
+    from repro.capture import job
+
+    try:
+        argv = job.single_node_argv(plan.argv, d.launcher, d.world_size)
+    except errors.UsageError as e:
+        if allowed:
+            raise
+        local = None  # --single-node cannot help: do not offer it
+        cannot = e.hint
+    else:
+        local, cannot = argv, None
     if not allowed:
         world = f", world size {d.world_size}" if d.world_size is not None else ""
+        nodes = (f"start `repro run` with the recorded command on {d.nnodes} nodes under a "
+                 "new job id")
         raise errors.ReplayError(
             f"run {plan.run_id} ran on {d.nnodes} nodes (job {d.job}, "
             f"{d.launcher or 'no launcher'}{world}): replaying it needs {d.nnodes} nodes "
             "started together with its command",
-            hint="add --single-node to replay every rank on this machine as local processes "
-                 "(same world size, same per-rank seeds); or start `repro run` with the "
-                 f"recorded command on {d.nnodes} nodes under a new job id")
-    from repro.capture import job
-
-    argv = job.single_node_argv(plan.argv, d.launcher, d.world_size)
+            hint=("add --single-node to replay every rank on this machine as local processes "
+                  f"(same world size, same per-rank seeds); or {nodes}") if local is not None
+            else cannot or nodes)
     return dataclasses.replace(plan, argv=tuple(argv))
 
 

@@ -145,9 +145,12 @@ def topology(d: manifest.Distributed | None) -> dict[str, Any]:
         return {"nodes": 1}
     out: dict[str, Any] = {"nodes": d.nnodes, "world_size": d.world_size,
                            "launcher": d.launcher, "complete": d.complete, "job": d.job}
-    if d.members:
-        out["members"] = [{"node_rank": x.node_rank, "host": x.host, "status": x.status,
-                           "ranks": list(x.ranks), "gpus": list(x.gpus)} for x in d.members]
+    if d.members:  # keyed by node rank: diff names "members.1.ranks", and a host is noise
+        out["members"] = {
+            str(x.node_rank if x.node_rank is not None else i): {
+                "host": x.host, "status": x.status, "ranks": list(x.ranks),
+                "gpus": list(x.gpus)}
+            for i, x in enumerate(d.members)}
     return out
 
 

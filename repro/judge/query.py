@@ -107,6 +107,13 @@ def select(rows: Sequence[Mapping[str, Any]], wheres: Sequence[Where],
     return out[:limit] if limit is not None else out
 
 
+def unknown(rows: Sequence[Mapping[str, Any]], wheres: Sequence[Where]) -> list[str]:
+    """The names of `wheres` that no run has as a parameter or final metric (a typo, or a
+    table column such as `seed` that is not one)."""
+    return list(dict.fromkeys(w.name for w in wheres
+                              if all(lookup(r, w.name) is _MISSING for r in rows)))
+
+
 def _metric(row: Mapping[str, Any], name: str) -> Any:
     value: Any = row.get("metrics")
     if not isinstance(value, Mapping):
