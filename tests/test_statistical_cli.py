@@ -572,3 +572,14 @@ def test_a_member_refused_after_the_first_fails_the_group(
     assert "member 2 of 3 (group" in err and "notes.txt" in err
     assert "GROUP FAILED: member 2 of 3 failed before its run started (exit 125), 1 not run" \
         in err
+
+
+def test_curves_are_drawn_for_series_not_for_one_value_per_run() -> None:
+    # A metrics file written once per run is a "series" of one step: the final value, which
+    # the strip plot already shows; a flat band across the terminal would suggest a curve.
+    from repro.cli import statsview
+
+    assert statsview.band_plot([[0.9], [0.91]], [[0.7], [0.72]]) == []
+    drawn = statsview.band_plot([[1.0, 0.8, 0.6], [1.1, 0.85, 0.62]],
+                                [[1.0, 0.7, 0.5], [0.95, 0.72, 0.52]])
+    assert drawn and "mean curve" in drawn[0]

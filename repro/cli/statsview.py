@@ -205,7 +205,7 @@ def band_plot(curves_a: Sequence[Sequence[float]], curves_b: Sequence[Sequence[f
         # A run whose loss went to nan or inf (it diverged) is drawn up to that step.
         curves = [list(itertools.takewhile(math.isfinite, c)) for c in curves]
         steps = min(len(c) for c in curves)
-        if steps == 0:
+        if steps < 2:  # one logged value per run is the final value: the plot above has it
             return []
         mean, low, high = [], [], []
         for i in range(steps):
