@@ -440,6 +440,27 @@ def test_a_killed_push_leaves_no_visible_half_run_and_the_next_push_completes_it
     assert set(pulled["pulled"]) == set(ids) - visible_ids  # type: ignore[arg-type]
 
 
+def test_a_truncated_blob_left_by_a_cut_upload_is_replaced_by_the_next_push(
+        project: Path, s3: str, seaweed: SeaweedS3, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # What a push killed mid-upload left at a server that keeps part of a cut body (seen
+    # with SeaweedFS under load): the blob's key with a prefix of its content. Create-only
+    # writes must not make that permanent (every upload now also carries Content-MD5, so a
+    # server that checks it refuses such a body in the first place).
+    (run_id,) = record(1)
+    log = project / ".repro/runs" / run_id / "stdout.log"
+    key = f"team/{remote.blob_key(hashing.hash_file(log))}"
+    bucket = s3.split("/")[2]
+    client = seaweed.client()
+    client.put_object(Bucket=bucket, Key=key, Body=log.read_bytes()[:5])
+    code, pushed = json_of(["push", "--remote", s3], capsys)
+    assert code == 0 and pushed["pushed"] == [run_id]
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == log.read_bytes()
+    clone(project, tmp_path / "second", monkeypatch)
+    code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
+    assert code == 0 and pulled["pulled"] == [run_id]
+
+
 @pytest.mark.slow
 def test_two_clones_pushing_at_once_lose_nothing(
         project: Path, s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

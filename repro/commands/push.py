@@ -156,8 +156,13 @@ def _local_run(runs: store.Store, ref: str) -> tuple[str, Path]:
 def _put_blob(backend: remote.Backend, run_dir: Path, f: layout.FileEntry) -> bool:
     """Upload one file by hash unless the remote has it; True if this call created it."""
     key = remote.blob_key(f.hash)
-    if backend.exists(key):
+    size = backend.size(key)
+    if size == f.size:
         return False
+    if size is not None:
+        # A damaged copy (a server that kept part of an upload cut short): the key is the
+        # content's hash, so replacing it with the content it names loses nothing.
+        backend.delete(key)
     return backend.put_file(key, run_dir / f.path)
 
 

@@ -9,6 +9,8 @@ seconds. Creates are conditional (`If-None-Match: *`): the store refuses to over
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -34,6 +36,10 @@ def _boto3() -> Any:
         raise errors.RemoteError("s3:// remotes need boto3, which is not installed",
                                  hint=INSTALL_HINT) from e
     return boto3, botocore.config
+
+
+def _md5(digest: Any) -> str:
+    return base64.b64encode(digest.digest()).decode("ascii")
 
 
 class S3Backend:
@@ -114,27 +120,42 @@ class S3Backend:
                 return
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         self.stats.count("head")
         try:
-            self._call(key, self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+            head = self._call(key, self.client.head_object, Bucket=self.bucket,
+                              Key=self._key(key))
         except RemoteNotFound:
-            return False
-        return True
+            return None
+        return int(head.get("ContentLength") or 0)
+
+    def delete(self, key: str) -> None:
+        self.stats.count("delete")
+        self._call(key, self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
     def put_bytes(self, key: str, data: bytes) -> bool:
         self.stats.count("put", up=len(data))
-        return self._put(key, data)
+        return self._put(key, data, _md5(hashlib.md5(data)))
 
     def put_file(self, key: str, path: Path) -> bool:
         size = path.stat().st_size
         self.stats.count("put", up=size)
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
         with open(path, "rb") as body:
-            return self._put(key, body)
+            return self._put(key, body, _md5(digest))
 
-    def _put(self, key: str, body: Any) -> bool:
+    def _put(self, key: str, body: Any, content_md5: str) -> bool:
+        # Content-MD5: the server refuses a body that does not match (BadDigest), so a push
+        # killed mid-upload can never leave a truncated object behind, which create-only
+        # writes would then keep for good (seen with SeaweedFS).
         try:
             self._call(key, self.data.put_object, Bucket=self.bucket, Key=self._key(key),
-                       Body=body, IfNoneMatch="*")
+                       Body=body, IfNoneMatch="*", ContentMD5=content_md5)
         except _Exists:
             return False
         return True

@@ -65,6 +65,13 @@ class Backend(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes; None if it does not exist."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object (push replaces a damaged blob with it: a blob's key is its hash,
+        so the new content is the one the key always meant)."""
+
     def put_bytes(self, key: str, data: bytes) -> bool:
         """Create `key` with `data`; False (and nothing written) if it already exists."""
 
@@ -240,9 +247,24 @@ class FileBackend:
                     yield f"{rel}/{name}" if rel != "." else name
 
     def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def size(self, key: str) -> int | None:
         self.stats.count("head")
         try:
-            return self._path(key).is_file()
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise self._error(key, e) from e
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def delete(self, key: str) -> None:
+        self.stats.count("delete")
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
         except OSError as e:
             raise self._error(key, e) from e
 
