@@ -275,3 +275,20 @@ def test_a_host_and_port_without_a_scheme_names_the_fix(repo: Path, no_mlflow_en
     assert f"http://{uri}" in (caught.value.hint or "")
     for fine in ("http://localhost:5000", "databricks", "sqlite:///m.db", "./mlruns"):
         assert export_mod.target(repo, fine, None, {}).tracking_uri == fine
+
+
+def test_an_incomplete_multi_node_run_says_so_in_its_tags(tmp_path: Path) -> None:
+    # MLflow's status is the run's (node 0 succeeded); the tags carry what it cannot say.
+    m = _manifest(tmp_path, final={})
+    m = m.replace(distributed=manifest.Distributed.from_dict({
+        "job": "slurm:1234.0", "launcher": "srun", "nnodes": 2, "world_size": 2,
+        "complete": False, "members": [{"node_rank": 0, "status": "succeeded"},
+                                       {"node_rank": 1, "status": "missing"}]},
+        "distributed"))
+    tags = plan.run_plan(m, tmp_path, user="alice").tags
+    assert tags["repro.distributed.job"] == "slurm:1234.0"
+    assert tags["repro.distributed.complete"] == "false"
+    assert tags["repro.distributed.missing_nodes"] == "1"
+    assert tags["repro.distributed.nnodes"] == "2"
+    assert "repro.distributed.job" not in plan.run_plan(_manifest(tmp_path, final={}),
+                                                        tmp_path, user="a").tags

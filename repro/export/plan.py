@@ -208,6 +208,17 @@ def run_plan(m: manifest.Manifest, run_dir: Path, manifest_path: Path | None = N
                 "repro.started_by": run.started_by, "repro.host": run.host,
                 "repro.version": run.repro_version}
     tags.update({k: str(v) for k, v in optional.items() if v is not None})
+    nodes = m.distributed
+    if nodes is not None:  # a multi-node run: what MLflow's status alone cannot say
+        missing = [str(mb.node_rank) for mb in nodes.members if mb.status == "missing"]
+        info = {"repro.distributed.job": nodes.job, "repro.distributed.launcher": nodes.launcher,
+                "repro.distributed.nnodes": nodes.nnodes,
+                "repro.distributed.world_size": nodes.world_size,
+                "repro.distributed.complete": None if nodes.complete is None
+                else _flag(nodes.complete),
+                "repro.distributed.missing_nodes": ",".join(missing) or None,
+                "repro.distributed.mismatches": len(nodes.mismatches) or None}
+        tags.update({k: str(v) for k, v in info.items() if v is not None})
     if group is not None:
         tags.update({GROUP_TAG: group.id, "repro.group.index": str(group.index),
                      "repro.group.size": str(group.size)})
