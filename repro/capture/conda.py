@@ -23,6 +23,8 @@ import stat
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from repro.record import bounded
+
 META = "conda-meta"
 RECORD_MAX = 64 * 1024 * 1024  # one conda-meta record (cudatoolkit's lists ~30k files)
 _HEAD = 8192
@@ -66,7 +68,7 @@ def find_prefix(executable: str | None, env: Mapping[str, str]) -> Prefix | None
 
 
 def _venv_home(prefix: str) -> str | None:
-    head = _read_head(os.path.join(prefix, "pyvenv.cfg"))
+    head = bounded.read_head(os.path.join(prefix, "pyvenv.cfg"), _HEAD)
     if head is None:
         return None
     for line in head.decode("utf-8", "replace").splitlines():
@@ -124,20 +126,6 @@ def read_channels(prefix: str, packages: Mapping[str, Package]) -> dict[str, str
     meta = os.path.join(prefix, META)
     return {name: _channel(os.path.join(meta, f"{name}-{version}-{build}.json"))
             for name, (version, build) in packages.items()}
-
-
-def _read_head(path: str) -> bytes | None:
-    """The first 8 KiB of a regular file (a FIFO is refused, never waited on), or None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except (OSError, ValueError):
-        return None
-    try:
-        return os.read(fd, _HEAD) if stat.S_ISREG(os.fstat(fd).st_mode) else None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _channel(path: str) -> str | None:

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Mapping
 from typing import Any
+
+from repro.record import bounded
 
 ROOT_VARIABLE = "REPRO_SYSTEM_ROOT"  # where the markers are looked up (tests); default "/"
 IMAGE_VARIABLE = "REPRO_IMAGE"  # NAME[:TAG][@DIGEST] of the image, set by whoever starts it
@@ -164,17 +165,5 @@ def _exists(path: str) -> bool:
 
 def _read_small(path: str) -> str | None:
     """A marker file's text, or None when it is absent, not a regular file, or unreadable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except (OSError, ValueError):
-        return None
-    try:
-        st = os.fstat(fd)
-        # /proc files report size 0: regular all the same, and read to their end below.
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return os.read(fd, _SMALL).decode("utf-8", "replace")
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    head = bounded.read_head(path, _SMALL)
+    return None if head is None else head.decode("utf-8", "replace")

@@ -71,6 +71,23 @@ def read_bytes(path: Path, limit: int, error: ErrorType, what: str = "") -> byte
         os.close(fd)
 
 
+def read_head(path: str, limit: int) -> bytes | None:
+    """At most `limit` bytes from the start of a regular file, or None when it is absent,
+    not a regular file (a FIFO is refused, never waited on) or unreadable: for the probes
+    that read markers and metadata files and record nothing when they cannot."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except (OSError, ValueError):
+        return None
+    try:
+        # /proc files report size 0: regular all the same, and read up to `limit`.
+        return os.read(fd, limit) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def open_regular(path: Path, error: ErrorType, what: str = "") -> BinaryIO:
     """`path` opened for reading in binary, refused unless a regular file (a FIFO never
     blocks the open); for files read as a stream, in bounded memory."""
