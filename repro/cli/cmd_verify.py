@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -200,12 +200,18 @@ def verify(
     else:
         raise errors.UsageError("nothing to verify",
                                 hint="repro verify RUN, or repro verify --runs 2 -- CMD")
+    _finish(report, junit, lambda: verify_mod.junit(report), as_json, ui.verify_report)
+
+
+def _finish(report: Any, junit: Path | None, junit_xml: Callable[[], str], as_json: bool,
+            render: Callable[[Any], None]) -> NoReturn:
+    """A verify's end, bitwise or statistical: the JUnit file, the report, the exit code."""
     if junit is not None:
-        _write_report(junit, verify_mod.junit(report), "--junit")
+        _write_report(junit, junit_xml(), "--junit")
     if as_json:
         ui.print_json(report.to_dict())
     else:
-        ui.verify_report(report)
+        render(report)
     raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
 
 
@@ -250,10 +256,4 @@ def _verify_statistical(runs: store.Store, words: list[str], command: bool, *, a
                                yes=yes, force=force, strict_env=strict_env, margins=margins,
                                named=named, shown=words[0],
                                reporter=ui.CliReporter(), confirm=confirm)
-    if junit is not None:
-        _write_report(junit, statverify.junit(report), "--junit")
-    if as_json:
-        ui.print_json(report.to_dict())
-    else:
-        statsview.verify_report(report)
-    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
+    _finish(report, junit, lambda: statverify.junit(report), as_json, statsview.verify_report)
