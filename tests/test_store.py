@@ -118,6 +118,21 @@ def test_running_run_with_dead_pid_reads_as_abandoned(tmp_path: Path) -> None:
     assert store.load_manifest(path).run.status == "abandoned"
 
 
+def test_a_run_that_finishes_while_it_is_read_is_not_abandoned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race CI met on a multi-node run: a member's repro wrote its final record and
+    exited between node 0's read (`running`) and its check of the pid (gone)."""
+    path = tmp_path / "manifest.yaml"
+    manifest.write(path, sample(status="running", pid=os.getpid(), host=os.uname().nodename))
+
+    def finishes_meanwhile(m: manifest.Manifest) -> bool:
+        manifest.write(path, sample(status="succeeded"))  # its last write, then it exits
+        return False
+
+    monkeypatch.setattr(store, "_still_running", finishes_meanwhile)
+    assert store.load_manifest(path).run.status == "succeeded"
+
+
 def test_find_root_outside_git_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(errors.NotAGitRepoError, match="not inside a git repository"):
         store.find_root(tmp_path)

@@ -163,7 +163,11 @@ def load_manifest(path: Path) -> manifest.Manifest:
                                       hint="the run directory has no manifest.yaml")
     m = manifest.read(path)
     if m.run.status == "running" and not _still_running(m):
-        return m.with_run(status="abandoned")
+        # The process may have written its final record and exited between our read and the
+        # check: read again, now that it is gone, before calling the run abandoned.
+        m = manifest.read(path)
+        if m.run.status == "running":
+            return m.with_run(status="abandoned")
     return m
 
 
