@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +91,37 @@ def test_an_option_value_forgotten_before_the_separator_is_an_error(
 
 def test_typer_reports_what_the_fast_parser_declines(capfd: pytest.CaptureFixture[str]) -> None:
     assert main.main(["run", "--seed", "three", "python"]) == 125  # run's usage errors: 125
-    assert "Invalid value for '--seed'" in capfd.readouterr().err
+    assert "error: invalid value for '--seed'" in capfd.readouterr().err
     assert main.main(["run", "--help"]) == 0
     out = capfd.readouterr().out
     assert "Example:" in out and "--allow-dirty" in out
+
+
+@pytest.mark.parametrize(("args", "code", "error", "hint"), [
+    (["run", "--repeat", "0", "--", "true"], 125,
+     "error: invalid value for '--repeat': Input should be greater than or equal to 1",
+     "hint: `repro run --help` shows the usage and options, with examples"),
+    (["diff", "--nosuch", "a", "b"], 2, "error: no such option: --nosuch",
+     "hint: `repro diff --help`"),
+    (["nosuchcmd"], 2, "error: no such command 'nosuchcmd'",
+     "hint: `repro --help` shows the commands, with examples"),
+    (["show"], 2, "error: missing argument 'RUN'", "hint: `repro show --help`"),
+])
+def test_usage_errors_are_error_and_hint_lines(args: list[str], code: int, error: str,
+                                               hint: str,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    # before: click's own "Usage: ...\nTry ...\n\nError: Invalid value ..." block
+    assert main.main(args) == code
+    err = capfd.readouterr().err.splitlines()
+    assert err[0] == error and err[1].startswith(hint) and len(err) == 2, err
+
+
+def test_a_usage_error_with_json_is_still_one_json_document(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["runs", "--json", "--limit", "many"]) == 2
+    doc = json.loads(capfd.readouterr().out)
+    assert doc["schema"] == "repro/error/v1" and "'--limit'" in doc["error"]
+    assert doc["exit_code"] == 2
 
 
 @pytest.mark.parametrize("command", ["run", "runs", "show", "diff", "replay", "verify", "init",

@@ -478,11 +478,28 @@ def dispatch(args: list[str]) -> int:
     except typer.Abort:
         return int(ExitCode.INTERRUPTED)
     except typer.TyperException as e:  # click's usage errors (vendored by typer)
+        usage = _usage_error(e)
+        if usage is not None:  # main.main prints it (error:/hint:, --json) with the exit code
+            raise usage from None
         e.show()  # type: ignore[attr-defined]
         code = int(getattr(e, "exit_code", ExitCode.TROUBLE))
         # run/replay: 125, not 2, which the child itself may return (timeout(1), env(1)).
         return int(ExitCode.REFUSED) if code == ExitCode.TROUBLE and command in (
             "run", "replay") else code
+
+
+def _usage_error(e: typer.TyperException) -> errors.UsageError | None:
+    """click's usage error (a bad value, an unknown option or command, a missing argument) as
+    repro's own `error:`/`hint:` pair; None for anything else (help shown for no arguments)."""
+    if getattr(e, "exit_code", None) != 2 or type(e).__name__ == "NoArgsIsHelpError":
+        return None
+    message = " ".join(e.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    ctx = getattr(e, "ctx", None)
+    where = str(getattr(ctx, "command_path", "") or "repro")
+    what = "commands" if where == "repro" else "usage and options"
+    return errors.UsageError(message or "the command line is not valid",
+                             hint=f"`{where} --help` shows the {what}, with examples")
 
 
 # The other commands live beside this module, one group a module; importing them registers
