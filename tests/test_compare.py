@@ -292,6 +292,29 @@ def test_diff_runs_package_changes_have_kinds() -> None:
                        "packages.torch": ("removed", "2.13.0", None)}
 
 
+NATIVE = {"mkl": "2024.2", "blas": "mkl", "libraries": {"libgomp.so.1": None}}
+DOCKER = {"runtime": "docker", "image": None, "digest": None}
+
+
+def test_what_an_earlier_repro_did_not_record_is_not_a_difference() -> None:
+    # BASE has no container, conda or native keys: a record of the first release. A run
+    # recorded since, in docker with MKL loaded, differs from it in nothing but what repro
+    # now looks for (before: "container, native libraries" differed).
+    later = run(environment={"container": DOCKER, "conda": None, "native": NATIVE})
+    for a, b, side in ((run(), later, "a"), (later, run(), "b")):
+        env = diff_runs(a, b).sections["environment"]
+        assert keys(env) == [] and not env.changed
+        assert {c.key: c.detail["not_recorded"] for c in env.info} == {
+            "conda": side, "container": side, "native": side}
+        assert diff_runs(a, b).verdict == "same recipe, same results"
+    # Recorded on both sides, they count: null (looked, none) against a value.
+    none = run(environment={"container": None, "conda": None, "native": None})
+    env = diff_runs(none, later).sections["environment"]
+    assert keys(env) == ["container.runtime", "native.blas", "native.mkl"]
+    assert diff_runs(none, later).verdict == ("different container, native libraries, "
+                                              "same results")
+
+
 @pytest.mark.parametrize("key_by", ["listing-file", "dir-path"])
 def test_diff_runs_directory_listing_names_files(key_by: str) -> None:
     listing_b = {"cat/1.png": ["blake3:01", 100],  # JSON's lists are accepted as they are

@@ -244,3 +244,22 @@ def test_a_flat_directory_statistics_line_names_no_empty_class_list() -> None:
     assert ui._stats_text(flat) == "7 files, no sub-directories; 1 table inside"
     classes = {"format": "dir", "files": 5, "top_files": 0, "subdirs": {"cat": 3, "dog": 2}}
     assert ui._stats_text(classes) == "2 sub-directories: cat 3, dog 2"
+
+
+def test_what_was_looked_for_and_not_found_is_null_not_absent(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Absent means "this repro did not look" (a record of an earlier release), so `repro diff`
+    # does not count it; null means "looked: no container, no conda, no numeric library".
+    (repo / "plain.py").write_text("print(sum(range(3)))\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "plain script")
+    empty = tmp_path / "bare-root"
+    empty.mkdir()
+    done = repro(repo, "run", "--", sys.executable, "plain.py",
+                 env={"REPRO_SYSTEM_ROOT": str(empty), "CONDA_PREFIX": ""})
+    assert done.returncode == 0, done.stderr
+    text = next((repo / ".repro" / "runs").glob("*/manifest.yaml")).read_text()
+    for key in ("container", "conda", "native"):
+        assert f"\n  {key}: null\n" in text, key
+    env = show("latest", capsys)["environment"]
+    assert (env["container"], env["conda"], env["native"]) == (None, None, None)

@@ -341,10 +341,17 @@ def _render_section(s: compare.Section, console: Console) -> None:
                                style="dim"))
 
 
+def info_label(c: compare.Change) -> str:
+    """`key (not counted)`, or `key (not recorded in a)` for what an earlier repro did not
+    record."""
+    side = c.detail.get("not_recorded")
+    return f"{c.key} (not recorded in {side})" if side else f"{c.key} (not counted)"
+
+
 def _info_rows(t: Table, info: Iterable[compare.Change], cells: int = 0) -> None:
     for c in info:
         a, b = pair_text(c.a, c.b, c.key)
-        t.add_row(Text(f"{c.key} (not counted)", style="dim"), Text(a, style="dim"),
+        t.add_row(Text(info_label(c), style="dim"), Text(a, style="dim"),
                   Text(b, style="dim"), *[Text("")] * cells)
 
 
@@ -458,8 +465,8 @@ def _md_section(s: compare.Section) -> list[str]:
     if not s.changes and not s.info:
         return [f"#### {s.name}: same"]
     out = [f"#### {s.name}: {'changed' if s.changed else 'same'}", ""]
-    info = [[f"{_md_text(c.key)} _(not counted)_", *map(_md_code, pair_text(c.a, c.b, c.key))]
-            for c in s.info]
+    info = [[_md_text(c.key) + " _(" + info_label(c).removeprefix(c.key + " (")[:-1] + ")_",
+             *map(_md_code, pair_text(c.a, c.b, c.key))] for c in s.info]
     if s.name == "params":
         lines = []
         for c in s.changes:

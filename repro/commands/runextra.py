@@ -112,7 +112,9 @@ def start(req: RunRequest, cfg: config.Config, root: Path, runs: store.Store, ru
         out: dict[str, Any] = {
             "container": container.detect(env, container.system_root(env), req.image)}
         prefix, packages = conda_env.prefix(), conda_env.installed()
-        if prefix is not None and packages is not None:
+        if prefix is None:
+            out["conda"] = None  # looked for: not a conda environment (judge/compare._LATER)
+        elif packages is not None:
             out["conda"] = conda.section(prefix, packages,
                                          conda.read_channels(prefix.path, packages))
         if budget is not None:
@@ -151,7 +153,8 @@ def merge(m: manifest.Manifest, found: Mapping[str, Any] | None) -> manifest.Man
     entries still inputs (a path the run rewrote has moved to outputs)."""
     if not found:
         return m
-    breadth = {k: found[k] for k in ("container", "conda") if found.get(k) is not None}
+    # null where looked for and not found: "no container" is not "not recorded"
+    breadth = {k: found[k] for k in ("container", "conda") if k in found}
     if breadth:
         m = m.replace(environment=manifest.Environment.from_dict(
             {**m.environment.to_dict(), **breadth}, "environment"))

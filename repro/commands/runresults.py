@@ -124,9 +124,11 @@ def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root:
     if top:
         # The child's own view of its interpreter beats our pre-run guess (it may differ, e.g.
         # a shell script that activates another venv).
-        for key in ("python", "packages", "package_sources", "native"):
+        for key in ("python", "packages", "package_sources"):
             if top.get(key):
                 env_section[key] = top[key]
+        if "native" in top:  # null: no numeric library loaded (not "not recorded")
+            env_section["native"] = top["native"] or None
     hw_section = dict(hw or {})
     if top:
         for key in ("torch", "threads"):

@@ -25,6 +25,9 @@ Noise rules (shown as `info`, never counted as a difference):
   which are compared.
 
 Metric changes within tolerance are listed with `within_tolerance: true` and not counted.
+What an earlier repro did not look for (`environment.container`, `.conda`, `.native`: absent
+from its record, where a later one writes null for "looked, none") is info with
+`not_recorded: a|b`, never counted: upgrading repro is not a change of environment.
 """
 
 from __future__ import annotations
@@ -78,6 +81,11 @@ _NOISE: Mapping[str, tuple[str, ...]] = {
     "metrics": ("source", "series", "warnings"),  # steps is counted: a different run length
 }
 _SEED_VARS = ("REPRO_SEED", "PYTHONHASHSEED", "PL_GLOBAL_SEED")
+# Keys a later repro records that an earlier one did not look for. Each is written whenever it
+# was looked for (null: looked, nothing found: no container, no conda environment, no numeric
+# library loaded), so a key absent from one record means "not recorded" there: shown as info,
+# never counted (an upgrade of repro is not a change of environment).
+_LATER: Mapping[str, tuple[str, ...]] = {"environment": ("container", "conda", "native")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +225,14 @@ def diff_runs(
         elif name == "metrics":
             changes, info = _diff_metrics(a.metrics, b.metrics, tolerance)
         elif name == "environment":  # conda packages one change each, as pip's are
-            conda, pa, pb = breadth.split_conda(_plain_section(a, name), _plain_section(b, name))
+            ea, eb = _plain_section(a, name), _plain_section(b, name)
+            unrecorded = _not_recorded(ea, eb, _LATER["environment"])
+            ea = {k: v for k, v in ea.items() if k not in unrecorded}
+            eb = {k: v for k, v in eb.items() if k not in unrecorded}
+            conda, pa, pb = breadth.split_conda(ea, eb)
             changes, info = _split(name, _walk_section(name, pa, pb))
             changes = [_change(k, x, y) for k, x, y in conda] + changes
+            info += unrecorded.values()
         else:
             changes, info = _split(name, _walk_section(name, _plain_section(a, name),
                                                        _plain_section(b, name)))
@@ -274,6 +287,18 @@ def _plain_section(m: Manifest, name: str) -> dict[str, Any]:
     return section.to_dict()
 
 
+
+
+def _not_recorded(a: Mapping[str, Any], b: Mapping[str, Any],
+                  keys: Sequence[str]) -> dict[str, Change]:
+    """Keys one record has and the other never wrote, as info changes (`not_recorded` names
+    the side that lacks it)."""
+    out: dict[str, Change] = {}
+    for key in keys:
+        if (key in a) != (key in b):
+            side = "b" if key in a else "a"
+            out[key] = _change(key, a.get(key), b.get(key), noise=True, not_recorded=side)
+    return out
 
 
 def _kind(a: Any, b: Any) -> ChangeKind:
