@@ -423,21 +423,30 @@ def test_a_killed_push_leaves_no_visible_half_run_and_the_next_push_completes_it
         if proc.returncode == -signal.SIGKILL:
             break
     assert proc.returncode == -signal.SIGKILL, "the push ended before it could be killed"
-    keys = seaweed.keys(bucket, prefix)
-    visible_ids = {k.split("/")[2] for k in keys if k.endswith("/manifest.yaml")}
+    def visible() -> set[str]:
+        return {k.split("/")[2] for k in seaweed.keys(bucket, prefix)
+                if k.endswith("/manifest.yaml")}
+
+    visible_ids = visible()
     assert len(visible_ids) < len(ids)
-    # Every run the remote shows is whole: a fresh clone can pull and diff it.
+    # Every run the remote shows is whole: a fresh clone can pull and diff it. A manifest
+    # whose upload the killed push had sent in full but not yet seen answered is still stored
+    # by the server after the kill (SeaweedFS does so, a moment later on a loaded machine):
+    # that run is whole too (its manifest goes last), so the pull may show it as well.
     second = clone(project, tmp_path / "second", monkeypatch)
     code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
-    assert code == 0 and set(pulled["pulled"]) == visible_ids  # type: ignore[arg-type]
+    shown = set(pulled["pulled"])  # type: ignore[arg-type]
+    assert code == 0 and visible_ids <= shown and shown <= set(ids), (visible_ids, pulled)
     monkeypatch.chdir(project)
     code, done = json_of(["push", "--remote", s3], capsys)
-    assert code == 0 and set(done["pushed"]) == set(ids) - visible_ids  # type: ignore[arg-type]
+    assert code == 0 and set(done["pushed"]) <= set(ids) - shown  # type: ignore[arg-type]
+    assert not done["conflicts"]
     assert done["reused_files"] or len(visible_ids) == 0  # the killed push's blobs were kept
+    assert visible() == set(ids)  # the next push completed what the killed one left
     monkeypatch.chdir(second)
     code, pulled = json_of(["pull", "--all", "--remote", s3], capsys)
     assert code == 0, (pulled, capsys.readouterr().err)
-    assert set(pulled["pulled"]) == set(ids) - visible_ids  # type: ignore[arg-type]
+    assert set(pulled["pulled"]) == set(ids) - shown  # type: ignore[arg-type]
 
 
 def test_a_truncated_blob_left_by_a_cut_upload_is_replaced_by_the_next_push(
