@@ -260,3 +260,32 @@ def test_files_the_run_wrote_but_nobody_records_are_named(
     capfd.readouterr()
     assert main(["run", "--output", "out", "--output", "mnist_cnn.pt", "--", PYTHON, "w.py"]) == 0
     assert "not recorded as outputs" not in capfd.readouterr().err
+
+
+def test_a_declared_output_the_run_never_wrote_is_named_at_the_end_of_the_run(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # pytorch/examples' time_sequence_prediction saves predict0.pdf, predict1.pdf...: a user
+    # declares `--output 'predict*.pdf'`, which repro takes as a literal path. The run said
+    # nothing, the outputs were silently `missing`, and the warning about unrecorded files
+    # told the user to do what they had done: declare them with --output.
+    commit(repo, {"t.py": "import pathlib\n"
+                          "for i in range(2): pathlib.Path(f'predict{i}.pdf').write_text('x')\n"
+                          "pathlib.Path('ckpt').mkdir(exist_ok=True)\n"},
+           "predict*.pdf\nckpt/\nresult.txt\n")
+    (repo / "result.txt").write_text("left by an earlier run\n")
+    assert main(["run", "--output", "predict*.pdf", "--output", "checkpoints/", "--output",
+                 "ckpt", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
+    err = capfd.readouterr().err
+    assert "declared outputs the run did not write: predict*.pdf (missing), checkpoints " \
+           "(missing), ckpt (no files), result.txt (an earlier run's file)" in err, err
+    assert "repro does not expand wildcards: predict*.pdf matches predict0.pdf, " \
+           "predict1.pdf" in err, err
+    outputs = manifest_of(runs_of(repo)[0])["outputs"]
+    assert outputs["predict*.pdf"]["kind"] == "missing"  # the record itself is unchanged
+    capfd.readouterr()
+    assert main(["run", "--output", "predict0.pdf", "--output", "predict1.pdf", "--",
+                 PYTHON, "t.py"]) == 0
+    assert "did not write" not in capfd.readouterr().err
+    capfd.readouterr()  # a failed run is explained by its failure: no word on its outputs
+    assert main(["run", "--output", "checkpoints/", "--", PYTHON, "-c", "raise SystemExit(3)"]) == 3
+    assert "did not write" not in capfd.readouterr().err

@@ -317,6 +317,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 m = runextra.merge(m, runextra.wait(beside, req, cfg, reporter))
                 runresults.warn_unrecorded(after_proc, root, state,
                                            runsnapshot.result_paths(req, cfg, root), m, reporter)
+                if not req.replay_of and coordinator and result.exit_code == 0:
+                    runresults.warn_unwritten(m, watch.outputs, root, reporter)
             except OSError as e:
                 if e.errno not in _DISK_ERRNOS:
                     raise

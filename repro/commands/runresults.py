@@ -88,6 +88,40 @@ def warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Seque
                            "verify compares them, or add them to .gitignore")
 
 
+def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
+                   reporter: report.Reporter) -> None:
+    """Name the declared outputs a successful run did not write: a typo, a path relative to
+    another folder, or a wildcard (`--output 'predict*.pdf'`), which repro takes literally.
+    Without this the record said `missing` and the run said nothing."""
+    named: list[str] = []
+    wildcards: list[str] = []
+    for path in dict.fromkeys(declared):
+        entry = m.outputs.get(path)
+        if entry is None:
+            continue
+        if entry.kind == "missing":
+            named.append(f"{path} (missing)")
+            if any(c in path for c in "*?["):
+                matches = sorted(str(p.relative_to(root)) for p in root.glob(path))
+                if matches:
+                    shown = ", ".join(matches[:5]) + (
+                        f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+                    wildcards.append(f"{path} matches {shown}")
+        elif entry.is_stale_file:
+            named.append(f"{path} (an earlier run's file)")
+        elif entry.kind == "dir" and not entry.files:
+            named.append(f"{path} (no files)")
+    if not named:
+        return
+    if wildcards:
+        hint = (f"repro does not expand wildcards: {'; '.join(wildcards)}; name each file with "
+                "--output, or the directory they are in")
+    else:
+        hint = ("check the path (relative to the directory repro runs in), or drop it from "
+                "--output / `outputs:`; verify has nothing of it to compare")
+    reporter.warn(f"declared outputs the run did not write: {', '.join(named)}", hint=hint)
+
+
 WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
 
 
