@@ -321,13 +321,15 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
     out: list[Check | _TensorJob] = []
     le, la, logs = _without_event_logs(path, le, la, info)
     out += logs
+    la, renamed, hydra, moved = _hydra_aligned(path, le, la, info)
+    out += moved
     changes = compare.diff_listing(le, la)
     for rel in changes["removed"]:
         name = _inside(path, rel)
         out.append(Check("output", name, "missing", "recorded file missing from the replay",
                          {"dir": path, "expected": _file_summary(le[rel]), "actual": None}))
     for rel in changes["added"]:
-        name = _inside(path, rel)
+        name = _inside(path, renamed.get(rel, rel))
         out.append(Check("output", name, "different", "not in the recorded run (new file)",
                          {"dir": path, "expected": None, "actual": _file_summary(la[rel])}))
     for rel in changes["modified"]:
@@ -343,7 +345,12 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                 out.append(Check("output", name, "different", f"was a {what[0]}, now a {what[1]}",
                                  finfo))
             continue
-        out.append(_examine_file(roots, name, name, he, ha, finfo))
+        own = _hydra_own(rel, hydra)
+        if own:
+            out.append(Check("output", name, "within-tolerance", own, finfo))
+            continue
+        out.append(_examine_file(roots, name, name, he, ha, finfo,
+                                 _inside(path, renamed.get(rel, rel))))
     if not out:  # the hashes differ but the listings agree: they do not describe the dirs
         out.append(Check("output", path, "different",
                          "directory hash differs but its listings agree (damaged listing?)",
@@ -383,6 +390,56 @@ def _without_event_logs(path: str, le: Mapping[str, tuple[str, int]],
     return rest_e, rest_a, [check]
 
 
+HYDRA_CONFIG = ".hydra/config.yaml"  # what makes a folder a Hydra job's run directory
+
+
+def _hydra_dirs(listing: Mapping[str, Any]) -> set[str]:
+    """The folders of a listing that are Hydra run directories ("" for the listed dir)."""
+    return {r[:-len(HYDRA_CONFIG)].rstrip("/") for r in listing
+            if r == HYDRA_CONFIG or r.endswith("/" + HYDRA_CONFIG)}
+
+
+def _hydra_aligned(path: str, le: Mapping[str, tuple[str, int]],
+                   la: Mapping[str, tuple[str, int]], info: Mapping[str, Any],
+                   ) -> tuple[dict[str, tuple[str, int]], dict[str, str], set[str],
+                              list[Check | _TensorJob]]:
+    """Hydra names each job's run directory by the clock (`outputs/DATE/TIME/`), so a replay
+    writes the recorded files under another name. When each run wrote one, the replay's is
+    read as the recorded one: (the replay's listing so renamed, recorded name -> replay's name,
+    the Hydra run directories both have, one check that says so)."""
+    de, da = _hydra_dirs(le), _hydra_dirs(la)
+    if len(de) != 1 or len(da) != 1 or de == da or "" in de | da:
+        return dict(la), {}, de & da, []
+    (d_e,), (d_a,) = de, da
+    aligned: dict[str, tuple[str, int]] = {}
+    renamed: dict[str, str] = {}
+    for rel, value in la.items():
+        if rel.startswith(d_a + "/") and d_e + rel[len(d_a):] not in la:
+            renamed[d_e + rel[len(d_a):]] = rel
+            aligned[d_e + rel[len(d_a):]] = value
+        else:
+            aligned[rel] = value
+    check = Check("output", path, "same",
+                  f"Hydra's run directory {_inside(path, d_e)} is {_inside(path, d_a)} in the "
+                  "replay (Hydra names it by the clock): its files are compared with the "
+                  "recorded ones", info)
+    return aligned, renamed, de, [check]
+
+
+def _hydra_own(rel: str, hydra: set[str]) -> str | None:
+    """Why a differing file of a Hydra run directory is Hydra's own record, not a result:
+    `.hydra/hydra.yaml` holds the job's directories, the job log (`<job>.log`) clock times."""
+    for d in hydra:
+        inside = rel[len(d) + 1:] if d and rel.startswith(d + "/") else rel if not d else None
+        if inside == ".hydra/hydra.yaml":
+            return ("Hydra's record of the job (it holds the run's directory and working "
+                    "directory): not compared byte for byte")
+        if inside is not None and "/" not in inside and inside.endswith(".log"):
+            return ("Hydra's job log (its lines carry clock times): not compared byte for "
+                    "byte; the metrics judge what it logs")
+    return None
+
+
 def _inside(path: str, rel: str) -> str:
     manifest.confined(rel, f"file in the listing of {path!r}:")
     return rel if path in (".", "") else posixpath.join(path, rel)
@@ -412,11 +469,11 @@ def _available(root: Path | None, rel: str, want: str) -> Path | None:
 
 
 def _examine_file(roots: _Roots, name: str, rel: str, he: str, ha: str,
-                  info: Mapping[str, Any]) -> Check | _TensorJob:
+                  info: Mapping[str, Any], rel_actual: str | None = None) -> Check | _TensorJob:
     pe = _available(roots.expected, rel, he)
     if pe is None:
         return Check("output", name, "different", _UNAVAILABLE, {**info, "compared": "hash"})
-    pa = _available(roots.actual, rel, ha)
+    pa = _available(roots.actual, rel_actual or rel, ha)
     if pa is None:
         return Check("output", name, "different", _UNAVAILABLE_ACTUAL,
                      {**info, "compared": "hash"})
