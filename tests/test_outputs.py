@@ -289,3 +289,23 @@ def test_a_declared_output_the_run_never_wrote_is_named_at_the_end_of_the_run(
     capfd.readouterr()  # a failed run is explained by its failure: no word on its outputs
     assert main(["run", "--output", "checkpoints/", "--", PYTHON, "-c", "raise SystemExit(3)"]) == 3
     assert "did not write" not in capfd.readouterr().err
+
+
+def test_an_output_dir_holding_only_an_earlier_runs_files_is_not_missing_from_the_replay(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A Hydra sweep declares `outputs: [outputs/, multirun/]` and writes only multirun/;
+    # outputs/ holds the earlier single runs' files. verify said "outputs: recorded directory
+    # missing from the replay", not-reproduced, for a directory the run never wrote into.
+    commit(repo, {"t.py": "import pathlib\np = pathlib.Path('results'); p.mkdir(exist_ok=True)\n"
+                          "(p / 'r.txt').write_text('1')\n"}, "old/\nresults/\n")
+    (repo / "old").mkdir()
+    (repo / "old" / "earlier.txt").write_text("an earlier run's\n")
+    assert main(["run", "--output", "old/", "--output", "results/", "--", PYTHON, "t.py"]) == 0
+    entry = manifest_of(runs_of(repo)[0])["outputs"]["old"]
+    assert (entry["kind"], entry["files"], entry["stale"]) == ("dir", 0, 1)
+    capsys.readouterr()
+    code = main(["verify", "--json", "latest"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["verdict"]) == (0, "bitwise"), report
+    (old,) = [c for c in report["checks"] if c["name"] == "old"]
+    assert old["status"] == "same", old

@@ -236,8 +236,14 @@ def compare_outputs(expected: Mapping[str, FileEntry], actual: Mapping[str, File
 
 def _own(entry: FileEntry | None) -> FileEntry | None:
     """A file the run did not write (`stale: true`, left by an earlier run) is not its output:
-    compared as absent. (A directory's hash and listing already cover only the run's files.)"""
-    return None if entry is not None and entry.stale is True else entry
+    compared as absent. (A directory's hash and listing already cover only the run's files.)
+    Nor is a directory holding none of the run's files (only an earlier run's, or none): the
+    replay, in a fresh worktree, has no such directory at all."""
+    if entry is None or entry.stale is True:
+        return None
+    if entry.kind == "dir" and entry.files == 0:
+        return None
+    return entry
 
 
 def _kind(entry: FileEntry | None) -> str:
