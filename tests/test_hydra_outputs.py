@@ -81,3 +81,22 @@ def test_a_hydra_app_that_does_not_reproduce_is_still_caught(
     assert (code, report["verdict"]) == (1, "not-reproduced"), report
     bad = [c["name"] for c in report["checks"] if c["status"] in ("different", "missing")]
     assert len(bad) == 1 and bad[0].endswith("/model.txt"), report["checks"]
+
+
+@pytest.mark.slow
+def test_a_hydra_sweeps_replay_is_compared_inside_its_own_sweep_directory(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("hydra", reason="hydra-core is in the test extra; install it")
+    commit(repo, SEEDED)
+    (repo / "repro.yaml").write_text("outputs: [multirun/]\n")
+    (repo / ".gitignore").write_text(".repro/\noutputs/\nmultirun/\n")
+    git(repo, "commit", "-qam", "sweeps")
+    assert main(["run", "--", PYTHON, "app.py", "-m", "optim.lr=0.1,0.2"]) == 0
+    code, report = verify(capsys)
+    checks = {c["name"]: c for c in report["checks"] if c["kind"] == "output"}
+    assert (code, report["verdict"]) == (0, "within-tolerance"), checks
+    sweep = checks["multirun"]["detail"].split()[3]
+    assert set(checks) == {"multirun", f"{sweep}/multirun.yaml",
+                           *(f"{sweep}/{job}/{name}" for job in "01"
+                             for name in (".hydra/hydra.yaml", "app.log"))}, checks
+    assert {c["status"] for n, c in checks.items() if n != "multirun"} == {"within-tolerance"}
