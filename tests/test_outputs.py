@@ -309,3 +309,32 @@ def test_an_output_dir_holding_only_an_earlier_runs_files_is_not_missing_from_th
     assert (code, report["verdict"]) == (0, "bitwise"), report
     (old,) = [c for c in report["checks"] if c["name"] == "old"]
     assert old["status"] == "same", old
+
+
+@pytest.mark.parametrize("declared", ["flags", "config"])
+def test_declared_untracked_inputs_are_never_dirt(
+        repo: Path, declared: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # pytorch/examples' time_sequence_prediction: `repro run --output traindata.pt -- python
+    # generate_sine_wave.py`, then `repro run --data traindata.pt -- python train.py` was
+    # refused: "the work tree has uncommitted or untracked files: traindata.pt (untracked)",
+    # for the file the user had just named as the run's input (hashed and copied to replays).
+    files = {"gen.py": "import pathlib\npathlib.Path('traindata.txt').write_text('1 2 3')\n",
+             "train.py": "import pathlib\nx = pathlib.Path('traindata.txt').read_text()\n"
+                         "pathlib.Path('out.txt').write_text(str(sum(map(int, x.split()))))\n"}
+    flags = ["--data", "traindata.txt"]
+    if declared == "config":
+        files["repro.yaml"] = "data: [traindata.txt]\n"
+        flags = []
+    commit(repo, files, "out.txt\n")
+    if declared == "flags":
+        assert main(["run", "--output", "traindata.txt", "--", PYTHON, "gen.py"]) == 0
+    else:  # the configuration's input must exist for every run: made without repro
+        subprocess.run([PYTHON, "gen.py"], cwd=repo, check=True, timeout=30)
+    assert main(["run", *flags, "--output", "out.txt", "--", PYTHON, "train.py"]) == 0
+    m = manifest_of(runs_of(repo)[-1])
+    assert m["code"]["dirty"] is False and m["code"]["untracked"] == []
+    assert m["data"]["traindata.txt"]["kind"] == "file"
+    capsys.readouterr()
+    assert main(["verify", "--json", "latest"]) == 0, capsys.readouterr().out
+    (repo / "notes.txt").write_text("other untracked files still are dirt\n")
+    assert main(["run", *flags, "--", PYTHON, "train.py"]) == 125
