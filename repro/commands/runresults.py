@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -102,7 +103,11 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
         if entry.kind == "missing":
             named.append(f"{path} (missing)")
             if any(c in path for c in "*?["):
-                matches = sorted(str(p.relative_to(root)) for p in root.glob(path))
+                try:
+                    matches = sorted(str(p.relative_to(root))
+                                     for p in itertools.islice(root.glob(path), 1000))
+                except (OSError, ValueError, NotImplementedError):
+                    matches = []
                 if matches:
                     shown = ", ".join(matches[:5]) + (
                         f" and {len(matches) - 5} more" if len(matches) > 5 else "")
