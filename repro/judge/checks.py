@@ -77,7 +77,7 @@ from typing import Any
 
 from repro import errors
 from repro.capture import hashing
-from repro.judge import compare
+from repro.judge import compare, hydra
 from repro.judge.filediff import _compare_bytes, _read_at, format_cause
 from repro.judge.junit import junit_xml
 from repro.judge.tensors import TENSORCMP, Structural, _run_jobs, _TensorJob
@@ -396,67 +396,25 @@ def _without_event_logs(path: str, le: Mapping[str, tuple[str, int]],
     return rest_e, rest_a, [check]
 
 
-HYDRA_CONFIG = ".hydra/config.yaml"  # what makes a folder a Hydra job's run directory
-
-
-HYDRA_SWEEP = "multirun.yaml"  # what makes a folder a Hydra sweep's (`-m`) directory
-
-
-def _hydra_dirs(listing: Mapping[str, Any]) -> set[str]:
-    """The folders of a listing that are Hydra run or sweep directories ("" for the listed
-    dir): a job's holds `.hydra/config.yaml`, a sweep's `multirun.yaml` and its jobs."""
-    return {r[:-len(name)].rstrip("/") for r in listing for name in (HYDRA_CONFIG, HYDRA_SWEEP)
-            if r == name or r.endswith("/" + name)}
-
-
-def _outermost(dirs: set[str]) -> set[str]:
-    """The folders of `dirs` not inside another one (a sweep's, not its jobs')."""
-    return {d for d in dirs if not any(o != d and (o == "" or d.startswith(o + "/"))
-                                       for o in dirs)}
-
-
 def _hydra_aligned(path: str, le: Mapping[str, tuple[str, int]],
                    la: Mapping[str, tuple[str, int]], info: Mapping[str, Any],
                    ) -> tuple[dict[str, tuple[str, int]], dict[str, str], set[str],
                               list[Check | _TensorJob]]:
-    """Hydra names each job's run directory by the clock (`outputs/DATE/TIME/`, a sweep's
-    `multirun/DATE/TIME/`), so a replay writes the recorded files under another name. When
-    each run wrote one, the replay's is read as the recorded one: (the replay's listing so renamed, recorded name -> replay's name,
-    the Hydra run directories both have, one check that says so)."""
-    hydra_e, hydra_a = _hydra_dirs(le), _hydra_dirs(la)
-    de, da = _outermost(hydra_e), _outermost(hydra_a)
-    if len(de) != 1 or len(da) != 1 or de == da or "" in de | da:
-        return dict(la), {}, hydra_e & hydra_a, []
-    (d_e,), (d_a,) = de, da
-    aligned: dict[str, tuple[str, int]] = {}
-    renamed: dict[str, str] = {}
-    for rel, value in la.items():
-        if rel.startswith(d_a + "/") and d_e + rel[len(d_a):] not in la:
-            renamed[d_e + rel[len(d_a):]] = rel
-            aligned[d_e + rel[len(d_a):]] = value
-        else:
-            aligned[rel] = value
+    """The replay's listing with its Hydra run directory read as the recorded one's (see
+    judge/hydra.py), recorded name -> replay's name, the Hydra directories, and one check
+    that says so."""
+    aligned = hydra.align(le, la)
+    if aligned.moved is None:
+        return aligned.listing, {}, aligned.dirs, []
+    d_e, d_a = aligned.moved
     check = Check("output", path, "same",
                   f"Hydra's run directory {_inside(path, d_e)} is {_inside(path, d_a)} in the "
                   "replay (Hydra names it by the clock): its files are compared with the "
                   "recorded ones", info)
-    return aligned, renamed, hydra_e & _hydra_dirs(aligned), [check]
+    return aligned.listing, aligned.renamed, aligned.dirs, [check]
 
 
-def _hydra_own(rel: str, hydra: set[str]) -> str | None:
-    """Why a differing file of a Hydra run directory is Hydra's own record, not a result:
-    `.hydra/hydra.yaml` (a sweep's `multirun.yaml`) holds the job's directories, the job log
-    (`<job>.log`) clock times."""
-    for d in hydra:
-        inside = rel[len(d) + 1:] if d and rel.startswith(d + "/") else rel if not d else None
-        if inside in (".hydra/hydra.yaml", HYDRA_SWEEP):
-            return (f"Hydra's record of the {'sweep' if inside == HYDRA_SWEEP else 'job'} (it "
-                    "holds the run's directory and working directory): not compared byte for "
-                    "byte")
-        if inside is not None and "/" not in inside and inside.endswith(".log"):
-            return ("Hydra's job log (its lines carry clock times): not compared byte for "
-                    "byte; the metrics judge what it logs")
-    return None
+_hydra_own = hydra.own
 
 
 def _inside(path: str, rel: str) -> str:
