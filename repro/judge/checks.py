@@ -327,7 +327,7 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
     out: list[Check | _TensorJob] = []
     le, la, logs = _without_event_logs(path, le, la, info)
     out += logs
-    la, renamed, hydra, moved = _hydra_aligned(path, le, la, info)
+    la, renamed, hydra_dirs, moved = _hydra_aligned(path, le, la, info)
     out += moved
     changes = compare.diff_listing(le, la)
     for rel in changes["removed"]:
@@ -351,7 +351,7 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                 out.append(Check("output", name, "different", f"was a {what[0]}, now a {what[1]}",
                                  finfo))
             continue
-        own = _hydra_own(rel, hydra)
+        own = _hydra_own(rel, hydra_dirs)
         if own:
             out.append(Check("output", name, "within-tolerance", own, finfo))
             continue
