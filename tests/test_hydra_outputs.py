@@ -39,7 +39,7 @@ def commit(repo: Path, app: str) -> None:
     (repo / "app.py").write_text(app)
     (repo / "conf").mkdir(exist_ok=True)
     (repo / "conf" / "config.yaml").write_text("optim:\n  lr: 0.1\n")
-    (repo / "repro.yaml").write_text("outputs: [outputs/]\n")
+    (repo / "repro.yaml").write_text("seed: 1\noutputs: [outputs/]\n")
     (repo / ".gitignore").write_text(".repro/\noutputs/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "hydra app")
@@ -88,7 +88,7 @@ def test_a_hydra_sweeps_replay_is_compared_inside_its_own_sweep_directory(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("hydra", reason="hydra-core is in the test extra; install it")
     commit(repo, SEEDED)
-    (repo / "repro.yaml").write_text("outputs: [multirun/]\n")
+    (repo / "repro.yaml").write_text("seed: 1\noutputs: [multirun/]\n")
     (repo / ".gitignore").write_text(".repro/\noutputs/\nmultirun/\n")
     git(repo, "commit", "-qam", "sweeps")
     assert main(["run", "--", PYTHON, "app.py", "-m", "optim.lr=0.1,0.2"]) == 0
@@ -100,3 +100,32 @@ def test_a_hydra_sweeps_replay_is_compared_inside_its_own_sweep_directory(
                            *(f"{sweep}/{job}/{name}" for job in "01"
                              for name in (".hydra/hydra.yaml", "app.log"))}, checks
     assert {c["status"] for n, c in checks.items() if n != "multirun"} == {"within-tolerance"}
+
+
+@pytest.mark.slow
+def test_diff_of_two_runs_of_a_hydra_app_does_not_count_its_run_directorys_name(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("hydra", reason="hydra-core is in the test extra; install it")
+    commit(repo, SEEDED)
+    assert main(["run", "--", PYTHON, "app.py"]) == 0
+    time.sleep(1.1)
+    assert main(["run", "--", PYTHON, "app.py"]) == 0
+    capsys.readouterr()
+    code = main(["diff", "--json", "latest~1", "latest"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    outputs = doc["sections"]["outputs"]
+    # Before: "same recipe, different outputs", 5 files added and 5 removed.
+    assert outputs["changed"] is False, outputs
+    assert not doc["verdict"].endswith("different outputs"), doc["verdict"]
+    (note,) = outputs["info"]
+    assert "Hydra" in json.dumps(note), note
+    assert main(["diff", "--all", "latest~1", "latest"]) == 0
+    shown = capsys.readouterr().out
+    assert "Hydra's run directory" in shown and "the results in it are identical" in shown, shown
+    capsys.readouterr()
+    commit(repo, CLOCK)  # a real difference in the results is still one
+    assert main(["run", "--", PYTHON, "app.py"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "--json", "latest~1", "latest"]) == 1
+    assert json.loads(capsys.readouterr().out)["sections"]["outputs"]["changed"] is True
