@@ -338,3 +338,39 @@ def test_declared_untracked_inputs_are_never_dirt(
     assert main(["verify", "--json", "latest"]) == 0, capsys.readouterr().out
     (repo / "notes.txt").write_text("other untracked files still are dirt\n")
     assert main(["run", *flags, "--", PYTHON, "train.py"]) == 125
+
+
+def test_a_declared_output_named_in_argv_that_the_run_only_read_is_its_input(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # nanoGPT: `outputs: [out/]` for train.py, then `repro run -- python sample.py
+    # --out_dir=out` samples from out/ckpt.pt. The checkpoint the samples come from was
+    # recorded nowhere (argv paths under a declared output were results, never inputs), so
+    # another checkpoint later gave other samples with nothing in `diff` to say why.
+    commit(repo, {"train.py": "import pathlib, sys\np = pathlib.Path(sys.argv[1]); "
+                              "p.mkdir(exist_ok=True)\n(p / 'ckpt.pt').write_text(sys.argv[2])\n",
+                  "sample.py": "import pathlib, sys\n"
+                               "print('sample from', (pathlib.Path(sys.argv[1]) / 'ckpt.pt')"
+                               ".read_text())\n",
+                  "repro.yaml": "seed: 1\noutputs: [out/]\n"}, "out/\n")
+    assert main(["run", "--", PYTHON, "train.py", "out", "weights-1"]) == 0
+    first = manifest_of(runs_of(repo)[-1])
+    assert "out" not in first["data"] and first["outputs"]["out"]["files"] == 1  # written
+    assert main(["run", "--", PYTHON, "sample.py", "out"]) == 0
+    sample = manifest_of(runs_of(repo)[-1])
+    assert sample["data"]["out"]["hash"] == first["outputs"]["out"]["hash"], sample["data"]
+    assert "did not write" not in capfd.readouterr().err  # it is an input: nothing to warn
+    capfd.readouterr()
+    assert main(["run", "--", PYTHON, "train.py", "out", "weights-2"]) == 0
+    assert main(["run", "--", PYTHON, "sample.py", "out"]) == 0
+    capfd.readouterr()
+    assert main(["diff", "--json", runs_of(repo)[1].name, runs_of(repo)[3].name]) == 1
+    doc = json.loads(capfd.readouterr().out)
+    assert [c["key"] for c in doc["sections"]["data"]["changes"]] == ["out"], doc["sections"]
+    sampled = runs_of(repo)[3].name
+    (repo / "out" / "ckpt.pt").write_text("weights-3")  # the checkout moved on
+    assert main(["replay", sampled]) == 125
+    assert "inputs differ from the recorded run: out (modified ckpt.pt)" in \
+        capfd.readouterr().err
+    (repo / "out" / "ckpt.pt").write_text("weights-2")
+    assert main(["replay", sampled]) == 0  # the input as recorded: the replay reads its copy
+    assert "sample from weights-2" in capfd.readouterr().out
