@@ -7,18 +7,18 @@ first use, so `import repro` stays cheap (no typer, rich, PyYAML or GitPython).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from repro.api import Run, SilentReporter, diff, load, runs, verify
 
 _API = frozenset({"Run", "SilentReporter", "diff", "load", "runs", "verify"})
 __all__ = ["Run", "SilentReporter", "__version__", "diff", "load", "runs", "verify"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     if name in _API:
         from repro import api
 
@@ -27,4 +27,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+    """The public names (and the package's own dunders), not the imports used to define them."""
+    return sorted({*(n for n in globals() if n.startswith("__")), *__all__})

@@ -53,6 +53,14 @@ def test_repro_verify_is_the_api_function(repo: Path) -> None:
         assert done.stdout.split() == ["True", "function"], first
 
 
+def test_dir_lists_the_api_not_the_imports_behind_it() -> None:
+    import repro
+
+    public = [n for n in dir(repro) if not n.startswith("_")]
+    assert public == ["Run", "SilentReporter", "diff", "load", "runs", "verify"]
+    assert "__version__" in dir(repro)
+
+
 def test_runs_are_the_rows_of_runs_json(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     record(repo, "print(1)")
     record(repo, "print(2)")

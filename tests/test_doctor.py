@@ -212,3 +212,32 @@ def test_init_in_a_bare_project_comments_the_examples(repo: Path,
     from repro.record import config
 
     assert config.load(repo).data == ()
+
+
+def test_init_in_a_hydra_project_declares_hydras_outputs_so_the_second_run_is_not_refused(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # A Hydra app writes outputs/DATE/TIME/ (multirun/ for sweeps) on its first run, after
+    # `repro init`: the second run was refused for a dirty tree naming those files.
+    pytest.importorskip("hydra", reason="hydra-core is in the test extra; install it")
+    (repo / "conf").mkdir()
+    (repo / "conf" / "config.yaml").write_text("lr: 0.1\n")
+    (repo / "app.py").write_text(
+        "import hydra\n\n@hydra.main(version_base='1.3', config_path='conf', "
+        "config_name='config')\ndef main(cfg):\n    print(cfg.lr)\n\nmain()\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "app")
+    assert main(["init"]) == 0
+    text = (repo / "repro.yaml").read_text()
+    assert "outputs: [outputs/]\n" in text, text
+    assert {"outputs/", "multirun/"} <= set((repo / ".gitignore").read_text().splitlines())
+    git(repo, "add", "repro.yaml", ".gitignore")
+    git(repo, "commit", "-qm", "Configure repro")
+    for _ in range(2):
+        assert main(["run", "--quiet", "--", sys.executable, "app.py", "lr=0.2"]) == 0
+    assert "0.2" in capfd.readouterr().out
+
+
+def test_init_without_hydra_suggests_no_outputs_dir(repo: Path) -> None:
+    (repo / "t.py").write_text("print('hydra is a word here, not an import')\n")
+    assert main(["init"]) == 0
+    assert "# outputs: [checkpoints/]" in (repo / "repro.yaml").read_text()

@@ -274,7 +274,8 @@ def test_a_group_becomes_a_parent_run_with_children(repo: Path, client: Any,
                             capsys)
     assert code == 0, err
     [group] = doc["groups"]
-    assert (group["id"], group["action"], group["runs"]) == (gid, "created", [ids[1]])
+    assert (group["id"], group["action"], group["runs"], group["size"]) == (
+        gid, "created", [ids[1]], 3)
     # ... and the whole group finds that parent and adds the other two.
     code, doc, err = export([f"group:{gid}", "--tracking-uri", mlflow_server,
                              "--experiment", "groups"], capsys)
@@ -305,6 +306,11 @@ def test_a_group_becomes_a_parent_run_with_children(repo: Path, client: Any,
     assert [g["action"] for g in again_doc["groups"]] == ["unchanged"]
     assert [r["action"] for r in again_doc["runs"]] == ["unchanged"] * 3
     assert len(all_runs(client, "groups")) == 4
+    capsys.readouterr()  # in words: one member of the three (before: "parent of 1 run")
+    assert main(["export", "mlflow", ids[1], "--tracking-uri", mlflow_server,
+                 "--experiment", "groups"]) == 0
+    assert f"group:{gid} -> {parent.info.run_id} (parent of 1 run of 3)" in \
+        capsys.readouterr().out
 
 
 def one_error(err: str) -> str:

@@ -282,3 +282,7 @@ def test_a_one_node_job_and_a_lone_member_read_as_words(repo: Path) -> None:
                           capture_output=True, text=True, timeout=60, env=wide)
     assert done.returncode == 0, done.stderr
     assert "None" not in done.stdout, done.stdout
+    done = subprocess.run([PYTHON, "-m", "repro", "runs"], cwd=repo, capture_output=True,
+                          text=True, timeout=60, env=wide)
+    # before: "abandoned (2 nodes)", as if both nodes had recorded
+    assert "(2 nodes, no record from node 0)" in done.stdout, done.stdout

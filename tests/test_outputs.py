@@ -260,3 +260,117 @@ def test_files_the_run_wrote_but_nobody_records_are_named(
     capfd.readouterr()
     assert main(["run", "--output", "out", "--output", "mnist_cnn.pt", "--", PYTHON, "w.py"]) == 0
     assert "not recorded as outputs" not in capfd.readouterr().err
+
+
+def test_a_declared_output_the_run_never_wrote_is_named_at_the_end_of_the_run(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # pytorch/examples' time_sequence_prediction saves predict0.pdf, predict1.pdf...: a user
+    # declares `--output 'predict*.pdf'`, which repro takes as a literal path. The run said
+    # nothing, the outputs were silently `missing`, and the warning about unrecorded files
+    # told the user to do what they had done: declare them with --output.
+    commit(repo, {"t.py": "import pathlib\n"
+                          "for i in range(2): pathlib.Path(f'predict{i}.pdf').write_text('x')\n"
+                          "pathlib.Path('ckpt').mkdir(exist_ok=True)\n"},
+           "predict*.pdf\nckpt/\nresult.txt\n")
+    (repo / "result.txt").write_text("left by an earlier run\n")
+    assert main(["run", "--output", "predict*.pdf", "--output", "checkpoints/", "--output",
+                 "ckpt", "--output", "result.txt", "--", PYTHON, "t.py"]) == 0
+    err = capfd.readouterr().err
+    assert "declared outputs the run did not write: predict*.pdf (missing), checkpoints " \
+           "(missing), ckpt (no files), result.txt (an earlier run's file)" in err, err
+    assert "repro does not expand wildcards: predict*.pdf matches predict0.pdf, " \
+           "predict1.pdf" in err, err
+    outputs = manifest_of(runs_of(repo)[0])["outputs"]
+    assert outputs["predict*.pdf"]["kind"] == "missing"  # the record itself is unchanged
+    capfd.readouterr()
+    assert main(["run", "--output", "predict0.pdf", "--output", "predict1.pdf", "--",
+                 PYTHON, "t.py"]) == 0
+    assert "did not write" not in capfd.readouterr().err
+    capfd.readouterr()  # a failed run is explained by its failure: no word on its outputs
+    assert main(["run", "--output", "checkpoints/", "--", PYTHON, "-c", "raise SystemExit(3)"]) == 3
+    assert "did not write" not in capfd.readouterr().err
+
+
+def test_an_output_dir_holding_only_an_earlier_runs_files_is_not_missing_from_the_replay(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A Hydra sweep declares `outputs: [outputs/, multirun/]` and writes only multirun/;
+    # outputs/ holds the earlier single runs' files. verify said "outputs: recorded directory
+    # missing from the replay", not-reproduced, for a directory the run never wrote into.
+    commit(repo, {"t.py": "import pathlib\np = pathlib.Path('results'); p.mkdir(exist_ok=True)\n"
+                          "(p / 'r.txt').write_text('1')\n"}, "old/\nresults/\n")
+    (repo / "old").mkdir()
+    (repo / "old" / "earlier.txt").write_text("an earlier run's\n")
+    assert main(["run", "--output", "old/", "--output", "results/", "--", PYTHON, "t.py"]) == 0
+    entry = manifest_of(runs_of(repo)[0])["outputs"]["old"]
+    assert (entry["kind"], entry["files"], entry["stale"]) == ("dir", 0, 1)
+    capsys.readouterr()
+    code = main(["verify", "--json", "latest"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["verdict"]) == (0, "bitwise"), report
+    (old,) = [c for c in report["checks"] if c["name"] == "old"]
+    assert old["status"] == "same", old
+
+
+@pytest.mark.parametrize("declared", ["flags", "config"])
+def test_declared_untracked_inputs_are_never_dirt(
+        repo: Path, declared: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # pytorch/examples' time_sequence_prediction: `repro run --output traindata.pt -- python
+    # generate_sine_wave.py`, then `repro run --data traindata.pt -- python train.py` was
+    # refused: "the work tree has uncommitted or untracked files: traindata.pt (untracked)",
+    # for the file the user had just named as the run's input (hashed and copied to replays).
+    files = {"gen.py": "import pathlib\npathlib.Path('traindata.txt').write_text('1 2 3')\n",
+             "train.py": "import pathlib\nx = pathlib.Path('traindata.txt').read_text()\n"
+                         "pathlib.Path('out.txt').write_text(str(sum(map(int, x.split()))))\n"}
+    flags = ["--data", "traindata.txt"]
+    if declared == "config":
+        files["repro.yaml"] = "data: [traindata.txt]\n"
+        flags = []
+    commit(repo, files, "out.txt\n")
+    if declared == "flags":
+        assert main(["run", "--output", "traindata.txt", "--", PYTHON, "gen.py"]) == 0
+    else:  # the configuration's input must exist for every run: made without repro
+        subprocess.run([PYTHON, "gen.py"], cwd=repo, check=True, timeout=30)
+    assert main(["run", *flags, "--output", "out.txt", "--", PYTHON, "train.py"]) == 0
+    m = manifest_of(runs_of(repo)[-1])
+    assert m["code"]["dirty"] is False and m["code"]["untracked"] == []
+    assert m["data"]["traindata.txt"]["kind"] == "file"
+    capsys.readouterr()
+    assert main(["verify", "--json", "latest"]) == 0, capsys.readouterr().out
+    (repo / "notes.txt").write_text("other untracked files still are dirt\n")
+    assert main(["run", *flags, "--", PYTHON, "train.py"]) == 125
+
+
+def test_a_declared_output_named_in_argv_that_the_run_only_read_is_its_input(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # nanoGPT: `outputs: [out/]` for train.py, then `repro run -- python sample.py
+    # --out_dir=out` samples from out/ckpt.pt. The checkpoint the samples come from was
+    # recorded nowhere (argv paths under a declared output were results, never inputs), so
+    # another checkpoint later gave other samples with nothing in `diff` to say why.
+    commit(repo, {"train.py": "import pathlib, sys\np = pathlib.Path(sys.argv[1]); "
+                              "p.mkdir(exist_ok=True)\n(p / 'ckpt.pt').write_text(sys.argv[2])\n",
+                  "sample.py": "import pathlib, sys\n"
+                               "print('sample from', (pathlib.Path(sys.argv[1]) / 'ckpt.pt')"
+                               ".read_text())\n",
+                  "repro.yaml": "seed: 1\noutputs: [out/]\n"}, "out/\n")
+    assert main(["run", "--", PYTHON, "train.py", "out", "weights-1"]) == 0
+    first = manifest_of(runs_of(repo)[-1])
+    assert "out" not in first["data"] and first["outputs"]["out"]["files"] == 1  # written
+    assert main(["run", "--", PYTHON, "sample.py", "out"]) == 0
+    sample = manifest_of(runs_of(repo)[-1])
+    assert sample["data"]["out"]["hash"] == first["outputs"]["out"]["hash"], sample["data"]
+    assert "did not write" not in capfd.readouterr().err  # it is an input: nothing to warn
+    capfd.readouterr()
+    assert main(["run", "--", PYTHON, "train.py", "out", "weights-2"]) == 0
+    assert main(["run", "--", PYTHON, "sample.py", "out"]) == 0
+    capfd.readouterr()
+    assert main(["diff", "--json", runs_of(repo)[1].name, runs_of(repo)[3].name]) == 1
+    doc = json.loads(capfd.readouterr().out)
+    assert [c["key"] for c in doc["sections"]["data"]["changes"]] == ["out"], doc["sections"]
+    sampled = runs_of(repo)[3].name
+    (repo / "out" / "ckpt.pt").write_text("weights-3")  # the checkout moved on
+    assert main(["replay", sampled]) == 125
+    assert "inputs differ from the recorded run: out (modified ckpt.pt)" in \
+        capfd.readouterr().err
+    (repo / "out" / "ckpt.pt").write_text("weights-2")
+    assert main(["replay", sampled]) == 0  # the input as recorded: the replay reads its copy
+    assert "sample from weights-2" in capfd.readouterr().out

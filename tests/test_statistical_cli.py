@@ -591,3 +591,21 @@ def test_curves_are_drawn_for_series_not_for_one_value_per_run() -> None:
     drawn = statsview.band_plot([[1.0, 0.8, 0.6], [1.1, 0.85, 0.62]],
                                 [[1.0, 0.7, 0.5], [0.95, 0.72, 0.52]])
     assert drawn and "mean curve" in drawn[0]
+
+
+def test_jobs_with_a_declared_output_says_why_and_what_to_do(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # nanoGPT with `outputs: [out-shakespeare-char/]` in repro.yaml: the hint spoke of metrics
+    # files and $REPRO_METRICS_FILE, which had nothing to do with the refusal.
+    (repo / "repro.yaml").write_text("outputs: [ckpt/]\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "outputs")
+    assert main(["run", "--repeat", "2", "--jobs", "2", "--", PYTHON, "-c", "pass"]) == 125
+    err = capsys.readouterr().err
+    assert "write the same declared output ckpt/" in err, err
+    assert "--jobs 1" in err and "REPRO_METRICS_FILE" not in err, err
+    (repo / "repro.yaml").write_text("metrics: m.json\n")
+    git(repo, "commit", "-qam", "a metrics file")
+    assert main(["run", "--repeat", "2", "--jobs", "2", "--", PYTHON, "-c", "pass"]) == 125
+    assert "overwrite each other's m.json" in (err := capsys.readouterr().err), err
+    assert "REPRO_METRICS_FILE" in err

@@ -362,3 +362,15 @@ def test_runs_for_equivalence_is_the_smallest_n(sd_b: float, difference: float,
         return bool((sps.t.isf(0.05, df) + sps.t.isf(beta, df)) * se <= margin - difference)
 
     assert ok(n) and (n == 2 or not ok(n - 1))
+
+
+def test_one_run_on_a_side_gives_no_bootstrap_interval_of_p_b_greater() -> None:
+    # `repro compare team:latest group:base` (1 run vs 4): resampling the single run cannot show
+    # its uncertainty, so every B value below it gave "P(B>A) 0.00 [0.00, 0.00]", a certainty
+    # that 1 vs 4 runs do not have (the verdict itself said no-detectable-difference).
+    result = judge.compare({"batches": [608.0]}, {"batches": [430.0, 520.0, 560.0, 600.0]})
+    (m,) = result.metrics
+    assert m.prob_b_greater == 0.0 and (m.prob_ci_low, m.prob_ci_high) == (None, None)
+    assert m.to_dict()["prob_b_greater_ci"] is None and m.to_dict()["ci"] is None
+    both = judge.compare({"b": [600.0, 610.0]}, {"b": [430.0, 520.0, 560.0]}).metrics[0]
+    assert both.prob_ci_low is not None and both.to_dict()["prob_b_greater_ci"] is not None

@@ -326,6 +326,10 @@ def _render_section(s: compare.Section, console: Console) -> None:
             t.add_row(Text(c.key), Text(a, style=_A), Text(b, style=_B))
         _info_rows(t, s.info)
         console.print(t)
+    for c in s.info:  # outputs the same but for Hydra's clock-named directory: say so
+        why = c.detail.get("hydra")
+        if isinstance(why, str):
+            console.print(Text.assemble("  ", (c.key, "bold"), ": ", (why, "dim")))
     for c in plain:
         for path, text in stats_lines(c):
             console.print(Text.assemble("  ", (path, "bold"), ": ", text))

@@ -15,8 +15,9 @@ def render(report: Any) -> None:
     """`report`: repro.commands.export.Report."""
     lines = []
     for g in report.groups:
+        of = f" of {g.size}" if g.size and g.size > len(g.runs) else ""  # one member alone
         lines.append(f"{g.action:<9}  group:{g.id} -> {g.mlflow_run_id} (parent of "
-                     f"{ui.plural(len(g.runs), 'run')})")
+                     f"{ui.plural(len(g.runs), 'run')}{of})")
     for r in report.runs:
         target = r.mlflow_run_id or f"({r.reason})"
         lines.append(f"{r.action:<9}  {r.run_id} -> {target}")

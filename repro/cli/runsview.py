@@ -49,9 +49,13 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
         nodes = r.get("distributed")
         if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
             present, total = nodes.get("present"), nodes.get("nnodes")
-            mark += (f" [dim]({total} node{'' if total == 1 else 's'})[/]"
-                     if nodes.get("complete") is not False
-                     else f" [red]({present}/{total} nodes)[/]")
+            if nodes.get("complete") is False:
+                mark += f" [red]({present}/{total} nodes)[/]"
+            elif nodes.get("complete") is None and status != "running" and total != 1:
+                # never merged: node 0 did not finish (the record is another node's)
+                mark += f" [red]({total} nodes, no record from node 0)[/]"
+            else:
+                mark += f" [dim]({total} node{'' if total == 1 else 's'})[/]"
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
             *([escape(str(r.get("name") or ""))] if with_names else []),

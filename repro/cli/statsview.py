@@ -132,7 +132,9 @@ def compare_report(rep: Any, console: Console | None = None) -> None:
                   f"{num(m.mean_a)} ± {num(m.sd_a, 2)} (n={m.n_a})",
                   f"{num(m.mean_b)} ± {num(m.sd_b, 2)} (n={m.n_b})",
                   f"{num(m.difference)}{ci}",
-                  f"{m.prob_b_greater:.2f} [{m.prob_ci_low:.2f}, {m.prob_ci_high:.2f}]",
+                  f"{m.prob_b_greater:.2f}" + (f" [{m.prob_ci_low:.2f}, {m.prob_ci_high:.2f}]"
+                                               if m.prob_ci_low is not None
+                                               and m.prob_ci_high is not None else ""),
                   pvalue(m.p_adjusted),
                   f"[{vs}]{escape(m.verdict)}[/]" if vs else escape(m.verdict))
     c.print(t)

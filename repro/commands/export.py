@@ -41,11 +41,12 @@ class ExportedGroup:
     id: str
     mlflow_run_id: str
     action: str
-    runs: tuple[str, ...]
+    runs: tuple[str, ...]  # the members exported this time
+    size: int | None = None  # the group's size (its members exported now or before, or not)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "mlflow_run_id": self.mlflow_run_id, "action": self.action,
-                "runs": list(self.runs)}
+                "runs": list(self.runs), "size": self.size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +171,8 @@ def export_mlflow(runs: store.Store, refs: Sequence[str], *, tracking_uri: str |
         for gid, (gplan, members) in groups.items():
             group_run, action = server.export_group(gplan)
             parents[gid] = group_run
-            out_groups.append(ExportedGroup(gid, group_run, action, tuple(members)))
+            out_groups.append(ExportedGroup(gid, group_run, action, tuple(members),
+                                            gplan.group.size))
         for p in plans:
             parent = parents.get(p.group.id) if p.group is not None else None
             mlflow_id, action = server.export_run(p, parent, tick)

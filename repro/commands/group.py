@@ -81,12 +81,18 @@ def run_group(request: runflow.RunRequest, repeat: int, reporter: report.Reporte
     runs = request.store or store.open_here(request.cwd)
     cfg = config.load(request.root or runs.root)
     if jobs > 1:
-        shared = [*request.outputs, *cfg.outputs, *([request.metrics or cfg.metrics]
-                                                    if request.metrics or cfg.metrics else [])]
-        if shared:
+        outputs = [*request.outputs, *cfg.outputs]
+        if outputs:
+            raise errors.UsageError(
+                f"--jobs {jobs}: members running at once would write the same declared output "
+                f"{outputs[0]} (and each record the others' files)",
+                hint="run them one at a time (--jobs 1): a declared output (--output, `outputs:` "
+                     "in repro.yaml) is one path for every member")
+        metrics_file = request.metrics or cfg.metrics
+        if metrics_file:
             raise errors.UsageError(
                 f"--jobs {jobs}: members running at once would overwrite each other's "
-                f"{shared[0]} (and read each other's results)",
+                f"{metrics_file} (and read each other's results)",
                 hint="run them one at a time (--jobs 1), or have the script log metrics to "
                      "$REPRO_METRICS_FILE (one file per run) or print them (metric_patterns)")
     if request.seed is not None:

@@ -37,6 +37,11 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     lock = lockfiles.find_lockfile(root, None)
     data = [d + "/" for d in DATA_DIRS if (root / d).is_dir()]
     outputs = [d + "/" for d in OUTPUT_DIRS if (root / d).is_dir()]
+    hydra = _uses_hydra(root, lock)
+    if hydra:  # Hydra writes outputs/DATE/TIME/ on the first run, which init comes before
+        found["hydra"] = True
+        if "outputs/" not in outputs:
+            outputs.insert(0, "outputs/")
     metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)
     lines = [*_key_comment(), "# Command-line flags override these settings.", ""]
     if lock is not None:
@@ -70,8 +75,34 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     # A data directory git tracks nothing of is hashed as an input on every run; left
     # untracked and not ignored, its files would make the first run refuse a dirty tree.
     untracked_data = [d for d in data if not git.is_tracked(root, d.rstrip("/"))]
-    added = _ignore(root, [".repro/", *results, *untracked_data])
+    added = _ignore(root, [".repro/", *results, *untracked_data,
+                           *(["multirun/"] if hydra else [])])  # Hydra's sweeps
     return InitResult(target, text, bool(added), found, tuple(added))
+
+
+HYDRA_SCAN_FILES = 200  # Python files read for `@hydra.main` (top level and one folder down)
+HYDRA_SCAN_BYTES = 256 * 1024
+
+
+def _uses_hydra(root: Path, lock: Path | None) -> bool:
+    """The project is a Hydra app: hydra-core in its lockfile, or a `@hydra.main` in a Python
+    file at the top or one folder down (bounded reads)."""
+    if lock is not None:
+        try:
+            with lock.open("rb") as f:
+                if b"hydra-core" in f.read(8 * 1024 * 1024).lower():
+                    return True
+        except OSError:
+            pass
+    scripts = [*sorted(root.glob("*.py")), *sorted(root.glob("*/*.py"))][:HYDRA_SCAN_FILES]
+    for script in scripts:
+        try:
+            with script.open("rb") as f:
+                if b"@hydra.main" in f.read(HYDRA_SCAN_BYTES):
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _key_comment(width: int = 92) -> list[str]:

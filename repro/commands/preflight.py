@@ -35,6 +35,18 @@ def without_results(state: git.TreeState, results: Sequence[str]) -> git.TreeSta
     return dataclasses.replace(state, dirt=kept)
 
 
+def without_inputs(state: git.TreeState, inputs: Sequence[str]) -> git.TreeState:
+    """`state` without the untracked files at or under the declared inputs (`--data`, the
+    configuration's `data`): they are hashed as inputs and reach replays as copies, not code.
+    A tracked file there that changed stays dirt: a replay checks out the committed one."""
+    prefixes = [p.rstrip("/") for p in inputs if p.rstrip("/") not in ("", ".")]
+    if not prefixes or not state.dirt:
+        return state
+    kept = tuple(d for d in state.dirt if d.state != "untracked"
+                 or not any(d.path == p or d.path.startswith(p + "/") for p in prefixes))
+    return dataclasses.replace(state, dirt=kept)
+
+
 def check_clean(state: git.TreeState, allow_dirty: bool) -> None:
     """Uncommitted or untracked files: refuse, naming them, unless --allow-dirty."""
     if not state.dirty or allow_dirty:

@@ -151,6 +151,7 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
     try:
         state = preflight.without_results(git.finish_status(status_proc, root),
                                           runsnapshot.result_paths(req, cfg, root))
+        state = preflight.without_inputs(state, runsnapshot.declared_inputs(req, cfg, root))
     finally:
         commit_time = git.finish_commit_time(time_proc) if time_proc else req.source_date_epoch
     preflight.check_clean(state, req.allow_dirty)
@@ -317,6 +318,8 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 m = runextra.merge(m, runextra.wait(beside, req, cfg, reporter))
                 runresults.warn_unrecorded(after_proc, root, state,
                                            runsnapshot.result_paths(req, cfg, root), m, reporter)
+                if not req.replay_of and coordinator and result.exit_code == 0:
+                    runresults.warn_unwritten(m, watch.outputs, root, reporter)
             except OSError as e:
                 if e.errno not in _DISK_ERRNOS:
                     raise

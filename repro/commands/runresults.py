@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,9 @@ class Watch:
     named: tuple[str, ...]  # existing paths named in argv, recorded as inputs before the run
     unborn: tuple[str, ...]  # paths named in argv that did not exist before the run
     trees: Mapping[str, Any]  # path -> written.Tree
+    # existing paths named in argv at or under a declared output: the run's inputs when it
+    # writes nothing there (`sample.py --out_dir=out` reads the checkpoint train.py wrote)
+    named_results: tuple[str, ...] = ()
 
     @classmethod
     def nothing(cls) -> Watch:
@@ -50,13 +54,31 @@ class Watch:
         results = (*outputs, *([metrics_rel] if metrics_rel else []))
         unborn = tuple(p for p in cmdline.argv_paths(req.argv, req.cwd, root, missing=True)
                        if not runsnapshot.covered(p, results))
+        named_results = tuple(p for p in cmdline.argv_paths(req.argv, req.cwd, root)
+                              if runsnapshot.covered(p, outputs)) if outputs else ()
         watched = (*results, *named)
         trees: Mapping[str, Any] = {}
         if watched:
             from repro.capture import written
 
             trees = written.snapshot(root, watched)
-        return cls(outputs, metrics_rel, tuple(named), unborn, trees)
+        return cls(outputs, metrics_rel, tuple(named), unborn, trees, named_results)
+
+    def untouched(self, path: str, root: Path) -> bool:
+        """Whether the run wrote nothing at or under `path`, a path inside a declared output
+        (compared by stat signatures, as outputs are)."""
+        from repro.capture import written
+
+        for out in self.outputs:
+            if runsnapshot.covered(path, [out]):
+                sub = path[len(out):].strip("/") if out not in (".", "") else path
+                before = _subtree(self.trees.get(out) or {}, sub)
+                return before == _subtree(written.stat_tree(root / out), sub)
+        return False
+
+
+def _subtree(tree: Mapping[str, Any], sub: str) -> dict[str, Any]:
+    return {k: v for k, v in tree.items() if not sub or k == sub or k.startswith(sub + "/")}
 
 
 def start_quietly(root: Path) -> Any:
@@ -86,6 +108,44 @@ def warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Seque
         reporter.warn(f"the run wrote files that are not recorded as outputs: {shown}",
                       hint="declare them with --output PATH (or `outputs:` in repro.yaml) so "
                            "verify compares them, or add them to .gitignore")
+
+
+def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
+                   reporter: report.Reporter) -> None:
+    """Name the declared outputs a successful run did not write: a typo, a path relative to
+    another folder, or a wildcard (`--output 'predict*.pdf'`), which repro takes literally.
+    Without this the record said `missing` and the run said nothing."""
+    named: list[str] = []
+    wildcards: list[str] = []
+    for path in dict.fromkeys(declared):
+        entry = m.outputs.get(path)
+        if entry is None or any(runsnapshot.covered(p, [path]) for p in m.data):
+            continue  # nothing recorded, or the run read it: an input (see after_child)
+        if entry.kind == "missing":
+            named.append(f"{path} (missing)")
+            if any(c in path for c in "*?["):
+                try:
+                    matches = sorted(str(p.relative_to(root))
+                                     for p in itertools.islice(root.glob(path), 1000))
+                except (OSError, ValueError, NotImplementedError):
+                    matches = []
+                if matches:
+                    shown = ", ".join(matches[:5]) + (
+                        f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+                    wildcards.append(f"{path} matches {shown}")
+        elif entry.is_stale_file:
+            named.append(f"{path} (an earlier run's file)")
+        elif entry.kind == "dir" and not entry.files:
+            named.append(f"{path} (no files)")
+    if not named:
+        return
+    if wildcards:
+        hint = (f"repro does not expand wildcards: {'; '.join(wildcards)}; name each file with "
+                "--output, or the directory they are in")
+    else:
+        hint = ("check the path (relative to the directory repro runs in), or drop it from "
+                "--output / `outputs:`; verify has nothing of it to compare")
+    reporter.warn(f"declared outputs the run did not write: {', '.join(named)}", hint=hint)
 
 
 WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched
@@ -169,6 +229,17 @@ def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root:
             keep_outputs(root, run_dir, entries, stale, cfg.keep_outputs_max_bytes)
         except errors.DataError as e:
             reporter.warn(f"outputs were not recorded: {e.message}", e.hint)
+    # A declared output named in argv that the run only read is an input of this run (the
+    # checkpoint a sampling script loads), hashed now: the run left it as it was.
+    read = [p for p in watch.named_results if watch.untouched(p, root)]
+    if read:
+        try:
+            read_entries = data.hash_paths(read, root=root, cache_dir=runs.cache_dir)
+            m = m.replace(data={**m.data, **manifest.entries(
+                listings.to_section(read_entries, run_dir, "data-read"), "data")})
+        except errors.DataError as e:
+            reporter.warn(f"inputs were not recorded: {e.message}", e.hint)
+            read = []
     series = run_dir / "metrics.jsonl"
     metrics_file = root / watch.metrics if watch.metrics else None
     rewritten = metrics_file is None or written.changed(
@@ -182,7 +253,7 @@ def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root:
         reporter.warn(f"metrics were not recorded: {e.message}", e.hint)
     for w in m.metrics.warnings:
         reporter.warn(str(w))
-    if moved:  # they were inputs of the recipe when the run started
+    if moved or read:  # the recipe's inputs are not what they were when the run started
         from repro.commands.run import fingerprint  # run imports this module
 
         m = m.replace(fingerprint=fingerprint(m))

@@ -113,12 +113,17 @@ def snapshot_dirt(root: Path, run_dir: Path, state: git.TreeState, code: manifes
         manifest.Untracked.from_dict(u, "code.untracked") for u in untracked))
 
 
+def declared_inputs(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
+    """`--data` and the configuration's `data`, relative to the root (not checked)."""
+    return [rel(under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
+
+
 def explicit_inputs(req: RunRequest, cfg: config.Config, root: Path) -> list[str]:
     """`--data` and the configuration's inputs; DataError for one that does not exist.
 
     Also checked before the run directory is created: a refused run is not a run.
     """
-    explicit = [rel(under(root, req.cwd, p), root) for p in (*req.data, *cfg.data)]
+    explicit = declared_inputs(req, cfg, root)
     for p in explicit:
         try:
             os.lstat(root / p)

@@ -77,7 +77,7 @@ from typing import Any
 
 from repro import errors
 from repro.capture import hashing
-from repro.judge import compare
+from repro.judge import compare, hydra
 from repro.judge.filediff import _compare_bytes, _read_at, format_cause
 from repro.judge.junit import junit_xml
 from repro.judge.tensors import TENSORCMP, Structural, _run_jobs, _TensorJob
@@ -236,8 +236,14 @@ def compare_outputs(expected: Mapping[str, FileEntry], actual: Mapping[str, File
 
 def _own(entry: FileEntry | None) -> FileEntry | None:
     """A file the run did not write (`stale: true`, left by an earlier run) is not its output:
-    compared as absent. (A directory's hash and listing already cover only the run's files.)"""
-    return None if entry is not None and entry.stale is True else entry
+    compared as absent. (A directory's hash and listing already cover only the run's files.)
+    Nor is a directory holding none of the run's files (only an earlier run's, or none): the
+    replay, in a fresh worktree, has no such directory at all."""
+    if entry is None or entry.stale is True:
+        return None
+    if entry.kind == "dir" and entry.files == 0:
+        return None
+    return entry
 
 
 def _kind(entry: FileEntry | None) -> str:
@@ -321,13 +327,15 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
     out: list[Check | _TensorJob] = []
     le, la, logs = _without_event_logs(path, le, la, info)
     out += logs
+    la, renamed, hydra_dirs, moved = _hydra_aligned(path, le, la, info)
+    out += moved
     changes = compare.diff_listing(le, la)
     for rel in changes["removed"]:
         name = _inside(path, rel)
         out.append(Check("output", name, "missing", "recorded file missing from the replay",
                          {"dir": path, "expected": _file_summary(le[rel]), "actual": None}))
     for rel in changes["added"]:
-        name = _inside(path, rel)
+        name = _inside(path, renamed.get(rel, rel))
         out.append(Check("output", name, "different", "not in the recorded run (new file)",
                          {"dir": path, "expected": None, "actual": _file_summary(la[rel])}))
     for rel in changes["modified"]:
@@ -343,7 +351,12 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                 out.append(Check("output", name, "different", f"was a {what[0]}, now a {what[1]}",
                                  finfo))
             continue
-        out.append(_examine_file(roots, name, name, he, ha, finfo))
+        own = _hydra_own(rel, hydra_dirs)
+        if own:
+            out.append(Check("output", name, "within-tolerance", own, finfo))
+            continue
+        out.append(_examine_file(roots, name, name, he, ha, finfo,
+                                 _inside(path, renamed.get(rel, rel))))
     if not out:  # the hashes differ but the listings agree: they do not describe the dirs
         out.append(Check("output", path, "different",
                          "directory hash differs but its listings agree (damaged listing?)",
@@ -383,6 +396,27 @@ def _without_event_logs(path: str, le: Mapping[str, tuple[str, int]],
     return rest_e, rest_a, [check]
 
 
+def _hydra_aligned(path: str, le: Mapping[str, tuple[str, int]],
+                   la: Mapping[str, tuple[str, int]], info: Mapping[str, Any],
+                   ) -> tuple[dict[str, tuple[str, int]], dict[str, str], set[str],
+                              list[Check | _TensorJob]]:
+    """The replay's listing with its Hydra run directory read as the recorded one's (see
+    judge/hydra.py), recorded name -> replay's name, the Hydra directories, and one check
+    that says so."""
+    aligned = hydra.align(le, la)
+    if aligned.moved is None:
+        return aligned.listing, {}, aligned.dirs, []
+    d_e, d_a = aligned.moved
+    check = Check("output", path, "same",
+                  f"Hydra's run directory {_inside(path, d_e)} is {_inside(path, d_a)} in the "
+                  "replay (Hydra names it by the clock): its files are compared with the "
+                  "recorded ones", info)
+    return aligned.listing, aligned.renamed, aligned.dirs, [check]
+
+
+_hydra_own = hydra.own
+
+
 def _inside(path: str, rel: str) -> str:
     manifest.confined(rel, f"file in the listing of {path!r}:")
     return rel if path in (".", "") else posixpath.join(path, rel)
@@ -412,11 +446,11 @@ def _available(root: Path | None, rel: str, want: str) -> Path | None:
 
 
 def _examine_file(roots: _Roots, name: str, rel: str, he: str, ha: str,
-                  info: Mapping[str, Any]) -> Check | _TensorJob:
+                  info: Mapping[str, Any], rel_actual: str | None = None) -> Check | _TensorJob:
     pe = _available(roots.expected, rel, he)
     if pe is None:
         return Check("output", name, "different", _UNAVAILABLE, {**info, "compared": "hash"})
-    pa = _available(roots.actual, rel, ha)
+    pa = _available(roots.actual, rel_actual or rel, ha)
     if pa is None:
         return Check("output", name, "different", _UNAVAILABLE_ACTUAL,
                      {**info, "compared": "hash"})

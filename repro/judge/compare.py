@@ -443,6 +443,11 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
+                why = _hydra_only(la, lb)
+                if why is not None:  # the same results under Hydra's clock-named directory
+                    info.append(_change(str(path), ca, cb, noise=True, files=detail["files"],
+                                        hydra=why))
+                    continue
             if ea is not None and eb is not None:
                 moved = breadth.stats_change(ea.stats, eb.stats)
                 if moved is not None:
@@ -453,6 +458,29 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
         if listing_a != listing_b and ea is not None and eb is not None:
             info.append(_change(f"{path}.listing", listing_a, listing_b, noise=True))
     return changes, info
+
+
+def _hydra_only(a: Listing, b: Listing) -> str | None:
+    """What explains two listings that differ only by a Hydra run directory's name and by
+    Hydra's own record of the job in it (judge/hydra.py); None when anything else differs."""
+    from repro.judge import hydra
+
+    aligned = hydra.align(a, b)
+    if not aligned.dirs:
+        return None
+    files = diff_listing(a, aligned.listing)
+    if files["added"] or files["removed"]:
+        return None
+    if any(hydra.own(rel, aligned.dirs) is None for rel in files["modified"]):
+        return None
+    parts = []
+    if aligned.moved is not None:
+        parts.append(f"Hydra's run directory {aligned.moved[0]} → {aligned.moved[1]} (named "
+                     "by the clock)")
+    if files["modified"]:
+        parts.append("Hydra's own record of the job differs (" + ", ".join(
+            files["modified"][:3]) + (", …" if len(files["modified"]) > 3 else "") + ")")
+    return "; ".join(parts) + "; the results in it are identical"
 
 
 def _entry(entry: FileEntry | None) -> dict[str, Any] | None:

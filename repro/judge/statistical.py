@@ -62,8 +62,8 @@ class MetricComparison:
     p_value: float | None  # what the verdict uses, before the Holm correction
     p_adjusted: float | None
     prob_b_greater: float  # P(B > A) for one run of each
-    prob_ci_low: float
-    prob_ci_high: float
+    prob_ci_low: float | None  # None with one run on a side: resampling it shows nothing
+    prob_ci_high: float | None
     detectable_effect: float | None  # what these n could detect (power 0.8); None: nothing
     verdict: str
     note: str | None = None
@@ -71,7 +71,8 @@ class MetricComparison:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["ci"] = [self.ci_low, self.ci_high] if self.ci_low is not None else None
-        d["prob_b_greater_ci"] = [self.prob_ci_low, self.prob_ci_high]
+        d["prob_b_greater_ci"] = ([self.prob_ci_low, self.prob_ci_high]
+                                  if self.prob_ci_low is not None else None)
         for k in ("ci_low", "ci_high", "prob_ci_low", "prob_ci_high"):
             del d[k]
         return {k: (_finite(v) if isinstance(v, float) else v) for k, v in d.items()}
@@ -129,9 +130,11 @@ def compare(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
         direction = directions.get(name)
         p_adj = next(adjusted) if p is not None else None
         prob = stats.prob_greater(xs, ys)
-        prob_ci = stats.bootstrap_ci(xs, ys, stats.prob_greater, resamples=bootstrap_resamples,
-                                     seed=seed) if full and (len(xs) > 1 or len(ys) > 1) \
-            else (prob, prob)
+        # A side of one run resamples to itself: the interval would show only the other
+        # side's spread, e.g. [0.00, 0.00] for 1 vs 4 runs (as `ci`, none then).
+        prob_ci: tuple[float | None, float | None] = stats.bootstrap_ci(
+            xs, ys, stats.prob_greater, resamples=bootstrap_resamples, seed=seed) \
+            if full and len(xs) > 1 and len(ys) > 1 else (None, None)
         diff = stats.mean(ys) - stats.mean(xs)
         note = parts.get("note")
         bad_a, bad_b = (nonfinite_a or {}).get(name, 0), (nonfinite_b or {}).get(name, 0)
