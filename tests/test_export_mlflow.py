@@ -65,51 +65,64 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PORT_TAKEN = "address already in use"
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The tracking URI of one `mlflow server` for the session, stopped at the end."""
+    """The tracking URI of one `mlflow server` for the session, stopped at the end.
+
+    The port is free when chosen, but the server binds it only after its start-up (a minute on
+    a loaded machine), and another process may take it meanwhile: the server then says so in
+    its log and exits (with 0), and it is started again on another port."""
     command = _mlflow_command()
     if command is None:
         pytest.skip("the `mlflow` server is not installed (pip install -e '.[test]')")
     where = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     # Tracking only: no job runner (GenAI scoring, trace archival: a dozen huey workers).
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    log = (where / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [*command, "server", "--backend-store-uri", f"sqlite:///{where / 'mlflow.db'}",
-         "--artifacts-destination", str(where / "artifacts"), "--serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {proc.returncode}:\n"
-                            + (where / "server.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not up after {START_TIMEOUT_S} s:\n"
-                            + (where / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield uri
-    finally:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for attempt in range(3):
+        port = _free_port()
+        log_path = where / f"server-{attempt}.log"
+        log = log_path.open("wb")
+        proc = subprocess.Popen(
+            [*command, "server", "--backend-store-uri", f"sqlite:///{where / 'mlflow.db'}",
+             "--artifacts-destination", str(where / "artifacts"), "--serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        uri = f"http://127.0.0.1:{port}"
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)  # uvicorn and its job runner can take long to stop
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            while True:
+                if proc.poll() is not None:
+                    text = log_path.read_text(errors="replace")
+                    if PORT_TAKEN in text and attempt < 2:
+                        break  # taken meanwhile: another port
+                    pytest.fail(f"mlflow server exited {proc.returncode}:\n" + text[-3000:])
+                try:
+                    with urllib.request.urlopen(f"{uri}/health", timeout=5) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server not up after {START_TIMEOUT_S} s:\n"
+                                + log_path.read_text(errors="replace")[-3000:])
+                time.sleep(0.5)
+            if proc.poll() is None:
+                yield uri
+                return
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)  # uvicorn and its job runner can take long to stop
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
 
 
 @pytest.fixture
@@ -400,9 +413,11 @@ def test_an_unreachable_server_fails_in_seconds(repo: Path,
         if key.startswith("MLFLOW_"):
             monkeypatch.delenv(key)
     assert main(["run", "--", PYTHON, "train.py"]) == 0
-    uri = f"http://user:pa55word@127.0.0.1:{_free_port()}"  # nothing listens there
-    started = time.monotonic()
-    code, doc, err = export(["latest", "--tracking-uri", uri], capsys)
+    with socket.socket() as held:  # bound, never listening: refused, and no one else's port
+        held.bind(("127.0.0.1", 0))
+        uri = f"http://user:pa55word@127.0.0.1:{held.getsockname()[1]}"
+        started = time.monotonic()
+        code, doc, err = export(["latest", "--tracking-uri", uri], capsys)
     assert code == 2
     line = one_error(err)
     assert "cannot reach the MLflow server at http://127.0.0.1:" in line

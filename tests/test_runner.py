@@ -110,6 +110,28 @@ def test_sigterm_to_repro_is_forwarded(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
 
 
+def test_sigterm_arriving_while_the_child_starts_is_forwarded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM that reaches repro after the child was spawned but before the guard knew it
+    (a loaded machine can deschedule repro there while the child starts) still reaches the
+    child: not left running until the grace period's SIGKILL."""
+    spawn = runner._spawn
+
+    def spawn_then_sigterm(*args: object, **kw: object) -> subprocess.Popen[bytes]:
+        proc = spawn(*args, **kw)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGTERM)  # the moment of the race, made certain
+        return proc
+
+    monkeypatch.setattr(runner, "_spawn", spawn_then_sigterm)
+    started = time.monotonic()
+    with runner.SignalGuard(kill_after=0) as guard:  # no escalation: only forwarding ends it
+        result = runner.run_child([PY, "-c", "import time; time.sleep(30)"], cwd=tmp_path,
+                                  env=dict(os.environ), stdout_log=tmp_path / "out.log",
+                                  stderr_log=tmp_path / "err.log", guard=guard)
+    assert (result.exit_code, result.signal, result.interrupted) == (143, "SIGTERM", True)
+    assert time.monotonic() - started < 15
+
+
 def test_child_sees_a_terminal_when_repro_has_one(tmp_path: Path) -> None:
     """Run the runner under a real pty (as a user's shell would) and ask the child."""
     import pty

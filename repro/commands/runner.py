@@ -65,6 +65,7 @@ class SignalGuard:
         # a 100 GB output must stay interruptible); the caller still writes the manifest.
         self.armed = False
         self._old: dict[int, object] = {}
+        self._unsent: list[int] = []  # SIGTERM/SIGHUP that came before the child was attached
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
@@ -75,9 +76,23 @@ class SignalGuard:
         if len(self.received) >= FORCE_AFTER_SIGNALS:
             self.first_at = -math.inf  # the user insists (Ctrl-C three times): kill it now
         child = self.child
-        if child is not None and signum in FORWARDED and child.poll() is None:
+        if signum not in FORWARDED:
+            return
+        if child is None:
+            self._unsent.append(signum)  # the child may be starting: `attach` passes it on
+        elif child.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signum)
+
+    def attach(self, child: subprocess.Popen[bytes]) -> None:
+        """The child has started: from now on signals are forwarded to it, and a SIGTERM or
+        SIGHUP that reached repro while it was being started is passed on now."""
+        self.child = child
+        while self._unsent:  # a signal arriving meanwhile is forwarded by _handle itself
+            signum = self._unsent.pop(0)
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signum)
 
     def __enter__(self) -> SignalGuard:
         for sig in (signal.SIGINT, *FORWARDED):
@@ -134,7 +149,7 @@ def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout_
         raise
     for _, w, _ in pipes:
         os.close(w)
-    guard.child = proc
+    guard.attach(proc)
     dog = _Watchdog(proc.pid)
     logs = [_Log(stdout_log), _Log(stderr_log)]
     try:
