@@ -293,7 +293,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(
 
 @pytest.mark.slow
 def test_output_a_grandchild_writes_after_the_child_exits_is_kept(repo: Path) -> None:
-    done = repro("run", "--", "sh", "-c", "(sleep 1; echo late) & echo early")
+    done = repro("run", "--", "sh", "-c", "(sleep 0.5; echo late) & echo early")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "early\nlate\n"
     [run_dir] = (repo / ".repro" / "runs").iterdir()

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,20 @@ def test_a_run_that_finishes_while_it_is_read_is_not_abandoned(
 
     monkeypatch.setattr(store, "_still_running", finishes_meanwhile)
     assert store.load_manifest(path).run.status == "succeeded"
+
+
+def test_a_run_directory_being_created_is_not_a_run_yet(tmp_path: Path) -> None:
+    # `repro run` makes the directory, then writes its first manifest: in between, `latest`
+    # pointed at it ("no manifest.yaml") and `repro runs` showed it as an unreadable row.
+    s = make_store(tmp_path, IDS)
+    _, young = s.create_run_dir()
+    assert s.resolve("latest") == s.runs_dir / IDS[2] / "manifest.yaml"
+    assert [run_id for run_id, _ in s.iter_manifests()] == IDS[::-1]
+    # Left without a manifest (repro killed in that moment): a run that cannot be read.
+    old = time.time() - 60
+    os.utime(young, (old, old))
+    assert s.resolve("latest") == young / "manifest.yaml"
+    assert next(type(m).__name__ for _, m in s.iter_manifests()) == "RunNotFoundError"
 
 
 def test_find_root_outside_git_is_a_clear_error(tmp_path: Path) -> None:

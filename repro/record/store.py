@@ -87,6 +87,8 @@ class Store:
             back = int(latest.group(1) or 0)
             found = 0
             for run_id in not_future(self.run_ids()):
+                if _starting(self.runs_dir / run_id):
+                    continue
                 if (_started_by_verify(self.runs_dir / run_id / MANIFEST)
                         or _exists(self.runs_dir / run_id / PULLED)):
                     continue
@@ -138,10 +140,29 @@ class Store:
     def iter_manifests(self, limit: int | None = None) -> Iterator[tuple[str, manifest.Manifest | errors.ReproError]]:
         """(run id, manifest or the error reading it), newest first; a bad run never hides others."""
         for run_id in self.run_ids()[:limit]:
+            if _starting(self.runs_dir / run_id):
+                continue
             try:
                 yield run_id, load_manifest(self.runs_dir / run_id / MANIFEST)
             except errors.ReproError as e:
                 yield run_id, e
+
+
+STARTING_S = 10.0  # a run directory without a manifest younger than this is being created
+
+
+def _starting(run_dir: Path) -> bool:
+    """A run directory `repro run` has just made and not yet written its first manifest to
+    (a fraction of a millisecond): not a run yet, neither `latest` nor an `unreadable` row.
+    One left without a manifest for longer (repro killed in that moment) is listed as ever."""
+    import time
+
+    try:
+        if (run_dir / MANIFEST).exists():
+            return False
+        return time.time() - run_dir.stat().st_mtime < STARTING_S
+    except (OSError, ValueError):
+        return False
 
 
 def _started_by_verify(path: Path) -> bool:
