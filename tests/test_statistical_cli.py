@@ -609,3 +609,21 @@ def test_jobs_with_a_declared_output_says_why_and_what_to_do(
     assert main(["run", "--repeat", "2", "--jobs", "2", "--", PYTHON, "-c", "pass"]) == 125
     assert "overwrite each other's m.json" in (err := capsys.readouterr().err), err
     assert "REPRO_METRICS_FILE" in err
+
+
+def test_a_groups_time_is_its_wall_time_not_the_sum_of_its_members() -> None:
+    # Two members side by side (--jobs 2), 8 s each from 12:00:00, then one from 12:00:08:
+    # the group took 16 s (before: 24 s, the sum of the durations).
+    from repro.cli import statsview
+
+    def member(index: int, started: str) -> dict[str, object]:
+        return {"run_id": f"r{index}", "status": "succeeded", "started_at": started,
+                "duration_s": 8.0, "command": ["python", "t.py"],
+                "group": {"id": "g1", "index": index, "size": 3, "seed": 1}}
+
+    rows = [member(2, "2026-12-01T12:00:08.000000Z"), member(1, "2026-12-01T12:00:00.500000Z"),
+            member(0, "2026-12-01T12:00:00.000000Z")]
+    (row,) = statsview.collapse_groups(rows)
+    assert row["status"] == "succeeded ×3" and row["duration_s"] == 16.0
+    rows[0]["started_at"] = None  # a member without its start: the sum, as before
+    assert statsview.collapse_groups(rows)[0]["duration_s"] == 24.0

@@ -83,12 +83,29 @@ def group_row(members: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     metrics = {k: _mean_sd(v) + (f" ({len(v)}/{ok})" if len(v) < ok else "")
                for k, v in values.items()}
     return {"run_id": f"group:{g.get('id')}", "status": status,
-            "duration_s": sum(float(m.get("duration_s") or 0) for m in members),
+            "duration_s": _span(members),
             "command": first.get("command") or [], "seed": f"g{g.get('seed')}",
             "commit": first.get("commit"), "dirty": first.get("dirty"), "metrics": metrics,
             "params": dict(first.get("params") or {}),  # one recipe: the members' parameters
             "name": g.get("name"), "is_group": True, "started_by": first.get("started_by"),
             "pulled": all(m.get("pulled") for m in members)}
+
+
+def _span(members: Sequence[Mapping[str, Any]]) -> float:
+    """The group's wall time: from its first member's start to its last member's end (members
+    run side by side with --jobs); the sum of the durations where a start time is missing."""
+    import datetime as dt
+
+    spans = []
+    for m in members:
+        try:
+            start = dt.datetime.fromisoformat(str(m.get("started_at")).replace("Z", "+00:00"))
+        except ValueError:
+            return sum(float(x.get("duration_s") or 0) for x in members)
+        spans.append((start, start + dt.timedelta(seconds=float(m.get("duration_s") or 0))))
+    if not spans:
+        return 0.0
+    return (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds()
 
 
 def _mean_sd(xs: Sequence[float]) -> str:
