@@ -142,6 +142,10 @@ def test_render_sections_filter() -> None:
     assert not any(line.startswith("code  ") for line in lines(text))
     with pytest.raises(errors.UsageError):
         rendered(busy_report(), sections=["metric"])
+    # A section asked for by name is shown when it is the same too (before: nothing at all).
+    text = rendered(busy_report(), sections=["seed", "metrics"])
+    assert any(line.startswith("seed  same") for line in lines(text))
+    assert "#### seed: same" in ui_diff.markdown(busy_report(), sections=["seed"])
 
 
 def test_render_long_values_keep_the_difference_visible() -> None:

@@ -165,7 +165,9 @@ def _file_summary(c: compare.Change) -> str:
 def _visible(report: compare.DiffReport, show_all: bool,
              sections: Sequence[str]) -> list[compare.Section]:
     names = compare.select_sections(sections)
-    return [report.sections[n] for n in names if show_all or report.sections[n].changes]
+    # A section asked for by name is shown whatever it holds ("same", its not-counted rows).
+    return [report.sections[n] for n in names
+            if show_all or sections or report.sections[n].changes]
 
 
 # Environment changes listed as package tables: (key prefix, first column's title).
