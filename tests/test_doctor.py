@@ -228,13 +228,20 @@ def test_init_in_a_hydra_project_declares_hydras_outputs_so_the_second_run_is_no
     git(repo, "commit", "-qm", "app")
     assert main(["init"]) == 0
     text = (repo / "repro.yaml").read_text()
-    assert "outputs: [outputs/]\n" in text, text
+    assert "outputs: [outputs/, multirun/]\n" in text, text
     assert {"outputs/", "multirun/"} <= set((repo / ".gitignore").read_text().splitlines())
     git(repo, "add", "repro.yaml", ".gitignore")
     git(repo, "commit", "-qm", "Configure repro")
     for _ in range(2):
         assert main(["run", "--quiet", "--", sys.executable, "app.py", "lr=0.2"]) == 0
     assert "0.2" in capfd.readouterr().out
+    # A sweep writes multirun/DATE/TIME/ only: recorded (before: nowhere, and the run was
+    # told to drop outputs/ from `outputs:`, which the single runs need).
+    assert main(["run", "--", sys.executable, "app.py", "-m", "lr=0.3,0.4"]) == 0
+    assert "did not write" not in capfd.readouterr().err
+    from repro import api
+
+    assert (api.load("latest").outputs["multirun"].files or 0) >= 2
 
 
 def test_init_without_hydra_suggests_no_outputs_dir(repo: Path) -> None:

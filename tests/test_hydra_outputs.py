@@ -79,8 +79,9 @@ def test_a_hydra_app_that_does_not_reproduce_is_still_caught(
     assert main(["run", "--", PYTHON, "app.py"]) == 0
     code, report = verify(capsys)
     assert (code, report["verdict"]) == (1, "not-reproduced"), report
-    bad = [c["name"] for c in report["checks"] if c["status"] in ("different", "missing")]
-    assert len(bad) == 1 and bad[0].endswith("/model.txt"), report["checks"]
+    bad = sorted(c["name"] for c in report["checks"] if c["status"] in ("different", "missing"))
+    # the job log says another loss too: compared line by line, clock times aside
+    assert [b.rsplit("/", 1)[1] for b in bad] == ["app.log", "model.txt"], report["checks"]
 
 
 @pytest.mark.slow
@@ -122,10 +123,37 @@ def test_diff_of_two_runs_of_a_hydra_app_does_not_count_its_run_directorys_name(
     assert "Hydra" in json.dumps(note), note
     assert main(["diff", "--all", "latest~1", "latest"]) == 0
     shown = capsys.readouterr().out
-    assert "Hydra's run directory" in shown and "the results in it are identical" in shown, shown
+    assert "Hydra's run directory" in shown and "every other file in it is identical" in shown
+    assert main(["diff", "--markdown", "latest~1", "latest", "--section", "outputs"]) == 0
+    assert "every other file in it is identical" in capsys.readouterr().out  # the reason too
     capsys.readouterr()
     commit(repo, CLOCK)  # a real difference in the results is still one
     assert main(["run", "--", PYTHON, "app.py"]) == 0
     capsys.readouterr()
     assert main(["diff", "--json", "latest~1", "latest"]) == 1
     assert json.loads(capsys.readouterr().out)["sections"]["outputs"]["changed"] is True
+
+
+@pytest.mark.parametrize(("rel", "jobs", "own"), [
+    ("d/.hydra/hydra.yaml", (), True),
+    ("d/app.log", ("app",), True),  # the job log of app.py
+    ("d/app.log", (), False),
+    ("d/results.log", ("app",), False),  # what the script writes is a result (before: exempt)
+    ("d/sub/app.log", ("app",), False),
+    ("d/model.txt", ("app",), False),
+])
+def test_only_hydras_own_record_of_the_job_is_exempt(rel: str, jobs: tuple[str, ...],
+                                                      own: bool) -> None:
+    from repro.judge import hydra
+
+    assert (hydra.own(rel, {"d"}, jobs) is not None) is own
+
+
+def test_a_job_log_is_the_same_only_when_its_lines_are() -> None:
+    from repro.judge import hydra
+
+    assert hydra.job_names(["python", "src/train.py", "hydra.job.name=exp"]) == {"train", "exp"}
+    a = b"[2026-12-01 15:02:41,123][__main__][INFO] - final loss=0.5\n"
+    b = b"[2026-12-01 15:03:07,001][__main__][INFO] - final loss=0.5\n"
+    assert hydra.same_lines_but_clock(a, b)
+    assert not hydra.same_lines_but_clock(a, b.replace(b"0.5", b"0.1"))

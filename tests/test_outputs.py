@@ -291,6 +291,26 @@ def test_a_declared_output_the_run_never_wrote_is_named_at_the_end_of_the_run(
     assert "did not write" not in capfd.readouterr().err
 
 
+def test_the_projects_outputs_another_script_writes_are_not_warned_about(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # repro.yaml lists what the project's scripts write: train.py the checkpoints, sample.py
+    # the samples. A training run that wrote its checkpoints was told "declared outputs the run
+    # did not write: samples.txt ... drop it from `outputs:`", which would break sample.py.
+    commit(repo, {"train.py": "import pathlib\npathlib.Path('out').mkdir(exist_ok=True)\n"
+                              "pathlib.Path('out/ckpt.pt').write_text('w')\n",
+                  "repro.yaml": "outputs: [out/, samples.txt]\n"}, "out/\nsamples.txt\n")
+    assert main(["run", "--", PYTHON, "train.py"]) == 0
+    assert "did not write" not in capfd.readouterr().err
+    # ... but a run that wrote none of them is told, and so is one that missed its own --output
+    assert main(["run", "--", PYTHON, "-c", "pass"]) == 0
+    err = capfd.readouterr().err
+    assert "declared outputs the run did not write: out (no files), samples.txt (missing)" \
+        in err, err
+    assert main(["run", "--output", "typo.pt", "--", PYTHON, "train.py"]) == 0
+    err = capfd.readouterr().err
+    assert "declared outputs the run did not write: typo.pt (missing)" in err, err
+
+
 def test_an_output_dir_holding_only_an_earlier_runs_files_is_not_missing_from_the_replay(
         repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A Hydra sweep declares `outputs: [outputs/, multirun/]` and writes only multirun/;
@@ -374,3 +394,14 @@ def test_a_declared_output_named_in_argv_that_the_run_only_read_is_its_input(
     (repo / "out" / "ckpt.pt").write_text("weights-2")
     assert main(["replay", sampled]) == 0  # the input as recorded: the replay reads its copy
     assert "sample from weights-2" in capfd.readouterr().out
+
+
+def test_a_recursive_wildcard_is_named_without_walking_the_tree(
+        repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # `--output '**/x*.pt'` matching nothing walked the whole tree (.git, datasets) after
+    # every run to look for matches: a `**` pattern is named, not expanded.
+    commit(repo, {"t.py": "print(1)\n"})
+    assert main(["run", "--output", "**/x*.pt", "--", PYTHON, "t.py"]) == 0
+    err = capfd.readouterr().err
+    assert "did not write: **/x*.pt (missing)" in err
+    assert "repro does not expand wildcards; name each file" in err, err

@@ -492,6 +492,10 @@ def _md_section(s: compare.Section) -> list[str]:
     rows = [[_md_text(c.key), *map(_md_code, pair_text(c.a, c.b, c.key))] for c in plain]
     if rows or info:
         out += _md_table([_key_label(s.name), "a", "b"], rows + info)
+    for c in s.info:  # as in the terminal: why a Hydra output is not counted
+        why = c.detail.get("hydra")
+        if isinstance(why, str):
+            out += ["", f"{_md_code(c.key)}: {_md_text(why)}"]
     for c in plain:
         for path, text in stats_lines(c):
             out += ["", f"{_md_code(path)}: {_md_stats(text)}"]

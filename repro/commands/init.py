@@ -40,8 +40,10 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     hydra = _uses_hydra(root, lock)
     if hydra:  # Hydra writes outputs/DATE/TIME/ on the first run, which init comes before
         found["hydra"] = True
-        if "outputs/" not in outputs:
-            outputs.insert(0, "outputs/")
+        # ... and a sweep (`-m`) writes multirun/DATE/TIME/ instead: both are the results
+        for d in ("multirun/", "outputs/"):
+            if d not in outputs:
+                outputs.insert(0, d)
     metrics = next((m for m in METRIC_FILES if (root / m).is_file()), None)
     lines = [*_key_comment(), "# Command-line flags override these settings.", ""]
     if lock is not None:
@@ -75,8 +77,7 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     # A data directory git tracks nothing of is hashed as an input on every run; left
     # untracked and not ignored, its files would make the first run refuse a dirty tree.
     untracked_data = [d for d in data if not git.is_tracked(root, d.rstrip("/"))]
-    added = _ignore(root, [".repro/", *results, *untracked_data,
-                           *(["multirun/"] if hydra else [])])  # Hydra's sweeps
+    added = _ignore(root, [".repro/", *results, *untracked_data])
     return InitResult(target, text, bool(added), found, tuple(added))
 
 

@@ -319,7 +319,9 @@ def execute(req: RunRequest, reporter: report.Reporter) -> RunOutcome:
                 runresults.warn_unrecorded(after_proc, root, state,
                                            runsnapshot.result_paths(req, cfg, root), m, reporter)
                 if not req.replay_of and coordinator and result.exit_code == 0:
-                    runresults.warn_unwritten(m, watch.outputs, root, reporter)
+                    flagged = [runsnapshot.rel(runsnapshot.under(root, req.cwd, p), root)
+                               for p in req.outputs]
+                    runresults.warn_unwritten(m, watch.outputs, root, reporter, flagged)
             except OSError as e:
                 if e.errno not in _DISK_ERRNOS:
                     raise

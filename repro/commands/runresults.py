@@ -111,19 +111,31 @@ def warn_unrecorded(proc: Any, root: Path, before: git.TreeState, results: Seque
 
 
 def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
-                   reporter: report.Reporter) -> None:
+                   reporter: report.Reporter, flagged: Sequence[str] = ()) -> None:
     """Name the declared outputs a successful run did not write: a typo, a path relative to
     another folder, or a wildcard (`--output 'predict*.pdf'`), which repro takes literally.
-    Without this the record said `missing` and the run said nothing."""
+    Without this the record said `missing` and the run said nothing.
+
+    `flagged`: the outputs given with --output (this command's own); the others come from the
+    project's `outputs:`, which name what *some* of its scripts write (train.py the
+    checkpoints, sample.py the samples, a Hydra sweep multirun/ instead of outputs/): those are
+    named only when the run wrote none of the declared outputs at all."""
     named: list[str] = []
     wildcards: list[str] = []
+    own = set(flagged)
+    wild = False  # a missing output with wildcard characters
+    wrote_some = any(_written(m.outputs.get(p)) for p in declared)
     for path in dict.fromkeys(declared):
+        if path not in own and wrote_some:
+            continue  # the project's list: another script's output
         entry = m.outputs.get(path)
         if entry is None or any(runsnapshot.covered(p, [path]) for p in m.data):
             continue  # nothing recorded, or the run read it: an input (see after_child)
         if entry.kind == "missing":
             named.append(f"{path} (missing)")
-            if any(c in path for c in "*?["):
+            wild = wild or any(c in path for c in "*?[")
+            # `**` could walk the whole tree (.git, datasets) after every run: not expanded
+            if any(c in path for c in "*?[") and "**" not in path:
                 try:
                     matches = sorted(str(p.relative_to(root))
                                      for p in itertools.islice(root.glob(path), 1000))
@@ -139,13 +151,21 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
             named.append(f"{path} (no files)")
     if not named:
         return
-    if wildcards:
-        hint = (f"repro does not expand wildcards: {'; '.join(wildcards)}; name each file with "
-                "--output, or the directory they are in")
+    if wild:
+        matched = f": {'; '.join(wildcards)}" if wildcards else ""
+        hint = (f"repro does not expand wildcards{matched}; name each file with --output, or "
+                "the directory they are in")
     else:
         hint = ("check the path (relative to the directory repro runs in), or drop it from "
                 "--output / `outputs:`; verify has nothing of it to compare")
     reporter.warn(f"declared outputs the run did not write: {', '.join(named)}", hint=hint)
+
+
+def _written(entry: manifest.FileEntry | None) -> bool:
+    """The run wrote this output: present, not an earlier run's file, a directory with files."""
+    if entry is None or entry.kind == "missing" or entry.is_stale_file:
+        return False
+    return entry.kind != "dir" or bool(entry.files)
 
 
 WATCH_MAX_FILES = 5_000  # beyond this, an argv-named input directory is not watched

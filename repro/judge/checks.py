@@ -71,7 +71,7 @@ import posixpath
 import signal
 import stat
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,7 @@ def _allowed(a: float, b: float, tol: compare.Tolerance, name: str) -> float:
 class _Roots:
     expected: Path | None
     actual: Path
+    hydra_jobs: frozenset[str] = frozenset()  # Hydra's job names: their `<name>.log` logs
 
 
 def compare_runs(expected: Manifest, actual: Manifest, *, expected_root: Path | None,
@@ -206,7 +207,8 @@ def compare_runs(expected: Manifest, actual: Manifest, *, expected_root: Path | 
             *compare_outputs(expected.outputs, actual.outputs, expected_root=expected_root,
                              actual_root=actual_root, expected_listings=expected_listings,
                              actual_listings=actual_listings, python=python, tol=tol,
-                             structural=structural),
+                             structural=structural,
+                             hydra_jobs=hydra.job_names(expected.command.argv)),
             *compare_metrics(expected.metrics.final, actual.metrics.final, tol)]
 
 
@@ -215,7 +217,8 @@ def compare_outputs(expected: Mapping[str, FileEntry], actual: Mapping[str, File
                     expected_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                     actual_listings: Mapping[str, Mapping[str, tuple[str, int]]],
                     python: str, tol: compare.Tolerance,
-                    structural: Structural = Structural()) -> list[Check]:
+                    structural: Structural = Structural(),
+                    hydra_jobs: Collection[str] = ()) -> list[Check]:
     """Checks for the `outputs` sections of the recorded run and the replay (module docstring).
 
     `expected_root`/`actual_root`: the directories the output paths are relative to (None: the
@@ -223,10 +226,12 @@ def compare_outputs(expected: Mapping[str, FileEntry], actual: Mapping[str, File
     `listing` file name (or by the directory's path). `python`: the run's interpreter, which
     loads tensor files (it has the torch/numpy the run used; repro never imports them).
     `structural`: checkout roots and unpickling for checkpoints (see `Structural`).
+    `hydra_jobs`: the run's Hydra job names (hydra.job_names), whose job logs are compared
+    without their clock times.
     """
     for path in expected.keys() | actual.keys():
         manifest.confined(str(path), "output path")
-    roots = _Roots(expected_root, actual_root)
+    roots = _Roots(expected_root, actual_root, frozenset(hydra_jobs))
     slots: list[Check | _TensorJob] = []
     for path in sorted(expected.keys() | actual.keys(), key=str):
         e, a = _own(expected.get(path)), _own(actual.get(path))
@@ -351,12 +356,18 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                 out.append(Check("output", name, "different", f"was a {what[0]}, now a {what[1]}",
                                  finfo))
             continue
-        own = _hydra_own(rel, hydra_dirs)
-        if own:
+        actual_name = _inside(path, renamed.get(rel, rel))
+        own = hydra.own(rel, hydra_dirs, roots.hydra_jobs)
+        if own == hydra.JOB_LOG:
+            if _same_job_log(roots, name, actual_name, he, ha):
+                out.append(Check("output", name, "within-tolerance",
+                                 "Hydra's job log: the same lines but for their clock times",
+                                 finfo))
+                continue  # otherwise it differs in what it says: examined as any file
+        elif own:
             out.append(Check("output", name, "within-tolerance", own, finfo))
             continue
-        out.append(_examine_file(roots, name, name, he, ha, finfo,
-                                 _inside(path, renamed.get(rel, rel))))
+        out.append(_examine_file(roots, name, name, he, ha, finfo, actual_name))
     if not out:  # the hashes differ but the listings agree: they do not describe the dirs
         out.append(Check("output", path, "different",
                          "directory hash differs but its listings agree (damaged listing?)",
@@ -414,7 +425,19 @@ def _hydra_aligned(path: str, le: Mapping[str, tuple[str, int]],
     return aligned.listing, aligned.renamed, aligned.dirs, [check]
 
 
-_hydra_own = hydra.own
+JOB_LOG_MAX = 64 * 1024 * 1024  # bytes of a Hydra job log read to compare it line by line
+
+
+def _same_job_log(roots: _Roots, name: str, actual_name: str, he: str, ha: str) -> bool:
+    pe, pa = _available(roots.expected, name, he), _available(roots.actual, actual_name, ha)
+    if pe is None or pa is None:
+        return False
+    try:
+        with open(pe, "rb") as fe, open(pa, "rb") as fa:
+            a, b = fe.read(JOB_LOG_MAX + 1), fa.read(JOB_LOG_MAX + 1)
+    except OSError:
+        return False
+    return len(a) <= JOB_LOG_MAX and len(b) <= JOB_LOG_MAX and hydra.same_lines_but_clock(a, b)
 
 
 def _inside(path: str, rel: str) -> str:

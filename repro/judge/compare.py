@@ -221,7 +221,11 @@ def diff_runs(
         elif name == "data":
             changes, info = _diff_paths(a.data, b.data, listings_a, listings_b)
         elif name == "outputs":
-            changes, info = _diff_paths(a.outputs, b.outputs, listings_a, listings_b)
+            from repro.judge import hydra
+
+            changes, info = _diff_paths(a.outputs, b.outputs, listings_a, listings_b,
+                                        hydra_jobs=hydra.job_names(b.command.argv)
+                                        | hydra.job_names(a.command.argv))
         elif name == "metrics":
             changes, info = _diff_metrics(a.metrics, b.metrics, tolerance)
         elif name == "environment":  # conda packages one change each, as pip's are
@@ -430,9 +434,11 @@ def _untracked(untracked: Sequence[Untracked]) -> dict[str, tuple[Any, Any]]:
 
 
 def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
-                listings_a: Mapping[str, Listing],
-                listings_b: Mapping[str, Listing]) -> tuple[list[Change], list[Change]]:
-    """data/outputs: one change per path, with the files that differ inside a directory."""
+                listings_a: Mapping[str, Listing], listings_b: Mapping[str, Listing],
+                hydra_jobs: frozenset[str] | None = None) -> tuple[list[Change], list[Change]]:
+    """data/outputs: one change per path, with the files that differ inside a directory.
+    `hydra_jobs` (outputs only): the Hydra job names of the two command lines, for
+    _hydra_only; None for inputs, which are compared as they are."""
     changes: list[Change] = []
     info: list[Change] = []
     for path in a.keys() | b.keys():
@@ -443,7 +449,7 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
-                why = _hydra_only(la, lb)
+                why = _hydra_only(la, lb, hydra_jobs) if hydra_jobs is not None else None
                 if why is not None:  # the same results under Hydra's clock-named directory
                     info.append(_change(str(path), ca, cb, noise=True, files=detail["files"],
                                         hydra=why))
@@ -460,9 +466,11 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
     return changes, info
 
 
-def _hydra_only(a: Listing, b: Listing) -> str | None:
+def _hydra_only(a: Listing, b: Listing, jobs: frozenset[str]) -> str | None:
     """What explains two listings that differ only by a Hydra run directory's name and by
-    Hydra's own record of the job in it (judge/hydra.py); None when anything else differs."""
+    Hydra's own record of the job in it (judge/hydra.py); None when anything else differs.
+    The job log counts as Hydra's own only when it is as long on both sides: its lines start
+    with fixed-width clock times, and diff cannot read it (verify compares its lines)."""
     from repro.judge import hydra
 
     aligned = hydra.align(a, b)
@@ -471,8 +479,11 @@ def _hydra_only(a: Listing, b: Listing) -> str | None:
     files = diff_listing(a, aligned.listing)
     if files["added"] or files["removed"]:
         return None
-    if any(hydra.own(rel, aligned.dirs) is None for rel in files["modified"]):
-        return None
+    for rel in files["modified"]:
+        own = hydra.own(rel, aligned.dirs, jobs)
+        if own is None or (own == hydra.JOB_LOG
+                           and _size(a[rel]) != _size(aligned.listing[rel])):
+            return None
     parts = []
     if aligned.moved is not None:
         parts.append(f"Hydra's run directory {aligned.moved[0]} → {aligned.moved[1]} (named "
@@ -480,7 +491,11 @@ def _hydra_only(a: Listing, b: Listing) -> str | None:
     if files["modified"]:
         parts.append("Hydra's own record of the job differs (" + ", ".join(
             files["modified"][:3]) + (", …" if len(files["modified"]) > 3 else "") + ")")
-    return "; ".join(parts) + "; the results in it are identical"
+    return "; ".join(parts) + "; every other file in it is identical"
+
+
+def _size(value: Sequence[Any]) -> Any:
+    return value[1] if len(value) > 1 else None
 
 
 def _entry(entry: FileEntry | None) -> dict[str, Any] | None:

@@ -6,13 +6,15 @@ Hydra names each job's run directory by the clock (`outputs/DATE/TIME/`, a sweep
 under different names. Inside it, Hydra keeps its own record of the job, which differs by
 nature: `.hydra/hydra.yaml` (a sweep's `multirun.yaml`) holds the run's directory and working
 directory, the job log (`<job>.log`) clock times. Pure functions over listings
-(relative path -> (hash, size)).
+(relative path -> (hash, size)) and, for the job log, over the bytes verify reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import posixpath
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 CONFIG = ".hydra/config.yaml"  # what makes a folder a Hydra job's run directory
@@ -60,16 +62,39 @@ def align(first: Mapping[str, Any], second: Mapping[str, Any]) -> Aligned:
     return Aligned(listing, renamed, found_1 & dirs(listing), (d_1, d_2))
 
 
-def own(rel: str, hydra_dirs: set[str]) -> str | None:
+def job_names(argv: Sequence[str]) -> frozenset[str]:
+    """The names Hydra gives a job of this command line: the script's file name without `.py`
+    (Hydra's default), or a `hydra.job.name=NAME` override. Its job log is `<name>.log`."""
+    names = set()
+    for word in argv:
+        if word.endswith(".py"):
+            names.add(posixpath.basename(word)[:-3])
+        elif word.startswith(("hydra.job.name=", "++hydra.job.name=", "+hydra.job.name=")):
+            names.add(word.partition("=")[2])
+    return frozenset(n for n in names if n)
+
+
+def own(rel: str, hydra_dirs: set[str], jobs: Collection[str] = ()) -> str | None:
     """Why a differing file of a Hydra directory is Hydra's own record, not a result (None
-    when it is not one of those)."""
+    when it is not one of those): `.hydra/hydra.yaml`, a sweep's `multirun.yaml`, and
+    (`jobs`: see job_names) the job log, for verify to compare without its clock times. Any
+    other file, a `results.log` the script writes included, is a result."""
     for d in hydra_dirs:
         inside = rel[len(d) + 1:] if d and rel.startswith(d + "/") else rel if not d else None
         if inside in (".hydra/hydra.yaml", SWEEP):
             return (f"Hydra's record of the {'sweep' if inside == SWEEP else 'job'} (it "
                     "holds the run's directory and working directory): not compared byte for "
                     "byte")
-        if inside is not None and "/" not in inside and inside.endswith(".log"):
-            return ("Hydra's job log (its lines carry clock times): not compared byte for "
-                    "byte; the metrics judge what it logs")
+        if inside is not None and inside.endswith(".log") and inside[:-4] in jobs:
+            return JOB_LOG
     return None
+
+
+JOB_LOG = "Hydra's job log"
+# Hydra's default log format starts every line with the clock: `[2026-12-01 15:02:41,123]`.
+_CLOCK = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]", re.MULTILINE)
+
+
+def same_lines_but_clock(a: bytes, b: bytes) -> bool:
+    """Two job logs that say the same, line for line, but for Hydra's clock prefix."""
+    return _CLOCK.sub(b"[time]", a) == _CLOCK.sub(b"[time]", b)
