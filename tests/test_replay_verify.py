@@ -532,3 +532,44 @@ def test_json_commands_print_one_document_on_trouble_too(
     assert doc["schema"] == "repro/error/v1" and doc["exit_code"] == 2
     assert doc["error"] in err and "error:" in err
     assert ("verdict" in doc) == (command[0] == "verify") and doc.get("verdict") is None
+
+
+RESUMING = """
+import pathlib, sys
+ckpt = pathlib.Path(sys.argv[1])
+step = int(ckpt.read_text()) if ckpt.exists() else 0  # resume from the last run's checkpoint
+ckpt.parent.mkdir(parents=True, exist_ok=True)
+ckpt.write_text(str(step + 1))
+"""
+
+
+@pytest.mark.parametrize("ckpt", ["state.txt", "ckpt/state.txt"])
+def test_verify_names_an_output_the_run_resumed_from(
+        repo: Path, ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A training script that resumes from the checkpoint an earlier run left (the DDP
+    tutorial's snapshot.pt) replays from scratch: verify says why the output differs."""
+    commit_script(repo, RESUMING)
+    (repo / ".gitignore").write_text(".repro/\nstate.txt\nckpt/\n")
+    git(repo, "commit", "-qam", "ignore")
+    declared = ckpt.split("/")[0]
+    args = ["run", "--output", declared, "--", PYTHON, "train.py", ckpt]
+    assert main(args) == 0
+    first = manifest_of(repo, "latest", capsys)["outputs"][declared]
+    assert "replaced" not in first  # a fresh start: nothing was there
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+
+    assert main(args) == 0  # resumes: writes 2
+    second = manifest_of(repo, "latest", capsys)["outputs"][declared]
+    assert second["replaced"] == (True if declared == ckpt else 1)
+    capsys.readouterr()
+    assert main(["show", "latest"]) == 0
+    assert "there before the run, rewritten" in capsys.readouterr().out
+    assert main(["diff", "latest~1", "latest", "--section", "outputs", "--json"]) == 1
+    diff = json.loads(capsys.readouterr().out)
+    assert "replaced" not in json.dumps(diff)  # a fact of the run, not a difference
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+    detail = next(c["detail"] for c in report["checks"] if c["name"] == ckpt)
+    assert "there before the recorded run" in detail or "from before the recorded run" in detail
+    assert "resumed from it" in detail and "delete it" in detail

@@ -476,6 +476,8 @@ def _entry_text(e: manifest.FileEntry) -> str:
         stale = e.stale
         extra = (f"; {stale} stale, not this run's"
                  if isinstance(stale, int) and stale else "")
+        if isinstance(e.replaced, int) and e.replaced is not True and e.replaced:
+            extra += f"; {e.replaced} there before the run, rewritten"
         return f"{e.hash} ({count}, {_size(e.size)}{extra})"
     if e.kind == "symlink":
         return f"-> {e.target}"
@@ -483,7 +485,8 @@ def _entry_text(e: manifest.FileEntry) -> str:
         return "missing"
     if e.stale is True:
         return f"stale: not written by this run ({_size(e.size)})"
-    return f"{e.hash} ({_size(e.size)})"
+    before = "; there before the run, rewritten" if e.replaced is True else ""
+    return f"{e.hash} ({_size(e.size)}{before})"
 
 
 def _size(n: Any) -> str:

@@ -505,7 +505,8 @@ def _entry(entry: FileEntry | None) -> dict[str, Any] | None:
         return {"kind": entry.kind, "stale": True}
     # A directory's `stale` count says what an earlier run left there: not this run's.
     # Statistics follow the content (its hash): they explain a change, never make one.
-    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale", "stats")}
+    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale", "stats",
+                                                                "replaced")}
 
 
 def _listing(listings: Mapping[str, Listing], entry: FileEntry | None,
