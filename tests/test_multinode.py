@@ -87,11 +87,11 @@ def record(run_dir: Path) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((run_dir / "manifest.yaml").read_text())  # type: ignore[no-any-return]
 
 
-def torchrun_pair(repo: Path, seed: int) -> dict:  # type: ignore[type-arg]
+def torchrun_pair(repo: Path, seed: int, job: str = "job42") -> dict:  # type: ignore[type-arg]
     port = str(free_port())
     procs = [start(repo, ["--seed", str(seed), "--output", "out", "--", PYTHON, "-m",
                           "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
-                          "--nproc-per-node", "2", "--rdzv-id", "job42", "--master-addr",
+                          "--nproc-per-node", "2", "--rdzv-id", job, "--master-addr",
                           "127.0.0.1", "--master-port", port, "ddp.py"])
              for rank in (0, 1)]
     try:
@@ -130,12 +130,19 @@ def test_two_torchrun_nodes_make_one_run_with_one_seed_and_bitwise_replays(repo:
     # distinct per-rank streams: every rank drew other numbers
     assert len(first) == 4 and len({v.split(b" [")[0] for v in first.values()}) == 4
 
-    second = torchrun_pair(repo, seed=11)  # the same job id again: a new run, same results
+    second = torchrun_pair(repo, seed=11, job="job43")  # the next job: a new run, same results
     again = runs(repo)
     assert len(again) == 2
     m2 = record(again[-1])
     assert m2["distributed"]["complete"] is True and second == first
     assert m2["outputs"]["out"]["hash"] == m["outputs"]["out"]["hash"]
+    # Its own job id and port are where the nodes met, not the recipe: the same command.
+    assert m2["fingerprint"] == m["fingerprint"]
+    done = subprocess.run([PYTHON, "-m", "repro", "diff", only.name, again[-1].name],
+                          cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith("same recipe, same results")
+    assert "argv (not counted)" in done.stdout
 
     # verify: a multi-node run needs its nodes, or --single-node (4 local ranks, same seeds)
     done = subprocess.run([PYTHON, "-m", "repro", "verify", only.name], cwd=repo,
