@@ -393,8 +393,11 @@ def _distributed_rows(d: manifest.Distributed) -> list[tuple[str, str]]:
             text += f"  {x.record}"
         rows.append((f"node {x.node_rank}", text))
     for problem in d.mismatches:
-        rows.append(("mismatch", f"node {problem.get('node_rank')}: {problem.get('key')} "
-                                 f"{problem.get('value')!s:.60} (node 0: "
+        job = problem.get("node_rank") is None  # the job's world size, not a node's value
+        where, of = ("the job", "expected") if job else (f"node {problem.get('node_rank')}",
+                                                         "node 0")
+        rows.append(("mismatch", f"{where}: {problem.get('key')} "
+                                 f"{problem.get('value')!s:.60} ({of}: "
                                  f"{problem.get('expected')!s:.60})"))
     for warning in d.warnings:
         rows.append(("warning", warning))
