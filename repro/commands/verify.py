@@ -44,6 +44,9 @@ class Report:
     runs: tuple[str, ...]  # ids of the runs verify recorded
     conditions: Mapping[str, str]  # --vary condition -> verdict against a plain replay
     duration_s: float
+    # What the reporter was told on the way (the Python API's default reporter keeps them):
+    # (message, hint) pairs, such as a replay under another interpreter. Not in the JSON.
+    warnings: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def reproduced(self) -> bool:
@@ -100,6 +103,12 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
         message, hint = replay.unrecorded_message(actual.unrecorded[0])
         checks[0] = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
                                                            f"(hint: {hint})")
+    elif not exit_check.passed and expected.python != actual.python:
+        # `python` found on another PATH (a notebook, CI without the venv): say it here, where
+        # the verdict is read, not only in a warning before the command's own output.
+        checks[0] = dataclasses.replace(exit_check, detail=(
+            f"{exit_check.detail}; the replay ran {actual.python}, the run "
+            f"{expected.python} (hint: activate the run's environment)"))
     checks = [_resumed(c, expected.loaded.manifest.outputs) for c in checks]
     if label:
         checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
