@@ -573,3 +573,22 @@ def test_verify_names_an_output_the_run_resumed_from(
     detail = next(c["detail"] for c in report["checks"] if c["name"] == ckpt)
     assert "there before the recorded run" in detail or "from before the recorded run" in detail
     assert "resumed from it" in detail and "delete it" in detail
+
+
+def test_verify_trouble_still_writes_the_junit_report(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CI uploads verify.xml `if: always()`: a verify that cannot judge (exit 2) says why in
+    it, as --json does, instead of leaving no report (or the last job's) behind."""
+    junit = tmp_path / "verify.xml"
+    junit.write_text("<testsuites/>")  # an earlier step's report: replaced
+    assert main(["verify", "latest", "--junit", str(junit)]) == 2
+    err = capsys.readouterr().err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
+    error = suite.find("testcase/error")
+    assert error is not None and error.get("type") == "trouble"
+    assert error.get("message") in err and "hint: " in (error.text or "")
+    assert main(["verify", "--level", "statistical", "group:nope",
+                 f"--junit={junit}"]) == 2
+    error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+    assert error is not None and "nope" in str(error.get("message"))
