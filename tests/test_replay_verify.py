@@ -592,3 +592,25 @@ def test_verify_trouble_still_writes_the_junit_report(
                  f"--junit={junit}"]) == 2
     error = ET.parse(junit).getroot().find("testsuite/testcase/error")
     assert error is not None and "nope" in str(error.get("message"))
+
+
+def test_diff_whose_reader_left_exits_with_its_verdict(repo: Path) -> None:
+    """`repro diff A B | head -1` under `set -o pipefail`: the reader leaving early is not a
+    difference (rich and click turn EPIPE into exit 1), nor does it hide one."""
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", "--seed", "1", *RUN]) == 0
+    assert main(["run", "--seed", "1", *RUN]) == 0
+    assert main(["run", "--seed", "5", *RUN]) == 0
+
+    def closed_reader(*args: str) -> tuple[int, str]:
+        proc = subprocess.Popen([PYTHON, "-m", "repro", *args], cwd=repo, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone before repro writes a byte
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+
+    assert closed_reader("diff", "latest~2", "latest~1") == (0, "")
+    code, err = closed_reader("diff", "latest~1", "latest")
+    assert code == 1 and "Traceback" not in err
+    assert closed_reader("show", "latest") == (0, "")

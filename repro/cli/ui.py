@@ -89,6 +89,19 @@ def err_console() -> Console:
     return _console(stderr=True)
 
 
+# The exit code a command settled on before printing its report (diff, verify, compare,
+# doctor): `repro diff A B | head -1` exits with it even though the reader left early
+# (see app.dispatch); None: the command has not said, and a reader that left is exit 0.
+exit_if_reader_leaves: int | None = None
+
+
+def will_exit(code: int) -> int:
+    """Say the command's exit code before its report is printed; returns `code`."""
+    global exit_if_reader_leaves
+    exit_if_reader_leaves = code
+    return code
+
+
 def out_console() -> Console:
     return _console(stderr=False)
 
