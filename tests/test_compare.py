@@ -306,6 +306,8 @@ def test_what_an_earlier_repro_did_not_record_is_not_a_difference() -> None:
         assert keys(env) == [] and not env.changed
         assert {c.key: c.detail["not_recorded"] for c in env.info} == {
             "conda": side, "container": side, "native": side}
+        # conda is null on the side that looked: the kind still says which side lacks it
+        assert {c.kind for c in env.info} == {"added" if side == "a" else "removed"}
         assert diff_runs(a, b).verdict == "same recipe, same results"
     # Recorded on both sides, they count: null (looked, none) against a value.
     none = run(environment={"container": None, "conda": None, "native": None})

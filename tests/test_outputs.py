@@ -304,8 +304,9 @@ def test_the_projects_outputs_another_script_writes_are_not_warned_about(
     # ... but a run that wrote none of them is told, and so is one that missed its own --output
     assert main(["run", "--", PYTHON, "-c", "pass"]) == 0
     err = capfd.readouterr().err
-    assert "declared outputs the run did not write: out (no files), samples.txt (missing)" \
-        in err, err
+    assert "declared outputs the run did not write: out (only an earlier run's files), " \
+           "samples.txt (missing)" in err, err
+    assert "nothing to do if this script writes none of the project's `outputs:`" in err, err
     assert main(["run", "--output", "typo.pt", "--", PYTHON, "train.py"]) == 0
     err = capfd.readouterr().err
     assert "declared outputs the run did not write: typo.pt (missing)" in err, err
@@ -400,8 +401,29 @@ def test_a_recursive_wildcard_is_named_without_walking_the_tree(
         repo: Path, capfd: pytest.CaptureFixture[str]) -> None:
     # `--output '**/x*.pt'` matching nothing walked the whole tree (.git, datasets) after
     # every run to look for matches: a `**` pattern is named, not expanded.
-    commit(repo, {"t.py": "print(1)\n"})
+    commit(repo, {"t.py": "print(1)\n"}, "sub/\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "x1.pt").write_text("an earlier run's")
     assert main(["run", "--output", "**/x*.pt", "--", PYTHON, "t.py"]) == 0
     err = capfd.readouterr().err
     assert "did not write: **/x*.pt (missing)" in err
     assert "repro does not expand wildcards; name each file" in err, err
+    assert "x1.pt" not in err  # not looked for: `**` is not expanded
+    # one level of wildcard is, reading a bounded number of directory entries
+    assert main(["run", "--output", "s*/x*.pt", "--", PYTHON, "t.py"]) == 0
+    assert "s*/x*.pt matches sub/x1.pt" in capfd.readouterr().err
+
+
+def test_a_wildcard_hint_reads_a_bounded_number_of_entries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.commands import runresults
+
+    for d in ("a", "b", ".hidden"):
+        (tmp_path / d).mkdir()
+        for i in range(3):
+            (tmp_path / d / f"x{i}.pt").write_text("")
+    assert runresults._bounded_glob(tmp_path, "*/x1.pt") == ["a/x1.pt", "b/x1.pt"]
+    assert runresults._bounded_glob(tmp_path, ".*/x?.pt") == [
+        ".hidden/x0.pt", ".hidden/x1.pt", ".hidden/x2.pt"]
+    monkeypatch.setattr(runresults, "GLOB_MAX_ENTRIES", 5)  # 3 folders + 3 files > 5
+    assert runresults._bounded_glob(tmp_path, "*/x*.pt") == []

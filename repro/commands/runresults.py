@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from repro import errors, report
@@ -136,11 +135,7 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
             wild = wild or any(c in path for c in "*?[")
             # `**` could walk the whole tree (.git, datasets) after every run: not expanded
             if any(c in path for c in "*?[") and "**" not in path:
-                try:
-                    matches = sorted(str(p.relative_to(root))
-                                     for p in itertools.islice(root.glob(path), 1000))
-                except (OSError, ValueError, NotImplementedError):
-                    matches = []
+                matches = _bounded_glob(root, path)
                 if matches:
                     shown = ", ".join(matches[:5]) + (
                         f" and {len(matches) - 5} more" if len(matches) > 5 else "")
@@ -148,17 +143,58 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
         elif entry.is_stale_file:
             named.append(f"{path} (an earlier run's file)")
         elif entry.kind == "dir" and not entry.files:
-            named.append(f"{path} (no files)")
+            named.append(f"{path} (only an earlier run's files)" if entry.stale
+                         else f"{path} (no files)")
     if not named:
         return
     if wild:
         matched = f": {'; '.join(wildcards)}" if wildcards else ""
         hint = (f"repro does not expand wildcards{matched}; name each file with --output, or "
                 "the directory they are in")
-    else:
+    elif not set(declared) - own:
         hint = ("check the path (relative to the directory repro runs in), or drop it from "
-                "--output / `outputs:`; verify has nothing of it to compare")
+                "--output; verify has nothing of it to compare")
+    else:  # the project's list: a script that writes none of it (data preparation) is fine
+        hint = ("nothing to do if this script writes none of the project's `outputs:` (data "
+                "preparation, evaluation); otherwise check their paths (relative to the "
+                "repository root)")
     reporter.warn(f"declared outputs the run did not write: {', '.join(named)}", hint=hint)
+
+
+GLOB_MAX_ENTRIES = 10_000  # directory entries read to expand a wildcard for a hint
+
+
+def _bounded_glob(root: Path, pattern: str) -> list[str]:
+    """What `pattern` (no `**`) matches under `root`, reading at most GLOB_MAX_ENTRIES
+    directory entries (a `*/*/*.pt` over a dataset must not cost the run seconds); hidden
+    names match only a pattern part that starts with a dot, as in the shell."""
+    import fnmatch
+
+    current = [""]
+    seen = 0
+    for part in PurePosixPath(pattern).parts:
+        if part == "/":
+            return []  # an absolute pattern: outside the checkout, not a declared output
+        found: list[str] = []
+        for rel in current:
+            if not any(c in part for c in "*?["):
+                candidate = f"{rel}/{part}" if rel else part
+                if os.path.lexists(root / candidate):
+                    found.append(candidate)
+                continue
+            try:
+                with os.scandir(root / rel if rel else root) as it:
+                    for e in it:
+                        seen += 1
+                        if seen > GLOB_MAX_ENTRIES:
+                            return []  # too big to look through: no matches named
+                        if (not e.name.startswith(".") or part.startswith(".")) and \
+                                fnmatch.fnmatchcase(e.name, part):
+                            found.append(f"{rel}/{e.name}" if rel else e.name)
+            except OSError:
+                continue
+        current = found
+    return sorted(current)
 
 
 def _written(entry: manifest.FileEntry | None) -> bool:

@@ -334,6 +334,7 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
     out += logs
     la, renamed, hydra_dirs, moved = _hydra_aligned(path, le, la, info)
     out += moved
+    job_logs = hydra.job_logs(le, hydra_dirs, roots.hydra_jobs)
     changes = compare.diff_listing(le, la)
     for rel in changes["removed"]:
         name = _inside(path, rel)
@@ -357,14 +358,12 @@ def _compare_dir(roots: _Roots, path: str, e: FileEntry, a: FileEntry,
                                  finfo))
             continue
         actual_name = _inside(path, renamed.get(rel, rel))
-        own = hydra.own(rel, hydra_dirs, roots.hydra_jobs)
-        if own == hydra.JOB_LOG:
-            if _same_job_log(roots, name, actual_name, he, ha):
-                out.append(Check("output", name, "within-tolerance",
-                                 "Hydra's job log: the same lines but for their clock times",
-                                 finfo))
-                continue  # otherwise it differs in what it says: examined as any file
-        elif own:
+        own = hydra.own(rel, hydra_dirs, job_logs)
+        if own == hydra.JOB_LOG:  # a log, like TensorBoard's: never a result by itself
+            out.append(Check("output", name, "within-tolerance",
+                             _job_log_detail(roots, name, actual_name, he, ha), finfo))
+            continue
+        if own:
             out.append(Check("output", name, "within-tolerance", own, finfo))
             continue
         out.append(_examine_file(roots, name, name, he, ha, finfo, actual_name))
@@ -428,16 +427,24 @@ def _hydra_aligned(path: str, le: Mapping[str, tuple[str, int]],
 JOB_LOG_MAX = 64 * 1024 * 1024  # bytes of a Hydra job log read to compare it line by line
 
 
-def _same_job_log(roots: _Roots, name: str, actual_name: str, he: str, ha: str) -> bool:
+def _job_log_detail(roots: _Roots, name: str, actual_name: str, he: str, ha: str) -> str:
+    """What differs in Hydra's job log, its lines' clock times set aside: it is a log (times,
+    durations, paths), so it is reported, never counted; what it logs that matters is judged
+    as a metric (metric_patterns) or an output."""
+    tail = "a log, not a result: record what it logs as metrics to have it judged"
     pe, pa = _available(roots.expected, name, he), _available(roots.actual, actual_name, ha)
     if pe is None or pa is None:
-        return False
+        return f"Hydra's job log differs (the recorded copy is not at hand); {tail}"
     try:
         with open(pe, "rb") as fe, open(pa, "rb") as fa:
-            a, b = fe.read(JOB_LOG_MAX + 1), fa.read(JOB_LOG_MAX + 1)
-    except OSError:
-        return False
-    return len(a) <= JOB_LOG_MAX and len(b) <= JOB_LOG_MAX and hydra.same_lines_but_clock(a, b)
+            a, b = fe.read(JOB_LOG_MAX), fa.read(JOB_LOG_MAX)
+    except OSError as e:
+        return f"Hydra's job log differs (unreadable: {e.strerror}); {tail}"
+    found = hydra.first_difference(a, b)
+    if found is None:
+        return "Hydra's job log: the same lines but for their clock times"
+    line, x, y = found
+    return f"Hydra's job log differs at line {line} (clock times aside): {x} vs {y}; {tail}"
 
 
 def _inside(path: str, rel: str) -> str:

@@ -304,7 +304,10 @@ def _not_recorded(a: Mapping[str, Any], b: Mapping[str, Any],
     for key in keys:
         if (key in a) != (key in b):
             side = "b" if key in a else "a"
-            out[key] = _change(key, a.get(key), b.get(key), noise=True, not_recorded=side)
+            # the side that lacks it is None; kind says which (its other side may be null)
+            out[key] = Change(key=key, a=a.get(key), b=b.get(key),
+                              kind="removed" if side == "b" else "added",
+                              detail={"not_recorded": side}, noise=True)
     return out
 
 
@@ -466,6 +469,12 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
                 detail["files"] = diff_listing(la, lb)
+                if hydra_jobs is not None:  # files by their place in Hydra's run directory
+                    from repro.judge import hydra
+
+                    aligned = hydra.align(la, lb)
+                    if aligned.moved is not None:
+                        detail["files"] = diff_listing(la, aligned.listing)
                 why = _hydra_only(la, lb, hydra_jobs) if hydra_jobs is not None else None
                 if why is not None:  # the same results under Hydra's clock-named directory
                     info.append(_change(str(path), ca, cb, noise=True, files=detail["files"],
@@ -484,10 +493,9 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
 
 
 def _hydra_only(a: Listing, b: Listing, jobs: frozenset[str]) -> str | None:
-    """What explains two listings that differ only by a Hydra run directory's name and by
-    Hydra's own record of the job in it (judge/hydra.py); None when anything else differs.
-    The job log counts as Hydra's own only when it is as long on both sides: its lines start
-    with fixed-width clock times, and diff cannot read it (verify compares its lines)."""
+    """What explains two listings that differ only by a Hydra run directory's name, Hydra's
+    own record of the job in it and its job log (a log, as in verify: judge/hydra.py); None
+    when anything else differs."""
     from repro.judge import hydra
 
     aligned = hydra.align(a, b)
@@ -496,23 +504,22 @@ def _hydra_only(a: Listing, b: Listing, jobs: frozenset[str]) -> str | None:
     files = diff_listing(a, aligned.listing)
     if files["added"] or files["removed"]:
         return None
-    for rel in files["modified"]:
-        own = hydra.own(rel, aligned.dirs, jobs)
-        if own is None or (own == hydra.JOB_LOG
-                           and _size(a[rel]) != _size(aligned.listing[rel])):
-            return None
+    logs = hydra.job_logs(a, aligned.dirs, jobs)
+    if any(hydra.own(rel, aligned.dirs, logs) is None for rel in files["modified"]):
+        return None
     parts = []
     if aligned.moved is not None:
         parts.append(f"Hydra's run directory {aligned.moved[0]} → {aligned.moved[1]} (named "
                      "by the clock)")
-    if files["modified"]:
+    records = [r for r in files["modified"] if r not in logs]
+    if records:
         parts.append("Hydra's own record of the job differs (" + ", ".join(
-            files["modified"][:3]) + (", …" if len(files["modified"]) > 3 else "") + ")")
+            records[:3]) + (", …" if len(records) > 3 else "") + ")")
+    if changed_logs := [r for r in files["modified"] if r in logs]:
+        parts.append("Hydra's job log differs (" + ", ".join(changed_logs[:3]) + (
+            ", …" if len(changed_logs) > 3 else "") + "): a log, not a result; verify "
+            "shows where")
     return "; ".join(parts) + "; every other file in it is identical"
-
-
-def _size(value: Sequence[Any]) -> Any:
-    return value[1] if len(value) > 1 else None
 
 
 def _entry(entry: FileEntry | None) -> dict[str, Any] | None:

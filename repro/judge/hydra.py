@@ -64,37 +64,67 @@ def align(first: Mapping[str, Any], second: Mapping[str, Any]) -> Aligned:
 
 def job_names(argv: Sequence[str]) -> frozenset[str]:
     """The names Hydra gives a job of this command line: the script's file name without `.py`
-    (Hydra's default), or a `hydra.job.name=NAME` override. Its job log is `<name>.log`."""
+    (Hydra's default; a module's last part with `python -m pkg.app`), or a `hydra.job.name=NAME`
+    override. Its job log is `<name>.log`; job_logs also finds one named elsewhere."""
     names = set()
-    for word in argv:
+    for i, word in enumerate(argv):
         if word.endswith(".py"):
             names.add(posixpath.basename(word)[:-3])
+        elif word == "-m" and i + 1 < len(argv):
+            names.add(argv[i + 1].rsplit(".", 1)[-1])
         elif word.startswith(("hydra.job.name=", "++hydra.job.name=", "+hydra.job.name=")):
             names.add(word.partition("=")[2])
     return frozenset(n for n in names if n)
 
 
-def own(rel: str, hydra_dirs: set[str], jobs: Collection[str] = ()) -> str | None:
-    """Why a differing file of a Hydra directory is Hydra's own record, not a result (None
-    when it is not one of those): `.hydra/hydra.yaml`, a sweep's `multirun.yaml`, and
-    (`jobs`: see job_names) the job log, for verify to compare without its clock times. Any
-    other file, a `results.log` the script writes included, is a result."""
+def job_logs(listing: Mapping[str, Any], hydra_dirs: set[str],
+             jobs: Collection[str]) -> frozenset[str]:
+    """The job logs in a listing: in each Hydra run directory, the `<job>.log` of a job name
+    from the command line, else its only `*.log` file (the name set in a config file, a
+    wrapper script). A directory with several logs and none named so has none: a log the
+    script writes beside Hydra's (`results.log`) is a result like any other file."""
+    found: set[str] = set()
+    for d in hydra_dirs:
+        prefix = d + "/" if d else ""
+        logs = [r for r in listing if r.startswith(prefix) and r.endswith(".log")
+                and "/" not in r[len(prefix):]]
+        named = [r for r in logs if r[len(prefix):-4] in jobs]
+        found.update(named or (logs if len(logs) == 1 else []))
+    return frozenset(found)
+
+
+def own(rel: str, hydra_dirs: set[str], logs: Collection[str] = ()) -> str | None:
+    """Why a differing file of a Hydra directory is Hydra's own, not a result (None when it is
+    not): `.hydra/hydra.yaml` and a sweep's `multirun.yaml` (the run's directories), and
+    JOB_LOG for the job log (`logs`: see job_logs), which verify and diff treat as a log."""
+    if rel in logs:
+        return JOB_LOG
     for d in hydra_dirs:
         inside = rel[len(d) + 1:] if d and rel.startswith(d + "/") else rel if not d else None
         if inside in (".hydra/hydra.yaml", SWEEP):
             return (f"Hydra's record of the {'sweep' if inside == SWEEP else 'job'} (it "
                     "holds the run's directory and working directory): not compared byte for "
                     "byte")
-        if inside is not None and inside.endswith(".log") and inside[:-4] in jobs:
-            return JOB_LOG
     return None
 
 
 JOB_LOG = "Hydra's job log"
-# Hydra's default log format starts every line with the clock: `[2026-12-01 15:02:41,123]`.
-_CLOCK = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]", re.MULTILINE)
+# A log line's clock: Hydra's default `[2026-12-01 15:02:41,123]`, or a format's bare
+# `2026-12-01 15:02:41,123` / ISO `2026-12-01T15:02:41.123`, at the start of a line.
+_CLOCK = re.compile(rb"^\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[,.]\d+)?\]?", re.MULTILINE)
 
 
-def same_lines_but_clock(a: bytes, b: bytes) -> bool:
-    """Two job logs that say the same, line for line, but for Hydra's clock prefix."""
-    return _CLOCK.sub(b"[time]", a) == _CLOCK.sub(b"[time]", b)
+def first_difference(a: bytes, b: bytes) -> tuple[int, str, str] | None:
+    """Where two logs first differ once their lines' clock times are set aside: (line number,
+    a's line, b's line), or None when they say the same."""
+    la = _CLOCK.sub(b"", a).splitlines()
+    lb = _CLOCK.sub(b"", b).splitlines()
+    for i in range(max(len(la), len(lb))):
+        x = la[i] if i < len(la) else None
+        y = lb[i] if i < len(lb) else None
+        if x != y:
+            def show(line: bytes | None) -> str:
+                return "(no line)" if line is None else \
+                    repr(line.decode("utf-8", "replace").strip()[:120])
+            return i + 1, show(x), show(y)
+    return None
