@@ -133,7 +133,9 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
     """Replay run `ref` and judge it, as `repro verify RUN` does (same options, same errors).
 
     `.verdict` is bitwise, within-tolerance or not-reproduced (`.reproduced` is a bool),
-    `.checks` the checks with their details, `.runs` the ids of the replays it recorded.
+    `.checks` the checks with their details, `.runs` the ids of the replays it recorded,
+    `.warnings` the (message, hint) pairs the command line would have printed (a replay under
+    another interpreter than the run's) when no `reporter` was given.
     `yes=True` runs a manifest recorded elsewhere without asking (there is no prompt here:
     without it such a run raises `ReplayError`). `single_node=True` replays a multi-node run's
     ranks on this machine (`--single-node`).
@@ -146,8 +148,11 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
         strict_env=strict_env, single_node=single_node,
         tolerance=_tolerance(where, rtol, atol, metric))
     target = ref if not isinstance(ref, Run) else ref.run_dir / store.MANIFEST
-    return verify_mod.verify_run(where, _here(where, os.fspath(target)), opts,
-                                 reporter or SilentReporter(), None)
+    told = reporter or SilentReporter()
+    result = verify_mod.verify_run(where, _here(where, os.fspath(target)), opts, told, None)
+    if isinstance(told, SilentReporter):  # why a verdict is what it is, where it is read
+        result = dataclasses.replace(result, warnings=tuple(told.warnings))
+    return result
 
 
 def _loaded(ref: RunRef, where: store.Store) -> history.Loaded:

@@ -130,3 +130,30 @@ def test_the_api_docs_example_runs(tmp_path: Path) -> None:
     assert "exit_code True" in done.stdout and "metric" in done.stdout
     scratch = next(tmp_path.glob("*/project"))
     assert len(list((scratch / ".repro" / "runs").iterdir())) == 3  # two runs and a replay
+
+
+def test_verify_under_another_python_says_why_in_the_report(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook whose PATH finds another `python` than the run's: the replay fails, and the
+    report (not only a warning nobody sees) says which interpreter it ran."""
+    import sys
+
+    if sys.prefix == sys.base_prefix or not (Path(PYTHON).parent / "python").exists():
+        pytest.skip("the tests do not run in a virtual environment")
+    venv, bare = Path(PYTHON).parent, tmp_path / "bare-bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys._base_executable)  # type: ignore[attr-defined]
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{venv}{os.pathsep}{path}")
+    # stands in for a script importing a package only the project's venv has
+    (repo / ".gitignore").write_text(".repro/\nout.txt\n")
+    git(repo, "commit", "-qam", "out.txt is an output")
+    assert main(["run", "--output", "out.txt", "--", "python", "-c",
+                 "import sys; open('out.txt', 'w').write('x'); "
+                 "sys.exit(sys.prefix == sys.base_prefix)"]) == 0
+    monkeypatch.setenv("PATH", f"{bare}{os.pathsep}{path}")
+    report = api.verify("latest")
+    assert report.verdict == "not-reproduced"
+    exit_check = report.checks[0]
+    assert f"the replay ran {bare / 'python'}, the run {venv / 'python'}" in exit_check.detail
+    assert any("interpreter" in message for message, _ in report.warnings)

@@ -248,3 +248,21 @@ def test_init_without_hydra_suggests_no_outputs_dir(repo: Path) -> None:
     (repo / "t.py").write_text("print('hydra is a word here, not an import')\n")
     assert main(["init"]) == 0
     assert "# outputs: [checkpoints/]" in (repo / "repro.yaml").read_text()
+
+
+def test_init_with_hydra_core_only_in_a_frozen_environment_declares_no_hydra_outputs(
+        repo: Path) -> None:
+    """`pip freeze > requirements.lock` of a shared environment lists hydra-core; a project
+    that never imports hydra gets no `outputs/`/`multirun/` (listed missing in every run)."""
+    lock = repo / "requirements.lock"
+    lock.write_text(lock.read_text() + "hydra-core==1.3.2\n")
+    (repo / "train.py").write_text("import torch.distributed as dist\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "train")
+    assert main(["init"]) == 0
+    assert "outputs: [outputs/, multirun/]" not in (repo / "repro.yaml").read_text()
+    (repo / "src" / "app").mkdir(parents=True)  # a Hydra app two folders down, via its lock
+    (repo / "src" / "app" / "main.py").write_text("from hydra import main\n\n@main()\n"
+                                                  "def run(cfg):\n    pass\n")
+    assert main(["init", "--force"]) == 0
+    assert "outputs: [outputs/, multirun/]" in (repo / "repro.yaml").read_text()

@@ -87,11 +87,11 @@ def record(run_dir: Path) -> dict:  # type: ignore[type-arg]
     return yaml.safe_load((run_dir / "manifest.yaml").read_text())  # type: ignore[no-any-return]
 
 
-def torchrun_pair(repo: Path, seed: int) -> dict:  # type: ignore[type-arg]
+def torchrun_pair(repo: Path, seed: int, job: str = "job42") -> dict:  # type: ignore[type-arg]
     port = str(free_port())
     procs = [start(repo, ["--seed", str(seed), "--output", "out", "--", PYTHON, "-m",
                           "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
-                          "--nproc-per-node", "2", "--rdzv-id", "job42", "--master-addr",
+                          "--nproc-per-node", "2", "--rdzv-id", job, "--master-addr",
                           "127.0.0.1", "--master-port", port, "ddp.py"])
              for rank in (0, 1)]
     try:
@@ -130,12 +130,19 @@ def test_two_torchrun_nodes_make_one_run_with_one_seed_and_bitwise_replays(repo:
     # distinct per-rank streams: every rank drew other numbers
     assert len(first) == 4 and len({v.split(b" [")[0] for v in first.values()}) == 4
 
-    second = torchrun_pair(repo, seed=11)  # the same job id again: a new run, same results
+    second = torchrun_pair(repo, seed=11, job="job43")  # the next job: a new run, same results
     again = runs(repo)
     assert len(again) == 2
     m2 = record(again[-1])
     assert m2["distributed"]["complete"] is True and second == first
     assert m2["outputs"]["out"]["hash"] == m["outputs"]["out"]["hash"]
+    # Its own job id and port are where the nodes met, not the recipe: the same command.
+    assert m2["fingerprint"] == m["fingerprint"]
+    done = subprocess.run([PYTHON, "-m", "repro", "diff", only.name, again[-1].name],
+                          cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.startswith("same recipe, same results")
+    assert "argv (not counted)" in done.stdout
 
     # verify: a multi-node run needs its nodes, or --single-node (4 local ranks, same seeds)
     done = subprocess.run([PYTHON, "-m", "repro", "verify", only.name], cwd=repo,
@@ -286,3 +293,49 @@ def test_a_one_node_job_and_a_lone_member_read_as_words(repo: Path) -> None:
                           text=True, timeout=60, env=wide)
     # before: "abandoned (2 nodes)", as if both nodes had recorded
     assert "(2 nodes, no record from node 0)" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+def test_a_node_interrupted_is_not_a_world_size_mismatch(repo: Path) -> None:
+    """scancel (SIGTERM) of one task: its rank never writes its probe. The record says that
+    node was interrupted and its rank left no probe, not that the job's world size was wrong."""
+    commit(repo, "task.py", "import os, time\ntime.sleep(float(os.environ['NAP']))\n")
+    victim = start(repo, ["--", PYTHON, "task.py"], {**task(1, 0), "NAP": "60"})
+    member = None
+    for _ in range(300):
+        member = next((p / "members" / "1" / "manifest.yaml" for p in runs(repo)
+                       if (p / "members" / "1" / "manifest.yaml").exists()), None)
+        if member is not None and b"REPRO_SEED" in member.read_bytes():
+            break
+        time.sleep(0.1)
+    assert member is not None
+    time.sleep(0.5)  # the task's interpreter is up (its hook marker written)
+    os.killpg(victim.pid, signal.SIGTERM)
+    code, _ = finish(victim)
+    assert code == 128 + signal.SIGTERM
+    code, err = finish(start(repo, ["--", PYTHON, "task.py"], {**task(0, 0), "NAP": "0"}))
+    m = record(member.parent.parent.parent)
+    d = m["distributed"]
+    assert [(x["node_rank"], x["status"]) for x in d["members"]] == [(0, "succeeded"),
+                                                                     (1, "interrupted")]
+    assert d["mismatches"] == []  # rank 1 ran: it was killed before its probe
+    assert d["warnings"] == ["world size 2: rank 1 left no probe (node 1 interrupted: a rank "
+                             "killed before it exits writes none)"]
+    assert "node 1 interrupted" in err and "world_size" not in err
+
+
+@pytest.mark.slow
+def test_a_rank_that_left_no_probe_is_the_jobs_mismatch_in_show(repo: Path) -> None:
+    commit(repo, "task.py", "import os\nif os.environ['SLURM_PROCID'] == '1':\n"
+                            "    os._exit(0)  # no probe at exit\n")
+    procs = [start(repo, ["--", PYTHON, "task.py"], task(rank, 0)) for rank in (1, 0)]
+    for proc in procs:
+        code, err = finish(proc)
+        assert code == 0, err
+    d = record(runs(repo)[0])["distributed"]
+    assert d["mismatches"] == [{"key": "world_size", "node_rank": None, "value": 1,
+                                "expected": 2}]
+    done = subprocess.run([PYTHON, "-m", "repro", "show", "latest"], cwd=repo,
+                          env={**os.environ, "COLUMNS": "200"}, capture_output=True,
+                          text=True, timeout=60)
+    assert "the job: world_size 1 (expected: 2)" in done.stdout and "None" not in done.stdout

@@ -578,3 +578,26 @@ def test_an_endpoint_holding_credentials_is_refused_without_echoing_them(
     assert main(["push", "--remote", "s3://bucket-x/team"]) != 0
     err = capsys.readouterr().err
     assert "holds credentials" in err and "S3CRETCANARY" not in err
+
+
+@pytest.mark.slow
+def test_pull_takes_the_remote_ref_diff_and_verify_take(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`repro diff latest team:latest` works, so a teammate types `repro pull team:latest`."""
+    share = tmp_path / "share"
+    share.mkdir()
+    ids = record(1)
+    (project / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n")
+    assert main(["push", "--remote", "team"]) == 0
+    second = clone(project, tmp_path / "second", monkeypatch)
+    (second / "repro.yaml").write_text(f"remote:\n  team: {share.as_uri()}\n  other: "
+                                       f"{(tmp_path / 'elsewhere').as_uri()}\n")
+    code, pulled = json_of(["pull", "team:latest"], capsys)  # no --remote: the ref names it
+    assert code == 0 and pulled["pulled"] == ids
+    capsys.readouterr()
+    assert main(["pull", "--remote", "other", "team:latest"]) == 2
+    err = capsys.readouterr().err
+    assert "team:latest names remote 'team'" in err and "Traceback" not in err
+    assert main(["pull", "team:latest", "other:latest"]) == 2
+    assert "pull from one remote at a time" in capsys.readouterr().err

@@ -532,3 +532,85 @@ def test_json_commands_print_one_document_on_trouble_too(
     assert doc["schema"] == "repro/error/v1" and doc["exit_code"] == 2
     assert doc["error"] in err and "error:" in err
     assert ("verdict" in doc) == (command[0] == "verify") and doc.get("verdict") is None
+
+
+RESUMING = """
+import pathlib, sys
+ckpt = pathlib.Path(sys.argv[1])
+step = int(ckpt.read_text()) if ckpt.exists() else 0  # resume from the last run's checkpoint
+ckpt.parent.mkdir(parents=True, exist_ok=True)
+ckpt.write_text(str(step + 1))
+"""
+
+
+@pytest.mark.parametrize("ckpt", ["state.txt", "ckpt/state.txt"])
+def test_verify_names_an_output_the_run_resumed_from(
+        repo: Path, ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A training script that resumes from the checkpoint an earlier run left (the DDP
+    tutorial's snapshot.pt) replays from scratch: verify says why the output differs."""
+    commit_script(repo, RESUMING)
+    (repo / ".gitignore").write_text(".repro/\nstate.txt\nckpt/\n")
+    git(repo, "commit", "-qam", "ignore")
+    declared = ckpt.split("/")[0]
+    args = ["run", "--output", declared, "--", PYTHON, "train.py", ckpt]
+    assert main(args) == 0
+    first = manifest_of(repo, "latest", capsys)["outputs"][declared]
+    assert "replaced" not in first  # a fresh start: nothing was there
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (0, "bitwise")
+
+    assert main(args) == 0  # resumes: writes 2
+    second = manifest_of(repo, "latest", capsys)["outputs"][declared]
+    assert second["replaced"] == (True if declared == ckpt else 1)
+    capsys.readouterr()
+    assert main(["show", "latest"]) == 0
+    assert "there before the run, rewritten" in capsys.readouterr().out
+    assert main(["diff", "latest~1", "latest", "--section", "outputs", "--json"]) == 1
+    diff = json.loads(capsys.readouterr().out)
+    assert "replaced" not in json.dumps(diff)  # a fact of the run, not a difference
+    code, report = verify_json(["latest"], capsys)
+    assert (code, report["verdict"]) == (1, "not-reproduced")
+    detail = next(c["detail"] for c in report["checks"] if c["name"] == ckpt)
+    assert "there before the recorded run" in detail or "from before the recorded run" in detail
+    assert "resumed from it" in detail and "delete it" in detail
+
+
+def test_verify_trouble_still_writes_the_junit_report(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CI uploads verify.xml `if: always()`: a verify that cannot judge (exit 2) says why in
+    it, as --json does, instead of leaving no report (or the last job's) behind."""
+    junit = tmp_path / "verify.xml"
+    junit.write_text("<testsuites/>")  # an earlier step's report: replaced
+    assert main(["verify", "latest", "--junit", str(junit)]) == 2
+    err = capsys.readouterr().err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
+    error = suite.find("testcase/error")
+    assert error is not None and error.get("type") == "trouble"
+    assert error.get("message") in err and "hint: " in (error.text or "")
+    assert main(["verify", "--level", "statistical", "group:nope",
+                 f"--junit={junit}"]) == 2
+    error = ET.parse(junit).getroot().find("testsuite/testcase/error")
+    assert error is not None and "nope" in str(error.get("message"))
+
+
+def test_diff_whose_reader_left_exits_with_its_verdict(repo: Path) -> None:
+    """`repro diff A B | head -1` under `set -o pipefail`: the reader leaving early is not a
+    difference (rich and click turn EPIPE into exit 1), nor does it hide one."""
+    commit_script(repo, DETERMINISTIC)
+    assert main(["run", "--seed", "1", *RUN]) == 0
+    assert main(["run", "--seed", "1", *RUN]) == 0
+    assert main(["run", "--seed", "5", *RUN]) == 0
+
+    def closed_reader(*args: str) -> tuple[int, str]:
+        proc = subprocess.Popen([PYTHON, "-m", "repro", *args], cwd=repo, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.close()  # the reader is gone before repro writes a byte
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+
+    assert closed_reader("diff", "latest~2", "latest~1") == (0, "")
+    code, err = closed_reader("diff", "latest~1", "latest")
+    assert code == 1 and "Traceback" not in err
+    assert closed_reader("show", "latest") == (0, "")

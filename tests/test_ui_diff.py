@@ -279,3 +279,20 @@ def test_relative_change_from_near_zero_is_not_a_percentage() -> None:
     assert row(text, "grad_norm", "1e-09", "0.6119", "+0.6119", "n/a")
     assert row(text, "loss", "0.5", "0.25", "-0.25", "-50.000%")
     assert "61189999" not in text and "n/a" in ui_diff.markdown(report)
+
+
+def test_argv_cut_shows_the_difference_past_a_new_rendezvous() -> None:
+    """Two torchrun jobs differ in --rdzv-id and port (each job has its own) and in the
+    script's epochs: the cut argv cell shows the epochs, not only the job id."""
+    from repro.cli.diffview import pair_text
+
+    def job(rdzv: str, port: str, epochs: str) -> list[str]:
+        return ["python", "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", "0",
+                "--nproc-per-node", "2", "--rdzv-id", rdzv, "--master-addr", "127.0.0.1",
+                "--master-port", port, "multinode.py", epochs, "1"]
+
+    ta, tb = pair_text(job("job5", "29625", "2"), job("job6", "29626", "20"), "argv")
+    assert ta.endswith("multinode.py 2 1") and tb.endswith("multinode.py 20 1")
+    # only the rendezvous differs: the usual window at the first difference
+    ta, tb = pair_text(job("job5", "29625", "2"), job("job6", "29626", "2"), "argv")
+    assert "job5" in ta and "job6" in tb

@@ -291,6 +291,12 @@ _LAUNCHER_FLAG_NAMES = frozenset({
 })
 # Options that name this node's rank: their value differs between the nodes of one job.
 NODE_RANK_OPTIONS = frozenset({"node_rank", "machine_rank"})
+# Options that say where and under which id one job's nodes meet, not what they compute: every
+# job of the same recipe gets its own (`--rdzv-id $SLURM_JOB_ID`, a free `--master-port`).
+RENDEZVOUS_OPTIONS = frozenset({
+    *NODE_RANK_OPTIONS, "rdzv_id", "rdzv_endpoint", "master_addr", "master_port",
+    "main_process_ip", "main_process_port", "master_address",
+})
 
 
 class Launcher(NamedTuple):
@@ -395,15 +401,25 @@ def _launcher_options(words: Sequence[str]) -> dict[str, str]:
 def without_node_rank(argv: Sequence[str]) -> list[str]:
     """`argv` with the value of a launcher's node-rank option replaced by `{node_rank}`: what
     every node of one job runs alike (`torchrun --node-rank 1 ...` on node 1)."""
+    return _blank_options(argv, NODE_RANK_OPTIONS, "{node_rank}")
+
+
+def without_rendezvous(argv: Sequence[str]) -> list[str]:
+    """`argv` with the values of the launcher's rendezvous options (job id, address, port,
+    node rank) replaced by `{rendezvous}`: what two jobs of one recipe run alike."""
+    return _blank_options(argv, RENDEZVOUS_OPTIONS, "{rendezvous}")
+
+
+def _blank_options(argv: Sequence[str], names: frozenset[str], blank: str) -> list[str]:
     out = list(argv)
     i = 0
     while i < len(out):
         name = launcher_option_name(out[i])
-        if name in NODE_RANK_OPTIONS:
+        if name in names:
             if "=" in out[i]:
-                out[i] = out[i].partition("=")[0] + "={node_rank}"
+                out[i] = out[i].partition("=")[0] + "=" + blank
             elif i + 1 < len(out):
-                out[i + 1] = "{node_rank}"
+                out[i + 1] = blank
                 i += 1
         i += 1
     return out

@@ -128,3 +128,19 @@ def split(entry: data.Entry, where: Path, before: Tree) -> tuple[data.Entry, lis
                                 size=sum(v[1] for v in listing.values()), files=len(listing),
                                 listing=listing)
     return fresh, sorted(stale)
+
+
+def replaced(entry: data.Entry, where: Path, before: Tree) -> bool | int:
+    """What of an output the run rewrote that was there before it started (an earlier run's
+    checkpoint): a script may have read it first (resumed from it), which a replay, starting
+    without it, cannot do. A file: True when it was there and the run changed it. A directory:
+    the count of the run's files (`entry` after `split`) that were there before. 0/False: none.
+    """
+    if not before:
+        return False
+    if entry.kind == "file":
+        return "" in before and stat_tree(where).get("") != before[""]
+    if entry.kind != "dir" or entry.listing is None:
+        return False
+    return sum(1 for rel in entry.listing if rel in before)
+

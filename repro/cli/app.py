@@ -426,6 +426,9 @@ def diff(
     tolerance = history.tolerance_from(config.load(runs.root).tolerance, rtol, atol, metric or [])
     names = compare.select_sections(section or [])
     report = history.diff(runs, left, right, tolerance)
+    # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
+    changed = any(report.sections[n].changed for n in names)
+    code = ui.will_exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
     if as_json:
         ui.print_json(report.to_dict())
     elif as_markdown:
@@ -434,9 +437,7 @@ def diff(
         curves = (_series(runs, left), _series(runs, right))
         diffview.render(report, ui.out_console(), show_all=show_all, sections=names,
                         curves=curves)
-    # With --section, the exit code speaks for the sections asked about (CI gates on metrics).
-    changed = any(report.sections[n].changed for n in names)
-    raise typer.Exit(ExitCode.DIFFERENT if changed else ExitCode.OK)
+    raise typer.Exit(code)
 
 
 def local_ref(runs: store.Store, ref: str) -> str:
@@ -470,11 +471,19 @@ def dispatch(args: list[str]) -> int:
         at = args.index("--remote")
         if at + 1 == len(args) or args[at + 1].startswith("-"):
             args = [*args[:at + 1], "", *args[at + 1:]]
+    ui.exit_if_reader_leaves = None
     try:
         result = app(args=args, prog_name="repro", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except typer.Exit as e:
         return int(e.exit_code)
+    except SystemExit as e:
+        if not isinstance(e.__context__, BrokenPipeError):
+            raise
+        # rich's and click's answer to a reader that left (`repro diff A B | head -1`) is
+        # exit 1, which for diff and verify means "different": exit with the command's own
+        # verdict, or 0 as for any other command whose reader left (main.main).
+        return ui.exit_if_reader_leaves if ui.exit_if_reader_leaves is not None else 0
     except typer.Abort:
         return int(ExitCode.INTERRUPTED)
     except typer.TyperException as e:  # click's usage errors (vendored by typer)

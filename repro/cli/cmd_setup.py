@@ -49,8 +49,9 @@ def doctor(as_json: JsonFlag = False) -> None:
     from repro.commands import doctor as doctor_mod
 
     hazards = doctor_mod.examine(Path.cwd(), dict(os.environ))
+    code = ui.will_exit(ExitCode.DIFFERENT if doctor_mod.failing(hazards) else ExitCode.OK)
     if as_json:
         ui.print_json({"schema": "repro/doctor/v1", "hazards": [h.to_dict() for h in hazards]})
     else:
         ui.hazards(hazards)
-    raise typer.Exit(ExitCode.DIFFERENT if doctor_mod.failing(hazards) else ExitCode.OK)
+    raise typer.Exit(code)

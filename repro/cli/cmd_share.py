@@ -65,7 +65,8 @@ def push(
 def pull(
     refs: Annotated[list[str] | None, typer.Argument(
         metavar="[RUN...]",
-        help="Runs at the remote: id, unique prefix, latest, latest~N, group:ID|NAME.")
+        help="Runs at the remote: id, unique prefix, latest, latest~N, group:ID|NAME "
+             "(also as REMOTE:ref, which picks that remote).")
     ] = None,
     pull_all: Annotated[bool, typer.Option("--all", help="Pull every run of the remote.")
                         ] = False,
@@ -89,7 +90,10 @@ def pull(
     from repro.remote import store as remote_store
 
     runs = store.open_here()
-    where = remote_store.locate(remote, config.load(runs.root))
+    cfg = config.load(runs.root)
+    if remote is None:  # `repro pull team:latest`, as diff and verify name a remote's run
+        remote = pull_mod.remote_of(refs or [], cfg)
+    where = remote_store.locate(remote, cfg)
     result = pull_mod.pull(runs, where, list(refs or []), pull_all, ui.CliReporter())
     if as_json:
         ui.print_json(result.to_dict())

@@ -54,10 +54,11 @@ def compare_cmd(
     report = comparemod.compare_refs(runs, local_ref(runs, left), local_ref(runs, right), metric or [],
                                      fail_on=fail_on, reporter=ui.CliReporter(),
                                      labels=(left, right))
+    code = ui.will_exit(ExitCode.DIFFERENT if report.failing else ExitCode.OK)
     if as_json:
         ui.print_json(report.to_dict())
     elif as_markdown:
         sys.stdout.write(statsview.compare_markdown(report))
     else:
         statsview.compare_report(report)
-    raise typer.Exit(ExitCode.DIFFERENT if report.failing else ExitCode.OK)
+    raise typer.Exit(code)

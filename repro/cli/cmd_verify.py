@@ -208,11 +208,12 @@ def _finish(report: Any, junit: Path | None, junit_xml: Callable[[], str], as_js
     """A verify's end, bitwise or statistical: the JUnit file, the report, the exit code."""
     if junit is not None:
         _write_report(junit, junit_xml(), "--junit")
+    code = ui.will_exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
     if as_json:
         ui.print_json(report.to_dict())
     else:
         render(report)
-    raise typer.Exit(ExitCode.OK if report.reproduced else ExitCode.DIFFERENT)
+    raise typer.Exit(code)
 
 
 def _check_report_path(path: Path, option: str) -> None:

@@ -106,7 +106,28 @@ def pair_text(a: Any, b: Any, key: str = "", width: int = VALUE_WIDTH) -> tuple[
     first = next((i for i, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
                  min(len(ta), len(tb)))
     start = max(0, first - width // 3)
+    if key == "argv":
+        word = _argv_difference(a, b)
+        if word is not None:  # shown where the command differs, past a new --rdzv-id/port
+            at_a, at_b = (max(0, len(shlex.join(v[:word])) + (1 if word else 0) - width // 3)
+                          for v in (a, b))
+            return _window(ta, at_a, width), _window(tb, at_b, width)
     return _window(ta, start, width), _window(tb, start, width)
+
+
+def _argv_difference(a: Any, b: Any) -> int | None:
+    """The first word where two command lines differ apart from the launcher's rendezvous
+    values (job id, address, port), when they differ there too; None otherwise."""
+    if not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple))
+            and all(isinstance(w, str) for w in (*a, *b))):
+        return None
+    from repro.capture import cmdline
+
+    na, nb = cmdline.without_rendezvous(a), cmdline.without_rendezvous(b)
+    if na == nb or (na == list(a) and nb == list(b)):
+        return None
+    return next((i for i, (x, y) in enumerate(zip(na, nb, strict=False)) if x != y),
+                min(len(na), len(nb)))
 
 
 def _window(s: str, start: int, width: int) -> str:

@@ -208,7 +208,26 @@ def _json_error(args: Sequence[str], e: errors.ReproError, code: int) -> int:
             if "verify" in options:
                 doc["verdict"] = None  # no verdict: trouble, not "not-reproduced"
             print(json.dumps(doc), flush=True)
+    junit = _option_value(options, "--junit") if "verify" in options else None
+    if junit:  # the CI report says the trouble too, where the job's test summary looks
+        from repro.judge import junit as junit_xml
+        from repro.record import manifest
+
+        with contextlib.suppress(OSError, ValueError):
+            manifest.write_text_atomic(Path(junit), junit_xml.error_xml(
+                message=e.message, hint=e.hint, exit_code=code))
     return code
+
+
+def _option_value(options: Sequence[str], name: str) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in a command line, the last one given."""
+    found = None
+    for i, word in enumerate(options):
+        if word == name and i + 1 < len(options):
+            found = options[i + 1]
+        elif word.startswith(name + "="):
+            found = word.partition("=")[2]
+    return found
 
 
 def _ui() -> Any:

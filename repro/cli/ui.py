@@ -89,6 +89,19 @@ def err_console() -> Console:
     return _console(stderr=True)
 
 
+# The exit code a command settled on before printing its report (diff, verify, compare,
+# doctor): `repro diff A B | head -1` exits with it even though the reader left early
+# (see app.dispatch); None: the command has not said, and a reader that left is exit 0.
+exit_if_reader_leaves: int | None = None
+
+
+def will_exit(code: int) -> int:
+    """Say the command's exit code before its report is printed; returns `code`."""
+    global exit_if_reader_leaves
+    exit_if_reader_leaves = code
+    return code
+
+
 def out_console() -> Console:
     return _console(stderr=False)
 
@@ -393,8 +406,11 @@ def _distributed_rows(d: manifest.Distributed) -> list[tuple[str, str]]:
             text += f"  {x.record}"
         rows.append((f"node {x.node_rank}", text))
     for problem in d.mismatches:
-        rows.append(("mismatch", f"node {problem.get('node_rank')}: {problem.get('key')} "
-                                 f"{problem.get('value')!s:.60} (node 0: "
+        job = problem.get("node_rank") is None  # the job's world size, not a node's value
+        where, of = ("the job", "expected") if job else (f"node {problem.get('node_rank')}",
+                                                         "node 0")
+        rows.append(("mismatch", f"{where}: {problem.get('key')} "
+                                 f"{problem.get('value')!s:.60} ({of}: "
                                  f"{problem.get('expected')!s:.60})"))
     for warning in d.warnings:
         rows.append(("warning", warning))
@@ -476,6 +492,8 @@ def _entry_text(e: manifest.FileEntry) -> str:
         stale = e.stale
         extra = (f"; {stale} stale, not this run's"
                  if isinstance(stale, int) and stale else "")
+        if isinstance(e.replaced, int) and e.replaced is not True and e.replaced:
+            extra += f"; {e.replaced} there before the run, rewritten"
         return f"{e.hash} ({count}, {_size(e.size)}{extra})"
     if e.kind == "symlink":
         return f"-> {e.target}"
@@ -483,7 +501,8 @@ def _entry_text(e: manifest.FileEntry) -> str:
         return "missing"
     if e.stale is True:
         return f"stale: not written by this run ({_size(e.size)})"
-    return f"{e.hash} ({_size(e.size)})"
+    before = "; there before the run, rewritten" if e.replaced is True else ""
+    return f"{e.hash} ({_size(e.size)}{before})"
 
 
 def _size(n: Any) -> str:

@@ -7,6 +7,7 @@ Writes only those two files; never prints.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 from repro import errors
@@ -81,28 +82,33 @@ def init(cwd: Path, *, force: bool = False) -> InitResult:
     return InitResult(target, text, bool(added), found, tuple(added))
 
 
-HYDRA_SCAN_FILES = 200  # Python files read for `@hydra.main` (top level and one folder down)
+HYDRA_SCAN_FILES = 200  # Python files read for Hydra (top level and two folders down)
 HYDRA_SCAN_BYTES = 256 * 1024
+_HYDRA_IMPORT = re.compile(rb"^\s*(?:import hydra\b|from hydra\b)", re.MULTILINE)
 
 
 def _uses_hydra(root: Path, lock: Path | None) -> bool:
-    """The project is a Hydra app: hydra-core in its lockfile, or a `@hydra.main` in a Python
-    file at the top or one folder down (bounded reads)."""
+    """The project is a Hydra app: a `@hydra.main` in a Python file at the top or up to two
+    folders down (bounded reads), or hydra-core in its lockfile and one of those files
+    importing hydra. hydra-core in a `pip freeze` of a shared environment alone is not one:
+    its `outputs/` and `multirun/` would be listed as missing outputs of every run."""
+    locked = False
     if lock is not None:
         try:
             with lock.open("rb") as f:
-                if b"hydra-core" in f.read(8 * 1024 * 1024).lower():
-                    return True
+                locked = b"hydra-core" in f.read(8 * 1024 * 1024).lower()
         except OSError:
             pass
-    scripts = [*sorted(root.glob("*.py")), *sorted(root.glob("*/*.py"))][:HYDRA_SCAN_FILES]
+    scripts = [*sorted(root.glob("*.py")), *sorted(root.glob("*/*.py")),
+               *sorted(root.glob("*/*/*.py"))][:HYDRA_SCAN_FILES]
     for script in scripts:
         try:
             with script.open("rb") as f:
-                if b"@hydra.main" in f.read(HYDRA_SCAN_BYTES):
-                    return True
+                head = f.read(HYDRA_SCAN_BYTES)
         except OSError:
             continue
+        if b"@hydra.main" in head or (locked and _HYDRA_IMPORT.search(head)):
+            return True
     return False
 
 

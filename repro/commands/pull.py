@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from repro import errors
@@ -54,6 +54,7 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
     if not refs and not everything:
         raise errors.UsageError("nothing to pull",
                                 hint="name runs (an id, a prefix, latest) or give --all")
+    refs = [_at(ref, where) for ref in refs]
     backend = remote.open_backend(where)
     backend.check()
     result = PullResult(remote=where.url)
@@ -171,6 +172,33 @@ def remote_rows(runs: store.Store, where: remote.Location, limit: int
     rows = [r for r in store.run_rows(store.Store(root=runs.root, home=home))
             if r["run_id"] in keep]
     return rows[:limit], ids, backend.stats.to_dict()
+
+
+def _remote_name(ref: str, names: set[str]) -> str | None:
+    """The configured remote a `NAME:ref` names, or None (`group:x`, an id, a path)."""
+    name, sep, _ = ref.partition(":")
+    return name if sep and name != "group" and name in names else None
+
+
+def remote_of(refs: Sequence[str], cfg: config.Config) -> str | None:
+    """The one configured remote that `REMOTE:ref` words name (None when they name none)."""
+    named = {n for n in (_remote_name(r, {x.name for x in cfg.remotes}) for r in refs) if n}
+    if len(named) > 1:
+        raise errors.UsageError(f"the runs name {len(named)} remotes ({', '.join(sorted(named))})",
+                                hint="pull from one remote at a time")
+    return next(iter(named), None)
+
+
+def _at(ref: str, where: remote.Location) -> str:
+    """`NAME:ref` for the remote pulled from -> `ref`; a word naming another remote refused."""
+    name, sep, rest = ref.partition(":")
+    if not sep or name == "group" or not config.REMOTE_NAME_RE.match(name):
+        return ref
+    if name == where.name:
+        return rest
+    raise errors.UsageError(f"{ref} names remote {name!r}, but this pull reads "
+                            f"{where.name or where.url}",
+                            hint=f"pull it with `repro pull {ref}` alone or --remote {name}")
 
 
 def local_ref(runs: store.Store, ref: str) -> str:

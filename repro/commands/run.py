@@ -503,7 +503,9 @@ def fingerprint(m: manifest.Manifest) -> str:
                                  for s in m.code.submodules)} if m.code.submodules else {}),
         "lockfile": m.environment.lockfile.hash if m.environment.lockfile else None,
         "data": {p: e.hash or e.target for p, e in sorted(m.data.items())},
-        "argv": list(m.command.argv),
+        # Each job of one recipe has its own rendezvous (`--rdzv-id $SLURM_JOB_ID`, a free
+        # port): not the recipe. (A seed derived from the job id is in "seed".)
+        "argv": cmdline.without_rendezvous(m.command.argv),
         "cwd": m.command.cwd,
         "seed": m.seed.value,
         "level": m.determinism.level,

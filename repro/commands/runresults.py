@@ -277,11 +277,16 @@ def after_child(m: manifest.Manifest, req: RunRequest, cfg: config.Config, root:
                 entries = data.hash_paths(outputs, root=root, cache_dir=runs.cache_dir,
                                           progress=progress)
             stale: dict[str, list[str]] = {}
+            replaced: dict[str, bool | int] = {}
             for i, entry in enumerate(entries):
-                entries[i], stale[entry.path] = written.split(
-                    entry, root / entry.path, watch.trees.get(entry.path) or {})
-            m = m.replace(outputs=manifest.entries(
-                listings.to_section(entries, run_dir, "outputs", stale), "outputs"))
+                before = watch.trees.get(entry.path) or {}
+                entries[i], stale[entry.path] = written.split(entry, root / entry.path, before)
+                replaced[entry.path] = written.replaced(entries[i], root / entry.path, before)
+            section = listings.to_section(entries, run_dir, "outputs", stale)
+            for path, what in replaced.items():  # verify names it when the replay differs
+                if what and path in section:
+                    section[path]["replaced"] = what
+            m = m.replace(outputs=manifest.entries(section, "outputs"))
             keep_outputs(root, run_dir, entries, stale, cfg.keep_outputs_max_bytes)
         except errors.DataError as e:
             reporter.warn(f"outputs were not recorded: {e.message}", e.hint)

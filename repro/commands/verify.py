@@ -44,6 +44,9 @@ class Report:
     runs: tuple[str, ...]  # ids of the runs verify recorded
     conditions: Mapping[str, str]  # --vary condition -> verdict against a plain replay
     duration_s: float
+    # What the reporter was told on the way (the Python API's default reporter keeps them):
+    # (message, hint) pairs, such as a replay under another interpreter. Not in the JSON.
+    warnings: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def reproduced(self) -> bool:
@@ -100,9 +103,36 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
         message, hint = replay.unrecorded_message(actual.unrecorded[0])
         checks[0] = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
                                                            f"(hint: {hint})")
+    elif not exit_check.passed and expected.python != actual.python:
+        # `python` found on another PATH (a notebook, CI without the venv): say it here, where
+        # the verdict is read, not only in a warning before the command's own output.
+        checks[0] = dataclasses.replace(exit_check, detail=(
+            f"{exit_check.detail}; the replay ran {actual.python}, the run "
+            f"{expected.python} (hint: activate the run's environment)"))
+    checks = [_resumed(c, expected.loaded.manifest.outputs) for c in checks]
     if label:
         checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
     return checks
+
+
+def _resumed(check: judge.Check, outputs: Mapping[str, manifest.FileEntry]) -> judge.Check:
+    """A differing output that was there before the recorded run started and that the run
+    rewrote (`replaced`): the likeliest cause is a script that resumed from it (a checkpoint an
+    earlier run left), which the replay, in a fresh worktree, could not do. Said in the detail."""
+    if check.passed or check.kind != "output":
+        return check
+    for path, entry in outputs.items():
+        if not entry.replaced or not (check.name == path or check.name.startswith(f"{path}/")):
+            continue
+        what = ("it was there before the recorded run started and the run rewrote it"
+                if entry.replaced is True else
+                f"{path} held {entry.replaced} file(s) from before the recorded run that it "
+                "rewrote")
+        return dataclasses.replace(check, detail=(
+            f"{check.detail}; {what}: if the script resumed from it (an earlier run's "
+            "checkpoint), the replay, which starts without it, cannot match (hint: delete it "
+            "before a run that should start fresh)"))
+    return check
 
 
 def verify_run(runs: store.Store, ref: str, opts: Options, reporter: report.Reporter,

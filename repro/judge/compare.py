@@ -242,6 +242,9 @@ def diff_runs(
                                                        _plain_section(b, name)))
             if name == "determinism":
                 changes, info = _determinism_noise(changes, info, a.seed.value, b.seed.value)
+            if name == "command":
+                changes, info = _rendezvous_noise(changes, info, a.command.argv,
+                                                  b.command.argv)
         sections[name] = Section(name, _sorted(changes), _sorted(info))
 
     run_a, run_b = dataclasses.asdict(a.run), dataclasses.asdict(b.run)
@@ -394,6 +397,20 @@ def _determinism_noise(changes: list[Change], info: list[Change], seed_a: Any, s
     return counted, info
 
 
+def _rendezvous_noise(changes: list[Change], info: list[Change], argv_a: Sequence[str],
+                      argv_b: Sequence[str]) -> tuple[list[Change], list[Change]]:
+    """Command lines that differ only in the launcher's rendezvous options (torchrun's
+    `--rdzv-id`, `--master-port`, ...: each job has its own) ran the same command."""
+    from repro.capture import cmdline
+
+    if not any(c.key == "argv" for c in changes) or \
+            cmdline.without_rendezvous(argv_a) != cmdline.without_rendezvous(argv_b):
+        return changes, info
+    moved = [dataclasses.replace(c, noise=True, detail={"follows": "launcher rendezvous"})
+             for c in changes if c.key == "argv"]
+    return [c for c in changes if c.key != "argv"], [*info, *moved]
+
+
 def _diff_code(code_a: Code, code_b: Code,
                code_files: Sequence[tuple[str, str]]) -> tuple[list[Change], list[Change]]:
     special: list[Change] = []
@@ -512,7 +529,8 @@ def _entry(entry: FileEntry | None) -> dict[str, Any] | None:
         return {"kind": entry.kind, "stale": True}
     # A directory's `stale` count says what an earlier run left there: not this run's.
     # Statistics follow the content (its hash): they explain a change, never make one.
-    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale", "stats")}
+    return {k: v for k, v in entry.to_dict().items() if k not in ("listing", "stale", "stats",
+                                                                "replaced")}
 
 
 def _listing(listings: Mapping[str, Listing], entry: FileEntry | None,

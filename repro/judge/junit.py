@@ -52,5 +52,21 @@ def junit_xml(*, run_id: str, verdict: str, checks: Sequence[Check],
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
 
 
+def error_xml(*, message: str, hint: str | None, exit_code: int) -> str:
+    """The JUnit XML of a verify that could not judge (exit 2): one testcase in error, so a
+    CI report shows the trouble (a baseline whose commit is not in the clone, a multi-node
+    run without --single-node) instead of finding no report file at all."""
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(suites, "testsuite", _attrs(name="repro verify", tests=1, failures=0,
+                                                      errors=1, skipped=0))
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", _attrs(name="exit_code", value=exit_code))
+    case = ET.SubElement(suite, "testcase", _attrs(classname="repro.verify", name="verify"))
+    text = f"error: {message}" + (f"\nhint: {hint}" if hint else "")
+    ET.SubElement(case, "error", _attrs(message=message, type="trouble")).text = _xml_text(text)
+    body = ET.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
 def _attrs(**values: object) -> dict[str, str]:
     return {k: _xml_text(v) for k, v in values.items() if v is not None}

@@ -77,10 +77,17 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
         if set(seen) != expected_ranks:
             absent = sorted(expected_ranks - set(seen))
             extra = sorted(set(seen) - expected_ranks)
-            what = (f"{_ranks(absent)} never ran the hook" if absent else "") + \
+            # A rank's seed is in the probe it writes at exit: a node that failed or was
+            # interrupted may have had its ranks killed before that. Not a world-size problem.
+            ended = [x for x in present if x.status in ("failed", "interrupted")]
+            ended_text = ", ".join(f"node {x.node_rank} {x.status}" for x in ended)
+            absent_text = (f"{_ranks(absent)} left no probe ({ended_text}: a rank killed "
+                           "before it exits writes none)" if ended else
+                           f"{_ranks(absent)} never ran the hook")
+            what = (absent_text if absent else "") + \
                 ("; " if absent and extra else "") + \
                 (f"{_ranks(extra)} beyond the world size" if extra else "")
-            if complete:
+            if complete and (extra or not ended):
                 mismatches.append({"key": "world_size", "node_rank": None,
                                    "value": len(seen), "expected": job.world_size})
             warnings.append(f"world size {world_size}: {what}")

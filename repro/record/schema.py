@@ -303,6 +303,9 @@ class FileEntry(Record):
     # outputs: a file the run did not write has `stale: true`; a directory, the count of
     # files an earlier run left there (`stale: 3`).
     stale: bool | int | None = field(ANY)
+    # outputs: there before the run started and rewritten by it (an earlier run's checkpoint
+    # the script may have resumed from): `replaced: true` for a file, the count for a directory.
+    replaced: bool | int | None = field(ANY)
     # inputs, with --data-stats: rows, columns {name: {type, nulls}}, subdirs... (datastats)
     stats: Mapping[str, Plain] = field(MAP)
 
