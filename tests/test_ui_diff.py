@@ -296,3 +296,16 @@ def test_argv_cut_shows_the_difference_past_a_new_rendezvous() -> None:
     # only the rendezvous differs: the usual window at the first difference
     ta, tb = pair_text(job("job5", "29625", "2"), job("job6", "29626", "2"), "argv")
     assert "job5" in ta and "job6" in tb
+
+
+def test_runs_marks_share_one_parenthesis(capsys: pytest.CaptureFixture[str]) -> None:
+    # before: "succeeded (pulled) (2 nodes)"
+    from repro.cli import runsview
+
+    row = {"run_id": "20261201T120000.000000Z-aaaa", "status": "succeeded", "duration_s": 1.0,
+           "commit": "9fceb02d0ae5", "seed": 1, "command": ["python", "t.py"], "pulled": True,
+           "distributed": {"job": "j", "nnodes": 2, "present": 2, "complete": True}}
+    runsview.runs_table([row])
+    assert "succeeded (pulled, 2 nodes)" in capsys.readouterr().out
+    runsview.runs_table([{**row, "pulled": False}])
+    assert "succeeded (2 nodes)" in capsys.readouterr().out

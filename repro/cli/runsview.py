@@ -42,20 +42,28 @@ def runs_table(rows: Sequence[Mapping[str, Any]], all_ids: Sequence[str] = (),
         style = {"succeeded": "green", "failed": "red", "interrupted": "yellow",
                  "abandoned": "magenta", "running": "cyan", "unreadable": "red"}.get(status, "")
         commit = (str(r["commit"] or "")[:8] + ("*" if r.get("dirty") else "")) or "-"
+        # One parenthesis of marks: "(pulled, 2 nodes)", each in its own style.
+        marks: list[tuple[str, str]] = []
         # One of verify's replays: listed, marked, never `latest` (`show` names what it replays).
-        mark = " [dim](verify)[/]" if r.get("started_by") == "verify" else ""
+        if r.get("started_by") == "verify":
+            marks.append(("verify", "dim"))
         # Brought by `repro pull`: a teammate's run, listed, never `latest`.
-        mark += " [dim](pulled)[/]" if r.get("pulled") else ""
+        if r.get("pulled"):
+            marks.append(("pulled", "dim"))
         nodes = r.get("distributed")
         if isinstance(nodes, Mapping):  # one row per multi-node run, however many nodes
             present, total = nodes.get("present"), nodes.get("nnodes")
             if nodes.get("complete") is False:
-                mark += f" [red]({present}/{total} nodes)[/]"
+                marks.append((f"{present}/{total} nodes", "red"))
             elif nodes.get("complete") is None and status != "running" and total != 1:
                 # never merged: node 0 did not finish (the record is another node's)
-                mark += f" [red]({total} nodes, no record from node 0)[/]"
+                marks.append((f"{total} nodes, no record from node 0", "red"))
             else:
-                mark += f" [dim]({total} node{'' if total == 1 else 's'})[/]"
+                marks.append((f"{total} node{'' if total == 1 else 's'}", "dim"))
+        edge = "red" if any(style == "red" for _, style in marks) else "dim"
+        mark = (f" [{edge}]([/]" + f"[{edge}], [/]".join(f"[{style}]{escape(text)}[/]"
+                                                        for text, style in marks)
+                + f"[{edge}])[/]") if marks else ""
         t.add_row(
             escape(short.get(str(r["run_id"]), str(r["run_id"]))),
             *([escape(str(r.get("name") or ""))] if with_names else []),
