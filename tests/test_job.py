@@ -312,3 +312,21 @@ def test_node_0_waits_for_final_records_and_names_the_missing(tmp_path: Path) ->
     assert found[3].status == "missing" and "never joined" in (found[3].reason or "")
     interrupted = distributed.wait_for_members(ms[0], 0.0, SilentReporter())
     assert "interrupted" in (next(x for x in interrupted if x.node_rank == 3).reason or "")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["torchrun", "--rdzv-id", "job42", "--master-port=29500", "--standalone", "t.py",
+      "--master-port", "1"],
+     ["torchrun", "--rdzv-id", "{rendezvous}", "--master-port={rendezvous}", "--standalone",
+      "t.py", "--master-port", "1"]),  # the script's own --master-port is recipe
+    (["python", "-m", "torch.distributed.run", "--nnodes", "2", "--master_addr", "10.0.0.1",
+      "train.py", "--lr", "0.1"],
+     ["python", "-m", "torch.distributed.run", "--nnodes", "2", "--master_addr",
+      "{rendezvous}", "train.py", "--lr", "0.1"]),
+    (["python", "train.py", "--master-port", "1"], ["python", "train.py", "--master-port", "1"]),
+])
+def test_only_the_launchers_rendezvous_values_are_left_out(argv: list[str],
+                                                           expected: list[str]) -> None:
+    # before: a script's own `--master-port 2` vs `1` was blanked too, and two runs of
+    # different recipes had one fingerprint
+    assert cmdline.without_rendezvous(argv) == expected

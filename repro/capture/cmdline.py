@@ -406,21 +406,33 @@ def without_node_rank(argv: Sequence[str]) -> list[str]:
 
 def without_rendezvous(argv: Sequence[str]) -> list[str]:
     """`argv` with the values of the launcher's rendezvous options (job id, address, port,
-    node rank) replaced by `{rendezvous}`: what two jobs of one recipe run alike."""
-    return _blank_options(argv, RENDEZVOUS_OPTIONS, "{rendezvous}")
+    node rank) replaced by `{rendezvous}`: what two jobs of one recipe run alike.
+    Only the launcher's own options, before its script: the script's `--master-port 2` (a
+    flag of its own by the same name) is recipe, and stays."""
+    span = _launcher_span(argv)
+    if span is None:
+        return list(argv)
+    return _blank_options(argv, RENDEZVOUS_OPTIONS, "{rendezvous}", start=span[1],
+                          launcher_only=True)
 
 
-def _blank_options(argv: Sequence[str], names: frozenset[str], blank: str) -> list[str]:
+def _blank_options(argv: Sequence[str], names: frozenset[str], blank: str, start: int = 0,
+                   launcher_only: bool = False) -> list[str]:
     out = list(argv)
-    i = 0
+    i = start
     while i < len(out):
         name = launcher_option_name(out[i])
+        if launcher_only and name is None:
+            break  # the script: the launcher's options end (as in _launcher_options)
         if name in names:
             if "=" in out[i]:
                 out[i] = out[i].partition("=")[0] + "=" + blank
             elif i + 1 < len(out):
                 out[i + 1] = blank
                 i += 1
+        elif (launcher_only and "=" not in out[i] and name not in _LAUNCHER_FLAG_NAMES
+              and i + 1 < len(out) and not out[i + 1].startswith("-")):
+            i += 1  # the option's value
         i += 1
     return out
 
