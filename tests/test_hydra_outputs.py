@@ -142,8 +142,8 @@ def test_diff_of_two_runs_of_a_hydra_app_does_not_count_its_run_directorys_name(
 @pytest.mark.parametrize(("rel", "listing", "jobs", "own"), [
     ("d/.hydra/hydra.yaml", [], (), True),
     ("d/app.log", ["d/app.log"], ("app",), True),  # the job log of app.py
-    ("d/app.log", ["d/app.log"], (), True),  # its only log: the job named in a config file
-    ("d/app.log", ["d/app.log", "d/results.log"], (), False),  # which one? neither
+    ("d/app.log", ["d/app.log"], (), False),  # not named: may be the script's own results
+    ("d/app.log", ["d/app.log", "d/results.log"], (), False),
     ("d/results.log", ["d/app.log", "d/results.log"], ("app",), False),  # the script's result
     ("d/sub/app.log", ["d/sub/app.log"], ("app",), False),
     ("d/model.txt", ["d/model.txt"], ("app",), False),

@@ -80,16 +80,14 @@ def job_names(argv: Sequence[str]) -> frozenset[str]:
 def job_logs(listing: Mapping[str, Any], hydra_dirs: set[str],
              jobs: Collection[str]) -> frozenset[str]:
     """The job logs in a listing: in each Hydra run directory, the `<job>.log` of a job name
-    from the command line, else its only `*.log` file (the name set in a config file, a
-    wrapper script). A directory with several logs and none named so has none: a log the
-    script writes beside Hydra's (`results.log`) is a result like any other file."""
+    from the command line (job_names). Any other log, a `results.log` the script writes
+    beside Hydra's, or a job named only in a config file, is compared as a result: better a
+    difference shown than one hidden."""
     found: set[str] = set()
     for d in hydra_dirs:
         prefix = d + "/" if d else ""
-        logs = [r for r in listing if r.startswith(prefix) and r.endswith(".log")
-                and "/" not in r[len(prefix):]]
-        named = [r for r in logs if r[len(prefix):-4] in jobs]
-        found.update(named or (logs if len(logs) == 1 else []))
+        found.update(r for r in listing if r.startswith(prefix) and r.endswith(".log")
+                     and "/" not in r[len(prefix):] and r[len(prefix):-4] in jobs)
     return frozenset(found)
 
 
