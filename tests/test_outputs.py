@@ -310,6 +310,7 @@ def test_the_projects_outputs_another_script_writes_are_not_warned_about(
     assert main(["run", "--output", "typo.pt", "--", PYTHON, "train.py"]) == 0
     err = capfd.readouterr().err
     assert "declared outputs the run did not write: typo.pt (missing)" in err, err
+    assert "check the path" in err and "nothing to do" not in err, err  # its own --output
 
 
 def test_an_output_dir_holding_only_an_earlier_runs_files_is_not_missing_from_the_replay(

@@ -120,6 +120,7 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
     checkpoints, sample.py the samples, a Hydra sweep multirun/ instead of outputs/): those are
     named only when the run wrote none of the declared outputs at all."""
     named: list[str] = []
+    project = False  # a named path that comes from the project's `outputs:` only
     wildcards: list[str] = []
     own = set(flagged)
     wild = False  # a missing output with wildcard characters
@@ -130,6 +131,9 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
         entry = m.outputs.get(path)
         if entry is None or any(runsnapshot.covered(p, [path]) for p in m.data):
             continue  # nothing recorded, or the run read it: an input (see after_child)
+        if _written(entry):
+            continue
+        project = project or path not in own
         if entry.kind == "missing":
             named.append(f"{path} (missing)")
             wild = wild or any(c in path for c in "*?[")
@@ -151,7 +155,7 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
         matched = f": {'; '.join(wildcards)}" if wildcards else ""
         hint = (f"repro does not expand wildcards{matched}; name each file with --output, or "
                 "the directory they are in")
-    elif not set(declared) - own:
+    elif not project:
         hint = ("check the path (relative to the directory repro runs in), or drop it from "
                 "--output; verify has nothing of it to compare")
     else:  # the project's list: a script that writes none of it (data preparation) is fine
