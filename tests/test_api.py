@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,15 @@ def test_verify_under_another_python_says_why_in_the_report(
     exit_check = report.checks[0]
     assert f"the replay ran {bare / 'python'}, the run {venv / 'python'}" in exit_check.detail
     assert any("interpreter" in message for message, _ in report.warnings)
+
+
+def test_a_run_recorded_on_another_machine_is_no_sign_of_a_wrong_interpreter(
+        tmp_path: Path) -> None:
+    # CI verifying a pulled run: its venv path does not exist here; the failing exit check
+    # must not blame the environment ("activate the run's environment") for that alone.
+    from repro.commands import verify
+
+    here = sys.executable
+    assert not verify._other_interpreter("/home/alice/proj/.venv/bin/python", here)
+    assert verify._other_interpreter(here, str(tmp_path / "bin" / "python"))
+    assert not verify._other_interpreter(here, here)

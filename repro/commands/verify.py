@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -103,7 +104,7 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
         message, hint = replay.unrecorded_message(actual.unrecorded[0])
         checks[0] = dataclasses.replace(exit_check, detail=f"{exit_check.detail}; {message} "
                                                            f"(hint: {hint})")
-    elif not exit_check.passed and expected.python != actual.python:
+    elif not exit_check.passed and _other_interpreter(expected.python, actual.python):
         # `python` found on another PATH (a notebook, CI without the venv): say it here, where
         # the verdict is read, not only in a warning before the command's own output.
         checks[0] = dataclasses.replace(exit_check, detail=(
@@ -113,6 +114,16 @@ def judge_pair(expected: _Side, actual: _Side, tol: compare.Tolerance,
     if label:
         checks = [dataclasses.replace(c, name=f"{label}: {c.name}") for c in checks]
     return checks
+
+
+def _other_interpreter(recorded: str | None, replayed: str | None) -> bool:
+    """The replay ran another interpreter than the run's, which exists here: a PATH that finds
+    another `python`. (A run recorded on another machine names a path this one may not have:
+    that is no sign of a wrong environment.)"""
+    if not recorded or not replayed or not os.path.exists(recorded):
+        return False
+    # Not resolved: a venv's `python` is a link to the base interpreter, in another prefix.
+    return os.path.abspath(recorded) != os.path.abspath(replayed)
 
 
 def _resumed(check: judge.Check, outputs: Mapping[str, manifest.FileEntry]) -> judge.Check:
@@ -127,7 +138,7 @@ def _resumed(check: judge.Check, outputs: Mapping[str, manifest.FileEntry]) -> j
         what = ("it was there before the recorded run started and the run rewrote it"
                 if entry.replaced is True else
                 f"{path} held {entry.replaced} file(s) from before the recorded run that it "
-                "rewrote")
+                "rewrote (which ones is not recorded); if this is one of them")
         return dataclasses.replace(check, detail=(
             f"{check.detail}; {what}: if the script resumed from it (an earlier run's "
             "checkpoint), the replay, which starts without it, cannot match (hint: delete it "
