@@ -601,3 +601,10 @@ def test_pull_takes_the_remote_ref_diff_and_verify_take(
     assert "team:latest names remote 'team'" in err and "Traceback" not in err
     assert main(["pull", "team:latest", "other:latest"]) == 2
     assert "pull from one remote at a time" in capsys.readouterr().err
+    # a misspelt name is named as such (before: "pull it with `repro pull tem:latest`", the
+    # command just typed), and --remote with the URL of the remote a word names is that remote
+    assert main(["pull", "--remote", "team", "tem:latest"]) == 2
+    assert "tem:latest: no remote named 'tem' (configured: other, team)" in \
+        capsys.readouterr().err
+    code, again = json_of(["pull", "--remote", share.as_uri(), "team:latest"], capsys)
+    assert code == 0 and again["already"] == ids

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from repro import errors
@@ -54,7 +54,8 @@ def pull(runs: store.Store, where: remote.Location, refs: list[str], everything:
     if not refs and not everything:
         raise errors.UsageError("nothing to pull",
                                 hint="name runs (an id, a prefix, latest) or give --all")
-    refs = [_at(ref, where) for ref in refs]
+    configured = {r.name: r.url for r in config.load(runs.root).remotes}
+    refs = [_at(ref, where, configured) for ref in refs]
     backend = remote.open_backend(where)
     backend.check()
     result = PullResult(remote=where.url)
@@ -189,13 +190,21 @@ def remote_of(refs: Sequence[str], cfg: config.Config) -> str | None:
     return next(iter(named), None)
 
 
-def _at(ref: str, where: remote.Location) -> str:
-    """`NAME:ref` for the remote pulled from -> `ref`; a word naming another remote refused."""
+def _at(ref: str, where: remote.Location, configured: Mapping[str, str] | None = None) -> str:
+    """`NAME:ref` for the remote pulled from (by name, or a configured name whose URL --remote
+    gave) -> `ref`; a word naming another remote, or none configured, is refused."""
     name, sep, rest = ref.partition(":")
     if not sep or name == "group" or not config.REMOTE_NAME_RE.match(name):
         return ref
     if name == where.name:
         return rest
+    if configured is not None and name not in configured:
+        known = ", ".join(sorted(configured)) or "none"
+        raise errors.UsageError(f"{ref}: no remote named {name!r} (configured: {known})",
+                                hint="check the name under `remote` in repro.yaml / "
+                                     "[tool.repro]")
+    if configured is not None and configured[name].rstrip("/") == where.url.rstrip("/"):
+        return rest  # --remote URL of the very remote the word names
     raise errors.UsageError(f"{ref} names remote {name!r}, but this pull reads "
                             f"{where.name or where.url}",
                             hint=f"pull it with `repro pull {ref}` alone or --remote {name}")
