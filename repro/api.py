@@ -135,7 +135,7 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
     `.verdict` is bitwise, within-tolerance or not-reproduced (`.reproduced` is a bool),
     `.checks` the checks with their details, `.runs` the ids of the replays it recorded,
     `.warnings` the (message, hint) pairs the command line would have printed (a replay under
-    another interpreter than the run's) when no `reporter` was given.
+    another interpreter than the run's), when `reporter` is a SilentReporter or none.
     `yes=True` runs a manifest recorded elsewhere without asking (there is no prompt here:
     without it such a run raises `ReplayError`). `single_node=True` replays a multi-node run's
     ranks on this machine (`--single-node`).
@@ -149,9 +149,11 @@ def verify(ref: RunRef, root: str | os.PathLike[str] = ".", *, yes: bool = False
         tolerance=_tolerance(where, rtol, atol, metric))
     target = ref if not isinstance(ref, Run) else ref.run_dir / store.MANIFEST
     told = reporter or SilentReporter()
+    before = len(told.warnings) if isinstance(told, SilentReporter) else 0
     result = verify_mod.verify_run(where, _here(where, os.fspath(target)), opts, told, None)
     if isinstance(told, SilentReporter):  # why a verdict is what it is, where it is read
-        result = dataclasses.replace(result, warnings=tuple(told.warnings))
+        # this call's warnings only: a SilentReporter the caller reuses holds earlier ones
+        result = dataclasses.replace(result, warnings=tuple(told.warnings[before:]))
     return result
 
 

@@ -170,3 +170,15 @@ def test_a_run_recorded_on_another_machine_is_no_sign_of_a_wrong_interpreter(
     assert not verify._other_interpreter("/home/alice/proj/.venv/bin/python", here)
     assert verify._other_interpreter(here, str(tmp_path / "bin" / "python"))
     assert not verify._other_interpreter(here, here)
+
+
+def test_a_reused_reporter_gives_each_verify_its_own_warnings(repo: Path) -> None:
+    (repo / ".gitignore").write_text(".repro/\nout.txt\n")
+    git(repo, "commit", "-qam", "out.txt is an output")
+    assert main(["run", "--output", "out.txt", "--", PYTHON, "-c",
+                 "open('out.txt', 'w').write('x')"]) == 0
+    told = api.SilentReporter()
+    told.warn("from an earlier call")
+    report = api.verify("latest", reporter=told)
+    assert report.verdict == "bitwise" and report.warnings == ()
+    assert told.warnings[0] == ("from an earlier call", None)  # the caller's own list kept
