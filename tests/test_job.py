@@ -202,6 +202,16 @@ def test_world_size_and_doubled_ranks_are_checked() -> None:
     assert [x["key"] for x in short.mismatches] == ["world_size"]
     doubled = members.merge(JOB, [member(0), member(1, ranks=(1, 2, 3))])
     assert "ranks" in [x["key"] for x in doubled.mismatches]
+    # a node that ended early excuses the ranks it ran, not ranks missing from the others:
+    # node 0 succeeded with one rank of its two (a wrong --nproc-per-node) and node 1 failed
+    # before its probes: three absent ranks, at most two of them node 1's
+    early = members.merge(JOB, [member(0, ranks=(0,)), member(1, status="failed",
+                                                              exit_code=1, ranks=())])
+    assert [x["key"] for x in early.mismatches] == ["world_size"]
+    assert "never ran the hook" in early.warnings[0]
+    excused = members.merge(JOB, [member(0), member(1, status="failed", exit_code=1,
+                                                    ranks=())])
+    assert excused.mismatches == () and "left no probe" in excused.warnings[0]
     unknown = members.merge(manifest.Distributed(job="g", source="flag", launcher=None,
                                                  nnodes=2, world_size=None, node_rank=0),
                             [member(0), member(1)])

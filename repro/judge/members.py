@@ -80,6 +80,12 @@ def merge(job: manifest.Distributed, members: Sequence[manifest.Member]) -> mani
             # A rank's seed is in the probe it writes at exit: a node that failed or was
             # interrupted may have had its ranks killed before that. Not a world-size problem.
             ended = [x for x in present if x.status in ("failed", "interrupted")]
+            # ... but only as many ranks as those nodes ran: a node that succeeded writes its
+            # ranks' probes, so ranks missing beyond that are a real world-size problem.
+            per_node = (world_size // job.nnodes if world_size and job.nnodes else
+                        max((len(x.ranks) for x in present), default=0))
+            if len(absent) > sum(max(per_node - len(x.ranks), 0) for x in ended):
+                ended = []
             ended_text = ", ".join(f"node {x.node_rank} {x.status}" for x in ended)
             absent_text = (f"{_ranks(absent)} left no probe ({ended_text}: a rank killed "
                            "before it exits writes none)" if ended else
