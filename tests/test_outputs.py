@@ -423,8 +423,8 @@ def test_a_wildcard_hint_reads_a_bounded_number_of_entries(
         (tmp_path / d).mkdir()
         for i in range(3):
             (tmp_path / d / f"x{i}.pt").write_text("")
-    assert runresults._bounded_glob(tmp_path, "*/x1.pt") == ["a/x1.pt", "b/x1.pt"]
-    assert runresults._bounded_glob(tmp_path, ".*/x?.pt") == [
+    assert runresults.bounded_glob(tmp_path, "*/x1.pt") == ["a/x1.pt", "b/x1.pt"]
+    assert runresults.bounded_glob(tmp_path, ".*/x?.pt") == [
         ".hidden/x0.pt", ".hidden/x1.pt", ".hidden/x2.pt"]
     monkeypatch.setattr(runresults, "GLOB_MAX_ENTRIES", 5)  # 3 folders + 3 files > 5
-    assert runresults._bounded_glob(tmp_path, "*/x*.pt") == []
+    assert runresults.bounded_glob(tmp_path, "*/x*.pt") == []

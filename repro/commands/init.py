@@ -99,8 +99,11 @@ def _uses_hydra(root: Path, lock: Path | None) -> bool:
                 locked = b"hydra-core" in f.read(8 * 1024 * 1024).lower()
         except OSError:
             pass
-    scripts = [*sorted(root.glob("*.py")), *sorted(root.glob("*/*.py")),
-               *sorted(root.glob("*/*/*.py"))][:HYDRA_SCAN_FILES]
+    from repro.commands.runresults import bounded_glob
+
+    # bounded walks (a data folder of a million files is not listed), hidden folders skipped
+    scripts = [root / rel for pattern in ("*.py", "*/*.py", "*/*/*.py")
+               for rel in bounded_glob(root, pattern)][:HYDRA_SCAN_FILES]
     for script in scripts:
         try:
             with script.open("rb") as f:

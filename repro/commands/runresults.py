@@ -139,7 +139,7 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
             wild = wild or any(c in path for c in "*?[")
             # `**` could walk the whole tree (.git, datasets) after every run: not expanded
             if any(c in path for c in "*?[") and "**" not in path:
-                matches = _bounded_glob(root, path)
+                matches = bounded_glob(root, path)
                 if matches:
                     shown = ", ".join(matches[:5]) + (
                         f" and {len(matches) - 5} more" if len(matches) > 5 else "")
@@ -168,7 +168,7 @@ def warn_unwritten(m: manifest.Manifest, declared: Sequence[str], root: Path,
 GLOB_MAX_ENTRIES = 10_000  # directory entries read to expand a wildcard for a hint
 
 
-def _bounded_glob(root: Path, pattern: str) -> list[str]:
+def bounded_glob(root: Path, pattern: str) -> list[str]:
     """What `pattern` (no `**`) matches under `root`, reading at most GLOB_MAX_ENTRIES
     directory entries (a `*/*/*.pt` over a dataset must not cost the run seconds); hidden
     names match only a pattern part that starts with a dot, as in the shell."""
