@@ -36,7 +36,7 @@ import dataclasses
 import fnmatch
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from repro import errors
 from repro.judge import breadth
@@ -51,6 +51,9 @@ from repro.judge.tolerance import same_value as _same
 from repro.judge.tolerance import within as within
 from repro.record.fields import Record
 from repro.record.schema import Code, FileEntry, Manifest, Metrics, Patch, Untracked
+
+if TYPE_CHECKING:
+    from repro.judge.hydra import Aligned
 
 SCHEMA = "repro/diff/v1"
 RUN_SCHEMA = "repro/run/v1"
@@ -468,14 +471,15 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
             detail: dict[str, Any] = {}
             la, lb = _listing(listings_a, ea, path), _listing(listings_b, eb, path)
             if la is not None and lb is not None:
-                detail["files"] = diff_listing(la, lb)
-                if hydra_jobs is not None:  # files by their place in Hydra's run directory
+                why = None
+                if hydra_jobs is None:
+                    detail["files"] = diff_listing(la, lb)
+                else:  # files by their place in Hydra's run directory
                     from repro.judge import hydra
 
                     aligned = hydra.align(la, lb)
-                    if aligned.moved is not None:
-                        detail["files"] = diff_listing(la, aligned.listing)
-                why = _hydra_only(la, lb, hydra_jobs) if hydra_jobs is not None else None
+                    detail["files"] = diff_listing(la, aligned.listing)
+                    why = _hydra_only(la, aligned, detail["files"], hydra_jobs)
                 if why is not None:  # the same results under Hydra's clock-named directory
                     info.append(_change(str(path), ca, cb, noise=True, files=detail["files"],
                                         hydra=why))
@@ -492,17 +496,14 @@ def _diff_paths(a: Mapping[str, FileEntry], b: Mapping[str, FileEntry],
     return changes, info
 
 
-def _hydra_only(a: Listing, b: Listing, jobs: frozenset[str]) -> str | None:
+def _hydra_only(a: Listing, aligned: Aligned, files: Mapping[str, list[str]],
+                jobs: frozenset[str]) -> str | None:
     """What explains two listings that differ only by a Hydra run directory's name, Hydra's
     own record of the job in it and its job log (a log, as in verify: judge/hydra.py); None
-    when anything else differs."""
+    when anything else differs. `aligned`: hydra.align(a, b); `files`: a against it."""
     from repro.judge import hydra
 
-    aligned = hydra.align(a, b)
-    if not aligned.dirs:
-        return None
-    files = diff_listing(a, aligned.listing)
-    if files["added"] or files["removed"]:
+    if not aligned.dirs or files["added"] or files["removed"]:
         return None
     logs = hydra.job_logs(a, aligned.dirs, jobs)
     if any(hydra.own(rel, aligned.dirs, logs) is None for rel in files["modified"]):
