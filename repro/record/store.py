@@ -140,10 +140,11 @@ class Store:
     def iter_manifests(self, limit: int | None = None) -> Iterator[tuple[str, manifest.Manifest | errors.ReproError]]:
         """(run id, manifest or the error reading it), newest first; a bad run never hides others."""
         for run_id in self.run_ids()[:limit]:
-            if _starting(self.runs_dir / run_id):
-                continue
             try:
                 yield run_id, load_manifest(self.runs_dir / run_id / MANIFEST)
+            except errors.RunNotFoundError as e:  # no manifest: is it being created?
+                if not _starting(self.runs_dir / run_id):
+                    yield run_id, e
             except errors.ReproError as e:
                 yield run_id, e
 
