@@ -6,7 +6,8 @@ register on `repro.cli.app.app`, which imports this module.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -49,16 +50,9 @@ def push(
     runs = store.open_here()
     where = remote_store.locate(remote, config.load(runs.root))
     result = push_mod.push(runs, where, list(refs or []), ui.CliReporter(), dry_run=dry_run)
-    if as_json:
-        ui.print_json(result.to_dict())
-    else:
-        remoteview.push_summary(result, where.label)
-    if result.conflicts:
-        ui.error(errors.RemoteError(
-            f"{len(result.conflicts)} run(s) differ from the copy at the remote, which was "
-            "kept: " + ", ".join(result.conflicts[:5]),
-            hint="runs at a remote are write-once; a run edited after its push stays local"))
-        raise typer.Exit(ExitCode.TROUBLE)
+    _report(result, as_json, lambda: remoteview.push_summary(result, where.label),
+            "differ from the copy at the remote, which was kept",
+            "runs at a remote are write-once; a run edited after its push stays local")
 
 
 @app.command()
@@ -95,15 +89,23 @@ def pull(
         remote = pull_mod.remote_of(refs or [], cfg)
     where = remote_store.locate(remote, cfg)
     result = pull_mod.pull(runs, where, list(refs or []), pull_all, ui.CliReporter())
+    _report(result, as_json, lambda: remoteview.pull_summary(result, where.label),
+            "here differ from the remote's copy, which was not pulled",
+            "the local copy was kept; compare them with `repro diff ID REMOTE:ID`")
+
+
+def _report(result: Any, as_json: bool, summary: Callable[[], None], conflict: str,
+            hint: str) -> None:
+    """push's and pull's ending: the JSON document or the summary, then an error (exit 2)
+    naming the runs that differ on the two sides."""
     if as_json:
         ui.print_json(result.to_dict())
     else:
-        remoteview.pull_summary(result, where.label)
+        summary()
     if result.conflicts:
         ui.error(errors.RemoteError(
-            f"{len(result.conflicts)} run(s) here differ from the remote's copy, which was "
-            "not pulled: " + ", ".join(result.conflicts[:5]),
-            hint="the local copy was kept; compare them with `repro diff ID REMOTE:ID`"))
+            f"{len(result.conflicts)} run(s) {conflict}: " + ", ".join(result.conflicts[:5]),
+            hint=hint))
         raise typer.Exit(ExitCode.TROUBLE)
 
 
