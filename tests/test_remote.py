@@ -608,3 +608,20 @@ def test_pull_takes_the_remote_ref_diff_and_verify_take(
         capsys.readouterr().err
     code, again = json_of(["pull", "--remote", share.as_uri(), "team:latest"], capsys)
     assert code == 0 and again["already"] == ids
+
+
+def test_a_run_edited_after_its_push_is_a_conflict_both_ways(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "share").mkdir()
+    share = (tmp_path / "share").as_uri()
+    ids = record(1)
+    assert main(["push", "--remote", share]) == 0
+    manifest_path = project / ".repro" / "runs" / ids[0] / "manifest.yaml"
+    manifest_path.write_text(manifest_path.read_text().replace("note: null", "note: edited"))
+    capsys.readouterr()
+    assert main(["push", "--remote", share, ids[0]]) == 2  # named: checked against the remote
+    err = capsys.readouterr().err
+    assert f"error: 1 run(s) differ from the copy at the remote, which was kept: {ids[0]}" in err
+    assert "hint: runs at a remote are write-once" in err
+    code, doc = json_of(["pull", "--remote", share, ids[0]], capsys)
+    assert code == 2 and doc["conflicts"] == ids
