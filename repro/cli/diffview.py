@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from repro.cli.ui import size_text
 from repro.judge import compare
 from repro.record import bounded
 
@@ -89,13 +90,6 @@ def _mapping(m: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in m.items())
 
 
-def size_text(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def pair_text(a: Any, b: Any, key: str = "", width: int = VALUE_WIDTH) -> tuple[str, str]:

@@ -12,13 +12,6 @@ if TYPE_CHECKING:
     from repro.commands.push import PushResult
 
 
-def size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError
 
 
 def _runs(n: int) -> str:
@@ -32,8 +25,8 @@ def push_summary(result: PushResult, label: str) -> None:
         for run_id in result.pushed:
             sys.stdout.write(f"would push {run_id}\n")
         sys.stdout.write(f"would push {_runs(len(result.pushed))} "
-                         f"({size(result.planned_bytes)} before deduplication) to {label}; "
-                         f"{_runs(len(result.already))} already there\n")
+                         f"({ui.size_text(result.planned_bytes)} before deduplication) to "
+                         f"{label}; {_runs(len(result.already))} already there\n")
         return
     if not (result.pushed or result.already or result.skipped or result.conflicts):
         sys.stdout.write(f"nothing to push: every run here is already at {label}\n")
@@ -42,7 +35,8 @@ def push_summary(result: PushResult, label: str) -> None:
         sys.stdout.write(f"pushed {run_id}\n")
     sys.stdout.write(
         f"pushed {_runs(len(result.pushed))} to {label}: uploaded {result.uploaded_files} "
-        f"file(s), {size(result.uploaded_bytes)}; {result.reused_files} file(s) already there"
+        f"file(s), {ui.size_text(result.uploaded_bytes)}; {result.reused_files} file(s) "
+        "already there"
         + (f"; {len(result.already)} run(s) were already pushed" if result.already else "")
         + "\n")
 
@@ -52,5 +46,5 @@ def pull_summary(result: PullResult, label: str) -> None:
         sys.stdout.write(f"pulled {run_id}\n")
     sys.stdout.write(
         f"pulled {_runs(len(result.pulled))} from {label}: {result.downloaded_files} file(s), "
-        f"{size(result.downloaded_bytes)}"
+        f"{ui.size_text(result.downloaded_bytes)}"
         + (f"; {len(result.already)} already here" if result.already else "") + "\n")

@@ -505,15 +505,18 @@ def _entry_text(e: manifest.FileEntry) -> str:
     return f"{e.hash} ({_size(e.size)}{before})"
 
 
-def _size(n: Any) -> str:
-    if not isinstance(n, int):
-        return "?"
+def size_text(n: int) -> str:
+    """Bytes in binary units, as every view of repro shows them: `812 B`, `3.4 KiB`."""
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{n} B"
+    raise AssertionError("unreachable")
+
+
+def _size(n: Any) -> str:
+    return size_text(n) if isinstance(n, int) and not isinstance(n, bool) else "?"
 
 
 def _argv_text(argv: Sequence[str]) -> str:
