@@ -315,7 +315,6 @@ def test_runs_marks_share_one_parenthesis(capsys: pytest.CaptureFixture[str]) ->
                                          (48 << 20, "48.0 MiB"), (5 << 40, "5.0 TiB")])
 def test_sizes_read_alike_in_every_view(n: int, text: str) -> None:
     # one formatter for diff, show and push/pull (push/pull said "50.3 MB", the others MiB)
-    from repro.cli import remoteview, ui
+    from repro.cli import ui
 
     assert ui.size_text(n) == text and ui_diff.size_text is ui.size_text
-    assert remoteview.ui.size_text is ui.size_text
