@@ -293,11 +293,7 @@ def series_values(path: Path, points: int = 60) -> dict[str, list[float]]:
     stride, seen = 1, 0
     try:
         with bounded.open_regular(path, errors.DataError, "metrics series") as f:
-            for _, line, state in _lines(f):
-                text = line.strip()
-                record = _json_line(text) if text and state != _OVERLONG else None
-                if not isinstance(record, Mapping):
-                    continue
+            for record in _records(f):
                 seen += 1
                 if (seen - 1) % stride:
                     continue
@@ -312,6 +308,15 @@ def series_values(path: Path, points: int = 60) -> dict[str, list[float]]:
     except (OSError, errors.DataError):
         return {}
     return {k: _thin(v, points) for k, v in kept.items()}
+
+
+def _records(f: BinaryIO) -> Iterator[Mapping[str, Any]]:
+    """The JSON objects of a JSON-lines series, one line in memory; other lines skipped."""
+    for _, line, state in _lines(f):
+        text = line.strip()
+        record = _json_line(text) if text and state != _OVERLONG else None
+        if isinstance(record, Mapping):
+            yield record
 
 
 def _thin(values: list[float], points: int) -> list[float]:
@@ -332,11 +337,7 @@ def series_records(path: Path) -> Iterator[tuple[int, dict[str, Scalar]]]:
     index = 0
     try:
         with bounded.open_regular(path, errors.DataError, "metrics series") as f:
-            for _, line, state in _lines(f):
-                text = line.strip()
-                record = _json_line(text) if text and state != _OVERLONG else None
-                if not isinstance(record, Mapping):
-                    continue
+            for record in _records(f):
                 step = record.get("step")
                 if isinstance(step, bool) or not isinstance(step, int) or abs(step) >= 2**63:
                     step = index
