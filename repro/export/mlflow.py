@@ -206,15 +206,8 @@ class Server:
         tags = dict(p.tags)
         if parent is not None:
             tags[planmod.PARENT_TAG] = parent
-        if found is None:
-            first = {k: tags[k] for k in ("mlflow.runName", "mlflow.user", planmod.RUN_ID_TAG,
-                                          planmod.KIND_TAG)}
-            created = self._call("creating a run", self.client.create_run, self.experiment_id,
-                                 start_time=p.start_ms, tags=first, run_name=p.name)
-            run_id, action, have_tags, have_params = created.info.run_id, "created", first, {}
-        else:
-            run_id, action = found.info.run_id, "completed"
-            have_tags, have_params = dict(found.data.tags), dict(found.data.params)
+        run_id, action, have_tags, have_params = self._open(
+            found, tags, (planmod.RUN_ID_TAG, planmod.KIND_TAG), p.start_ms, p.name)
         self._tags(run_id, {k: v for k, v in tags.items() if have_tags.get(k) != v})
         self._params(run_id, p, have_params)
         self._metrics(run_id, p, found)
@@ -227,20 +220,25 @@ class Server:
                                hint="MLflow names allow letters, digits, _ - . : / and spaces")
         return run_id, action
 
+    def _open(self, found: Any, tags: Mapping[str, str], keys: tuple[str, ...],
+              start_ms: int, name: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
+        """(MLflow run id, action, its tags, its params): the run found (an export cut short:
+        "completed") or one created with the tags that identify it (run name, user, `keys`)."""
+        if found is not None:
+            return (found.info.run_id, "completed", dict(found.data.tags),
+                    dict(found.data.params))
+        first = {k: tags[k] for k in ("mlflow.runName", "mlflow.user", *keys)}
+        created = self._call("creating a run", self.client.create_run, self.experiment_id,
+                             start_time=start_ms, tags=first, run_name=name)
+        return created.info.run_id, "created", first, {}
+
     def export_group(self, g: planmod.GroupPlan) -> tuple[str, str]:
         """(MLflow run id, action) of the parent run of group `g`."""
         found = self.find({planmod.KIND_TAG: "group", planmod.GROUP_TAG: g.group.id})
         if found is not None and found.data.tags.get(planmod.COMPLETE_TAG) == "true":
             return found.info.run_id, "unchanged"
-        if found is None:
-            first = {k: g.tags[k] for k in ("mlflow.runName", "mlflow.user", planmod.KIND_TAG,
-                                            planmod.GROUP_TAG)}
-            created = self._call("creating a run", self.client.create_run, self.experiment_id,
-                                 start_time=g.start_ms, tags=first, run_name=g.name)
-            run_id, action, have_tags, have_params = created.info.run_id, "created", first, {}
-        else:
-            run_id, action = found.info.run_id, "completed"
-            have_tags, have_params = dict(found.data.tags), dict(found.data.params)
+        run_id, action, have_tags, have_params = self._open(
+            found, g.tags, (planmod.KIND_TAG, planmod.GROUP_TAG), g.start_ms, g.name)
         self._tags(run_id, {k: v for k, v in g.tags.items() if have_tags.get(k) != v})
         params = {k: v for k, v in g.params.items() if k not in have_params}
         self._batches(run_id, params=[self._param(k, v) for k, v in params.items()])
